@@ -1,0 +1,37 @@
+//! # foldswap-mem — the memory foundation of foldswap's cores
+//!
+//! Every foldswap core runs in two worlds: a userspace host (tests, the `foldswap`
+//! command) and the Linux kernel, where there is no global allocator the cores may
+//! assume, the stack is 16 KiB, and any allocation may fail. This crate gives the
+//! other cores the few things they need to live in both:
+//!
+//! - [`Page`]: one 4096-byte, 4096-aligned page of memory.
+//! - [`PageProvider`]: the host's fallible page allocator (the kernel backs it with
+//!   `alloc_page(GFP_NOWAIT)`, userspace with the std allocator: [`StdPageProvider`]
+//!   under the `std` feature).
+//! - [`Slab`]: fixed-size objects (tree nodes, pool handles, index entries) carved from
+//!   provider pages, with an intrusive free list and a per-page occupancy bitmap so a
+//!   stale key is reported, never dereferenced.
+//! - [`sync`]: the one place atomics come from, switching between `core` and loom
+//!   (`RUSTFLAGS="--cfg loom"`) so concurrency can be model-checked.
+//! - [`Error`]: the error type shared by all cores.
+//!
+//! The crate is `#![no_std]` and uses only `core`; nothing in it panics on a
+//! caller-reachable path.
+#![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod error;
+mod page;
+mod provider;
+mod slab;
+pub mod sync;
+
+pub use error::Error;
+pub use page::{PAGE_SIZE, PAGE_WORDS, Page, as_page_bytes, word_of};
+pub use provider::{CountingProvider, PageProvider};
+#[cfg(feature = "std")]
+pub use provider::StdPageProvider;
+pub use slab::{Slab, SlabKey};
