@@ -31,7 +31,7 @@ pub mod sync;
 
 pub use error::Error;
 pub use page::{PAGE_SIZE, PAGE_WORDS, Page, as_page_bytes, word_of};
-pub use provider::{CountingProvider, PageProvider};
 #[cfg(feature = "std")]
 pub use provider::StdPageProvider;
+pub use provider::{CountingProvider, PageProvider};
 pub use slab::{Slab, SlabKey};

@@ -127,7 +127,9 @@ impl<T, P: PageProvider> Slab<T, P> {
     /// to more than 64 bytes.
     pub fn new(provider: P) -> Result<Self, Error> {
         if Self::GEOMETRY.per_page == 0 || align_of::<T>() > MAX_ALIGN {
-            return Err(Error::InvalidArgument("slab object too large or over-aligned"));
+            return Err(Error::InvalidArgument(
+                "slab object too large or over-aligned",
+            ));
         }
         Ok(Slab {
             provider,
@@ -255,9 +257,7 @@ impl<T, P: PageProvider> Slab<T, P> {
     fn grow(&mut self) -> Result<(), Error> {
         let per_page = Self::GEOMETRY.per_page;
         let page_index = self.data_pages as usize;
-        if page_index >= DIR_ROOTS * DIR_ENTRIES
-            || (page_index + 1) * per_page >= NO_KEY as usize
-        {
+        if page_index >= DIR_ROOTS * DIR_ENTRIES || (page_index + 1) * per_page >= NO_KEY as usize {
             return Err(Error::CapacityExceeded);
         }
         let root = page_index / DIR_ENTRIES;
@@ -302,7 +302,11 @@ impl<T, P: PageProvider> Slab<T, P> {
         if page_index >= self.data_pages as usize {
             return None;
         }
-        let dir = self.roots.get(page_index / DIR_ENTRIES).copied().flatten()?;
+        let dir = self
+            .roots
+            .get(page_index / DIR_ENTRIES)
+            .copied()
+            .flatten()?;
         // SAFETY: a live directory page; entries below `data_pages` were written by
         // `grow`, the rest are zero (None).
         unsafe {

@@ -1,0 +1,37 @@
+//! Shared helpers for foldswap's criterion benchmarks.
+//!
+//! Every benchmark measures a foldswap path and its raw building block in the same
+//! run; [`report_ratio`] reads criterion's saved estimates and prints
+//! `ratio NAME: ours / baseline = X.XX` so the figure can be quoted.
+
+use std::path::PathBuf;
+
+/// Criterion's output directory (`target/criterion`, or `$CRITERION_HOME`).
+fn criterion_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+/// Mean time in ns of benchmark `group/id` from the last run, if saved.
+pub fn mean_ns(group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+/// Print and return `ours / baseline` (mean times) for two benchmarks of `group`.
+pub fn report_ratio(group: &str, ours: &str, baseline: &str) -> Option<f64> {
+    let (a, b) = (mean_ns(group, ours)?, mean_ns(group, baseline)?);
+    let ratio = a / b;
+    println!("ratio {group}: {ours} / {baseline} = {ratio:.3} ({a:.0} ns vs {b:.0} ns)");
+    Some(ratio)
+}

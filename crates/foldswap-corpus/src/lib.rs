@@ -1,0 +1,272 @@
+//! # foldswap-corpus — page corpora for tests, benches and the command line
+//!
+//! A corpus is raw 4096-byte pages back to back, optionally gzip-compressed
+//! (`.pages` / `.pages.gz`). This crate reads one with clear, typed errors (a size
+//! that is not a multiple of 4096, a truncated gzip stream, an unreadable file), and
+//! parses the independent reference figures shipped beside the dev corpus
+//! (`../shared/corpus/dev-mixed.reference.txt`), so foldswap's own counts can be
+//! checked against them.
+//!
+//! This is a std crate: it is never linked into the kernel.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use flate2::read::MultiGzDecoder;
+use foldswap_mem::PAGE_SIZE;
+
+/// Why a corpus could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The gzip stream ended early or is damaged.
+    #[error("{path}: damaged or truncated gzip stream ({source})")]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        source: io::Error,
+    },
+    /// The (decompressed) size is not a whole number of pages.
+    #[error("{path}: size {len} bytes is not a multiple of {PAGE_SIZE}")]
+    NotPageMultiple {
+        /// The file.
+        path: PathBuf,
+        /// Its (decompressed) length.
+        len: usize,
+    },
+    /// The reference file lacks a field or has a malformed one.
+    #[error("reference figures: {0}")]
+    Reference(String),
+}
+
+/// Pages read from a corpus file, back to back in one buffer.
+#[derive(Clone)]
+pub struct Corpus {
+    bytes: Vec<u8>,
+}
+
+impl Corpus {
+    /// Wrap page bytes; fails if the length is not a multiple of 4096.
+    pub fn from_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Self, CorpusError> {
+        if !bytes.len().is_multiple_of(PAGE_SIZE) {
+            return Err(CorpusError::NotPageMultiple {
+                path: origin.to_path_buf(),
+                len: bytes.len(),
+            });
+        }
+        Ok(Corpus { bytes })
+    }
+
+    /// Number of pages.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / PAGE_SIZE
+    }
+
+    /// No pages at all.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Page `index`, if it exists.
+    pub fn page(&self, index: usize) -> Option<&[u8; PAGE_SIZE]> {
+        self.bytes
+            .get(index * PAGE_SIZE..(index + 1) * PAGE_SIZE)
+            .and_then(|p| p.try_into().ok())
+    }
+
+    /// Every page in order.
+    pub fn pages(&self) -> impl ExactSizeIterator<Item = &[u8; PAGE_SIZE]> + Clone + '_ {
+        self.bytes
+            .chunks_exact(PAGE_SIZE)
+            .map(|p| <&[u8; PAGE_SIZE]>::try_from(p).unwrap_or(&[0; PAGE_SIZE]))
+    }
+
+    /// All page bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl core::fmt::Debug for Corpus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Corpus({} pages)", self.len())
+    }
+}
+
+/// Read a `.pages` or `.pages.gz` file (gzip is detected by its magic bytes).
+pub fn read_corpus(path: &Path) -> Result<Corpus, CorpusError> {
+    let io_err = |source| CorpusError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw).map_err(io_err)?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|source| CorpusError::Gzip {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        out
+    } else {
+        raw
+    };
+    Corpus::from_bytes(bytes, path)
+}
+
+/// The independent reference figures for a corpus (see
+/// `../shared/corpus/dev-mixed.reference.txt` for their definitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reference {
+    /// 4096-byte pages in the file.
+    pub pages: u64,
+    /// Pages whose bytes are all zero.
+    pub zero: u64,
+    /// Pages that are one repeated 8-byte word other than zero.
+    pub same_filled: u64,
+    /// `pages - zero - same_filled`.
+    pub nonfill: u64,
+    /// Distinct contents among the non-filled pages.
+    pub unique_nonfill: u64,
+    /// Non-filled pages identical to an earlier one.
+    pub dup_nonfill: u64,
+    /// Linux zram with lz4: `mem_used` in MiB for the whole corpus.
+    pub zram_lz4_mem_used_mib: u64,
+}
+
+/// Parse `key=value` reference figures (comment lines start with `#`).
+pub fn parse_reference(text: &str) -> Result<Reference, CorpusError> {
+    let field = |key: &str| -> Result<u64, CorpusError> {
+        text.lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(str::split_whitespace)
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .ok_or_else(|| CorpusError::Reference(format!("no field `{key}`")))?
+            .parse()
+            .map_err(|e| CorpusError::Reference(format!("field `{key}`: {e}")))
+    };
+    let zram_lz4 = text
+        .lines()
+        .find(|line| line.starts_with("zram[lz4]"))
+        .ok_or_else(|| CorpusError::Reference("no zram[lz4] line".into()))?;
+    Ok(Reference {
+        pages: field("pages")?,
+        zero: field("zero")?,
+        same_filled: field("same_filled")?,
+        nonfill: field("nonfill")?,
+        unique_nonfill: field("unique_nonfill")?,
+        dup_nonfill: field("dup_nonfill")?,
+        zram_lz4_mem_used_mib: parse_reference_line(zram_lz4, "mem_used_MiB")?,
+    })
+}
+
+fn parse_reference_line(line: &str, key: &str) -> Result<u64, CorpusError> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .ok_or_else(|| CorpusError::Reference(format!("no `{key}` in `{line}`")))?
+        .parse()
+        .map_err(|e| CorpusError::Reference(format!("`{key}`: {e}")))
+}
+
+/// The shared material directory (`../shared` beside the project), or
+/// `$FOLDSWAP_SHARED` when set.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("FOLDSWAP_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+/// Path of the dev corpus, `shared/corpus/dev-mixed.pages.gz`.
+pub fn dev_mixed_path() -> PathBuf {
+    shared_dir().join("corpus/dev-mixed.pages.gz")
+}
+
+/// The dev corpus and its reference figures, read once per process.
+///
+/// Tests call this and fail (not skip) when the corpus is missing: CI always has it.
+pub fn dev_mixed() -> Result<&'static (Corpus, Reference), String> {
+    static DEV_MIXED: OnceLock<Result<(Corpus, Reference), String>> = OnceLock::new();
+    DEV_MIXED
+        .get_or_init(|| {
+            let corpus = read_corpus(&dev_mixed_path()).map_err(|e| e.to_string())?;
+            let ref_path = shared_dir().join("corpus/dev-mixed.reference.txt");
+            let text = std::fs::read_to_string(&ref_path)
+                .map_err(|e| format!("{}: {e}", ref_path.display()))?;
+            let reference = parse_reference(&text).map_err(|e| e.to_string())?;
+            Ok((corpus, reference))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("foldswap-corpus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn reads_raw_and_gzip_pages() {
+        let mut bytes = vec![0u8; 3 * PAGE_SIZE];
+        bytes[PAGE_SIZE] = 1;
+        let raw = read_corpus(&temp("a.pages", &bytes)).unwrap();
+        let gz = read_corpus(&temp("a.pages.gz", &gzip(&bytes))).unwrap();
+        assert_eq!(raw.len(), 3);
+        assert_eq!(raw.as_bytes(), gz.as_bytes());
+        assert_eq!(raw.page(1).unwrap()[0], 1);
+        assert!(raw.page(3).is_none());
+        assert_eq!(raw.pages().count(), 3);
+    }
+
+    #[test]
+    fn rejects_partial_pages_and_truncated_gzip() {
+        let err = read_corpus(&temp("b.pages", &[0u8; 5000])).unwrap_err();
+        assert!(
+            matches!(err, CorpusError::NotPageMultiple { len: 5000, .. }),
+            "{err}"
+        );
+        let gz = gzip(&vec![7u8; 4 * PAGE_SIZE]);
+        let err = read_corpus(&temp("c.pages.gz", &gz[..gz.len() / 2])).unwrap_err();
+        assert!(matches!(err, CorpusError::Gzip { .. }), "{err}");
+        let err = read_corpus(Path::new("/nonexistent/x.pages")).unwrap_err();
+        assert!(matches!(err, CorpusError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn parses_the_shipped_reference() {
+        let text = std::fs::read_to_string(shared_dir().join("corpus/dev-mixed.reference.txt"))
+            .expect("shared/corpus/dev-mixed.reference.txt must be beside the project");
+        let r = parse_reference(&text).unwrap();
+        assert_eq!(r.pages, r.zero + r.same_filled + r.nonfill);
+        assert_eq!(r.nonfill, r.unique_nonfill + r.dup_nonfill);
+        assert!(r.zram_lz4_mem_used_mib > 0);
+        assert!(parse_reference("pages=1").is_err());
+    }
+}
