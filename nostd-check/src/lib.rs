@@ -34,3 +34,4 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 pub extern "C" fn foldswap_nostd_check() -> usize {
     mem::PAGE_SIZE
 }
+pub use foldswap_pool as pool;

@@ -1,0 +1,79 @@
+//! # foldswap-pool — the compressed pool
+//!
+//! Pages leaving RAM that foldswap cannot deduplicate end up here, compressed and
+//! packed tightly, the way zswap stores them in zsmalloc. The crate has four layers,
+//! each usable on its own:
+//!
+//! 1. **Same-filled detection** ([`same_filled_word`]): a page that is one 8-byte
+//!    word repeated (zero pages above all) is kept as that word and costs no pool
+//!    space. It is checked first because it is the cheapest test.
+//! 2. **Codecs** ([`Codec`], [`CodecKind`]): lz4 (lz4_flex block format) and raw
+//!    deflate level 1 (miniz_oxide, feature `alloc`). Their state (the lz4 hash
+//!    table, the deflate compressor, the output buffer) lives in a per-worker
+//!    [`CompressScratch`] kept in host storage, never on the stack, so a backend
+//!    compresses *outside* its lock. Decompression is checked and bounded: corrupt
+//!    bytes give [`Error::Corrupt`], never a panic or a write past the page.
+//! 3. **The object store** ([`ObjectStore`]): zsmalloc-like packing of any bytes up
+//!    to a page. Objects are rounded up to a size class (16-byte steps, merged when
+//!    their zspages have the same shape) and packed back to back into *zspages* of
+//!    1 to [`MAX_ZSPAGE_PAGES`] provider pages; an object may span a page boundary.
+//!    Callers hold indirect [`Handle`]s (entry key + generation), so
+//!    [`ObjectStore::compact`] can move objects out of sparse zspages and free them
+//!    whole. A byte limit makes stores fail with [`Error::PoolFull`].
+//! 4. **The page layer** ([`PagePool`]): zswap's policy — same-filled first, then
+//!    compress with the chosen codec, then the threshold (default 3/4 of a page):
+//!    keep the page raw or reject it ([`Error::Incompressible`]), as configured —
+//!    and statistics (pages, bytes, rejects by cause, time per codec from a
+//!    host [`Clock`]).
+//!
+//! ```text
+//!  store_page(page)
+//!    │ same_filled_word? ──yes──► StoredPage::SameFilled(word)      (no space)
+//!    │ no
+//!    ▼ prepare_page: scratch.compress(codec)  (outside any lock)
+//!    │ len > threshold? ──► Reject: Error::Incompressible | KeepRaw: 4096 raw bytes
+//!    ▼ commit: ObjectStore::store_object(bytes, tag)
+//!        class_for_len ─► partial zspage of that class (or a new one, within the limit)
+//!        ─► slot ─► handle entry {zspage, slot, len, tag, generation}
+//!    ◄── StoredPage::Object(handle)
+//! ```
+//!
+//! Failure never loses data: every allocation is made (or fails, with a typed
+//! error) before anything stored is touched. The crate is `#![no_std]` and needs
+//! only `core`; all memory comes from the host's [`PageProvider`]. There is no
+//! floating point and nothing larger than a few hundred bytes on the stack.
+//!
+//! [`PageProvider`]: foldswap_mem::PageProvider
+#![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod class;
+mod clock;
+mod codec;
+mod page_pool;
+mod same_filled;
+mod store;
+
+pub use class::{
+    CLASS_COUNT, CLASS_STEP, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
+};
+#[cfg(feature = "std")]
+pub use clock::StdClock;
+pub use clock::{Clock, NoClock};
+pub use codec::{
+    COMPRESS_BOUND, Codec, CodecKind, CompressScratch, DecompressScratch, InflateSlot, Lz4,
+    TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4, TAG_RAW, decompress, decompress_lz4,
+};
+#[cfg(feature = "alloc")]
+pub use codec::{DEFLATE_LEVEL, Deflate, Inflater};
+pub use foldswap_mem::Error;
+pub use page_pool::{
+    DEFAULT_THRESHOLD, PagePolicy, PagePool, PageStats, PoorCompression, Prepared, StoredPage,
+    prepare_page,
+};
+pub use same_filled::{fill_page, same_filled_word};
+pub use store::{ClassOccupancy, CompactStats, Handle, ObjectStore, StoreStats};

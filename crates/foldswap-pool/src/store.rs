@@ -1,0 +1,884 @@
+//! The object store: zsmalloc-like packing of variable-size objects into zspages.
+//!
+//! ```text
+//!   Handle ──► handle entry (Slab, 12 B: zspage, slot, len, tag, generation)
+//!                   │
+//!                   ▼
+//!   zspage descriptor (Slab): class, used, free list, its provider pages
+//!                   │
+//!                   ▼
+//!   [ page 0 ][ page 1 ][ page 2 ]      slots of one size, back to back;
+//!   |s0 |s1 |s2 |s3 |s4 |s5 |s6 |...    a slot may span two pages
+//! ```
+//!
+//! Handles are indirect: a caller keeps a [`Handle`] (the entry's key plus its
+//! generation), the entry says where the bytes are. [`ObjectStore::compact`] moves
+//! objects out of sparse zspages, rewrites their entries, and frees the emptied
+//! zspages; handles stay valid. A freed entry bumps its generation, so a stale
+//! handle to a reused entry is [`Error::InvalidHandle`], never someone else's data.
+//!
+//! Per class, zspages with a free slot are on a `partial` list (allocation takes
+//! the first), full ones on a `full` list. A zspage that becomes empty is freed at
+//! once. Free slots inside a zspage form a list threaded through the slots
+//! themselves (two bytes each); slots never used are handed out by a bump index,
+//! so a new zspage is not touched before it is written.
+
+use core::num::NonZeroU64;
+use core::ptr::NonNull;
+
+use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, Slab, SlabKey};
+
+use crate::class::{
+    CLASS_COUNT, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
+};
+
+const NONE: u32 = u32::MAX;
+const NO_SLOT: u16 = u16::MAX;
+
+/// A stored object. Copy it freely; it stays valid until the object is freed, also
+/// across [`ObjectStore::compact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle(NonZeroU64);
+
+impl Handle {
+    fn new(key: u32, generation: u16) -> Self {
+        let raw = (u64::from(generation) << 32) | (u64::from(key) + 1);
+        match NonZeroU64::new(raw) {
+            Some(raw) => Handle(raw),
+            None => Handle(NonZeroU64::MIN),
+        }
+    }
+
+    fn key(self) -> u32 {
+        (self.0.get() as u32).wrapping_sub(1)
+    }
+
+    fn generation(self) -> u16 {
+        (self.0.get() >> 32) as u16
+    }
+
+    /// The handle as an integer (never 0), to keep in a host's own tables.
+    pub fn to_raw(self) -> u64 {
+        self.0.get()
+    }
+
+    /// A handle from [`to_raw`](Self::to_raw). Any non-zero value is accepted; the
+    /// store checks it on use.
+    pub fn from_raw(raw: u64) -> Option<Handle> {
+        NonZeroU64::new(raw).map(Handle)
+    }
+}
+
+/// Where one object lives. 12 bytes: the per-object metadata of the store.
+#[derive(Debug, Clone, Copy)]
+struct HandleEntry {
+    /// zspage key when live; next free entry when free.
+    zspage: u32,
+    slot: u16,
+    len: u16,
+    generation: u16,
+    tag: u8,
+    live: bool,
+}
+
+/// Which list a zspage is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZsList {
+    Partial,
+    Full,
+    /// Chosen by compaction to be emptied; allocation never takes from it.
+    Evacuating,
+}
+
+/// One zspage: a few provider pages holding slots of one class.
+struct ZsPage {
+    pages: [Option<NonNull<Page>>; MAX_ZSPAGE_PAGES],
+    prev: u32,
+    next: u32,
+    class: u16,
+    used: u16,
+    /// Slots below this were handed out at least once.
+    fresh: u16,
+    free_head: u16,
+    list: ZsList,
+}
+
+/// Per-class bookkeeping.
+#[derive(Debug, Clone, Copy)]
+struct ClassState {
+    partial: u32,
+    full: u32,
+    evacuating: u32,
+    zspages: u32,
+    objects: u32,
+}
+
+const EMPTY_CLASS: ClassState = ClassState {
+    partial: NONE,
+    full: NONE,
+    evacuating: NONE,
+    zspages: 0,
+    objects: 0,
+};
+
+/// Occupancy of one size class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassOccupancy {
+    /// The class's shape.
+    pub shape: ClassShape,
+    /// zspages held.
+    pub zspages: usize,
+    /// Live objects.
+    pub objects: usize,
+}
+
+/// What [`ObjectStore::compact`] achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Objects moved.
+    pub objects_moved: usize,
+    /// zspages freed.
+    pub zspages_freed: usize,
+    /// Provider pages given back.
+    pub pages_freed: usize,
+}
+
+/// Totals of an [`ObjectStore`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Live objects.
+    pub objects: usize,
+    /// Sum of their lengths.
+    pub object_bytes: usize,
+    /// zspages held.
+    pub zspages: usize,
+    /// Provider pages in zspages.
+    pub zspage_pages: usize,
+    /// Provider pages of metadata (handle entries, zspage descriptors, class table).
+    pub metadata_pages: usize,
+    /// All bytes held from the provider: `(zspage_pages + metadata_pages) * 4096`.
+    pub bytes_held: usize,
+    /// Share of zspage bytes not holding object bytes, in thousandths.
+    pub fragmentation_permille: usize,
+}
+
+/// A zsmalloc-like store of objects up to one page long, in pages from `P`.
+///
+/// Not internally synchronised: `&mut self` to change it; wrap it in a lock (or
+/// shard it) to share. `P` is cloned for the store's slabs, so pass a cheap handle
+/// (`&provider` or a zero-sized provider).
+///
+/// ```
+/// use foldswap_mem::StdPageProvider;
+/// use foldswap_pool::{ObjectStore, Error};
+/// let mut store = ObjectStore::new(StdPageProvider).unwrap();
+/// let handle = store.store_object(b"hello", 42).unwrap();
+/// let mut buf = [0u8; 16];
+/// assert_eq!(store.read_object(handle, &mut buf), Ok((5, 42)));
+/// assert_eq!(&buf[..5], b"hello");
+/// store.free(handle).unwrap();
+/// assert_eq!(store.free(handle), Err(Error::InvalidHandle));
+/// ```
+pub struct ObjectStore<P: PageProvider + Clone> {
+    provider: P,
+    handles: Slab<HandleEntry, P>,
+    zspages: Slab<ZsPage, P>,
+    /// One provider page: `[ClassState; CLASS_COUNT]`.
+    classes: NonNull<Page>,
+    free_handle: u32,
+    handle_high_water: u32,
+    limit_bytes: usize,
+    objects: usize,
+    object_bytes: usize,
+    zspage_pages: usize,
+}
+
+// SAFETY: the store owns its pages and slabs exclusively (no shared pointers leave
+// it except borrows tied to `&self`); moving it to another thread moves that
+// ownership, which is sound when the provider may move too.
+unsafe impl<P: PageProvider + Clone + Send> Send for ObjectStore<P> {}
+
+const _: () = assert!(CLASS_COUNT * core::mem::size_of::<ClassState>() <= PAGE_SIZE);
+
+impl<P: PageProvider + Clone> ObjectStore<P> {
+    /// An empty store without a size limit. Takes one page (the class table).
+    pub fn new(provider: P) -> Result<Self, Error> {
+        let classes = provider.alloc_page()?;
+        let table = classes.as_ptr().cast::<ClassState>();
+        for class in 0..CLASS_COUNT {
+            // SAFETY: a fresh provider page, exclusively ours, aligned to 4096 and
+            // large enough for CLASS_COUNT entries (checked at compile time).
+            unsafe { table.add(class).write(EMPTY_CLASS) };
+        }
+        let handles = Slab::new(provider.clone());
+        let zspages = Slab::new(provider.clone());
+        let (Ok(handles), Ok(zspages)) = (handles, zspages) else {
+            // SAFETY: allocated above, not shared.
+            unsafe { provider.free_page(classes) };
+            return Err(Error::InvalidArgument("slab geometry"));
+        };
+        Ok(ObjectStore {
+            provider,
+            handles,
+            zspages,
+            classes,
+            free_handle: NONE,
+            handle_high_water: 0,
+            limit_bytes: usize::MAX,
+            objects: 0,
+            object_bytes: 0,
+            zspage_pages: 0,
+        })
+    }
+
+    /// Limit the bytes held: a store that would need a new zspage past the limit
+    /// fails with [`Error::PoolFull`]. Lowering it below the current size frees
+    /// nothing; it only stops growth. `usize::MAX` means no limit.
+    pub fn set_limit_bytes(&mut self, limit: usize) {
+        self.limit_bytes = limit;
+    }
+
+    /// The limit set by [`set_limit_bytes`](Self::set_limit_bytes).
+    pub fn limit_bytes(&self) -> usize {
+        self.limit_bytes
+    }
+
+    /// Store a copy of `bytes` (at most 4096) with a caller-chosen `tag`.
+    ///
+    /// Fails with [`Error::InvalidArgument`] if `bytes` is longer than a page,
+    /// [`Error::PoolFull`] at the limit, [`Error::OutOfMemory`] if the provider
+    /// refuses a page; a failed call changes nothing that was stored.
+    pub fn store_object(&mut self, bytes: &[u8], tag: u8) -> Result<Handle, Error> {
+        let class = class_for_len(bytes.len())
+            .ok_or(Error::InvalidArgument("object longer than a page"))?;
+        let key = self.take_handle_entry()?;
+        let (zspage, slot) = match self.alloc_slot(class, true) {
+            Ok(place) => place,
+            Err(e) => {
+                self.release_handle_entry(key);
+                return Err(e);
+            }
+        };
+        let offset = self.slot_offset(class, slot);
+        self.write_at(zspage, offset, bytes);
+        let len = bytes.len() as u16;
+        let Some(entry) = self.handles.get_mut(SlabKey(key)) else {
+            return Err(Error::InvalidHandle);
+        };
+        entry.zspage = zspage;
+        entry.slot = slot;
+        entry.len = len;
+        entry.tag = tag;
+        entry.live = true;
+        let handle = Handle::new(key, entry.generation);
+        self.objects += 1;
+        self.object_bytes += bytes.len();
+        Ok(handle)
+    }
+
+    /// Copy the object into `out`, returning its length and tag. Fails with
+    /// [`Error::InvalidHandle`] for a freed, stale or unknown handle and with
+    /// [`Error::WrongLength`] if `out` is shorter than the object.
+    pub fn read_object(&self, handle: Handle, out: &mut [u8]) -> Result<(usize, u8), Error> {
+        let entry = self.entry(handle)?;
+        let len = entry.len as usize;
+        let actual = out.len();
+        let out = out.get_mut(..len).ok_or(Error::WrongLength {
+            expected: len,
+            actual,
+        })?;
+        let class = self.zspage(entry.zspage)?.class as usize;
+        let offset = self.slot_offset(class, entry.slot);
+        self.read_at(entry.zspage, offset, out);
+        Ok((len, entry.tag))
+    }
+
+    /// The object's bytes and tag without a copy when they lie in one provider
+    /// page; otherwise copied into `spill`. This is the load path's fast way in.
+    pub fn view_object<'a>(
+        &'a self,
+        handle: Handle,
+        spill: &'a mut [u8; MAX_OBJECT],
+    ) -> Result<(&'a [u8], u8), Error> {
+        let entry = self.entry(handle)?;
+        let len = entry.len as usize;
+        let zs = self.zspage(entry.zspage)?;
+        let offset = self.slot_offset(zs.class as usize, entry.slot);
+        let first = offset / PAGE_SIZE;
+        let within = offset % PAGE_SIZE;
+        if within + len <= PAGE_SIZE {
+            let page = zs
+                .pages
+                .get(first)
+                .copied()
+                .flatten()
+                .ok_or(Error::Corrupt)?;
+            let bytes = self
+                .page_bytes(page)
+                .get(within..within + len)
+                .ok_or(Error::Corrupt)?;
+            return Ok((bytes, entry.tag));
+        }
+        let out = spill.get_mut(..len).ok_or(Error::Corrupt)?;
+        self.read_at(entry.zspage, offset, out);
+        Ok((out, entry.tag))
+    }
+
+    /// Length and tag of a live object.
+    pub fn object_info(&self, handle: Handle) -> Result<(usize, u8), Error> {
+        let entry = self.entry(handle)?;
+        Ok((entry.len as usize, entry.tag))
+    }
+
+    /// Free the object. [`Error::InvalidHandle`] if it is not live (already freed,
+    /// stale, never issued); nothing changes then.
+    pub fn free(&mut self, handle: Handle) -> Result<(), Error> {
+        let entry = *self.entry(handle)?;
+        self.free_slot(entry.zspage, entry.slot, true)?;
+        self.objects -= 1;
+        self.object_bytes -= entry.len as usize;
+        self.release_handle_entry(handle.key());
+        Ok(())
+    }
+
+    /// Live objects.
+    pub fn len(&self) -> usize {
+        self.objects
+    }
+
+    /// No live objects.
+    pub fn is_empty(&self) -> bool {
+        self.objects == 0
+    }
+
+    /// All bytes held from the provider: zspages and metadata pages.
+    pub fn bytes_held(&self) -> usize {
+        (self.zspage_pages + self.metadata_pages()) * PAGE_SIZE
+    }
+
+    fn metadata_pages(&self) -> usize {
+        self.handles.pages_held() + self.zspages.pages_held() + 1
+    }
+
+    /// Totals.
+    pub fn stats(&self) -> StoreStats {
+        let zspage_bytes = self.zspage_pages * PAGE_SIZE;
+        let fragmentation_permille = match zspage_bytes {
+            0 => 0,
+            total => (total - self.object_bytes.min(total)) * 1000 / total,
+        };
+        StoreStats {
+            objects: self.objects,
+            object_bytes: self.object_bytes,
+            zspages: self.zspages.len(),
+            zspage_pages: self.zspage_pages,
+            metadata_pages: self.metadata_pages(),
+            bytes_held: self.bytes_held(),
+            fragmentation_permille,
+        }
+    }
+
+    /// Occupancy of size class `class` (`0..CLASS_COUNT`), `None` past the end.
+    pub fn class_occupancy(&self, class: usize) -> Option<ClassOccupancy> {
+        let shape = class_shape(class)?;
+        let state = self.class(class)?;
+        Some(ClassOccupancy {
+            shape,
+            zspages: state.zspages as usize,
+            objects: state.objects as usize,
+        })
+    }
+
+    /// Move objects out of sparsely used zspages into fuller ones of the same class
+    /// and free the emptied zspages. Every handle stays valid and reads the same
+    /// bytes. Needs no memory: objects only move into slots already held.
+    pub fn compact(&mut self) -> CompactStats {
+        let mut stats = CompactStats::default();
+        let mut any = false;
+        for class in 0..CLASS_COUNT {
+            any |= self.pick_evacuees(class);
+        }
+        if !any {
+            return stats;
+        }
+        for key in 0..self.handle_high_water {
+            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
+                continue;
+            };
+            if !entry.live || !self.is_evacuating(entry.zspage) {
+                continue;
+            }
+            match self.move_object(key, entry) {
+                Ok(freed) => {
+                    stats.objects_moved += 1;
+                    if let Some(pages) = freed {
+                        stats.zspages_freed += 1;
+                        stats.pages_freed += pages;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.return_unfinished_evacuees();
+        stats
+    }
+
+    // ----- handle entries -----
+
+    fn entry(&self, handle: Handle) -> Result<&HandleEntry, Error> {
+        match self.handles.get(SlabKey(handle.key())) {
+            Some(entry) if entry.live && entry.generation == handle.generation() => Ok(entry),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    fn take_handle_entry(&mut self) -> Result<u32, Error> {
+        if self.free_handle != NONE {
+            let key = self.free_handle;
+            let entry = self.handles.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
+            self.free_handle = entry.zspage;
+            return Ok(key);
+        }
+        let key = self.handles.insert(HandleEntry {
+            zspage: NONE,
+            slot: 0,
+            len: 0,
+            generation: 0,
+            tag: 0,
+            live: false,
+        })?;
+        self.handle_high_water = self.handle_high_water.max(key.0 + 1);
+        Ok(key.0)
+    }
+
+    /// Put entry `key` on the free list, retiring its current generation.
+    fn release_handle_entry(&mut self, key: u32) {
+        let next = self.free_handle;
+        if let Some(entry) = self.handles.get_mut(SlabKey(key)) {
+            if entry.live {
+                entry.generation = entry.generation.wrapping_add(1);
+            }
+            entry.live = false;
+            entry.zspage = next;
+            self.free_handle = key;
+        }
+    }
+
+    // ----- classes and zspage lists -----
+
+    fn class(&self, class: usize) -> Option<&ClassState> {
+        if class >= CLASS_COUNT {
+            return None;
+        }
+        // SAFETY: the class page holds CLASS_COUNT initialised entries (see `new`),
+        // owned by the store; the borrow is tied to `&self`.
+        Some(unsafe { &*self.classes.as_ptr().cast::<ClassState>().add(class) })
+    }
+
+    fn class_mut(&mut self, class: usize) -> Option<&mut ClassState> {
+        if class >= CLASS_COUNT {
+            return None;
+        }
+        // SAFETY: as in `class`; `&mut self` makes the borrow unique.
+        Some(unsafe { &mut *self.classes.as_ptr().cast::<ClassState>().add(class) })
+    }
+
+    fn zspage(&self, key: u32) -> Result<&ZsPage, Error> {
+        self.zspages.get(SlabKey(key)).ok_or(Error::Corrupt)
+    }
+
+    fn zspage_mut(&mut self, key: u32) -> Result<&mut ZsPage, Error> {
+        self.zspages.get_mut(SlabKey(key)).ok_or(Error::Corrupt)
+    }
+
+    fn is_evacuating(&self, key: u32) -> bool {
+        self.zspage(key)
+            .is_ok_and(|zs| zs.list == ZsList::Evacuating)
+    }
+
+    fn list_head(&mut self, class: usize, list: ZsList) -> Option<&mut u32> {
+        let state = self.class_mut(class)?;
+        match list {
+            ZsList::Partial => Some(&mut state.partial),
+            ZsList::Full => Some(&mut state.full),
+            ZsList::Evacuating => Some(&mut state.evacuating),
+        }
+    }
+
+    /// Put zspage `key` at the front of `list` of its class.
+    fn link(&mut self, key: u32, list: ZsList) -> Result<(), Error> {
+        let class = self.zspage(key)?.class as usize;
+        let old_head = match self.list_head(class, list) {
+            Some(head) => core::mem::replace(head, key),
+            None => NONE,
+        };
+        if old_head != NONE {
+            self.zspage_mut(old_head)?.prev = key;
+        }
+        let zs = self.zspage_mut(key)?;
+        zs.list = list;
+        zs.prev = NONE;
+        zs.next = old_head;
+        Ok(())
+    }
+
+    /// Take zspage `key` off whatever list it is on.
+    fn unlink(&mut self, key: u32) -> Result<(), Error> {
+        let zs = self.zspage(key)?;
+        let (prev, next, list, class) = (zs.prev, zs.next, zs.list, zs.class as usize);
+        if prev != NONE {
+            self.zspage_mut(prev)?.next = next;
+        } else if let Some(head) = self.list_head(class, list) {
+            *head = next;
+        }
+        if next != NONE {
+            self.zspage_mut(next)?.prev = prev;
+        }
+        let zs = self.zspage_mut(key)?;
+        zs.prev = NONE;
+        zs.next = NONE;
+        Ok(())
+    }
+
+    fn move_to(&mut self, key: u32, list: ZsList) -> Result<(), Error> {
+        self.unlink(key)?;
+        self.link(key, list)
+    }
+
+    // ----- slots -----
+
+    fn shape(class: usize) -> Result<ClassShape, Error> {
+        class_shape(class).ok_or(Error::Corrupt)
+    }
+
+    fn slot_offset(&self, class: usize, slot: u16) -> usize {
+        class_shape(class).map_or(0, |shape| slot as usize * shape.slot_size as usize)
+    }
+
+    /// A free slot of `class`: from the first partial zspage, else (if `may_grow`)
+    /// from a new zspage.
+    fn alloc_slot(&mut self, class: usize, may_grow: bool) -> Result<(u32, u16), Error> {
+        let shape = Self::shape(class)?;
+        let head = self.class(class).ok_or(Error::Corrupt)?.partial;
+        let key = if head != NONE {
+            head
+        } else if may_grow {
+            self.new_zspage(class, shape)?
+        } else {
+            return Err(Error::PoolFull);
+        };
+        let slot = self.pop_slot(key, shape)?;
+        let zs = self.zspage_mut(key)?;
+        zs.used += 1;
+        let full = zs.used >= shape.objects_per_zspage;
+        if full {
+            self.move_to(key, ZsList::Full)?;
+        }
+        if let Some(state) = self.class_mut(class) {
+            state.objects += 1;
+        }
+        Ok((key, slot))
+    }
+
+    fn pop_slot(&mut self, key: u32, shape: ClassShape) -> Result<u16, Error> {
+        let zs = self.zspage(key)?;
+        if zs.free_head != NO_SLOT {
+            let slot = zs.free_head;
+            let mut link = [0u8; 2];
+            self.read_at(key, slot as usize * shape.slot_size as usize, &mut link);
+            self.zspage_mut(key)?.free_head = u16::from_ne_bytes(link);
+            return Ok(slot);
+        }
+        if zs.fresh < shape.objects_per_zspage {
+            let slot = zs.fresh;
+            self.zspage_mut(key)?.fresh += 1;
+            return Ok(slot);
+        }
+        Err(Error::Corrupt)
+    }
+
+    /// Free `slot` of zspage `key`; frees the zspage when it empties. Returns the
+    /// provider pages given back (0 if the zspage stays).
+    fn free_slot(&mut self, key: u32, slot: u16, keep_list: bool) -> Result<usize, Error> {
+        let zs = self.zspage(key)?;
+        let class = zs.class as usize;
+        let shape = Self::shape(class)?;
+        let was_full = zs.list == ZsList::Full;
+        let free_head = zs.free_head;
+        let used = zs.used.checked_sub(1).ok_or(Error::Corrupt)?;
+        if let Some(state) = self.class_mut(class) {
+            state.objects = state.objects.saturating_sub(1);
+        }
+        if used == 0 {
+            return self.release_zspage(key);
+        }
+        self.write_at(
+            key,
+            slot as usize * shape.slot_size as usize,
+            &free_head.to_ne_bytes(),
+        );
+        let zs = self.zspage_mut(key)?;
+        zs.used = used;
+        zs.free_head = slot;
+        if was_full && keep_list {
+            self.move_to(key, ZsList::Partial)?;
+        }
+        Ok(0)
+    }
+
+    fn new_zspage(&mut self, class: usize, shape: ClassShape) -> Result<u32, Error> {
+        let pages = shape.pages_per_zspage as usize;
+        if self.bytes_held().saturating_add(pages * PAGE_SIZE) > self.limit_bytes {
+            return Err(Error::PoolFull);
+        }
+        let mut zs = ZsPage {
+            pages: [None; MAX_ZSPAGE_PAGES],
+            prev: NONE,
+            next: NONE,
+            class: class as u16,
+            used: 0,
+            fresh: 0,
+            free_head: NO_SLOT,
+            list: ZsList::Partial,
+        };
+        for index in 0..pages {
+            match self.provider.alloc_page() {
+                Ok(page) => {
+                    if let Some(entry) = zs.pages.get_mut(index) {
+                        *entry = Some(page);
+                    }
+                }
+                Err(e) => {
+                    self.give_back_pages(&zs.pages);
+                    return Err(e);
+                }
+            }
+        }
+        let pages_list = zs.pages;
+        let key = match self.zspages.insert(zs) {
+            Ok(key) => key.0,
+            Err(e) => {
+                self.give_back_pages(&pages_list);
+                return Err(e);
+            }
+        };
+        self.zspage_pages += pages;
+        if let Some(state) = self.class_mut(class) {
+            state.zspages += 1;
+        }
+        self.link(key, ZsList::Partial)?;
+        Ok(key)
+    }
+
+    fn release_zspage(&mut self, key: u32) -> Result<usize, Error> {
+        self.unlink(key)?;
+        let zs = self.zspages.remove(SlabKey(key)).ok_or(Error::Corrupt)?;
+        let pages = self.give_back_pages(&zs.pages);
+        self.zspage_pages -= pages;
+        if let Some(state) = self.class_mut(zs.class as usize) {
+            state.zspages = state.zspages.saturating_sub(1);
+        }
+        Ok(pages)
+    }
+
+    fn give_back_pages(&self, pages: &[Option<NonNull<Page>>]) -> usize {
+        let mut count = 0;
+        for page in pages.iter().flatten() {
+            // SAFETY: every page in a zspage came from `self.provider` and is
+            // referenced only by that zspage, which is being discarded.
+            unsafe { self.provider.free_page(*page) };
+            count += 1;
+        }
+        count
+    }
+
+    // ----- bytes inside a zspage -----
+
+    fn page_bytes(&self, page: NonNull<Page>) -> &[u8; PAGE_SIZE] {
+        // SAFETY: called only on pages of the store's zspages, which stay valid
+        // while the store lives; writers need `&mut self`, so none runs while this
+        // borrow (tied to `&self`) is alive.
+        unsafe { (*page.as_ptr()).as_bytes() }
+    }
+
+    /// The page of zspage `key` holding byte `offset`, and the offset within it.
+    fn page_at(&self, key: u32, offset: usize) -> Option<(NonNull<Page>, usize)> {
+        let zs = self.zspages.get(SlabKey(key))?;
+        let page = zs.pages.get(offset / PAGE_SIZE).copied().flatten()?;
+        Some((page, offset % PAGE_SIZE))
+    }
+
+    fn read_at(&self, key: u32, mut offset: usize, out: &mut [u8]) {
+        let mut done = 0;
+        while done < out.len() {
+            let Some((page, within)) = self.page_at(key, offset) else {
+                return;
+            };
+            let take = (PAGE_SIZE - within).min(out.len() - done);
+            if let (Some(dst), Some(src)) = (
+                out.get_mut(done..done + take),
+                self.page_bytes(page).get(within..within + take),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            done += take;
+            offset += take;
+        }
+    }
+
+    fn write_at(&mut self, key: u32, mut offset: usize, src: &[u8]) {
+        let mut done = 0;
+        while done < src.len() {
+            let Some((page, within)) = self.page_at(key, offset) else {
+                return;
+            };
+            let take = (PAGE_SIZE - within).min(src.len() - done);
+            // SAFETY: the page belongs to one of our zspages; `&mut self` means no
+            // borrow of its bytes is alive.
+            let bytes = unsafe { (*page.as_ptr()).as_bytes_mut() };
+            if let (Some(dst), Some(src)) = (
+                bytes.get_mut(within..within + take),
+                src.get(done..done + take),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            done += take;
+            offset += take;
+        }
+    }
+
+    /// Copy `len` bytes between two different zspages, page piece by page piece.
+    fn copy_between(&mut self, from: (u32, usize), to: (u32, usize), len: usize) {
+        let mut done = 0;
+        while done < len {
+            let (Some((src_page, src_in)), Some((dst_page, dst_in))) = (
+                self.page_at(from.0, from.1 + done),
+                self.page_at(to.0, to.1 + done),
+            ) else {
+                return;
+            };
+            let take = (PAGE_SIZE - src_in).min(PAGE_SIZE - dst_in).min(len - done);
+            // SAFETY: two different zspages never share a page, so the source and
+            // destination pages differ; both are ours and `&mut self` excludes
+            // other borrows.
+            let (src, dst) = unsafe {
+                (
+                    (*src_page.as_ptr()).as_bytes(),
+                    (*dst_page.as_ptr()).as_bytes_mut(),
+                )
+            };
+            if let (Some(s), Some(d)) = (
+                src.get(src_in..src_in + take),
+                dst.get_mut(dst_in..dst_in + take),
+            ) {
+                d.copy_from_slice(s);
+            }
+            done += take;
+        }
+    }
+
+    // ----- compaction -----
+
+    /// Choose the sparsest partial zspages of `class` whose objects fit in the
+    /// free slots of the others, and take them off the lists. True if any.
+    fn pick_evacuees(&mut self, class: usize) -> bool {
+        let Ok(shape) = Self::shape(class) else {
+            return false;
+        };
+        let per = shape.objects_per_zspage as usize;
+        let Some(state) = self.class(class).copied() else {
+            return false;
+        };
+        let free_slots = state.zspages as usize * per
+            - (state.objects as usize).min(state.zspages as usize * per);
+        // Free slots outside the evacuees; objects inside them.
+        let mut room = free_slots;
+        let mut picked = false;
+        while let Some((key, used)) = self.sparsest_partial(class) {
+            // Evacuating this zspage removes its own free slots from the room and
+            // needs room for its objects.
+            let its_free = per - used.min(per);
+            if room < its_free + used {
+                break;
+            }
+            room -= its_free + used;
+            if self.move_to(key, ZsList::Evacuating).is_err() {
+                break;
+            }
+            picked = true;
+        }
+        picked
+    }
+
+    fn sparsest_partial(&self, class: usize) -> Option<(u32, usize)> {
+        let mut key = self.class(class)?.partial;
+        let mut best: Option<(u32, usize)> = None;
+        while key != NONE {
+            let zs = self.zspage(key).ok()?;
+            if best.is_none_or(|(_, used)| (zs.used as usize) < used) {
+                best = Some((key, zs.used as usize));
+            }
+            key = zs.next;
+        }
+        best
+    }
+
+    /// Move one object of an evacuating zspage into a slot of a kept zspage.
+    /// Returns the pages freed if its old zspage emptied.
+    fn move_object(&mut self, key: u32, entry: HandleEntry) -> Result<Option<usize>, Error> {
+        let class = self.zspage(entry.zspage)?.class as usize;
+        let (to, slot) = self.alloc_slot(class, false)?;
+        let from_offset = self.slot_offset(class, entry.slot);
+        let to_offset = self.slot_offset(class, slot);
+        self.copy_between(
+            (entry.zspage, from_offset),
+            (to, to_offset),
+            entry.len as usize,
+        );
+        if let Some(moved) = self.handles.get_mut(SlabKey(key)) {
+            moved.zspage = to;
+            moved.slot = slot;
+        }
+        let freed = self.free_slot(entry.zspage, entry.slot, false)?;
+        Ok((freed > 0).then_some(freed))
+    }
+
+    /// Put zspages still marked evacuating (a move failed) back on their lists.
+    fn return_unfinished_evacuees(&mut self) {
+        for class in 0..CLASS_COUNT {
+            let per = class_shape(class).map_or(0, |shape| shape.objects_per_zspage);
+            while let Some(key) = self
+                .class(class)
+                .map(|state| state.evacuating)
+                .filter(|&k| k != NONE)
+            {
+                let full = self.zspage(key).is_ok_and(|zs| zs.used >= per);
+                let list = if full { ZsList::Full } else { ZsList::Partial };
+                if self.move_to(key, list).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl<P: PageProvider + Clone> Drop for ObjectStore<P> {
+    fn drop(&mut self) {
+        for class in 0..CLASS_COUNT {
+            for list in [ZsList::Partial, ZsList::Full, ZsList::Evacuating] {
+                while let Some(key) = self
+                    .list_head(class, list)
+                    .map(|head| *head)
+                    .filter(|&k| k != NONE)
+                {
+                    if self.release_zspage(key).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // SAFETY: the class page came from our provider in `new` and is not used
+        // after this.
+        unsafe { self.provider.free_page(self.classes) };
+    }
+}

@@ -1,0 +1,141 @@
+//! Object store behaviour: round trips, stale handles, limits, OOM, compaction.
+
+use foldswap_mem::{CountingProvider, Error, PAGE_SIZE, StdPageProvider};
+use foldswap_pool::{Handle, ObjectStore, TAG_FIRST_HOST};
+
+fn object(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i * 31 + seed * 7 + i / 13) as u8)
+        .collect()
+}
+
+#[test]
+fn objects_round_trip_with_tags_at_every_size() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut store = ObjectStore::new(&provider).unwrap();
+    let mut kept = Vec::new();
+    for len in (0..=PAGE_SIZE).step_by(37).chain([PAGE_SIZE]) {
+        let bytes = object(len, len);
+        let tag = (len % 200) as u8;
+        kept.push((store.store_object(&bytes, tag).unwrap(), bytes, tag));
+    }
+    let mut buf = vec![0u8; PAGE_SIZE];
+    for (handle, bytes, tag) in &kept {
+        assert_eq!(
+            store.read_object(*handle, &mut buf),
+            Ok((bytes.len(), *tag))
+        );
+        assert_eq!(&buf[..bytes.len()], &bytes[..]);
+    }
+    assert_eq!(store.len(), kept.len());
+    for (handle, _, _) in kept {
+        store.free(handle).unwrap();
+    }
+    assert!(store.is_empty());
+    assert_eq!(store.stats().zspage_pages, 0);
+    drop(store);
+    assert_eq!(provider.pages_in_use(), 0);
+}
+
+#[test]
+fn stale_freed_and_unknown_handles_are_refused() {
+    let mut store = ObjectStore::new(StdPageProvider).unwrap();
+    let first = store.store_object(b"first", TAG_FIRST_HOST).unwrap();
+    store.free(first).unwrap();
+    // The entry is reused by the next store; the old handle must not see it.
+    let second = store.store_object(b"second", TAG_FIRST_HOST).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        store.read_object(first, &mut buf),
+        Err(Error::InvalidHandle)
+    );
+    assert_eq!(store.free(first), Err(Error::InvalidHandle));
+    assert_eq!(store.read_object(second, &mut buf), Ok((6, TAG_FIRST_HOST)));
+    let unknown = Handle::from_raw(0xffff_0000_1234).unwrap();
+    assert_eq!(
+        store.read_object(unknown, &mut buf),
+        Err(Error::InvalidHandle)
+    );
+    assert_eq!(store.free(unknown), Err(Error::InvalidHandle));
+    assert_eq!(
+        store.read_object(second, &mut buf[..3]),
+        Err(Error::WrongLength {
+            expected: 6,
+            actual: 3
+        })
+    );
+    assert_eq!(
+        store.store_object(&[0u8; PAGE_SIZE + 1], 0).unwrap_err(),
+        Error::InvalidArgument("object longer than a page")
+    );
+}
+
+#[test]
+fn limit_gives_pool_full_and_out_of_memory_loses_nothing() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut store = ObjectStore::new(&provider).unwrap();
+    store.set_limit_bytes(64 * 1024);
+    let mut kept = Vec::new();
+    let err = loop {
+        let bytes = object(kept.len(), 1000 + kept.len() % 500);
+        match store.store_object(&bytes, 1) {
+            Ok(h) => kept.push((h, bytes)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, Error::PoolFull);
+    assert!(store.bytes_held() <= 64 * 1024);
+    store.set_limit_bytes(usize::MAX);
+    provider.set_limit(provider.pages_in_use());
+    let mut oom = 0;
+    for i in 0..200 {
+        match store.store_object(&object(i, 3000), 2) {
+            Ok(h) => kept.push((h, object(i, 3000))),
+            Err(e) => {
+                assert_eq!(e, Error::OutOfMemory);
+                oom += 1;
+            }
+        }
+    }
+    assert!(oom > 0);
+    let mut buf = vec![0u8; PAGE_SIZE];
+    for (h, bytes) in &kept {
+        let (len, _) = store.read_object(*h, &mut buf).unwrap();
+        assert_eq!(&buf[..len], &bytes[..]);
+    }
+}
+
+#[test]
+fn compaction_frees_sparse_zspages_and_keeps_every_handle() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut store = ObjectStore::new(&provider).unwrap();
+    let mut kept: Vec<(Handle, Vec<u8>)> = Vec::new();
+    for i in 0..3000 {
+        let bytes = object(i, 100 + (i * 97) % 2500);
+        kept.push((store.store_object(&bytes, 3).unwrap(), bytes));
+    }
+    // Free two of every three objects: zspages become sparse.
+    let mut survivors = Vec::new();
+    for (i, (h, bytes)) in kept.into_iter().enumerate() {
+        if i % 3 == 0 {
+            survivors.push((h, bytes));
+        } else {
+            store.free(h).unwrap();
+        }
+    }
+    let before = store.stats();
+    let result = store.compact();
+    let after = store.stats();
+    assert!(result.zspages_freed > 0, "{result:?}");
+    assert!(after.zspage_pages < before.zspage_pages);
+    assert_eq!(provider.pages_in_use() * PAGE_SIZE, after.bytes_held);
+    assert_eq!(after.objects, survivors.len());
+    let mut buf = vec![0u8; PAGE_SIZE];
+    for (h, bytes) in &survivors {
+        let (len, tag) = store.read_object(*h, &mut buf).unwrap();
+        assert_eq!(tag, 3);
+        assert_eq!(&buf[..len], &bytes[..]);
+    }
+    // A second compaction finds nothing more to do.
+    assert_eq!(store.compact().zspages_freed, 0);
+}
