@@ -35,3 +35,5 @@ pub extern "C" fn foldswap_nostd_check() -> usize {
     mem::PAGE_SIZE
 }
 pub use foldswap_pool as pool;
+
+pub use foldswap_merge as merge;

@@ -1,0 +1,296 @@
+//! The stable tree's index: an open-addressing hash table from sampled hash to node.
+//!
+//! Each bucket is one `u64`: the sampled hash in the high half, the node's slab key
+//! plus one in the low half (zero = empty). A lookup reads only buckets until it
+//! meets an empty one, so a miss — the common case on the swap store path, where
+//! most pages are not duplicates — costs one or two cache lines and touches no node.
+//!
+//! Linear probing from a home bucket chosen by multiplying the sampled hash by a
+//! 64-bit odd constant (the caller's hash may be weak, even constant). Removal shifts
+//! later members of the cluster back (no tombstones), so the table never degrades.
+//!
+//! Tunables:
+//! - [`MIN_BUCKETS`]: the first table's size.
+//! - [`GROW_AT`] / [`MUST_GROW_AT`]: the table doubles when an insert would take the
+//!   load past 3/4; if the provider refuses the larger array, inserts continue in the
+//!   old one up to 15/16 and only then fail with [`Error::OutOfMemory`].
+
+use foldswap_mem::{Error, PageProvider};
+
+use crate::page_array::PageArray;
+
+/// Buckets in a new table (one provider page holds 504).
+pub const MIN_BUCKETS: usize = 512;
+/// Load (in 1/16) past which an insert first tries to double the table.
+pub const GROW_AT: usize = 12;
+/// Load (in 1/16) past which an insert fails if the table could not grow.
+pub const MUST_GROW_AT: usize = 15;
+
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The bucket value for (`sampled`, `key`).
+fn pack(sampled: u32, key: u32) -> u64 {
+    ((sampled as u64) << 32) | (key as u64 + 1)
+}
+
+/// The (sampled hash, key) in a non-empty bucket.
+fn unpack(bucket: u64) -> (u32, u32) {
+    ((bucket >> 32) as u32, (bucket as u32).wrapping_sub(1))
+}
+
+/// Sampled hash → node keys, several keys per hash allowed.
+pub struct StableIndex<P: PageProvider> {
+    buckets: PageArray<u64, P>,
+    len: usize,
+}
+
+impl<P: PageProvider + Clone> StableIndex<P> {
+    /// An empty index of [`MIN_BUCKETS`] buckets.
+    pub fn new(provider: P) -> Result<Self, Error> {
+        Ok(StableIndex {
+            buckets: PageArray::zeroed(provider, MIN_BUCKETS)?,
+            len: 0,
+        })
+    }
+
+    /// Keys stored.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes held from the provider.
+    pub fn bytes_held(&self) -> usize {
+        self.buckets.bytes_held()
+    }
+
+    /// Make sure one more insert cannot fail: grow now if the load calls for it.
+    pub fn reserve_one(&mut self) -> Result<(), Error> {
+        let capacity = self.buckets.len();
+        if (self.len + 1) * 16 <= capacity * GROW_AT {
+            return Ok(());
+        }
+        match self.grow() {
+            Ok(()) => Ok(()),
+            Err(_) if (self.len + 1) * 16 <= capacity * MUST_GROW_AT => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Add (`sampled`, `key`). Fails cleanly only when the table is nearly full and
+    /// could not grow.
+    pub fn insert(&mut self, sampled: u32, key: u32) -> Result<(), Error> {
+        self.reserve_one()?;
+        let mut slot = self.home(sampled);
+        while self.buckets.get(slot) != 0 {
+            slot = self.next(slot);
+        }
+        self.buckets.set(slot, pack(sampled, key));
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Call `visit(key)` for every key stored under `sampled`, in probe order, until it
+    /// returns `Some`. Returns that value.
+    pub fn find_map<R>(&self, sampled: u32, mut visit: impl FnMut(u32) -> Option<R>) -> Option<R> {
+        let mut slot = self.home(sampled);
+        for _ in 0..self.buckets.len() {
+            let bucket = self.buckets.get(slot);
+            if bucket == 0 {
+                return None;
+            }
+            let (hash, key) = unpack(bucket);
+            if hash == sampled
+                && let Some(found) = visit(key)
+            {
+                return Some(found);
+            }
+            slot = self.next(slot);
+        }
+        None
+    }
+
+    /// How many keys are stored under `sampled` (reads buckets only).
+    pub fn count(&self, sampled: u32) -> usize {
+        let mut count = 0;
+        self.find_map(sampled, |_| {
+            count += 1;
+            None::<()>
+        });
+        count
+    }
+
+    /// Replace `old` by `new` under `sampled`. Returns whether `old` was found.
+    pub fn replace(&mut self, sampled: u32, old: u32, new: u32) -> bool {
+        match self.slot_of(sampled, old) {
+            Some(slot) => {
+                self.buckets.set(slot, pack(sampled, new));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove `key` stored under `sampled`. Returns whether it was found.
+    pub fn remove(&mut self, sampled: u32, key: u32) -> bool {
+        let Some(mut hole) = self.slot_of(sampled, key) else {
+            return false;
+        };
+        // Backward-shift: move later cluster members whose home lies at or before the
+        // hole into it, so every member stays reachable from its home.
+        let mut slot = self.next(hole);
+        loop {
+            let bucket = self.buckets.get(slot);
+            if bucket == 0 {
+                break;
+            }
+            let home = self.home(unpack(bucket).0);
+            if self.distance(home, slot) >= self.distance(hole, slot) {
+                self.buckets.set(hole, bucket);
+                hole = slot;
+            }
+            slot = self.next(slot);
+        }
+        self.buckets.set(hole, 0);
+        self.len -= 1;
+        true
+    }
+
+    fn slot_of(&self, sampled: u32, key: u32) -> Option<usize> {
+        let wanted = pack(sampled, key);
+        let mut slot = self.home(sampled);
+        for _ in 0..self.buckets.len() {
+            let bucket = self.buckets.get(slot);
+            if bucket == 0 {
+                return None;
+            }
+            if bucket == wanted {
+                return Some(slot);
+            }
+            slot = self.next(slot);
+        }
+        None
+    }
+
+    fn grow(&mut self) -> Result<(), Error> {
+        let capacity = self.buckets.len();
+        let bigger = capacity.checked_mul(2).ok_or(Error::CapacityExceeded)?;
+        let bigger = PageArray::zeroed(self.buckets.provider().clone(), bigger)?;
+        let old = core::mem::replace(&mut self.buckets, bigger);
+        for slot in 0..capacity {
+            let bucket = old.get(slot);
+            if bucket != 0 {
+                let mut to = self.home(unpack(bucket).0);
+                while self.buckets.get(to) != 0 {
+                    to = self.next(to);
+                }
+                self.buckets.set(to, bucket);
+            }
+        }
+        Ok(())
+    }
+
+    /// The home bucket of `sampled` (the table size is a power of two).
+    fn home(&self, sampled: u32) -> usize {
+        let bits = self.buckets.len().trailing_zeros();
+        let mixed = (sampled as u64 | 1 << 32).wrapping_mul(MULTIPLIER);
+        (mixed >> (64 - bits)) as usize
+    }
+
+    fn next(&self, slot: usize) -> usize {
+        (slot + 1) & (self.buckets.len() - 1)
+    }
+
+    /// Probe steps from `from` forward to `to`.
+    fn distance(&self, from: usize, to: usize) -> usize {
+        to.wrapping_sub(from) & (self.buckets.len() - 1)
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    extern crate std;
+    use std::collections::HashMap;
+    use std::vec::Vec;
+
+    use foldswap_mem::{CountingProvider, StdPageProvider};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn keys_under<P: PageProvider + Clone>(index: &StableIndex<P>, sampled: u32) -> Vec<u32> {
+        let mut keys = Vec::new();
+        index.find_map(sampled, |k| {
+            keys.push(k);
+            None::<()>
+        });
+        keys.sort_unstable();
+        keys
+    }
+
+    proptest! {
+        #[test]
+        fn index_matches_a_multimap(ops in proptest::collection::vec((0u8..3, 0u32..40, 0u32..3000), 1..3000)) {
+            let mut index = StableIndex::new(StdPageProvider).unwrap();
+            let mut model: HashMap<u32, Vec<u32>> = HashMap::new();
+            let mut next_key = 0u32;
+            for (op, hash, pick) in ops {
+                match op {
+                    0 | 1 => {
+                        index.insert(hash, next_key).unwrap();
+                        model.entry(hash).or_default().push(next_key);
+                        next_key += 1;
+                    }
+                    _ => {
+                        let keys = model.entry(hash).or_default();
+                        if keys.is_empty() {
+                            prop_assert!(!index.remove(hash, pick));
+                        } else {
+                            let key = keys.swap_remove(pick as usize % keys.len());
+                            prop_assert!(index.remove(hash, key));
+                        }
+                    }
+                }
+            }
+            for (hash, keys) in model.iter_mut() {
+                keys.sort_unstable();
+                prop_assert_eq!(&keys_under(&index, *hash), &*keys);
+                prop_assert_eq!(index.count(*hash), keys.len());
+            }
+            prop_assert_eq!(index.len(), model.values().map(Vec::len).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn a_constant_hash_still_works() {
+        let mut index = StableIndex::new(StdPageProvider).unwrap();
+        for key in 0..2000 {
+            index.insert(7, key).unwrap();
+        }
+        for key in (0..2000).step_by(2) {
+            assert!(index.remove(7, key));
+        }
+        assert_eq!(
+            keys_under(&index, 7),
+            (1..2000).step_by(2).collect::<Vec<_>>()
+        );
+        assert!(index.replace(7, 1, 5000));
+        assert_eq!(index.count(7), 1000);
+        assert_eq!(index.count(8), 0);
+    }
+
+    #[test]
+    fn failed_growth_keeps_the_old_table() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut index = StableIndex::new(&provider).unwrap();
+        provider.set_limit(provider.pages_in_use());
+        let mut inserted = 0;
+        while index.insert(inserted, inserted).is_ok() {
+            inserted += 1;
+        }
+        assert_eq!(inserted as usize, MIN_BUCKETS * MUST_GROW_AT / 16);
+        for key in 0..inserted {
+            assert_eq!(keys_under(&index, key), [key]);
+        }
+    }
+}
