@@ -1,0 +1,149 @@
+//! What patching would save on a corpus (feature `std`; tests, benches, the CLI).
+//!
+//! Walks the pages in order the way the backend's store path would: a same-filled
+//! page and an exact duplicate of an earlier page are left to their own (cheaper)
+//! paths; any other page looks up its candidates, tries a delta against each with
+//! the budget "smaller than this page's compressed size", and is patched if one
+//! fits. A patched page is not indexed as a base (deltas never chain on deltas);
+//! every other page is.
+
+use std::collections::HashMap;
+use std::vec::Vec;
+
+use foldswap_mem::{Error, PAGE_SIZE, StdPageProvider};
+
+use crate::{
+    EncodeScratch, IndexCapacity, MAX_DELTA_BYTES, MAX_TABLE_PAGES, SimilarityConfig,
+    SimilarityIndex, encode,
+};
+
+/// One page the survey stores as a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patch {
+    /// The page's index in the corpus.
+    pub page: usize,
+    /// The index of the earlier page it is a delta against.
+    pub base: usize,
+    /// Bytes of the delta.
+    pub delta_bytes: usize,
+    /// Bytes of the page compressed alone (capped at a page).
+    pub compressed_bytes: usize,
+}
+
+/// The survey's counts.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// Pages walked.
+    pub pages: usize,
+    /// Pages that are one 8-byte word repeated (zero included).
+    pub same_filled: usize,
+    /// Pages identical to an earlier page.
+    pub duplicates: usize,
+    /// The rest: pages that would be compressed without patching.
+    pub unique: usize,
+    /// Unique pages with at least one candidate base.
+    pub with_candidates: usize,
+    /// Candidate deltas tried.
+    pub deltas_tried: usize,
+    /// Sum of the unique pages' compressed sizes (capped at a page each).
+    pub compressed_bytes: usize,
+    /// Pages whose best delta is smaller than their compressed size.
+    pub patches: Vec<Patch>,
+}
+
+impl Survey {
+    /// Bytes saved by storing the patched pages as deltas instead of compressed.
+    pub fn saved_bytes(&self) -> usize {
+        self.patches
+            .iter()
+            .map(|p| p.compressed_bytes - p.delta_bytes)
+            .sum()
+    }
+
+    /// Bytes of the unique pages with patching: compressed or delta, whichever is kept.
+    pub fn patched_total_bytes(&self) -> usize {
+        self.compressed_bytes - self.saved_bytes()
+    }
+}
+
+/// Survey `pages` (4096-byte pages back to back) with a `config` index;
+/// `compressed_size` gives a page's size under the codec patching must beat.
+/// Fails with [`Error::WrongLength`] if `pages` is not whole pages.
+pub fn survey(
+    pages: &[u8],
+    config: SimilarityConfig,
+    mut compressed_size: impl FnMut(&[u8; PAGE_SIZE]) -> usize,
+) -> Result<Survey, Error> {
+    if !pages.len().is_multiple_of(PAGE_SIZE) {
+        return Err(Error::WrongLength {
+            expected: pages.len() / PAGE_SIZE * PAGE_SIZE,
+            actual: pages.len(),
+        });
+    }
+    let capacity = IndexCapacity::growable(MAX_TABLE_PAGES);
+    let mut index = SimilarityIndex::<usize, _>::new(StdPageProvider, config, capacity)?;
+    let mut scratch = std::boxed::Box::new(EncodeScratch::new());
+    let mut delta = [0u8; MAX_DELTA_BYTES];
+    let mut seen: HashMap<u128, usize> = HashMap::new();
+    let page_at = |i: usize| -> Option<&[u8; PAGE_SIZE]> {
+        pages
+            .get(i * PAGE_SIZE..(i + 1) * PAGE_SIZE)?
+            .try_into()
+            .ok()
+    };
+    let mut out = Survey::default();
+    for (i, page) in pages.chunks_exact(PAGE_SIZE).enumerate() {
+        let Ok(page) = <&[u8; PAGE_SIZE]>::try_from(page) else {
+            continue;
+        };
+        out.pages += 1;
+        if is_same_filled(page) {
+            out.same_filled += 1;
+            continue;
+        }
+        let hash = xxhash_rust::xxh3::xxh3_128(page);
+        if let Some(&earlier) = seen.get(&hash)
+            && page_at(earlier) == Some(page)
+        {
+            out.duplicates += 1;
+            continue;
+        }
+        seen.insert(hash, i);
+        out.unique += 1;
+        let compressed = compressed_size(page).min(PAGE_SIZE);
+        out.compressed_bytes += compressed;
+        let sig = index.signature(page);
+        let candidates = index.candidates(&sig);
+        out.with_candidates += usize::from(!candidates.is_empty());
+        let mut best: Option<Patch> = None;
+        for base in candidates.iter() {
+            let Some(base_page) = page_at(base) else {
+                continue;
+            };
+            out.deltas_tried += 1;
+            let budget = best.map_or(compressed, |b| b.delta_bytes).saturating_sub(1);
+            let Some(room) = delta.get_mut(..budget) else {
+                continue;
+            };
+            if let Ok(len) = encode(page, base_page, &mut scratch, room) {
+                best = Some(Patch {
+                    page: i,
+                    base,
+                    delta_bytes: len,
+                    compressed_bytes: compressed,
+                });
+            }
+        }
+        match best {
+            Some(patch) => out.patches.push(patch),
+            None => index.insert(&sig, i),
+        }
+    }
+    Ok(out)
+}
+
+/// The page is one 8-byte word repeated.
+fn is_same_filled(page: &[u8; PAGE_SIZE]) -> bool {
+    let first = page.get(..8);
+    page.chunks_exact(8).all(|word| Some(word) == first)
+}
