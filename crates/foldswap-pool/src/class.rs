@@ -14,8 +14,9 @@ use foldswap_mem::PAGE_SIZE;
 /// Size-class granularity in bytes.
 pub const CLASS_STEP: usize = 16;
 /// The most provider pages one zspage may chain. Larger zspages waste less at the
-/// end of their last page but leave more room in partly filled zspages.
-pub const MAX_ZSPAGE_PAGES: usize = 4;
+/// end of their last page; since a zspage takes its pages one by one as its slots
+/// reach them, a partly filled zspage holds at most one page it does not need.
+pub const MAX_ZSPAGE_PAGES: usize = 16;
 /// The largest object the store holds (one page).
 pub const MAX_OBJECT: usize = PAGE_SIZE;
 

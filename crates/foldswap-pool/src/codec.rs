@@ -153,18 +153,15 @@ mod deflate {
     use alloc::boxed::Box;
 
     use foldswap_mem::{Error, PAGE_SIZE};
-    use miniz_oxide::deflate::core::{
-        CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
-    };
+    use miniz_oxide::DataFormat;
+    use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus, compress};
     use miniz_oxide::inflate::TINFLStatus;
     use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
     use super::{Codec, CodecKind};
 
     /// Deflate level: 1, the fastest (what zswap's deflate and the reference use).
-    pub const DEFLATE_LEVEL: i32 = 1;
-    /// Raw deflate (no zlib header): negative window bits.
-    const RAW_WINDOW_BITS: i32 = -15;
+    pub const DEFLATE_LEVEL: u8 = 1;
 
     /// The raw-deflate compressor of one worker, reset before every page.
     pub struct Deflate {
@@ -172,12 +169,12 @@ mod deflate {
     }
 
     impl Deflate {
-        /// A compressor at [`DEFLATE_LEVEL`] (heap: ≈ 300 KB of state).
+        /// A raw-deflate compressor at [`DEFLATE_LEVEL`] (heap: ≈ 300 KB of state,
+        /// built in place by `Box::default`, not on the stack).
         pub fn new() -> Self {
-            let flags = create_comp_flags_from_zip_params(DEFLATE_LEVEL, RAW_WINDOW_BITS, 0);
-            Deflate {
-                compressor: Box::new(CompressorOxide::new(flags)),
-            }
+            let mut compressor = Box::<CompressorOxide>::default();
+            compressor.set_format_and_level(DataFormat::Raw, DEFLATE_LEVEL);
+            Deflate { compressor }
         }
     }
 

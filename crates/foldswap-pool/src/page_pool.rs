@@ -169,10 +169,11 @@ struct LoadCounters {
 /// use foldswap_mem::StdPageProvider;
 /// use foldswap_pool::{CompressScratch, DecompressScratch, NoClock, PagePool, PagePolicy, StoredPage};
 /// let mut pool = PagePool::new(StdPageProvider, PagePolicy::default()).unwrap();
-/// let mut scratch = CompressScratch::boxed();
+/// let mut slot = Box::new_uninit();
+/// let scratch = CompressScratch::init_in(&mut slot);
 /// let mut page = [0u8; 4096];
 /// page[..11].copy_from_slice(b"hello pool!");
-/// let stored = pool.store_page(&page, &mut scratch, &NoClock).unwrap();
+/// let stored = pool.store_page(&page, scratch, &NoClock).unwrap();
 /// assert!(matches!(stored, StoredPage::Object(_)));
 /// let mut out = [0u8; 4096];
 /// pool.load_page(stored, &mut out, &mut Box::new(DecompressScratch::new()), &NoClock).unwrap();

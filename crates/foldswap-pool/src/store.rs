@@ -100,6 +100,8 @@ struct ZsPage {
     /// Slots below this were handed out at least once.
     fresh: u16,
     free_head: u16,
+    /// Provider pages held so far: pages are added as slots reach into them.
+    allocated: u8,
     list: ZsList,
 }
 
@@ -555,19 +557,30 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         class_shape(class).map_or(0, |shape| slot as usize * shape.slot_size as usize)
     }
 
-    /// A free slot of `class`: from the first partial zspage, else (if `may_grow`)
-    /// from a new zspage.
+    /// A free slot of `class`. Normally from the first partial zspage, else from a
+    /// new zspage; during compaction (`may_grow` false) only from a slot in pages
+    /// already held, so compaction never allocates.
     fn alloc_slot(&mut self, class: usize, may_grow: bool) -> Result<(u32, u16), Error> {
         let shape = Self::shape(class)?;
         let head = self.class(class).ok_or(Error::Corrupt)?.partial;
-        let key = if head != NONE {
+        let key = if !may_grow {
+            self.partial_with_room(class, shape)
+                .ok_or(Error::PoolFull)?
+        } else if head != NONE {
             head
-        } else if may_grow {
-            self.new_zspage(class, shape)?
         } else {
-            return Err(Error::PoolFull);
+            self.new_zspage(class)?
         };
-        let slot = self.pop_slot(key, shape)?;
+        let slot = match self.pop_slot(key, shape, may_grow) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // A zspage made for this object and left empty goes back at once.
+                if self.zspage(key)?.used == 0 {
+                    self.release_zspage(key)?;
+                }
+                return Err(e);
+            }
+        };
         let zs = self.zspage_mut(key)?;
         zs.used += 1;
         let full = zs.used >= shape.objects_per_zspage;
@@ -580,7 +593,22 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         Ok((key, slot))
     }
 
-    fn pop_slot(&mut self, key: u32, shape: ClassShape) -> Result<u16, Error> {
+    /// A partial zspage of `class` with a free slot in pages it already holds.
+    fn partial_with_room(&self, class: usize, shape: ClassShape) -> Option<u32> {
+        let mut key = self.class(class)?.partial;
+        while key != NONE {
+            let zs = self.zspage(key).ok()?;
+            if zs.free_head != NO_SLOT || zs.fresh < held_slots(zs, shape) {
+                return Some(key);
+            }
+            key = zs.next;
+        }
+        None
+    }
+
+    /// Take a slot from the zspage's free list, else the next never-used slot,
+    /// adding the provider pages it reaches into (if `may_grow`).
+    fn pop_slot(&mut self, key: u32, shape: ClassShape, may_grow: bool) -> Result<u16, Error> {
         let zs = self.zspage(key)?;
         if zs.free_head != NO_SLOT {
             let slot = zs.free_head;
@@ -589,12 +617,38 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             self.zspage_mut(key)?.free_head = u16::from_ne_bytes(link);
             return Ok(slot);
         }
-        if zs.fresh < shape.objects_per_zspage {
-            let slot = zs.fresh;
-            self.zspage_mut(key)?.fresh += 1;
-            return Ok(slot);
+        let slot = zs.fresh;
+        if slot >= shape.objects_per_zspage {
+            return Err(Error::Corrupt);
         }
-        Err(Error::Corrupt)
+        let end = (slot as usize + 1) * shape.slot_size as usize;
+        while (self.zspage(key)?.allocated as usize) * PAGE_SIZE < end {
+            if !may_grow {
+                return Err(Error::PoolFull);
+            }
+            self.add_page(key)?;
+        }
+        self.zspage_mut(key)?.fresh += 1;
+        Ok(slot)
+    }
+
+    /// Give zspage `key` its next provider page, within the byte limit.
+    fn add_page(&mut self, key: u32) -> Result<(), Error> {
+        if self.bytes_held().saturating_add(PAGE_SIZE) > self.limit_bytes {
+            return Err(Error::PoolFull);
+        }
+        let index = self.zspage(key)?.allocated as usize;
+        if index >= MAX_ZSPAGE_PAGES {
+            return Err(Error::Corrupt);
+        }
+        let page = self.provider.alloc_page()?;
+        let zs = self.zspage_mut(key)?;
+        if let Some(entry) = zs.pages.get_mut(index) {
+            *entry = Some(page);
+            zs.allocated += 1;
+        }
+        self.zspage_pages += 1;
+        Ok(())
     }
 
     /// Free `slot` of zspage `key`; frees the zspage when it empties. Returns the
@@ -626,12 +680,9 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         Ok(0)
     }
 
-    fn new_zspage(&mut self, class: usize, shape: ClassShape) -> Result<u32, Error> {
-        let pages = shape.pages_per_zspage as usize;
-        if self.bytes_held().saturating_add(pages * PAGE_SIZE) > self.limit_bytes {
-            return Err(Error::PoolFull);
-        }
-        let mut zs = ZsPage {
+    /// An empty zspage of `class`, holding no pages yet, on the partial list.
+    fn new_zspage(&mut self, class: usize) -> Result<u32, Error> {
+        let key = self.zspages.insert(ZsPage {
             pages: [None; MAX_ZSPAGE_PAGES],
             prev: NONE,
             next: NONE,
@@ -639,35 +690,14 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             used: 0,
             fresh: 0,
             free_head: NO_SLOT,
+            allocated: 0,
             list: ZsList::Partial,
-        };
-        for index in 0..pages {
-            match self.provider.alloc_page() {
-                Ok(page) => {
-                    if let Some(entry) = zs.pages.get_mut(index) {
-                        *entry = Some(page);
-                    }
-                }
-                Err(e) => {
-                    self.give_back_pages(&zs.pages);
-                    return Err(e);
-                }
-            }
-        }
-        let pages_list = zs.pages;
-        let key = match self.zspages.insert(zs) {
-            Ok(key) => key.0,
-            Err(e) => {
-                self.give_back_pages(&pages_list);
-                return Err(e);
-            }
-        };
-        self.zspage_pages += pages;
+        })?;
         if let Some(state) = self.class_mut(class) {
             state.zspages += 1;
         }
-        self.link(key, ZsList::Partial)?;
-        Ok(key)
+        self.link(key.0, ZsList::Partial)?;
+        Ok(key.0)
     }
 
     fn release_zspage(&mut self, key: u32) -> Result<usize, Error> {
@@ -780,28 +810,22 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     // ----- compaction -----
 
     /// Choose the sparsest partial zspages of `class` whose objects fit in the
-    /// free slots of the others, and take them off the lists. True if any.
+    /// free slots (in pages already held) of the others, and move them to the
+    /// class's evacuating list. True if any.
     fn pick_evacuees(&mut self, class: usize) -> bool {
         let Ok(shape) = Self::shape(class) else {
             return false;
         };
-        let per = shape.objects_per_zspage as usize;
-        let Some(state) = self.class(class).copied() else {
-            return false;
-        };
-        let free_slots = state.zspages as usize * per
-            - (state.objects as usize).min(state.zspages as usize * per);
-        // Free slots outside the evacuees; objects inside them.
-        let mut room = free_slots;
+        // Room: free slots in held pages of every zspage not (yet) picked.
+        let mut room = self.free_held_slots(class, shape);
         let mut picked = false;
-        while let Some((key, used)) = self.sparsest_partial(class) {
-            // Evacuating this zspage removes its own free slots from the room and
-            // needs room for its objects.
-            let its_free = per - used.min(per);
-            if room < its_free + used {
+        while let Some((key, held)) = self.sparsest_partial(class, shape) {
+            // Picking a zspage takes its free slots out of the room and needs room
+            // for its objects: `held` slots in all.
+            if room < held {
                 break;
             }
-            room -= its_free + used;
+            room -= held;
             if self.move_to(key, ZsList::Evacuating).is_err() {
                 break;
             }
@@ -810,17 +834,27 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         picked
     }
 
-    fn sparsest_partial(&self, class: usize) -> Option<(u32, usize)> {
+    fn free_held_slots(&self, class: usize, shape: ClassShape) -> usize {
+        let mut room = 0;
+        let mut key = self.class(class).map_or(NONE, |state| state.partial);
+        while let Ok(zs) = self.zspage(key) {
+            room += held_slots(zs, shape).saturating_sub(zs.used) as usize;
+            key = zs.next;
+        }
+        room
+    }
+
+    /// The partial zspage with the fewest objects, and its slots in held pages.
+    fn sparsest_partial(&self, class: usize, shape: ClassShape) -> Option<(u32, usize)> {
         let mut key = self.class(class)?.partial;
-        let mut best: Option<(u32, usize)> = None;
-        while key != NONE {
-            let zs = self.zspage(key).ok()?;
-            if best.is_none_or(|(_, used)| (zs.used as usize) < used) {
-                best = Some((key, zs.used as usize));
+        let mut best: Option<(u32, u16, usize)> = None;
+        while let Ok(zs) = self.zspage(key) {
+            if best.is_none_or(|(_, used, _)| zs.used < used) {
+                best = Some((key, zs.used, held_slots(zs, shape) as usize));
             }
             key = zs.next;
         }
-        best
+        best.map(|(key, _, held)| (key, held))
     }
 
     /// Move one object of an evacuating zspage into a slot of a kept zspage.
@@ -881,4 +915,10 @@ impl<P: PageProvider + Clone> Drop for ObjectStore<P> {
         // after this.
         unsafe { self.provider.free_page(self.classes) };
     }
+}
+
+/// Slots of `zs` that lie wholly in the pages it holds.
+fn held_slots(zs: &ZsPage, shape: ClassShape) -> u16 {
+    let in_pages = zs.allocated as usize * PAGE_SIZE / shape.slot_size.max(1) as usize;
+    in_pages.min(shape.objects_per_zspage as usize) as u16
 }

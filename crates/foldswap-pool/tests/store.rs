@@ -1,4 +1,5 @@
 //! Object store behaviour: round trips, stale handles, limits, OOM, compaction.
+#![cfg(feature = "std")]
 
 use foldswap_mem::{CountingProvider, Error, PAGE_SIZE, StdPageProvider};
 use foldswap_pool::{Handle, ObjectStore, TAG_FIRST_HOST};
