@@ -1,0 +1,297 @@
+//! Reading the anonymous resident pages of a live process.
+//!
+//! Three files under `/proc/PID/` are used, and nothing else:
+//!
+//! * `maps` lists the mappings. Only *private anonymous* ones are taken: private
+//!   (`p` in the permissions), readable, and either without a path, `[heap]`,
+//!   `[stack]`, or a name given with `PR_SET_VMA_ANON_NAME` (`[anon:...]`). File
+//!   mappings, shared mappings and the kernel's `[vvar]`, `[vdso]`, `[vsyscall]`
+//!   are skipped: they are not what swap or KSM deals with.
+//! * `pagemap` has one 64-bit entry per virtual page; bit 63 says the page is
+//!   present in RAM. Pages swapped out (bit 62) or never touched are not read.
+//!   A page that is mapped to the kernel's shared zero page counts as present (it
+//!   reads as a zero page).
+//! * `mem` gives the bytes, read with `pread` at the page's address, a run of
+//!   consecutive present pages at a time.
+//!
+//! The process keeps running while it is read, so a page is a snapshot of the
+//! moment it was read. Reading needs ptrace access to the process (the same user
+//! with `ptrace_scope` 0, or root). A process that is gone, or memory that cannot be
+//! read, is an [`InputError`] naming the process and the problem.
+
+use std::fs::File;
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::FileExt;
+
+use foldswap_mem::PAGE_SIZE;
+
+use crate::error::InputError;
+
+/// Bit 63 of a pagemap entry: the page is present in RAM.
+const PAGEMAP_PRESENT: u64 = 1 << 63;
+/// Bit 62 of a pagemap entry: the page is in swap.
+const PAGEMAP_SWAPPED: u64 = 1 << 62;
+/// Pagemap entries read per `pread` (covers 2 MiB of address space).
+const PAGEMAP_BATCH: usize = 512;
+
+/// One private anonymous mapping of a process: `[start, end)`, page aligned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// `[heap]`, `[stack]`, `[anon:NAME]` or empty.
+    pub label: String,
+}
+
+/// Parse one line of `/proc/PID/maps` and keep it if it is a readable private
+/// anonymous mapping. `Err(())` means the line does not parse.
+///
+/// ```
+/// use foldswap_cli::procmem::private_anonymous_mapping;
+/// let heap = "55d0c9a6b000-55d0c9a8c000 rw-p 00000000 00:00 0          [heap]";
+/// assert_eq!(private_anonymous_mapping(heap).unwrap().unwrap().label, "[heap]");
+/// let lib = "7f1c2a000000-7f1c2a022000 r--p 00000000 08:01 1234 /usr/lib/libc.so.6";
+/// assert!(private_anonymous_mapping(lib).unwrap().is_none());
+/// ```
+#[allow(clippy::result_unit_err)]
+pub fn private_anonymous_mapping(line: &str) -> Result<Option<Mapping>, ()> {
+    let mut fields = line.split_whitespace();
+    let range = fields.next().ok_or(())?;
+    let perms = fields.next().ok_or(())?;
+    let _offset = fields.next().ok_or(())?;
+    let _device = fields.next().ok_or(())?;
+    let _inode = fields.next().ok_or(())?;
+    let label = fields.collect::<Vec<_>>().join(" ");
+    let (start, end) = range.split_once('-').ok_or(())?;
+    let start = u64::from_str_radix(start, 16).map_err(|_| ())?;
+    let end = u64::from_str_radix(end, 16).map_err(|_| ())?;
+    let perms = perms.as_bytes();
+    if perms.len() != 4 || end < start {
+        return Err(());
+    }
+    let readable = perms.first() == Some(&b'r');
+    let private = perms.get(3) == Some(&b'p');
+    if readable && private && is_anonymous_label(&label) {
+        Ok(Some(Mapping { start, end, label }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// An anonymous mapping's path column: empty, the heap, a stack, or an anon name.
+fn is_anonymous_label(label: &str) -> bool {
+    label.is_empty()
+        || label == "[heap]"
+        || label == "[stack]"
+        || label.starts_with("[stack:")
+        || label.starts_with("[anon:")
+}
+
+/// The readable private anonymous mappings of process `pid`.
+pub fn anonymous_mappings(pid: u32) -> Result<Vec<Mapping>, InputError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| proc_error(pid, format!("/proc/{pid}/maps"), e))?;
+    let mut mappings = Vec::new();
+    for line in text.lines() {
+        match private_anonymous_mapping(line) {
+            Ok(Some(mapping)) => mappings.push(mapping),
+            Ok(None) => {}
+            Err(()) => {
+                return Err(InputError::MalformedMaps {
+                    pid,
+                    line: line.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(mappings)
+}
+
+/// Fail with [`InputError::NoSuchProcess`] unless every process in `pids` exists, so
+/// a command naming a gone process fails before it reads or writes anything.
+pub fn check_processes_exist(pids: &[u32]) -> Result<(), InputError> {
+    match pids.iter().find(|&&pid| !process_exists(pid)) {
+        Some(&pid) => Err(InputError::NoSuchProcess { pid }),
+        None => Ok(()),
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Feed every anonymous resident page of process `pid` to `page`, in address
+/// order. Returns the number of pages fed.
+pub fn read_process_pages(
+    pid: u32,
+    page: &mut dyn FnMut(&[u8; PAGE_SIZE]),
+) -> Result<u64, InputError> {
+    check_processes_exist(&[pid])?;
+    let mappings = anonymous_mappings(pid)?;
+    let open = |name: &str| {
+        File::open(format!("/proc/{pid}/{name}"))
+            .map_err(|e| proc_error(pid, format!("/proc/{pid}/{name}"), e))
+    };
+    let pagemap = open("pagemap")?;
+    let mem = open("mem")?;
+    let mut reader = PageReader {
+        pid,
+        pagemap,
+        mem,
+        buffer: Vec::new(),
+        fed: 0,
+    };
+    for mapping in &mappings {
+        reader.read_mapping(mapping, page)?;
+    }
+    Ok(reader.fed)
+}
+
+/// Reads present pages of one process through its open `pagemap` and `mem`.
+struct PageReader {
+    pid: u32,
+    pagemap: File,
+    mem: File,
+    buffer: Vec<u8>,
+    fed: u64,
+}
+
+impl PageReader {
+    /// Read the present pages of `mapping`, a pagemap batch at a time.
+    fn read_mapping(
+        &mut self,
+        mapping: &Mapping,
+        page: &mut dyn FnMut(&[u8; PAGE_SIZE]),
+    ) -> Result<(), InputError> {
+        let page_size = PAGE_SIZE as u64;
+        let mut vpage = mapping.start / page_size;
+        let end_page = mapping.end / page_size;
+        let mut entries = vec![0u8; PAGEMAP_BATCH * 8];
+        while vpage < end_page {
+            let count = (end_page - vpage).min(PAGEMAP_BATCH as u64) as usize;
+            let bytes = &mut entries[..count * 8];
+            self.pagemap
+                .read_exact_at(bytes, vpage * 8)
+                .map_err(|e| proc_error(self.pid, format!("/proc/{}/pagemap", self.pid), e))?;
+            let present: Vec<bool> = bytes
+                .chunks_exact(8)
+                .map(|entry| {
+                    let entry = u64::from_le_bytes(entry.try_into().unwrap_or([0; 8]));
+                    entry & PAGEMAP_PRESENT != 0 && entry & PAGEMAP_SWAPPED == 0
+                })
+                .collect();
+            let mut run_start = 0;
+            while run_start < count {
+                if !present[run_start] {
+                    run_start += 1;
+                    continue;
+                }
+                let run_len = present[run_start..].iter().take_while(|&&p| p).count();
+                self.read_run(vpage + run_start as u64, run_len, page)?;
+                run_start += run_len;
+            }
+            vpage += count as u64;
+        }
+        Ok(())
+    }
+
+    /// Read `pages` consecutive present pages starting at virtual page `vpage`.
+    fn read_run(
+        &mut self,
+        vpage: u64,
+        pages: usize,
+        page: &mut dyn FnMut(&[u8; PAGE_SIZE]),
+    ) -> Result<(), InputError> {
+        let address = vpage * PAGE_SIZE as u64;
+        self.buffer.resize(pages * PAGE_SIZE, 0);
+        self.mem
+            .read_exact_at(&mut self.buffer, address)
+            .map_err(|e| {
+                let what = format!(
+                    "memory at {address:#x}..{:#x}",
+                    address + (pages * PAGE_SIZE) as u64
+                );
+                proc_error(self.pid, what, e)
+            })?;
+        for chunk in self.buffer.chunks_exact(PAGE_SIZE) {
+            if let Ok(bytes) = <&[u8; PAGE_SIZE]>::try_from(chunk) {
+                page(bytes);
+                self.fed += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turn an OS error on a `/proc/PID/` file into the right [`InputError`]: a process
+/// that has gone is [`InputError::NoSuchProcess`], anything else names the file.
+fn proc_error(pid: u32, what: String, source: io::Error) -> InputError {
+    let gone = source.kind() == ErrorKind::NotFound
+        || source.raw_os_error() == Some(3) // ESRCH
+        || !process_exists(pid);
+    if gone {
+        InputError::NoSuchProcess { pid }
+    } else {
+        InputError::ProcessUnreadable { pid, what, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_readable_private_anonymous_mappings() {
+        let keep = |line: &str| private_anonymous_mapping(line).unwrap().is_some();
+        assert!(keep("7f00-8000 rw-p 00000000 00:00 0"));
+        assert!(keep("7f00-8000 rw-p 00000000 00:00 0   [stack]"));
+        assert!(keep("7f00-8000 rw-p 00000000 00:00 0   [anon:arena]"));
+        assert!(!keep(
+            "7f00-8000 rw-s 00000000 00:01 5   /dev/zero (deleted)"
+        ));
+        assert!(!keep("7f00-8000 ---p 00000000 00:00 0"));
+        assert!(!keep("7f00-8000 r--p 00000000 00:00 0   [vvar]"));
+        assert!(!keep("7f00-8000 r-xp 00000000 00:00 0   [vdso]"));
+        assert!(!keep(
+            "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]"
+        ));
+        assert!(!keep("7f00-8000 rw-p 00001000 08:01 77 /usr/lib/x.so"));
+        let mapping = private_anonymous_mapping("1000-3000 rw-p 0 00:00 0")
+            .unwrap()
+            .unwrap();
+        assert_eq!((mapping.start, mapping.end), (0x1000, 0x3000));
+    }
+
+    #[test]
+    fn rejects_malformed_maps_lines() {
+        assert!(private_anonymous_mapping("").is_err());
+        assert!(private_anonymous_mapping("zz-10 rw-p 0 00:00 0").is_err());
+        assert!(private_anonymous_mapping("20-10 rw-p 0 00:00 0").is_err());
+        assert!(private_anonymous_mapping("10-20 rw 0 00:00 0").is_err());
+    }
+
+    #[test]
+    fn reads_own_process_pages_and_reports_gone_processes() {
+        let mut marker = vec![0u8; 16 * PAGE_SIZE];
+        marker
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 251) as u8 ^ 0x5a);
+        // The first page-aligned window of the buffer is what the process holds.
+        let skip = marker.as_ptr().align_offset(PAGE_SIZE);
+        let expected = marker[skip..skip + PAGE_SIZE].to_vec();
+        let mut found = 0;
+        let pages = read_process_pages(std::process::id(), &mut |p| {
+            if p[..] == expected[..] {
+                found += 1;
+            }
+        })
+        .unwrap();
+        assert!(pages > 16);
+        assert!(found >= 1, "no marker page found among {pages} pages");
+        let err = read_process_pages(u32::MAX - 1, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, InputError::NoSuchProcess { .. }), "{err}");
+    }
+}
