@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/*
+ * swaptest - fill more anonymous memory than the guest has, read it all back,
+ * check every byte.
+ *
+ * Several processes (default 2) each map an equal share of TOTAL MiB of
+ * anonymous memory.  Every round, each process writes every page with a
+ * content that depends on (page index, round), so data from an earlier round
+ * is caught as corruption, then reads every page back and counts bytes that
+ * differ.  The mix (chosen per page by a hash of its index):
+ *
+ *   zero page          1/8   (6.12 keeps these in its zeromap, not in zswap)
+ *   same-filled word   1/8   (one 64-bit value repeated)
+ *   duplicate          2/8   (one of DUP_TEMPLATES random pages, many copies)
+ *   text               2/8   (words from a small dictionary: compresses well)
+ *   random             1/8   (incompressible)
+ *   half text/half 0   1/8
+ *
+ * Between the write and the read pass of each round all processes meet at a
+ * barrier and the parent prints a snapshot of the files named with -s (the
+ * memory held by the swap backend at its fullest), so two runs compare the
+ * same moment.  The last line is "SWAPTEST PASS ..." or "SWAPTEST FAIL ...".
+ *
+ * -x flips one byte after the barrier of round 0: a self-test that the check
+ * can fail (the run must then end in "SWAPTEST FAIL ... bad_bytes=1").
+ *
+ * usage: swaptest [-m TOTAL_MIB] [-r ROUNDS] [-p PROCS] [-s FILE]... [-x]
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PAGE 4096
+#define DUP_TEMPLATES 16
+#define MAX_SNAP 8
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static void fill_random(unsigned char *p, size_t len, uint64_t seed)
+{
+	uint64_t s = mix64(seed) | 1;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		memcpy(p + i, &s, 8);
+	}
+}
+
+static const char *const words[] = {
+	"swap ", "page ", "memory ", "the ", "kernel ", "compress ", "merge ",
+	"tree ", "zswap ", "of ", "and ", "a ", "folio ", "store ", "load ",
+	"offset ", "pool ", "deduplicate ", "scanner ", "wake ",
+};
+
+static void fill_text(unsigned char *p, size_t len, uint64_t seed)
+{
+	uint64_t s = mix64(seed);
+	size_t i = 0;
+
+	while (i < len) {
+		const char *w;
+		size_t n;
+
+		s = mix64(s + 0x9e3779b97f4a7c15ULL);
+		w = words[s % (sizeof(words) / sizeof(words[0]))];
+		n = strlen(w);
+		if (n > len - i)
+			n = len - i;
+		memcpy(p + i, w, n);
+		i += n;
+	}
+}
+
+/* The expected content of page `idx` in round `round`. */
+static void expected_page(unsigned char *p, uint64_t idx, uint64_t round)
+{
+	uint64_t h = mix64(idx * 0x100000001b3ULL + 7);
+	uint64_t seed = mix64(idx ^ (round << 40));
+	uint64_t word;
+	size_t i;
+
+	switch (h % 8) {
+	case 0:
+		memset(p, 0, PAGE);
+		break;
+	case 1:
+		word = 0x0101010101010101ULL * (1 + (idx + round) % 200);
+		for (i = 0; i < PAGE; i += 8)
+			memcpy(p + i, &word, 8);
+		break;
+	case 2:
+	case 3:
+		fill_random(p, PAGE, 0xd0d0 + (h >> 8) % DUP_TEMPLATES + round * 1000);
+		break;
+	case 4:
+	case 5:
+		fill_text(p, PAGE, seed);
+		break;
+	case 6:
+		fill_random(p, PAGE, seed);
+		break;
+	default:
+		fill_text(p, PAGE / 2, seed);
+		memset(p + PAGE / 2, 0, PAGE / 2);
+		break;
+	}
+}
+
+static void print_snapshot(char **files, int nfiles, int round)
+{
+	char buf[8192];
+	int i;
+
+	for (i = 0; i < nfiles; i++) {
+		FILE *f = fopen(files[i], "r");
+		size_t n;
+
+		printf("SNAPSHOT round=%d file=%s\n", round, files[i]);
+		if (!f) {
+			printf("  (cannot open: %s)\n", strerror(errno));
+			continue;
+		}
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			fwrite(buf, 1, n, stdout);
+		fclose(f);
+	}
+	printf("SNAPSHOT end\n");
+	fflush(stdout);
+}
+
+static int full_read(int fd, void *p, size_t n)
+{
+	return read(fd, p, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* One process's share: returns the number of bad bytes it saw. */
+static int corrupt_once;
+
+static uint64_t run_share(uint64_t first, uint64_t pages, int rounds,
+			  int ready_fd, int go_fd)
+{
+	unsigned char *mem, expect[PAGE];
+	uint64_t bad = 0;
+	int round;
+
+	mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		perror("mmap");
+		exit(2);
+	}
+	for (round = 0; round < rounds; round++) {
+		uint64_t i, round_bad = 0;
+		char c = 'r';
+
+		for (i = 0; i < pages; i++)
+			expected_page(mem + i * PAGE, first + i, round);
+		if (write(ready_fd, &c, 1) != 1 || full_read(go_fd, &c, 1))
+			exit(2);
+		if (corrupt_once && round == 0 && first == 0)
+			mem[pages / 2 * PAGE + 123] ^= 0x40;
+		for (i = 0; i < pages; i++) {
+			unsigned char *p = mem + i * PAGE;
+			size_t b;
+
+			expected_page(expect, first + i, round);
+			if (memcmp(p, expect, PAGE) == 0)
+				continue;
+			for (b = 0; b < PAGE; b++)
+				round_bad += p[b] != expect[b];
+			if (round_bad < 64 * PAGE)
+				fprintf(stderr, "swaptest[%d]: page %llu round %d differs\n",
+					getpid(), (unsigned long long)(first + i), round);
+		}
+		printf("swaptest[%d]: round %d pages %llu bad_bytes %llu\n", getpid(),
+		       round, (unsigned long long)pages, (unsigned long long)round_bad);
+		fflush(stdout);
+		bad += round_bad;
+	}
+	munmap(mem, pages * PAGE);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t total_mib = 384, pages_each, bad = 0;
+	int rounds = 3, procs = 2, nsnap = 0, opt, i, round, failed = 0;
+	char *snap[MAX_SNAP];
+	int ready[2], go[2], result[2];
+
+	while ((opt = getopt(argc, argv, "m:r:p:s:x")) != -1) {
+		switch (opt) {
+		case 'm': total_mib = strtoull(optarg, NULL, 0); break;
+		case 'r': rounds = atoi(optarg); break;
+		case 'p': procs = atoi(optarg); break;
+		case 'x': corrupt_once = 1; break;
+		case 's':
+			if (nsnap < MAX_SNAP)
+				snap[nsnap++] = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: swaptest [-m MiB] [-r rounds] [-p procs] [-s file]...\n");
+			return 2;
+		}
+	}
+	if (procs < 1 || rounds < 1 || total_mib < 1)
+		return 2;
+	pages_each = total_mib * 256 / procs;
+	if (pipe(ready) || pipe(go) || pipe(result)) {
+		perror("pipe");
+		return 2;
+	}
+	printf("swaptest: %llu MiB in %d processes, %d rounds\n",
+	       (unsigned long long)total_mib, procs, rounds);
+	fflush(stdout);
+
+	for (i = 0; i < procs; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			perror("fork");
+			return 2;
+		}
+		if (pid == 0) {
+			uint64_t b = run_share(i * pages_each, pages_each, rounds,
+					       ready[1], go[0]);
+			if (write(result[1], &b, sizeof(b)) != sizeof(b))
+				_exit(2);
+			_exit(b ? 1 : 0);
+		}
+	}
+
+	/* Barrier per round: all written -> snapshot -> all read. */
+	for (round = 0; round < rounds; round++) {
+		char c;
+
+		for (i = 0; i < procs; i++)
+			if (full_read(ready[0], &c, 1)) {
+				failed = 1;
+				break;
+			}
+		if (failed)
+			break;
+		print_snapshot(snap, nsnap, round);
+		for (i = 0; i < procs; i++)
+			if (write(go[1], "g", 1) != 1)
+				failed = 1;
+	}
+
+	for (i = 0; i < procs; i++) {
+		int status;
+
+		if (wait(&status) < 0) {
+			failed = 1;
+			break;
+		}
+		/* A child killed (OOM, SIGBUS on a failed swap-in) fails the run. */
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed = 1;
+	}
+	close(result[1]);
+	for (i = 0; i < procs; i++) {
+		uint64_t b;
+
+		if (full_read(result[0], &b, sizeof(b))) {
+			failed = 1;
+			break;
+		}
+		bad += b;
+	}
+	if (bad)
+		failed = 1;
+	printf("SWAPTEST %s bad_bytes=%llu pages=%llu rounds=%d procs=%d\n",
+	       failed ? "FAIL" : "PASS", (unsigned long long)bad,
+	       (unsigned long long)(pages_each * procs), rounds, procs);
+	return failed;
+}

@@ -1,0 +1,198 @@
+//! The statistics the guest reads, in the vocabulary of zswap and KSM.
+//!
+//! A backend fills a [`Report`]; [`Report::render`] writes it as `name value`
+//! lines (the module shows them in `/sys/module/foldswap/parameters/stats`).
+
+use core::fmt::{self, Write};
+
+/// One reading of a backend's counters. Figures a backend does not have yet
+/// (dedup and the scanner, in the interim backend) stay 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Pages held now.
+    pub stored_pages: u64,
+    /// Of those: same-filled (one word repeated; zero pages never get here in
+    /// 6.12, its zeromap keeps them).
+    pub same_filled_pages: u64,
+    /// Of those: references to an identical page already stored.
+    pub duplicate_pages: u64,
+    /// Of those: compressed.
+    pub compressed_pages: u64,
+    /// Of those: kept raw.
+    pub raw_pages: u64,
+    /// Successful stores since load.
+    pub stores: u64,
+    /// Stores that found an identical page (dedup hits) since load.
+    pub dedup_hits: u64,
+    /// Successful loads since load.
+    pub loads: u64,
+    /// Loads of an offset the backend does not hold.
+    pub load_misses: u64,
+    /// Pages dropped by invalidate_page.
+    pub invalidates: u64,
+    /// Swap areas the backend serves now.
+    pub areas: u64,
+    /// Stores rejected: the pool limit is reached.
+    pub reject_pool_full: u64,
+    /// Stores rejected: the page allocator had no page (GFP_NOWAIT).
+    pub reject_alloc_fail: u64,
+    /// Stores rejected: the page compresses worse than the threshold.
+    pub reject_compress_poor: u64,
+    /// Stores rejected for any other reason (disabled, unknown area, offset).
+    pub reject_other: u64,
+    /// Bytes of compressed data held.
+    pub compressed_bytes: u64,
+    /// Bytes the pool holds from the page allocator (data + its metadata).
+    pub pool_bytes: u64,
+    /// Bytes of the backend's own index (offset -> stored page).
+    pub index_bytes: u64,
+    /// The pool limit in bytes (`u64::MAX` when unlimited).
+    pub limit_bytes: u64,
+    /// Scanner rounds run.
+    pub scanner_rounds: u64,
+    /// Scanner wake-ups from the store path.
+    pub scanner_wakeups: u64,
+}
+
+impl Report {
+    /// Everything the backend holds from the page allocator.
+    pub fn total_bytes(&self) -> u64 {
+        self.pool_bytes.saturating_add(self.index_bytes)
+    }
+
+    /// Write one `name value` line per figure.
+    ///
+    /// ```
+    /// use foldswap_kglue::Report;
+    /// let mut out = foldswap_kglue::TextBuf::<1024>::new();
+    /// let report = Report { stores: 3, ..Report::default() };
+    /// report.render(&mut out).unwrap();
+    /// assert!(out.as_str().contains("stores 3\n"));
+    /// ```
+    pub fn render(&self, w: &mut impl Write) -> fmt::Result {
+        let lines: [(&str, u64); 22] = [
+            ("stored_pages", self.stored_pages),
+            ("same_filled_pages", self.same_filled_pages),
+            ("duplicate_pages", self.duplicate_pages),
+            ("compressed_pages", self.compressed_pages),
+            ("raw_pages", self.raw_pages),
+            ("stores", self.stores),
+            ("dedup_hits", self.dedup_hits),
+            ("loads", self.loads),
+            ("load_misses", self.load_misses),
+            ("invalidates", self.invalidates),
+            ("areas", self.areas),
+            ("reject_pool_full", self.reject_pool_full),
+            ("reject_alloc_fail", self.reject_alloc_fail),
+            ("reject_compress_poor", self.reject_compress_poor),
+            ("reject_other", self.reject_other),
+            ("compressed_bytes", self.compressed_bytes),
+            ("pool_bytes", self.pool_bytes),
+            ("index_bytes", self.index_bytes),
+            ("total_bytes", self.total_bytes()),
+            ("limit_bytes", self.limit_bytes),
+            ("scanner_rounds", self.scanner_rounds),
+            ("scanner_wakeups", self.scanner_wakeups),
+        ];
+        for (name, value) in lines {
+            writeln!(w, "{name} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fixed-size text buffer implementing [`Write`]; writing past its end is an
+/// error, never a panic.
+pub struct TextBuf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> TextBuf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        TextBuf {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    /// The text written so far.
+    pub fn as_str(&self) -> &str {
+        self.bytes
+            .get(..self.len)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
+
+impl<const N: usize> Default for TextBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Write for TextBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// A [`Write`] into a caller's byte slice (the kernel's sysfs page).
+pub struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceWriter<'a> {
+    /// Write into `buf` from its start.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        SliceWriter { buf, len: 0 }
+    }
+
+    /// Bytes written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_fits_a_page_and_overflow_is_an_error() {
+        let report = Report {
+            stored_pages: u64::MAX,
+            limit_bytes: u64::MAX,
+            ..Report::default()
+        };
+        let mut page = [0u8; 4096];
+        let mut w = SliceWriter::new(&mut page);
+        report.render(&mut w).unwrap();
+        assert!(w.len() < 1024);
+        let mut small = [0u8; 10];
+        let mut w = SliceWriter::new(&mut small);
+        assert!(report.render(&mut w).is_err());
+        assert_eq!(w.len(), 0);
+    }
+}

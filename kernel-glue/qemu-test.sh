@@ -1,0 +1,161 @@
+#!/bin/bash
+# foldswap in a real Linux 6.12, end to end, from a fresh Debian 12 machine:
+# pinned packages and bindgen, the patched kernel (built once, cached outside
+# the repository), the workspace crates compiled with the kernel's rustc and
+# flags, the module (gated: modpost, no SSE/AVX, stack frames), an initramfs
+# with the test program, a qemu boot, and a verdict read from the console log.
+#
+# usage: kernel-glue/qemu-test.sh           (see kernel-glue/README.md)
+# env:   FOLDSWAP_KERNEL_CACHE (default /var/cache/foldswap-kernel),
+#        SWAPTEST_MIB (384), SWAPTEST_ROUNDS (3), GUEST_MEM (256M), FRAME_LIMIT (2048)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SWAPTEST_MIB=${SWAPTEST_MIB:-384}
+SWAPTEST_ROUNDS=${SWAPTEST_ROUNDS:-3}
+GUEST_MEM=${GUEST_MEM:-256M}
+FRAME_LIMIT=${FRAME_LIMIT:-2048}
+RUN=$CACHE_DIR/run
+START=$(date +%s)
+
+# The module: probe kbuild for the rustc flags, compile the crates with them,
+# build foldswap.ko against the cached tree, gate it.
+build_module() {
+	local mod=$RUN/module probe=$RUN/probe out
+	rm -rf "$mod" "$probe"
+	mkdir -p "$mod" "$probe"
+	cp "$GLUE_DIR"/module/{Kbuild,foldswap_main.rs,foldswap_host.c} "$mod/"
+
+	log "kbuild probe (the kernel's rustc flags)"
+	cat >"$probe/probe.rs" <<'RS'
+// SPDX-License-Identifier: GPL-2.0
+//! An empty module: kbuild's command line for it gives the flags.
+use kernel::prelude::*;
+module! { type: Probe, name: "probe", author: "foldswap", description: "flags probe", license: "GPL", }
+struct Probe;
+impl kernel::Module for Probe {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        Ok(Probe)
+    }
+}
+RS
+	echo 'obj-m := probe.o' >"$probe/Kbuild"
+	kmake M="$probe" probe.o
+
+	log "crates with the kernel's rustc and flags"
+	(cd "$GLUE_DIR/kglue" && cargo fetch --locked -q)
+	python3 "$GLUE_DIR/tools/kcrates.py" "$KSRC" "$probe/.probe.o.cmd" \
+		"$GLUE_DIR/kglue/Cargo.toml" "$mod/crates"
+
+	log "foldswap.ko"
+	out=$(kmake M="$mod" modules 2>&1) || { echo "$out"; die "module build failed"; }
+	echo "$out"
+	if grep -qE 'WARNING: modpost|ERROR: modpost|undefined!' <<<"$out"; then
+		die "modpost is not clean"
+	fi
+	"$GLUE_DIR/tools/check-ko.sh" "$mod/foldswap.ko" "$FRAME_LIMIT" || die "module gates failed"
+	KO=$mod/foldswap.ko
+}
+
+build_initramfs() {
+	local root=$RUN/initramfs a
+	rm -rf "$root"
+	mkdir -p "$root"/{bin,proc,sys,dev}
+	gcc -O2 -Wall -Wextra -Werror -static -o "$root/swaptest" "$GLUE_DIR/guest/swaptest.c"
+	cp /bin/busybox "$root/bin/busybox"
+	for a in $(/bin/busybox --list); do
+		[ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
+	done
+	cp "$GLUE_DIR/guest/init" "$root/init"
+	chmod +x "$root/init"
+	cp "$KO" "$root/foldswap.ko"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$RUN/initramfs.cpio.gz"
+}
+
+run_guest() {
+	rm -f "$RUN/swap.img"
+	truncate -s 1G "$RUN/swap.img"
+	log "booting qemu ($GUEST_MEM, 2 CPUs, TCG; console in $RUN/console.log)"
+	# qemu's exit status proves nothing (it is 0 after a panic): ignore it.
+	timeout 1500 qemu-system-x86_64 -kernel "$KSRC/arch/x86/boot/bzImage" \
+		-initrd "$RUN/initramfs.cpio.gz" -m "$GUEST_MEM" -smp 2 -nographic -no-reboot \
+		-append "console=ttyS0 panic=-1 swaptest.mib=$SWAPTEST_MIB swaptest.rounds=$SWAPTEST_ROUNDS" \
+		-drive file="$RUN/swap.img",format=raw,if=virtio >"$RUN/console.log" 2>&1 || true
+}
+
+# Pass/fail from the console log only.
+decide() {
+	local log=$RUN/console.log ok=1 p
+	tr -d '\r' <"$log" >"$log.txt"
+	log=$log.txt
+	grep -q '^GUEST done' "$log" || { echo "verdict: the guest did not finish"; ok=0; }
+	for p in foldswap limited zswap; do
+		if ! grep -q "^\[$p\] SWAPTEST PASS bad_bytes=0 " "$log"; then
+			echo "verdict: phase $p has no 'SWAPTEST PASS bad_bytes=0'"
+			ok=0
+		fi
+	done
+	if grep -nE 'Oops|WARNING:|BUG:|Kernel panic|general protection|stack guard page|circular locking|inconsistent lock state|recursive locking|suspicious RCU|DEBUG_LOCKS_WARN_ON|soft lockup|hung_task|blocked for more than|Call Trace|insmod failed|rmmod failed|swapon failed|swapoff failed' "$log"; then
+		echo "verdict: kernel splat or failed step in the log (lines above)"
+		ok=0
+	fi
+	figures "$log" || ok=0
+	[ "$ok" = 1 ]
+}
+
+# The figures of each phase, and the checks on them.
+figures() {
+	awk '
+		$1 == "VMSTAT" { v[$2 "," $3 "," $4] = $5 }
+		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
+		/^\[foldswap\] stored_pages / && !fs_held_seen { }
+		/^\[(foldswap|limited)\] total_bytes / { if ($3 > held[$1]) held[$1] = $3 }
+		/^\[(foldswap|limited)\] stores / { if ($3 > stores[$1]) stores[$1] = $3 }
+		/^\[zswap\] Zswap: / { kb = $3; if (kb * 1024 > zheld) zheld = kb * 1024 }
+		/^\[zswap\] SNAPSHOT round=.* file=.*stored_pages/ { want_zs = 1; next }
+		want_zs { if ($2 > zstored) zstored = $2; want_zs = 0 }
+		END {
+			fail = 0
+			for (i = 0; i < 3; i++) {
+				p = i == 0 ? "foldswap" : i == 1 ? "limited" : "zswap"
+				out = v[p ",after,pswpout"] - v[p ",before,pswpout"]
+				in_ = v[p ",after,pswpin"] - v[p ",before,pswpin"]
+				zout = v[p ",after,zswpout"] - v[p ",before,zswpout"]
+				printf "figures %-8s pages to disk %7d  from disk %7d  zswap stores %7d", p, out, in_, zout
+				if (p == "zswap")
+					printf "  held at fullest %6.1f MiB (zswap pool)\n", zheld / 1048576
+				else
+					printf "  held at fullest %6.1f MiB  stores %d loads %d same_filled %d dedup_hits %d reject_pool_full %d reject_compress_poor %d\n",
+						held["[" p "]"] / 1048576, s[p ",after,stores"], s[p ",after,loads"],
+						s[p ",after,same_filled_pages"], s[p ",after,dedup_hits"],
+						s[p ",after,reject_pool_full"], s[p ",after,reject_compress_poor"]
+			}
+			if (s["foldswap,after,stores"] <= 0 || s["foldswap,after,loads"] <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }
+			if (s["foldswap,swapoff,stored_pages"] != 0) { print "verdict: foldswap holds pages after swapoff"; fail = 1 }
+			if (s["limited,after,reject_pool_full"] <= 0) { print "verdict: the limited run rejected nothing"; fail = 1 }
+			if (v["limited,after,pswpout"] - v["limited,before,pswpout"] <= 0) { print "verdict: the limited run wrote nothing to disk"; fail = 1 }
+			if (v["zswap,after,zswpout"] - v["zswap,before,zswpout"] <= 0) { print "verdict: stock zswap stored nothing"; fail = 1 }
+			exit fail
+		}' "$1"
+}
+
+main() {
+	install_packages
+	install_bindgen
+	kernel_tree
+	mkdir -p "$RUN"
+	build_module
+	build_initramfs
+	run_guest
+	if decide; then
+		log "PASS (qemu test, $(($(date +%s) - START)) s)"
+		echo "1 passed, 0 failed"
+	else
+		tail -40 "$RUN/console.log.txt" >&2
+		log "FAIL (qemu test, $(($(date +%s) - START)) s; log: $RUN/console.log.txt)"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+}
+
+main "$@"
