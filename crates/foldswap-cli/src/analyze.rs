@@ -243,9 +243,10 @@ mod tests {
         pages[1][..11].copy_from_slice(b"hello pages");
         pages.push(pages[1]);
         let corpus = corpus(&pages);
-        let report = analyze("test", &corpus, all_strategies(), &ProgressBar::hidden()).unwrap();
+        let strategies = all_strategies().unwrap();
+        let report = analyze("test", &corpus, strategies, &ProgressBar::hidden()).unwrap();
         assert_eq!(report.input.pages, 4);
-        assert_eq!(report.strategies.len(), 2);
+        assert_eq!(report.strategies.len(), 3);
         for row in &report.strategies {
             assert_eq!(row.verified_pages, 4);
             assert_eq!(row.counts.total(), 4, "{}", row.name);

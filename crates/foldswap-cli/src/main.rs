@@ -92,7 +92,7 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         Source::File(sample_corpus()?)
     };
     let corpus = read_source(&source)?;
-    let strategies = all_strategies();
+    let strategies = all_strategies()?;
     let operations = 2 * corpus.len() as u64 * strategies.len() as u64;
     let progress = if operations >= PROGRESS_MIN_OPERATIONS {
         let bar = ProgressBar::new(operations);

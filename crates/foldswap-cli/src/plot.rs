@@ -26,6 +26,8 @@ const PALETTE: [(&str, &str); 5] = [
     ("#76b7b2", "#3f7d78"),
 ];
 const INPUT_COLOUR: &str = "#bab0ac";
+/// Legend swatches: data, metadata.
+const LEGEND_COLOURS: (&str, &str) = ("#bab0ac", "#5f5855");
 
 /// The SVG text of the chart.
 pub fn render_svg(report: &AnalyzeReport) -> String {
@@ -131,7 +133,7 @@ pub fn render_svg(report: &AnalyzeReport) -> String {
         }
         let _ = writeln!(
             svg,
-            r##"<text x="{:.1}" y="{mid:.1}" font-size="13"><tspan font-weight="bold">{}</tspan><tspan fill="#555">&#160;· {}</tspan></text>"##,
+            r##"<text x="{:.1}" y="{mid:.1}" font-size="13"><tspan font-weight="bold">{}</tspan><tspan dx="6" fill="#555">· {}</tspan></text>"##,
             total_end + 8.0,
             human_bytes(bar.data + bar.metadata),
             bar.note
@@ -143,20 +145,20 @@ pub fn render_svg(report: &AnalyzeReport) -> String {
         TOP + plot_height
     );
 
-    // Legend: light = page data, dark = metadata.
+    // Legend, in neutral greys: light = page data, dark = metadata.
     let ly = TOP + plot_height + AXIS + 10.0;
     let _ = writeln!(
         svg,
         r##"<rect x="{LEFT}" y="{ly:.1}" width="14" height="14" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#333">page data</text>"##,
-        PALETTE[0].0,
+        LEGEND_COLOURS.0,
         LEFT + 20.0,
         ly + 12.0
     );
     let _ = writeln!(
         svg,
-        r##"<rect x="{:.1}" y="{ly:.1}" width="14" height="14" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#333">metadata (darker part of each bar)</text>"##,
+        r##"<rect x="{:.1}" y="{ly:.1}" width="14" height="14" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#333">metadata (the darker end of each bar)</text>"##,
         LEFT + 110.0,
-        PALETTE[0].1,
+        LEGEND_COLOURS.1,
         LEFT + 130.0,
         ly + 12.0
     );

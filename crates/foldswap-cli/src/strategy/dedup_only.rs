@@ -27,10 +27,11 @@ pub const RMAP_ITEM_BYTES: u64 = 64;
 /// KSM's node per shared copy in the stable tree (estimate).
 pub const STABLE_NODE_BYTES: u64 = 64;
 
-const STAGES: &[&str] = &["hash", "compare", "load_copy"];
+const STAGES: &[&str] = &["hash", "compare", "keep_copy", "load_copy"];
 const STAGE_HASH: usize = 0;
 const STAGE_COMPARE: usize = 1;
-const STAGE_LOAD_COPY: usize = 2;
+const STAGE_KEEP_COPY: usize = 2;
+const STAGE_LOAD_COPY: usize = 3;
 
 /// No copy for this index.
 const NO_COPY: u32 = u32::MAX;
@@ -109,7 +110,9 @@ impl Strategy for DedupOnly {
                         index,
                         reason: "too many copies".into(),
                     })?;
-                self.copies.extend_from_slice(page);
+                let copies = &mut self.copies;
+                self.clock
+                    .time(STAGE_KEEP_COPY, || copies.extend_from_slice(page));
                 self.sharers.push(0);
                 self.by_hash.entry(hash).or_default().push(copy);
                 self.counts.raw += 1;

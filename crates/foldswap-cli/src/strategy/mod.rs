@@ -14,12 +14,18 @@
 //!   lz4-compressed into zsmalloc-like size classes.
 //! * [`DedupOnly`] — KSM: identical pages (byte-verified) kept once, raw.
 //!
+//! and one that runs real foldswap code:
+//!
+//! * [`PoolLz4`] — the compress-only policy on foldswap's own pool
+//!   (`crates/foldswap-pool`), bytes held as the pool took them from its provider.
+//!
 //! The foldswap backend (`crates/foldswap`) is added to [`all_strategies`] as one
 //! more `Strategy` when it exists: an adapter that calls its `store` / `load` /
 //! statistics. Nothing here stands in for it.
 
 mod compress_only;
 mod dedup_only;
+mod pool_lz4;
 
 use std::time::Instant;
 
@@ -27,6 +33,7 @@ use foldswap_mem::PAGE_SIZE;
 
 pub use compress_only::{CompressOnly, size_class_bytes};
 pub use dedup_only::DedupOnly;
+pub use pool_lz4::PoolLz4;
 
 /// Why a strategy could not store or load a page.
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +121,12 @@ pub trait Strategy {
 
 /// Every strategy `analyze` runs, in report order. The foldswap backend joins
 /// this list (first) when `crates/foldswap` exists.
-pub fn all_strategies() -> Vec<Box<dyn Strategy>> {
-    vec![Box::new(CompressOnly::new()), Box::new(DedupOnly::new())]
+pub fn all_strategies() -> Result<Vec<Box<dyn Strategy>>, StrategyError> {
+    Ok(vec![
+        Box::new(CompressOnly::new()),
+        Box::new(PoolLz4::new()?),
+        Box::new(DedupOnly::new()),
+    ])
 }
 
 /// The word a page is filled with, if all its 8-byte words are equal.
