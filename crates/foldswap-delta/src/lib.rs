@@ -48,6 +48,7 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+mod choose;
 mod decode;
 mod encode;
 mod format;
@@ -56,6 +57,7 @@ mod signature;
 #[cfg(feature = "std")]
 pub mod survey;
 
+pub use choose::{BestDelta, best_delta};
 pub use decode::decode;
 pub use encode::{
     BASE_STRIDE, EncodeScratch, MAX_DELTA_BYTES, SKIP_TRIGGER, TABLE_BITS, TABLE_SLOTS, encode,

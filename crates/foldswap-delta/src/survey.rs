@@ -14,7 +14,7 @@ use foldswap_mem::{Error, PAGE_SIZE, StdPageProvider};
 
 use crate::{
     EncodeScratch, IndexCapacity, MAX_DELTA_BYTES, MAX_TABLE_PAGES, SimilarityConfig,
-    SimilarityIndex, encode,
+    SimilarityIndex, best_delta,
 };
 
 /// One page the survey stores as a delta.
@@ -82,8 +82,12 @@ pub fn survey(
     }
     let capacity = IndexCapacity::growable(MAX_TABLE_PAGES);
     let mut index = SimilarityIndex::<usize, _>::new(StdPageProvider, config, capacity)?;
-    let mut scratch = std::boxed::Box::new(EncodeScratch::new());
-    let mut delta = [0u8; MAX_DELTA_BYTES];
+    let mut buffers = std::boxed::Box::new(Buffers {
+        scratch: EncodeScratch::new(),
+        base: [0; PAGE_SIZE],
+        spare: [0; PAGE_SIZE],
+        delta: [0; MAX_DELTA_BYTES],
+    });
     let mut seen: HashMap<u128, usize> = HashMap::new();
     let page_at = |i: usize| -> Option<&[u8; PAGE_SIZE]> {
         pages
@@ -115,31 +119,43 @@ pub fn survey(
         let sig = index.signature(page);
         let candidates = index.candidates(&sig);
         out.with_candidates += usize::from(!candidates.is_empty());
-        let mut best: Option<Patch> = None;
-        for base in candidates.iter() {
-            let Some(base_page) = page_at(base) else {
-                continue;
-            };
-            out.deltas_tried += 1;
-            let budget = best.map_or(compressed, |b| b.delta_bytes).saturating_sub(1);
-            let Some(room) = delta.get_mut(..budget) else {
-                continue;
-            };
-            if let Ok(len) = encode(page, base_page, &mut scratch, room) {
-                best = Some(Patch {
+        let found = best_delta(
+            page,
+            &candidates,
+            &mut buffers.scratch,
+            &mut buffers.base,
+            &mut buffers.spare,
+            buffers
+                .delta
+                .get_mut(..compressed.saturating_sub(1))
+                .unwrap_or(&mut []),
+            |id, buf| page_at(id).map(|p| buf.copy_from_slice(p)).is_some(),
+        );
+        match found {
+            Some(best) => {
+                out.deltas_tried += best.tried;
+                out.patches.push(Patch {
                     page: i,
-                    base,
-                    delta_bytes: len,
+                    base: best.base,
+                    delta_bytes: best.len,
                     compressed_bytes: compressed,
                 });
             }
-        }
-        match best {
-            Some(patch) => out.patches.push(patch),
-            None => index.insert(&sig, i),
+            None => {
+                out.deltas_tried += candidates.len();
+                index.insert(&sig, i);
+            }
         }
     }
     Ok(out)
+}
+
+/// The encoder's working memory, boxed together.
+struct Buffers {
+    scratch: EncodeScratch,
+    base: [u8; PAGE_SIZE],
+    spare: [u8; PAGE_SIZE],
+    delta: [u8; MAX_DELTA_BYTES],
 }
 
 /// The page is one 8-byte word repeated.
