@@ -100,6 +100,7 @@ pub fn run_strategy(
     let pages = corpus.len();
     let index_of = |i: usize| u32::try_from(i).context("more than 2^32 pages");
 
+    strategy.reserve(pages);
     let store_start = Instant::now();
     for (i, page) in corpus.pages().enumerate() {
         strategy

@@ -103,6 +103,10 @@ impl Strategy for CompressOnly {
          over 3/4 page stored raw; 16 B table entry per page + 8 B handle per object"
     }
 
+    fn reserve(&mut self, pages: usize) {
+        self.slots.reserve(pages);
+    }
+
     fn store(&mut self, index: u32, page: &[u8; PAGE_SIZE]) -> Result<(), StrategyError> {
         let slot = if let Some(word) = self.clock.time(STAGE_FILL, || fill_word(page)) {
             if word == 0 {

@@ -8,7 +8,9 @@
 //!   `use_zero_pages = 0`.
 //! * At most [`MAX_PAGE_SHARING`] pages share one copy (KSM's default
 //!   `max_page_sharing`); the next identical page starts another copy.
-//! * Every kept copy is a raw page: KSM does not compress.
+//! * Every kept copy is a raw page: KSM does not compress. (The model copies each
+//!   kept page into its own memory — the `keep_copy` stage, mostly page faults on
+//!   fresh memory — a cost KSM does not pay: it keeps the page where it is.)
 //! * Metadata: [`RMAP_ITEM_BYTES`] per page (KSM's `rmap_item`, kept for every
 //!   scanned page) and [`STABLE_NODE_BYTES`] per copy that is shared by two or more
 //!   pages (its `stable_node`; an estimate of the x86-64 slab object).
@@ -93,6 +95,11 @@ impl Strategy for DedupOnly {
     fn model(&self) -> &'static str {
         "KSM: identical pages (byte-verified) kept once, at most 256 sharers per copy, \
          raw; 64 B rmap_item per page + 64 B stable_node per shared copy"
+    }
+
+    fn reserve(&mut self, pages: usize) {
+        self.slots.reserve(pages);
+        self.copies.reserve(pages.saturating_mul(PAGE_SIZE));
     }
 
     fn store(&mut self, index: u32, page: &[u8; PAGE_SIZE]) -> Result<(), StrategyError> {

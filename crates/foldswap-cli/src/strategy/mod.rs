@@ -111,6 +111,11 @@ pub trait Strategy {
     fn name(&self) -> &'static str;
     /// One line saying which system this models and how bytes are counted.
     fn model(&self) -> &'static str;
+    /// The runner is about to store `pages` pages: a chance to reserve memory so the
+    /// store pass does not time reallocation. Optional.
+    fn reserve(&mut self, pages: usize) {
+        let _ = pages;
+    }
     /// Store page `index`. The runner stores indices `0..pages` once each, in order.
     fn store(&mut self, index: u32, page: &[u8; PAGE_SIZE]) -> Result<(), StrategyError>;
     /// Write page `index` back into `out`.
