@@ -33,6 +33,7 @@ pub mod output;
 pub mod plot;
 pub mod procmem;
 pub mod report;
+pub mod scan;
 pub mod strategy;
 
 pub use error::InputError;

@@ -11,6 +11,7 @@ use foldswap_cli::output::AtomicFile;
 use foldswap_cli::plot::render_svg;
 use foldswap_cli::procmem::{check_processes_exist, read_process_pages};
 use foldswap_cli::report::{human_bytes, render_table, thousands};
+use foldswap_cli::scan::{Budget, render_scan_table, scan};
 use foldswap_cli::strategy::all_strategies;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -35,6 +36,26 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Write the anonymous resident pages of live processes as a raw page corpus.
     Dump(DumpArgs),
+    /// Run the resident face (scan ladder + merge trees) over live processes for N
+    /// passes and report what KSM-style merging would save, pass by pass.
+    Scan(ScanArgs),
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    /// The processes to scan (only these).
+    #[arg(long, value_name = "PID", num_args = 1.., required = true)]
+    pid: Vec<u32>,
+    /// Ladder rounds to run.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    passes: u64,
+    /// The ladder's CPU budget: `every` covers every page each pass; the others are
+    /// UKSM's governors (a pass then samples pages with a stride).
+    #[arg(long, value_enum, default_value_t = Budget::Every)]
+    budget: Budget,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -69,6 +90,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => run_analyze(args),
         Command::Dump(args) => run_dump(args).map_err(anyhow::Error::from),
+        Command::Scan(args) => run_scan(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +140,16 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         file.write_all(render_svg(&report).as_bytes())?;
         file.commit()?;
         eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_scan(args: ScanArgs) -> anyhow::Result<()> {
+    let report = scan(&args.pid, args.passes, args.budget)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_scan_table(&report));
     }
     Ok(())
 }

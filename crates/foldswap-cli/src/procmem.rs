@@ -28,7 +28,7 @@ use foldswap_mem::PAGE_SIZE;
 use crate::error::InputError;
 
 /// Bit 63 of a pagemap entry: the page is present in RAM.
-const PAGEMAP_PRESENT: u64 = 1 << 63;
+pub(crate) const PAGEMAP_PRESENT: u64 = 1 << 63;
 /// Bit 62 of a pagemap entry: the page is in swap.
 const PAGEMAP_SWAPPED: u64 = 1 << 62;
 /// Pagemap entries read per `pread` (covers 2 MiB of address space).
@@ -130,12 +130,8 @@ pub fn read_process_pages(
 ) -> Result<u64, InputError> {
     check_processes_exist(&[pid])?;
     let mappings = anonymous_mappings(pid)?;
-    let open = |name: &str| {
-        File::open(format!("/proc/{pid}/{name}"))
-            .map_err(|e| proc_error(pid, format!("/proc/{pid}/{name}"), e))
-    };
-    let pagemap = open("pagemap")?;
-    let mem = open("mem")?;
+    let pagemap = open_proc_file(pid, "pagemap")?;
+    let mem = open_proc_file(pid, "mem")?;
     let mut reader = PageReader {
         pid,
         pagemap,
@@ -147,6 +143,12 @@ pub fn read_process_pages(
         reader.read_mapping(mapping, page)?;
     }
     Ok(reader.fed)
+}
+
+/// Open `/proc/PID/NAME` for reading.
+pub(crate) fn open_proc_file(pid: u32, name: &str) -> Result<File, InputError> {
+    let path = format!("/proc/{pid}/{name}");
+    File::open(&path).map_err(|e| proc_error(pid, path, e))
 }
 
 /// Reads present pages of one process through its open `pagemap` and `mem`.

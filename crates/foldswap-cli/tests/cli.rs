@@ -307,16 +307,18 @@ fn marker_page() -> Vec<u8> {
     (0..PAGE).map(|i| ((i * 7 + 13) % 256) as u8).collect()
 }
 
-/// A child that writes the marker page into a private anonymous mapping and waits
-/// (until its stdin closes).
-fn marker_child() -> Child {
+/// A child that writes `copies` marker pages into a private anonymous mapping and
+/// waits (until its stdin closes).
+fn marker_child(copies: usize) -> Child {
     let script = "import mmap, sys\n\
-                  m = mmap.mmap(-1, 4 * 4096, flags=mmap.MAP_PRIVATE)\n\
-                  m[4096:8192] = bytes((i * 7 + 13) % 256 for i in range(4096))\n\
+                  n = int(sys.argv[1])\n\
+                  m = mmap.mmap(-1, (n + 3) * 4096, flags=mmap.MAP_PRIVATE)\n\
+                  for k in range(n):\n\
+                  \x20   m[(k + 1) * 4096:(k + 2) * 4096] = bytes((i * 7 + 13) % 256 for i in range(4096))\n\
                   print('ready', flush=True)\n\
                   sys.stdin.read()\n";
     let mut child = Command::new(python())
-        .args(["-c", script])
+        .args(["-c", script, &copies.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -338,7 +340,7 @@ fn end(mut child: Child) {
 #[test]
 fn dump_writes_the_marker_page_of_a_child() {
     let dir = test_dir("dump");
-    let child = marker_child();
+    let child = marker_child(1);
     let pid = child.id().to_string();
     let out = dir.join("child.pages");
     let output = run(foldswap().args(["dump", "--pid", &pid]).arg("-o").arg(&out));
@@ -385,7 +387,7 @@ fn unreadable_process_memory_is_a_one_line_error_and_leaves_no_file() {
         let mut perms = std::fs::metadata(&dir).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o777);
         std::fs::set_permissions(&dir, perms).unwrap();
-        let child = marker_child();
+        let child = marker_child(1);
         let pid = child.id().to_string();
         let output = run(Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -401,4 +403,48 @@ fn unreadable_process_memory_is_a_one_line_error_and_leaves_no_file() {
         assert_input_error(&output, &["process 1: cannot read", "denied"]);
     }
     assert_no_output(&dir, &[]);
+}
+
+#[test]
+fn scan_finds_identical_pages_across_children() {
+    let children = [marker_child(4), marker_child(4)];
+    let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let output = run(foldswap()
+        .args(["scan", "--passes", "3", "--json", "--pid"])
+        .args(&pids));
+    let table = run(foldswap()
+        .args(["scan", "--passes", "1", "--pid"])
+        .args(&pids));
+    children.into_iter().for_each(end);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["schema"], "foldswap-scan/1");
+    let passes = report["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 3);
+    // The first pass only records checksums (KSM's volatility gate): nothing merges.
+    assert_eq!(field(&passes[0], "pages_sharing"), 0);
+    assert!(field(&passes[0], "scanned") > 8);
+    // By the second, the 8 marker pages share one page (more duplicates may exist).
+    let last = &passes[2];
+    assert!(field(last, "pages_shared") >= 1);
+    assert!(field(last, "pages_sharing") >= 7, "{last}");
+    assert_eq!(
+        field(last, "saved_bytes"),
+        field(last, "pages_sharing") * 4096
+    );
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains("pages mapped") && text.contains("sharing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn scan_of_a_gone_process_is_a_one_line_error() {
+    let pid = gone_pid();
+    let output = run(foldswap().args(["scan", "--passes", "1", "--pid", &pid.to_string()]));
+    assert_input_error(&output, &[&format!("process {pid}"), "no such process"]);
+    let output = run(foldswap().args(["scan", "--passes", "0", "--pid", "1"]));
+    assert_eq!(output.status.code(), Some(2));
 }
