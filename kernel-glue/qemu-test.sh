@@ -43,7 +43,7 @@ RS
 	kmake M="$probe" probe.o
 
 	log "crates with the kernel's rustc and flags"
-	(cd "$GLUE_DIR/kglue" && cargo fetch --locked -q)
+	(cd "$GLUE_DIR/kglue" && cargo fetch -q)
 	python3 "$GLUE_DIR/tools/kcrates.py" "$KSRC" "$probe/.probe.o.cmd" \
 		"$GLUE_DIR/kglue/Cargo.toml" "$mod/crates"
 

@@ -13,11 +13,10 @@
 //! constructor below.
 
 use core::ffi::{c_int, c_long, c_void};
-use core::mem::MaybeUninit;
-use core::ptr::{NonNull, addr_of_mut};
+use core::ptr::NonNull;
 
 use foldswap_kglue::mem::{Error, PAGE_SIZE, Page, PageProvider};
-use foldswap_kglue::pool::{Clock, CodecKind, CompressScratch, DEFAULT_THRESHOLD, PagePolicy, PoorCompression};
+use foldswap_kglue::pool::{Clock, CodecKind, DEFAULT_THRESHOLD, PagePolicy, PoorCompression};
 use foldswap_kglue::{Interim, SliceWriter, SwapBackend};
 use kernel::prelude::*;
 
@@ -76,9 +75,6 @@ const POLICY: PagePolicy = PagePolicy {
 
 /// The backend every operation goes to.
 static BACKEND: Interim<KernelPages, KernelClock> = Interim::new(KernelPages, KernelClock, POLICY);
-
-/// The compression scratch (13 KiB: static, never on the 16 KiB stack).
-static mut COMPRESS_SCRATCH: MaybeUninit<CompressScratch> = MaybeUninit::uninit();
 
 fn errno(e: Error) -> c_int {
     match e {
@@ -169,9 +165,7 @@ struct Foldswap;
 
 impl kernel::Module for Foldswap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: module init runs once, before anything else uses the scratch.
-        let scratch = unsafe { &mut *addr_of_mut!(COMPRESS_SCRATCH) };
-        if BACKEND.start(scratch).is_err() {
+        if BACKEND.start().is_err() {
             return Err(ENOMEM);
         }
         // SAFETY: plain C calls; the backend is ready for the parameters and

@@ -8,6 +8,11 @@ into OUT/<crate>.o (linked into the module) and OUT/lib<crate>.rmeta (for the
 crates above it). Third-party crates get --cap-lints=allow; the project's own
 crates (path dependencies) keep the kernel's lints.
 
+The one flag not taken from the probe is the optimisation level: OPT_LEVEL
+(default 2, the kernel's default CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE) replaces
+the probe's -Copt-level (tinyconfig's -Os makes rustc keep 16-20 KiB
+temporaries on the stack in foldswap-pool's and miniz_oxide's constructors).
+
 usage: kcrates.py KSRC PROBE_CMD_FILE MANIFEST OUT
 Prints the crate names, in link order, one a line, to OUT/crates.txt.
 """
@@ -40,6 +45,8 @@ def kernel_flags(cmd_file):
             continue
         if w.startswith(DROP_PREFIX) or w in DROP_EXACT:
             continue
+        if w.startswith("-Copt-level="):
+            w = "-Copt-level=" + os.environ.get("OPT_LEVEL", "2")
         if w.startswith(("-W", "-D", "-A")) and not w.startswith("-Dunsafe"):
             lints.append(w)
         else:
@@ -49,7 +56,7 @@ def kernel_flags(cmd_file):
 
 def crate_graph(manifest):
     meta = json.loads(subprocess.check_output(
-        ["cargo", "metadata", "--format-version", "1", "--locked",
+        ["cargo", "metadata", "--format-version", "1",
          "--filter-platform", "x86_64-unknown-linux-gnu", "--manifest-path", manifest]))
     packages = {p["id"]: p for p in meta["packages"]}
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}

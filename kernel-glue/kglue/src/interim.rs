@@ -3,6 +3,12 @@
 //! zsmalloc-like object store) plus this crate's [`SlotMap`] from
 //! (swap type, offset) to the stored page. No dedup, no scanner.
 //!
+//! The lz4 state (8 KiB table + output buffer) is a `const`-built field, so a
+//! `static Interim` holds it in `.data` and nothing builds it at run time (the
+//! pool's `CompressScratch::init_in` builds the table on the stack when rustc
+//! inlines it: an 8 KiB frame). The page is compressed here and committed with
+//! the pool's `PagePool::commit`.
+//!
 //! Locks: `compress` (the one compression scratch) is taken first and the page
 //! is compressed outside the `state` lock; `state` (pool + map) is then taken to
 //! commit. A load takes `state`, then `decompress`. Order: compress → state →
@@ -14,9 +20,10 @@ use core::ptr::addr_of_mut;
 use foldswap_mem::sync::{AtomicBool, AtomicU64, Ordering};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::{
-    Clock, CompressScratch, DecompressScratch, Handle, PagePolicy, PagePool, StoredPage,
-    prepare_page,
+    COMPRESS_BOUND, Clock, CodecKind, DecompressScratch, Handle, PagePolicy, PagePool, Prepared,
+    StoredPage, same_filled_word,
 };
+use lz4_flex::block::{CompressTable, compress_into_with_table};
 use spin::Mutex;
 
 use crate::SwapBackend;
@@ -91,6 +98,44 @@ impl<P: PageProvider + Clone> Live<P> {
     }
 }
 
+/// lz4's table and output buffer, `const`-constructible.
+struct Lz4Scratch {
+    table: CompressTable,
+    out: [u8; COMPRESS_BOUND],
+}
+
+impl Lz4Scratch {
+    const fn new() -> Self {
+        Lz4Scratch {
+            table: CompressTable::small(),
+            out: [0; COMPRESS_BOUND],
+        }
+    }
+
+    /// The pool's store policy, up to the commit: same-filled, else lz4 within
+    /// the threshold, else poor.
+    fn prepare<'s>(
+        &'s mut self,
+        policy: &PagePolicy,
+        page: &[u8; PAGE_SIZE],
+        clock: &impl Clock,
+    ) -> Prepared<'s> {
+        if let Some(word) = same_filled_word(page) {
+            return Prepared::SameFilled(word);
+        }
+        let codec = CodecKind::Lz4;
+        let start = clock.now_ns();
+        let len = compress_into_with_table(page, &mut self.out, &mut self.table).ok();
+        let ns = clock.now_ns().saturating_sub(start);
+        match len.and_then(|len| self.out.get(..len)) {
+            Some(bytes) if bytes.len() <= policy.threshold => {
+                Prepared::Compressed { codec, bytes, ns }
+            }
+            _ => Prepared::Poor { codec, ns },
+        }
+    }
+}
+
 /// Counters the pool does not keep.
 #[derive(Default)]
 struct Counters {
@@ -105,7 +150,7 @@ pub struct Interim<P: PageProvider + Clone, C: Clock> {
     provider: P,
     clock: C,
     state: Mutex<Live<P>>,
-    compress: Mutex<Option<&'static mut CompressScratch>>,
+    compress: Mutex<Lz4Scratch>,
     decompress: Mutex<DecompressScratch>,
     policy: PagePolicy,
     enabled: AtomicBool,
@@ -122,7 +167,7 @@ impl<P: PageProvider + Clone, C: Clock> Interim<P, C> {
                 started: false,
                 state: MaybeUninit::uninit(),
             }),
-            compress: Mutex::new(None),
+            compress: Mutex::new(Lz4Scratch::new()),
             decompress: Mutex::new(DecompressScratch::new()),
             policy,
             enabled: AtomicBool::new(true),
@@ -134,9 +179,8 @@ impl<P: PageProvider + Clone, C: Clock> Interim<P, C> {
         }
     }
 
-    /// Make the pool and take the compression scratch (built in place by the
-    /// caller's storage: it is 13 KiB, never a stack temporary).
-    pub fn start(&self, scratch: &'static mut MaybeUninit<CompressScratch>) -> Result<(), Error> {
+    /// Make the pool.
+    pub fn start(&self) -> Result<(), Error> {
         let mut live = self.state.lock();
         if live.started {
             return Err(Error::InvalidArgument("already started"));
@@ -151,13 +195,11 @@ impl<P: PageProvider + Clone, C: Clock> Interim<P, C> {
             addr_of_mut!((*place).areas).write(0);
         }
         live.started = true;
-        *self.compress.lock() = Some(CompressScratch::init_in(scratch));
         Ok(())
     }
 
     /// Free everything (every area must be gone; pages still held are freed).
     pub fn stop(&self) {
-        let _scratch = self.compress.lock().take();
         let mut live = self.state.lock();
         if live.started {
             live.started = false;
@@ -206,8 +248,7 @@ impl<P: PageProvider + Clone, C: Clock> SwapBackend for Interim<P, C> {
             return Err(self.reject_other(Error::ShutDown));
         }
         let mut compress = self.compress.lock();
-        let scratch = compress.as_deref_mut().ok_or(Error::ShutDown)?;
-        let prepared = prepare_page(&self.policy, page, scratch, &self.clock)?;
+        let prepared = compress.prepare(&self.policy, page, &self.clock);
         let mut state = self.state.lock();
         let state = state.get_mut().ok_or(Error::ShutDown)?;
         if !state.serves(ty) {
@@ -320,8 +361,7 @@ mod tests {
             NoClock,
             PagePolicy::default(),
         )));
-        let scratch = Box::leak(Box::new(MaybeUninit::uninit()));
-        b.start(scratch).unwrap();
+        b.start().unwrap();
         (b, provider)
     }
 
