@@ -29,6 +29,8 @@ pub trait Element: Copy + Eq + Send + 'static {
     fn get(chunk: &Self::Chunk, index: usize) -> Option<Self>;
     /// A writable element `index` of `chunk` (`None` past its end).
     fn get_mut(chunk: &mut Self::Chunk, index: usize) -> Option<&mut Self>;
+    /// The chunk's elements from `index` on.
+    fn tail(chunk: &Self::Chunk, index: usize) -> &[Self];
 }
 
 macro_rules! element {
@@ -45,6 +47,9 @@ macro_rules! element {
             }
             fn get_mut(chunk: &mut Self::Chunk, index: usize) -> Option<&mut Self> {
                 chunk.get_mut(index)
+            }
+            fn tail(chunk: &Self::Chunk, index: usize) -> &[Self] {
+                chunk.get(index..).unwrap_or(&[])
             }
         }
     };
@@ -86,6 +91,16 @@ impl<T: Element, P: PageProvider> PageArray<T, P> {
             .get(Self::chunk_of(index))
             .and_then(|chunk| T::get(chunk, index % T::PER_CHUNK))
             .unwrap_or(T::ZERO)
+    }
+
+    /// Elements `index..` up to the end of their chunk or of the array, whichever
+    /// comes first (empty past the end): a run that costs one chunk lookup.
+    pub fn run_from(&self, index: usize) -> &[T] {
+        let Some(chunk) = self.chunks.get(Self::chunk_of(index)) else {
+            return &[];
+        };
+        let run = T::tail(chunk, index % T::PER_CHUNK);
+        run.get(..self.len.saturating_sub(index)).unwrap_or(run)
     }
 
     /// Set element `index`; ignored past the end (callers index modulo `len`).
@@ -142,6 +157,17 @@ mod tests {
         for i in 0..10_000 {
             assert_eq!(array.get(i), i as u64 * 3 + 1);
         }
+        let mut i = 0;
+        while i < 10_000 {
+            let run = array.run_from(i);
+            assert!(!run.is_empty() && run.len() <= u64::PER_CHUNK);
+            for (j, &value) in run.iter().enumerate() {
+                assert_eq!(value, (i + j) as u64 * 3 + 1);
+            }
+            i += run.len();
+        }
+        assert_eq!(i, 10_000);
+        assert!(array.run_from(10_000).is_empty());
         assert_eq!(array.get(10_000), 0);
         array.clear();
         assert!((0..10_000).all(|i| array.get(i) == 0));

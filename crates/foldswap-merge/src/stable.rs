@@ -413,14 +413,14 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
             stats,
             ..
         } = self;
-        match index.count(sampled) {
-            0 => Ok((None, None)),
-            1 => {
-                let found = index.find_map(sampled, |key| {
-                    let kept = nodes.get(SlabKey(key))?.kept;
-                    Some(compare(host, stats, page, kept).map(|same| same.then_some(key)))
-                });
-                Ok((found.transpose()?.flatten(), None))
+        match index.first(sampled) {
+            (None, _) => Ok((None, None)),
+            (Some(key), false) => {
+                let Some(kept) = nodes.get(SlabKey(key)).map(|n| n.kept) else {
+                    return Ok((None, None));
+                };
+                let same = compare(host, stats, page, kept)?;
+                Ok((same.then_some(key), None))
             }
             _ => {
                 stats.full_hashes += 1;

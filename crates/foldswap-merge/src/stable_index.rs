@@ -38,6 +38,22 @@ fn unpack(bucket: u64) -> (u32, u32) {
     ((bucket >> 32) as u32, (bucket as u32).wrapping_sub(1))
 }
 
+/// What a probe visitor says.
+enum Probe<R> {
+    Continue,
+    Stop(R),
+}
+
+/// How a probe ended.
+enum ProbeEnd<R> {
+    /// The visitor stopped it.
+    Stopped(R),
+    /// The cluster ended at this empty bucket.
+    Empty(usize),
+    /// Every bucket was visited (cannot happen below the load limit).
+    Full,
+}
+
 /// Sampled hash → node keys, several keys per hash allowed.
 pub struct StableIndex<P: PageProvider> {
     buckets: PageArray<u64, P>,
@@ -81,11 +97,7 @@ impl<P: PageProvider + Clone> StableIndex<P> {
     /// could not grow.
     pub fn insert(&mut self, sampled: u32, key: u32) -> Result<(), Error> {
         self.reserve_one()?;
-        let mut slot = self.home(sampled);
-        while self.buckets.get(slot) != 0 {
-            slot = self.next(slot);
-        }
-        self.buckets.set(slot, pack(sampled, key));
+        self.place(pack(sampled, key))?;
         self.len += 1;
         Ok(())
     }
@@ -93,24 +105,38 @@ impl<P: PageProvider + Clone> StableIndex<P> {
     /// Call `visit(key)` for every key stored under `sampled`, in probe order, until it
     /// returns `Some`. Returns that value.
     pub fn find_map<R>(&self, sampled: u32, mut visit: impl FnMut(u32) -> Option<R>) -> Option<R> {
-        let mut slot = self.home(sampled);
-        for _ in 0..self.buckets.len() {
-            let bucket = self.buckets.get(slot);
-            if bucket == 0 {
-                return None;
-            }
+        let found = self.probe(self.home(sampled), |_, bucket| {
             let (hash, key) = unpack(bucket);
-            if hash == sampled
-                && let Some(found) = visit(key)
-            {
-                return Some(found);
+            match (hash == sampled).then(|| visit(key)).flatten() {
+                Some(found) => Probe::Stop(found),
+                None => Probe::Continue,
             }
-            slot = self.next(slot);
+        });
+        match found {
+            ProbeEnd::Stopped(found) => Some(found),
+            _ => None,
         }
-        None
+    }
+
+    /// The first key stored under `sampled`, and whether there are more.
+    pub fn first(&self, sampled: u32) -> (Option<u32>, bool) {
+        let mut first = None;
+        let more = self.probe(self.home(sampled), |_, bucket| {
+            let (hash, key) = unpack(bucket);
+            if hash != sampled {
+                Probe::Continue
+            } else if first.is_none() {
+                first = Some(key);
+                Probe::Continue
+            } else {
+                Probe::Stop(())
+            }
+        });
+        (first, matches!(more, ProbeEnd::Stopped(())))
     }
 
     /// How many keys are stored under `sampled` (reads buckets only).
+    #[cfg(test)]
     pub fn count(&self, sampled: u32) -> usize {
         let mut count = 0;
         self.find_map(sampled, |_| {
@@ -158,35 +184,80 @@ impl<P: PageProvider + Clone> StableIndex<P> {
 
     fn slot_of(&self, sampled: u32, key: u32) -> Option<usize> {
         let wanted = pack(sampled, key);
-        let mut slot = self.home(sampled);
-        for _ in 0..self.buckets.len() {
-            let bucket = self.buckets.get(slot);
-            if bucket == 0 {
-                return None;
-            }
+        let found = self.probe(self.home(sampled), |slot, bucket| {
             if bucket == wanted {
-                return Some(slot);
+                Probe::Stop(slot)
+            } else {
+                Probe::Continue
             }
-            slot = self.next(slot);
+        });
+        match found {
+            ProbeEnd::Stopped(slot) => Some(slot),
+            _ => None,
         }
-        None
     }
 
-    fn grow(&mut self) -> Result<(), Error> {
-        let capacity = self.buckets.len();
-        let bigger = capacity.checked_mul(2).ok_or(Error::CapacityExceeded)?;
-        let bigger = PageArray::zeroed(self.buckets.provider().clone(), bigger)?;
-        let old = core::mem::replace(&mut self.buckets, bigger);
-        for slot in 0..capacity {
-            let bucket = old.get(slot);
-            if bucket != 0 {
-                let mut to = self.home(unpack(bucket).0);
-                while self.buckets.get(to) != 0 {
-                    to = self.next(to);
-                }
-                self.buckets.set(to, bucket);
+    /// Walk the cluster from `start`, reading buckets a chunk-run at a time (one
+    /// slab lookup per run), calling `visit(slot, bucket)` on each occupied bucket
+    /// until it stops the walk or an empty bucket ends the cluster.
+    fn probe<R>(&self, start: usize, mut visit: impl FnMut(usize, u64) -> Probe<R>) -> ProbeEnd<R> {
+        let mask = self.buckets.len() - 1;
+        let mut slot = start;
+        let mut seen = 0;
+        while seen < self.buckets.len() {
+            let run = self.buckets.run_from(slot);
+            if run.is_empty() {
+                break;
             }
+            for (offset, &bucket) in run.iter().enumerate() {
+                if bucket == 0 {
+                    return ProbeEnd::Empty(slot + offset);
+                }
+                if let Probe::Stop(found) = visit(slot + offset, bucket) {
+                    return ProbeEnd::Stopped(found);
+                }
+            }
+            seen += run.len();
+            slot = (slot + run.len()) & mask;
         }
+        ProbeEnd::Full
+    }
+
+    /// Put `bucket` into the first empty bucket of its cluster.
+    fn place(&mut self, bucket: u64) -> Result<(), Error> {
+        match self.probe(self.home(unpack(bucket).0), |_, _| Probe::<()>::Continue) {
+            ProbeEnd::Empty(slot) => {
+                self.buckets.set(slot, bucket);
+                Ok(())
+            }
+            _ => Err(Error::CapacityExceeded),
+        }
+    }
+
+    /// Double the table: a new array is filled first and replaces the old one only
+    /// when complete, so a failure leaves the old table as it was.
+    fn grow(&mut self) -> Result<(), Error> {
+        let bigger = self
+            .buckets
+            .len()
+            .checked_mul(2)
+            .ok_or(Error::CapacityExceeded)?;
+        let mut grown = StableIndex {
+            buckets: PageArray::zeroed(self.buckets.provider().clone(), bigger)?,
+            len: self.len,
+        };
+        let mut slot = 0;
+        while slot < self.buckets.len() {
+            let run = self.buckets.run_from(slot);
+            if run.is_empty() {
+                break;
+            }
+            for &bucket in run.iter().filter(|&&b| b != 0) {
+                grown.place(bucket)?;
+            }
+            slot += run.len();
+        }
+        *self = grown;
         Ok(())
     }
 
