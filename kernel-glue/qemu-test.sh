@@ -60,7 +60,7 @@ RS
 build_initramfs() {
 	local root=$RUN/initramfs a
 	rm -rf "$root"
-	mkdir -p "$root"/{bin,proc,sys,dev}
+	mkdir -p "$root"/{bin,proc,sys,dev,tmp}
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/swaptest" "$GLUE_DIR/guest/swaptest.c"
 	cp /bin/busybox "$root/bin/busybox"
 	for a in $(/bin/busybox --list); do
@@ -89,7 +89,7 @@ decide() {
 	tr -d '\r' <"$log" >"$log.txt"
 	log=$log.txt
 	grep -q '^GUEST done' "$log" || { echo "verdict: the guest did not finish"; ok=0; }
-	for p in foldswap limited zswap; do
+	for p in foldswap foldswap-hold limited zswap; do
 		if ! grep -q "^\[$p\] SWAPTEST PASS bad_bytes=0 " "$log"; then
 			echo "verdict: phase $p has no 'SWAPTEST PASS bad_bytes=0'"
 			ok=0
@@ -108,12 +108,13 @@ figures() {
 	awk '
 		$1 == "VMSTAT" { v[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
-		/^\[foldswap\] stored_pages / && !fs_held_seen { }
 		/^\[(foldswap|limited)\] total_bytes / { if ($3 > held[$1]) held[$1] = $3 }
-		/^\[(foldswap|limited)\] stores / { if ($3 > stores[$1]) stores[$1] = $3 }
+		/^\[(foldswap|limited)\] stored_pages / { if ($3 > stored[$1]) stored[$1] = $3 }
 		/^\[zswap\] Zswap: / { kb = $3; if (kb * 1024 > zheld) zheld = kb * 1024 }
-		/^\[zswap\] SNAPSHOT round=.* file=.*stored_pages/ { want_zs = 1; next }
-		want_zs { if ($2 > zstored) zstored = $2; want_zs = 0 }
+		/^\[zswap\] SNAPSHOT round=.* file=.*stored_pages/ { want = "stored"; next }
+		/^\[zswap\] SNAPSHOT round=.* file=.*pool_total_size/ { want = "size"; next }
+		want == "stored" { if ($2 > zstored) zstored = $2; want = "" }
+		want == "size" { if ($2 > zheld) zheld = $2; want = "" }
 		END {
 			fail = 0
 			for (i = 0; i < 3; i++) {
@@ -123,14 +124,15 @@ figures() {
 				zout = v[p ",after,zswpout"] - v[p ",before,zswpout"]
 				printf "figures %-8s pages to disk %7d  from disk %7d  zswap stores %7d", p, out, in_, zout
 				if (p == "zswap")
-					printf "  held at fullest %6.1f MiB (zswap pool)\n", zheld / 1048576
+					printf "  at fullest: %6d pages in %6.1f MiB (zswap pool)\n", zstored, zheld / 1048576
 				else
-					printf "  held at fullest %6.1f MiB  stores %d loads %d same_filled %d dedup_hits %d reject_pool_full %d reject_compress_poor %d\n",
-						held["[" p "]"] / 1048576, s[p ",after,stores"], s[p ",after,loads"],
+					printf "  at fullest: %6d pages in %6.1f MiB  stores %d loads %d same_filled %d dedup_hits %d reject_pool_full %d reject_compress_poor %d\n",
+						stored["[" p "]"], held["[" p "]"] / 1048576, s[p ",after,stores"], s[p ",after,loads"],
 						s[p ",after,same_filled_pages"], s[p ",after,dedup_hits"],
 						s[p ",after,reject_pool_full"], s[p ",after,reject_compress_poor"]
 			}
 			if (s["foldswap,after,stores"] <= 0 || s["foldswap,after,loads"] <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }
+			if (s["foldswap,swapoff,loads"] <= s["foldswap,after,loads"]) { print "verdict: swapoff loaded nothing back from foldswap"; fail = 1 }
 			if (s["foldswap,swapoff,stored_pages"] != 0) { print "verdict: foldswap holds pages after swapoff"; fail = 1 }
 			if (s["limited,after,reject_pool_full"] <= 0) { print "verdict: the limited run rejected nothing"; fail = 1 }
 			if (v["limited,after,pswpout"] - v["limited,before,pswpout"] <= 0) { print "verdict: the limited run wrote nothing to disk"; fail = 1 }

@@ -21,10 +21,15 @@
  * memory held by the swap backend at its fullest), so two runs compare the
  * same moment.  The last line is "SWAPTEST PASS ..." or "SWAPTEST FAIL ...".
  *
+ * -w FILE: after the last round, each process keeps its memory, prints
+ * "swaptest: holding", waits until FILE exists, then checks every byte once
+ * more (the host swaps off meanwhile, so every page comes back through the
+ * swap backend's load before the final check).
+ *
  * -x flips one byte after the barrier of round 0: a self-test that the check
  * can fail (the run must then end in "SWAPTEST FAIL ... bad_bytes=1").
  *
- * usage: swaptest [-m TOTAL_MIB] [-r ROUNDS] [-p PROCS] [-s FILE]... [-x]
+ * usage: swaptest [-m TOTAL_MIB] [-r ROUNDS] [-p PROCS] [-s FILE]... [-w FILE] [-x]
  */
 #include <errno.h>
 #include <stdint.h>
@@ -151,11 +156,34 @@ static int full_read(int fd, void *p, size_t n)
 
 /* One process's share: returns the number of bad bytes it saw. */
 static int corrupt_once;
+static const char *hold_file;
+
+/* Count the bytes of `pages` pages at `mem` that differ from round `round`. */
+static uint64_t check_pages(unsigned char *mem, uint64_t first, uint64_t pages, int round)
+{
+	unsigned char expect[PAGE];
+	uint64_t i, bad = 0;
+
+	for (i = 0; i < pages; i++) {
+		unsigned char *p = mem + i * PAGE;
+		size_t b;
+
+		expected_page(expect, first + i, round);
+		if (memcmp(p, expect, PAGE) == 0)
+			continue;
+		for (b = 0; b < PAGE; b++)
+			bad += p[b] != expect[b];
+		if (bad < 64 * PAGE)
+			fprintf(stderr, "swaptest[%d]: page %llu round %d differs\n",
+				getpid(), (unsigned long long)(first + i), round);
+	}
+	return bad;
+}
 
 static uint64_t run_share(uint64_t first, uint64_t pages, int rounds,
 			  int ready_fd, int go_fd)
 {
-	unsigned char *mem, expect[PAGE];
+	unsigned char *mem;
 	uint64_t bad = 0;
 	int round;
 
@@ -166,7 +194,7 @@ static uint64_t run_share(uint64_t first, uint64_t pages, int rounds,
 		exit(2);
 	}
 	for (round = 0; round < rounds; round++) {
-		uint64_t i, round_bad = 0;
+		uint64_t i, round_bad;
 		char c = 'r';
 
 		for (i = 0; i < pages; i++)
@@ -175,23 +203,24 @@ static uint64_t run_share(uint64_t first, uint64_t pages, int rounds,
 			exit(2);
 		if (corrupt_once && round == 0 && first == 0)
 			mem[pages / 2 * PAGE + 123] ^= 0x40;
-		for (i = 0; i < pages; i++) {
-			unsigned char *p = mem + i * PAGE;
-			size_t b;
-
-			expected_page(expect, first + i, round);
-			if (memcmp(p, expect, PAGE) == 0)
-				continue;
-			for (b = 0; b < PAGE; b++)
-				round_bad += p[b] != expect[b];
-			if (round_bad < 64 * PAGE)
-				fprintf(stderr, "swaptest[%d]: page %llu round %d differs\n",
-					getpid(), (unsigned long long)(first + i), round);
-		}
+		round_bad = check_pages(mem, first, pages, round);
 		printf("swaptest[%d]: round %d pages %llu bad_bytes %llu\n", getpid(),
 		       round, (unsigned long long)pages, (unsigned long long)round_bad);
 		fflush(stdout);
 		bad += round_bad;
+	}
+	if (hold_file) {
+		uint64_t held_bad;
+
+		printf("swaptest[%d]: holding\n", getpid());
+		fflush(stdout);
+		while (access(hold_file, F_OK) != 0)
+			usleep(100000);
+		held_bad = check_pages(mem, first, pages, rounds - 1);
+		printf("swaptest[%d]: after hold pages %llu bad_bytes %llu\n", getpid(),
+		       (unsigned long long)pages, (unsigned long long)held_bad);
+		fflush(stdout);
+		bad += held_bad;
 	}
 	munmap(mem, pages * PAGE);
 	return bad;
@@ -204,12 +233,13 @@ int main(int argc, char **argv)
 	char *snap[MAX_SNAP];
 	int ready[2], go[2], result[2];
 
-	while ((opt = getopt(argc, argv, "m:r:p:s:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:r:p:s:w:x")) != -1) {
 		switch (opt) {
 		case 'm': total_mib = strtoull(optarg, NULL, 0); break;
 		case 'r': rounds = atoi(optarg); break;
 		case 'p': procs = atoi(optarg); break;
 		case 'x': corrupt_once = 1; break;
+		case 'w': hold_file = optarg; break;
 		case 's':
 			if (nsnap < MAX_SNAP)
 				snap[nsnap++] = optarg;
