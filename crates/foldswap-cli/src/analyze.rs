@@ -101,6 +101,7 @@ pub fn run_strategy(
     let index_of = |i: usize| u32::try_from(i).context("more than 2^32 pages");
 
     strategy.reserve(pages);
+    progress.set_message(format!("{name}: storing"));
     let store_start = Instant::now();
     for (i, page) in corpus.pages().enumerate() {
         strategy
@@ -113,6 +114,7 @@ pub fn run_strategy(
     let store_nanos = store_start.elapsed().as_nanos();
     progress.inc((pages % VERIFY_BATCH) as u64);
 
+    progress.set_message(format!("{name}: loading and verifying"));
     let mut load_nanos = 0u128;
     let mut buffer = vec![[0u8; PAGE_SIZE]; VERIFY_BATCH];
     for first in (0..pages).step_by(VERIFY_BATCH) {

@@ -113,16 +113,20 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         Source::File(sample_corpus()?)
     };
-    let corpus = read_source(&source)?;
+    let reading = ProgressBar::new_spinner().with_message(format!("reading {}", source.label()));
+    reading.enable_steady_tick(core::time::Duration::from_millis(100));
+    let corpus = read_source(&source);
+    reading.finish_and_clear();
+    let corpus = corpus?;
     let strategies = all_strategies()?;
     let operations = 2 * corpus.len() as u64 * strategies.len() as u64;
     let progress = if operations >= PROGRESS_MIN_OPERATIONS {
         let bar = ProgressBar::new(operations);
-        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {percent}% ({eta} left)")
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:32} [{bar:40}] {percent:>3}% ({eta} left)")
         {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message("storing and verifying pages");
         bar
     } else {
         ProgressBar::hidden()
