@@ -77,3 +77,10 @@ pub use page_pool::{
 };
 pub use same_filled::{fill_page, same_filled_word};
 pub use store::{ClassOccupancy, CompactStats, Handle, ObjectStore, StoreStats};
+
+/// The raw building blocks under the codecs, re-exported so benchmarks can measure
+/// the pool against plain lz4_flex / miniz_oxide with exactly the same build of them.
+pub mod building_blocks {
+    pub use lz4_flex;
+    pub use miniz_oxide;
+}

@@ -320,24 +320,21 @@ impl<P: PageProvider + Clone> PagePool<P> {
             }
             StoredPage::Object(handle) => handle,
         };
-        let (len, tag) = self.store.object_info(handle)?;
+        let start = clock.now_ns();
+        let (spill, inflate) = scratch.split();
+        let (bytes, tag) = self.store.view_object(handle, spill)?;
         if tag == TAG_RAW {
-            if len != PAGE_SIZE {
+            if bytes.len() != PAGE_SIZE {
                 return self.corrupt();
             }
-            self.store.read_object(handle, out)?;
+            out.copy_from_slice(bytes);
             self.load.loads.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let Some(codec) = CodecKind::from_tag(tag) else {
             return self.corrupt();
         };
-        let start = clock.now_ns();
-        let (spill, inflate) = scratch.split();
-        let result = self
-            .store
-            .view_object(handle, spill)
-            .and_then(|(bytes, _)| decompress_with(codec, bytes, out, inflate));
+        let result = decompress_with(codec, bytes, out, inflate);
         let ns = clock.now_ns().saturating_sub(start);
         if result.is_err() {
             return self.corrupt();

@@ -1,0 +1,201 @@
+//! The compressed pool against its raw building blocks, on the dev corpus.
+//!
+//! - `pool_store`: `PagePool::store_page` (same-filled check, lz4 with the table in
+//!   scratch, packing into zspages, handle) vs plain `lz4_flex::block::compress_into`
+//!   on the same pages. Target: store ≤ 1.10 × plain compress.
+//! - `pool_load`: `PagePool::load_page` vs plain `decompress_into` of the same
+//!   compressed bytes. Target: load ≤ 1.10 × plain decompress.
+//! - `pool_store_deflate`: the same with deflate-1 vs plain miniz_oxide.
+//! - Bytes (not timed): bytes the pool holds for the whole corpus (zspages plus all
+//!   metadata) vs the sum of the compressed sizes. Target ≤ 1.05.
+//!
+//! Run: `cargo bench -p foldswap-benches --bench pool`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion};
+use foldswap_benches::report_ratio;
+use foldswap_mem::{PAGE_SIZE, StdPageProvider};
+use foldswap_pool::building_blocks::lz4_flex::block::{
+    compress_into, decompress_into, get_maximum_output_size,
+};
+use foldswap_pool::building_blocks::miniz_oxide::DataFormat;
+use foldswap_pool::building_blocks::miniz_oxide::deflate::core::{
+    CompressorOxide, TDEFLFlush, TDEFLStatus, compress,
+};
+use foldswap_pool::{
+    CodecKind, CompressScratch, DecompressScratch, NoClock, PagePolicy, PagePool, PoorCompression,
+    StoredPage,
+};
+
+/// Every `SAMPLE_STRIDE`-th corpus page is benchmarked (about 2,100 pages).
+const SAMPLE_STRIDE: usize = 14;
+
+fn keep_everything(codec: CodecKind) -> PagePolicy {
+    PagePolicy {
+        codec,
+        threshold: PAGE_SIZE,
+        on_poor: PoorCompression::KeepRaw,
+    }
+}
+
+fn fill_pool(
+    pages: &[&[u8; PAGE_SIZE]],
+    policy: PagePolicy,
+) -> (PagePool<StdPageProvider>, Vec<StoredPage>) {
+    let mut pool = PagePool::new(StdPageProvider, policy).expect("pool");
+    let mut scratch = CompressScratch::boxed();
+    let stored = pages
+        .iter()
+        .map(|page| {
+            pool.store_page(&page[..], &mut scratch, &NoClock)
+                .expect("store")
+        })
+        .collect();
+    (pool, stored)
+}
+
+fn bench_store(c: &mut Criterion, pages: &[&[u8; PAGE_SIZE]]) {
+    let mut group = c.benchmark_group("pool_store");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(6));
+    let mut out = vec![0u8; get_maximum_output_size(PAGE_SIZE)];
+    group.bench_function("plain_lz4_compress", |b| {
+        b.iter(|| {
+            for page in pages {
+                black_box(compress_into(&page[..], &mut out).expect("fits"));
+            }
+        })
+    });
+    let mut scratch = CompressScratch::boxed();
+    group.bench_function("store_page", |b| {
+        b.iter_batched(
+            || PagePool::new(StdPageProvider, keep_everything(CodecKind::Lz4)).expect("pool"),
+            |mut pool| {
+                for page in pages {
+                    black_box(
+                        pool.store_page(&page[..], &mut scratch, &NoClock)
+                            .expect("store"),
+                    );
+                }
+                pool
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn bench_load(c: &mut Criterion, pages: &[&[u8; PAGE_SIZE]]) {
+    let mut group = c.benchmark_group("pool_load");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    let mut buf = vec![0u8; get_maximum_output_size(PAGE_SIZE)];
+    let compressed: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|page| {
+            let len = compress_into(&page[..], &mut buf).expect("fits");
+            buf[..len].to_vec()
+        })
+        .collect();
+    let mut out = vec![0u8; PAGE_SIZE];
+    group.bench_function("plain_lz4_decompress", |b| {
+        b.iter(|| {
+            for bytes in &compressed {
+                black_box(decompress_into(bytes, &mut out).expect("decodes"));
+            }
+        })
+    });
+    let (pool, stored) = fill_pool(pages, keep_everything(CodecKind::Lz4));
+    let mut scratch = Box::new(DecompressScratch::new());
+    group.bench_function("load_page", |b| {
+        b.iter(|| {
+            for s in &stored {
+                pool.load_page(*s, &mut out, &mut scratch, &NoClock)
+                    .expect("load");
+                black_box(&out);
+            }
+        })
+    });
+    group.finish();
+}
+
+fn bench_store_deflate(c: &mut Criterion, pages: &[&[u8; PAGE_SIZE]]) {
+    let mut group = c.benchmark_group("pool_store_deflate");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    // Plain miniz_oxide, used the way the pool uses it: one compressor, reset
+    // per page, raw deflate level 1, into a reused buffer.
+    let mut compressor = Box::<CompressorOxide>::default();
+    compressor.set_format_and_level(DataFormat::Raw, 1);
+    let mut out = vec![0u8; 2 * PAGE_SIZE];
+    group.bench_function("plain_deflate1_compress", |b| {
+        b.iter(|| {
+            for page in pages {
+                compressor.reset();
+                let (status, _, len) =
+                    compress(&mut compressor, &page[..], &mut out, TDEFLFlush::Finish);
+                assert_eq!(status, TDEFLStatus::Done);
+                black_box(len);
+            }
+        })
+    });
+    let mut scratch = CompressScratch::boxed();
+    group.bench_function("store_page", |b| {
+        b.iter_batched(
+            || PagePool::new(StdPageProvider, keep_everything(CodecKind::Deflate)).expect("pool"),
+            |mut pool| {
+                for page in pages {
+                    black_box(
+                        pool.store_page(&page[..], &mut scratch, &NoClock)
+                            .expect("store"),
+                    );
+                }
+                pool
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// Bytes held for the whole corpus vs the sum of compressed sizes (lz4, and
+/// raw pages counted as 4096), printed like the time ratios.
+fn report_bytes(all: &[&[u8; PAGE_SIZE]]) {
+    let (pool, _) = fill_pool(all, keep_everything(CodecKind::Lz4));
+    let stats = pool.stats();
+    let held = stats.store.bytes_held as f64;
+    let compressed = stats.compressed_bytes as f64;
+    let zspages = (stats.store.zspage_pages * PAGE_SIZE) as f64;
+    println!(
+        "ratio pool_bytes: held / compressed = {:.3} ({} B held incl. {} metadata pages, {} B compressed; zspages alone {:.3})",
+        held / compressed,
+        stats.store.bytes_held,
+        stats.store.metadata_pages,
+        stats.compressed_bytes,
+        zspages / compressed,
+    );
+}
+
+fn main() {
+    let (corpus, _) = foldswap_corpus::dev_mixed().expect("dev-mixed corpus");
+    let all: Vec<&[u8; PAGE_SIZE]> = corpus.pages().collect();
+    let sample: Vec<&[u8; PAGE_SIZE]> = all.iter().copied().step_by(SAMPLE_STRIDE).collect();
+    let mut c = Criterion::default().configure_from_args();
+    bench_store(&mut c, &sample);
+    bench_load(&mut c, &sample);
+    bench_store_deflate(&mut c, &sample);
+    c.final_summary();
+    report_ratio("pool_store", "store_page", "plain_lz4_compress");
+    report_ratio("pool_load", "load_page", "plain_lz4_decompress");
+    report_ratio(
+        "pool_store_deflate",
+        "store_page",
+        "plain_deflate1_compress",
+    );
+    report_bytes(&all);
+}
