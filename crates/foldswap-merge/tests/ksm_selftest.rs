@@ -159,3 +159,31 @@ fn selftest_holds_when_every_hash_collides() {
         }
     }
 }
+
+#[test]
+fn dev_corpus_merges_as_ksm_would() {
+    let (corpus, reference) = foldswap_corpus::dev_mixed().expect("dev-mixed corpus");
+    let mut sim = Sim::new(StdPageProvider, HashMode::Real, DEFAULT_MAX_PAGE_SHARING);
+    let mut groups: std::collections::HashMap<&[u8; 4096], u64> = Default::default();
+    for page in corpus.pages() {
+        sim.add(page).unwrap();
+        *groups.entry(page).or_default() += 1;
+    }
+    // The independent model: KSM's figure for each group of identical pages.
+    let (mut shared, mut sharing) = (0, 0);
+    for &count in groups.values() {
+        let (s, g) = expected(count, DEFAULT_MAX_PAGE_SHARING as u64);
+        shared += s;
+        sharing += g;
+    }
+    let zero_pages = groups.get(&[0u8; 4096]).copied().unwrap_or(0);
+    assert_eq!(zero_pages, reference.zero);
+    assert_eq!(
+        groups.values().map(|c| c - 1).sum::<u64>() - (zero_pages - 1),
+        reference.dup_nonfill,
+        "the model agrees with the reference figures"
+    );
+    let stats = sim.settle();
+    sim.check_converged();
+    assert_eq!((stats.pages_shared, stats.pages_sharing), (shared, sharing));
+}

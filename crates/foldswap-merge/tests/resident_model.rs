@@ -77,7 +77,7 @@ fn run(ops: Vec<Op>, mode: HashMode, limit: u32) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn resident_matches_the_model(ops in proptest::collection::vec(op(), 1..300), limit in 2u32..6) {

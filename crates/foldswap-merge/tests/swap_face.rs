@@ -119,7 +119,7 @@ fn run(ops: Vec<(bool, u8, usize)>, mode: HashMode, limit: u32) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(160))]
 
     #[test]
     fn swap_face_matches_the_model(
