@@ -36,6 +36,9 @@ pub enum InputError {
         /// The offending line.
         line: String,
     },
+    /// `analyze` was given no input and the shipped sample corpus is not there.
+    #[error("no PATH given and the sample corpus {0} was not found")]
+    NoSample(String),
     /// No pages at all to analyze or dump.
     #[error("{0}: no pages")]
     Empty(String),

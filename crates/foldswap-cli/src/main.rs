@@ -94,14 +94,17 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("foldswap: {error:#}");
-            if error.downcast_ref::<InputError>().is_some() {
+        Err(error) => match error.downcast_ref::<InputError>() {
+            // Its message already names the cause: print it alone, on one line.
+            Some(input) => {
+                eprintln!("foldswap: {input}");
                 ExitCode::from(2)
-            } else {
+            }
+            None => {
+                eprintln!("foldswap: {error:#}");
                 ExitCode::FAILURE
             }
-        }
+        },
     }
 }
 
@@ -113,6 +116,8 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         Source::File(sample_corpus()?)
     };
+    // Fail on an unwritable plot path before the work, not after it.
+    let plot = args.plot.as_deref().map(AtomicFile::create).transpose()?;
     let reading = ProgressBar::new_spinner().with_message(format!("reading {}", source.label()));
     reading.enable_steady_tick(core::time::Duration::from_millis(100));
     let corpus = read_source(&source);
@@ -134,16 +139,15 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let report = analyze(&source.label(), &corpus, strategies, &progress)?;
     progress.finish_and_clear();
 
+    if let (Some(mut file), Some(path)) = (plot, &args.plot) {
+        file.write_all(render_svg(&report).as_bytes())?;
+        file.commit()?;
+        eprintln!("plot written to {}", path.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render_table(&report));
-    }
-    if let Some(path) = args.plot {
-        let mut file = AtomicFile::create(&path)?;
-        file.write_all(render_svg(&report).as_bytes())?;
-        file.commit()?;
-        eprintln!("plot written to {}", path.display());
     }
     Ok(())
 }
@@ -168,11 +172,7 @@ fn sample_corpus() -> Result<PathBuf, InputError> {
         .into_iter()
         .find(|path| path.is_file())
         .map(|path| path.canonicalize().unwrap_or(path))
-        .ok_or_else(|| {
-            InputError::Empty(format!(
-                "no PATH given and the sample corpus {SAMPLE_CORPUS} was not found"
-            ))
-        })
+        .ok_or_else(|| InputError::NoSample(SAMPLE_CORPUS.to_owned()))
 }
 
 fn run_dump(args: DumpArgs) -> Result<(), InputError> {
@@ -193,10 +193,7 @@ fn run_dump(args: DumpArgs) -> Result<(), InputError> {
         total += pages;
     }
     if total == 0 {
-        return Err(InputError::Empty(format!(
-            "processes {:?}: no anonymous resident pages",
-            args.pid
-        )));
+        return Err(InputError::Empty(Source::Processes(args.pid).label()));
     }
     file.commit()?;
     eprintln!(

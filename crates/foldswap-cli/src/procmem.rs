@@ -230,9 +230,7 @@ impl PageReader {
 /// Turn an OS error on a `/proc/PID/` file into the right [`InputError`]: a process
 /// that has gone is [`InputError::NoSuchProcess`], anything else names the file.
 fn proc_error(pid: u32, what: String, source: io::Error) -> InputError {
-    let gone = source.kind() == ErrorKind::NotFound
-        || source.raw_os_error() == Some(3) // ESRCH
-        || !process_exists(pid);
+    let gone = source.kind() == ErrorKind::NotFound || !process_exists(pid);
     if gone {
         InputError::NoSuchProcess { pid }
     } else {

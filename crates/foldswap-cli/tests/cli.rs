@@ -75,6 +75,11 @@ fn assert_input_error(output: &Output, words: &[&str]) {
     );
     for word in words {
         assert!(stderr.contains(word), "{word:?} not in {stderr:?}");
+        assert_eq!(
+            stderr.matches(word).count(),
+            1,
+            "{word:?} repeated in {stderr:?}"
+        );
     }
     assert!(
         output.stdout.is_empty(),
@@ -240,7 +245,7 @@ fn bad_corpus_files_are_one_line_errors_with_code_2() {
         .arg(&ok)
         .arg("--plot")
         .arg(dir.join("no/such/dir/p.svg")));
-    assert_eq!(output.status.code(), Some(2));
+    assert_input_error(&output, &["p.svg", "cannot write"]);
 }
 
 #[test]
