@@ -128,12 +128,12 @@ fuzz_target!(|input: Input| {
                 rungs,
             } => {
                 let mut t = Tunables::default();
-                if let Some(r) = t.rungs.get_mut(rung as usize % 8) {
+                if let Some(r) = t.rungs.get_mut(rung as usize % foldswap_ladder::MAX_RUNGS) {
                     r.cpu_ratio = cpu_ratio;
                     r.cover_msecs = cover_msecs;
                 }
                 t.max_cpu = max_cpu;
-                t.rung_count = rungs % 10;
+                t.rung_count = rungs % 8;
                 if let Err(e) = ladder.stage_tunables(t) {
                     typed(e);
                 }
@@ -148,7 +148,9 @@ fuzz_target!(|input: Input| {
             Op::Clock(delta) => now = now.saturating_add_signed(i64::from(delta)),
             Op::MemoryLimit(pages) => provider.set_limit(pages as usize),
         }
-        let total: u64 = (0..8).map(|r| ladder.rung_pages(r)).sum();
+        let total: u64 = (0..foldswap_ladder::MAX_RUNGS)
+            .map(|r| ladder.rung_pages(r))
+            .sum();
         assert_eq!(total, live.iter().map(|r| r.1).sum::<u64>());
         assert_eq!(ladder.region_count(), live.len());
         assert!(ladder.cpu_budget() <= 10_000);

@@ -11,7 +11,7 @@ use foldswap_mem::Error;
 use crate::strength::{AdapterTunables, set};
 
 /// The most rungs a ladder can have.
-pub const MAX_RUNGS: usize = 8;
+pub const MAX_RUNGS: usize = 6;
 /// The longest cover time accepted; longer ones are clamped to it (one hour).
 pub const MAX_COVER_MSECS: i64 = 3_600_000;
 /// Ratios (`cpu_ratio`, `max_cpu`, thresholds) are in 1/10000: this is 100 %.
@@ -45,7 +45,7 @@ pub enum Governor {
 /// Everything the host can tune.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tunables {
-    /// Rungs in use (1..=[`MAX_RUNGS`]; default 4). Out of range is an error.
+    /// Rungs in use (1..=[`MAX_RUNGS`] = 6; default 4). Out of range is an error.
     pub rung_count: u8,
     /// Per-rung budgets; entries past `rung_count` are ignored.
     pub rungs: [RungTunables; MAX_RUNGS],
@@ -141,7 +141,7 @@ impl Tunables {
     pub fn validated(&self) -> Result<(Tunables, u32), Error> {
         let mut t = *self;
         if t.rung_count == 0 || t.rung_count as usize > MAX_RUNGS {
-            return Err(Error::InvalidArgument("rung_count must be 1..=8"));
+            return Err(Error::InvalidArgument("rung_count must be 1..=6"));
         }
         if t.max_cpu <= 0 {
             return Err(Error::InvalidArgument("max_cpu must be > 0"));
@@ -226,7 +226,7 @@ mod tests {
                 "cover_msecs must be > 0",
             ),
             (|t| t.rungs[0].cpu_ratio = 0, "cpu_ratio must not be 0"),
-            (|t| t.rung_count = 0, "rung_count must be 1..=8"),
+            (|t| t.rung_count = 0, "rung_count must be 1..=6"),
             (|t| t.max_cpu = -1, "max_cpu must be > 0"),
             (|t| t.max_sleep_ns = 0, "max_sleep_ns must be > 0"),
         ];
@@ -237,7 +237,7 @@ mod tests {
         }
         // Rungs past rung_count are not checked.
         let mut t = Tunables::default();
-        t.rungs[6].cover_msecs = -1;
+        t.rungs[5].cover_msecs = -1;
         assert!(t.validated().is_ok());
     }
 

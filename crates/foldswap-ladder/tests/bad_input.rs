@@ -332,10 +332,21 @@ proptest! {
                 Op::EndRound => { l.end_round(now)?; }
                 Op::Backwards(by) => { now = now.saturating_sub(by); }
             }
-            let total: u64 = (0..8).map(|r| l.rung_pages(r)).sum();
+            let total: u64 = (0..foldswap_ladder::MAX_RUNGS).map(|r| l.rung_pages(r)).sum();
             prop_assert_eq!(total, live.iter().map(|r| r.1).sum::<u64>());
             prop_assert_eq!(l.region_count(), live.len());
             prop_assert!(l.cpu_budget() <= 10_000);
         }
     }
+}
+
+#[test]
+fn the_ladder_and_the_hasher_fit_a_small_stack() {
+    // Returned by value from `new`: keep them near the house's ~2 KiB frame rule (the
+    // slab's inline directory is 512 bytes of it; the hasher's 2 KiB permutation can
+    // also be built in place).
+    let ladder = core::mem::size_of::<Ladder<StdPageProvider>>();
+    let hasher = core::mem::size_of::<foldswap_ladder::SampledHasher>();
+    assert!(ladder <= 2304, "Ladder is {ladder} bytes");
+    assert!(hasher <= 2048 + 8, "SampledHasher is {hasher} bytes");
 }

@@ -50,3 +50,24 @@ fn delta_rehash_matches_direct_hashing_on_every_corpus_page() {
         }
     }
 }
+
+#[test]
+fn without_the_periodic_probe_the_adapter_never_leaves_uksms_default() {
+    // UKSM's rules alone: lower only after cost-free windows, probe only on drift. On
+    // real memory a few collisions always happen, so the strength never comes down.
+    let (corpus, _) = foldswap_corpus::dev_mixed().expect("dev corpus must be present");
+    let pages: Vec<&[u8; 4096]> = corpus.pages().collect();
+    let hasher = SampledHasher::new(0x1adde5);
+    let uksm_rules = AdapterTunables {
+        probe_every_windows: 0,
+        ..AdapterTunables::default()
+    };
+    let report = settle_strength(&pages, &hasher, uksm_rules, 12, 12);
+    assert!(
+        report.history.iter().all(|(s, _)| *s == 64),
+        "{:?}",
+        report.history
+    );
+    assert!(report.history.iter().all(|(_, w)| w.collisions > 0));
+    assert_eq!(report.adapter.strength_changes, 0);
+}
