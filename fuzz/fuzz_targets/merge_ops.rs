@@ -27,6 +27,7 @@ enum Op {
     Store(u8),
     Drop(u8),
     MemoryLimit(u8),
+    Rekey(u8),
 }
 
 fn content(class: u8) -> [u8; PAGE_SIZE] {
@@ -64,7 +65,10 @@ fuzz_target!(|input: Input| {
     swap.set_max_page_sharing(limit).unwrap();
     let mut tracked: Vec<(ItemRef, usize)> = Vec::new();
     let mut stored: Vec<(StableRef, u8)> = Vec::new();
-    for op in input.ops.iter().take(500) {
+    // The swap face's keys are the host's sampled hash rotated left by this much.
+    let mut rotation = 0u32;
+    let ops = &input.ops[..input.ops.len().min(500)];
+    for (step, op) in ops.iter().enumerate() {
         match *op {
             Op::Track(class) => {
                 let page = host.add_page(&content(class));
@@ -90,9 +94,15 @@ fuzz_target!(|input: Input| {
                 clean(resident.end_pass());
             }
             Op::Refuse(n) => host.refuse_next_merges(usize::from(n % 3)),
+            Op::Rekey(rotate) => {
+                // All or nothing: on failure (memory short) the old keys stay valid.
+                if clean(swap.rekey(|_, old| Ok(old.rotate_left(u32::from(rotate))))).is_some() {
+                    rotation = rotation.wrapping_add(u32::from(rotate));
+                }
+            }
             Op::Store(class) => {
                 let incoming = host.add_page(&content(class));
-                let sampled = host.sampled_hash(incoming);
+                let sampled = host.sampled_hash(incoming).rotate_left(rotation);
                 if let Some(done) =
                     clean(swap.store_or_share(&mut host, sampled, incoming, |_| Ok(incoming)))
                 {
@@ -109,6 +119,10 @@ fuzz_target!(|input: Input| {
                 provider.set_limit(provider.pages_in_use() + usize::from(extra % 4));
             }
             _ => {}
+        }
+        if step % 16 == 0 || step + 1 == ops.len() {
+            resident.verify().expect("resident structure");
+            swap.verify().expect("stable tree structure");
         }
         for &(item, page) in &tracked {
             if let Some(node) = resident.merged_node(item) {

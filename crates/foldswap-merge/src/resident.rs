@@ -268,6 +268,19 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         Ok(())
     }
 
+    /// The host's sampled hash changed (the ladder moved to another strength): the
+    /// stable tree is re-keyed through `new_sampled(kept, old)` (all or nothing, see
+    /// [`StableTree::rekey`]) and the unstable tree is flushed, as UKSM does.
+    pub fn rekey(
+        &mut self,
+        new_sampled: impl FnMut(Id, u32) -> Result<u32, Error>,
+    ) -> Result<(), Error> {
+        self.stable.rekey(new_sampled)?;
+        self.pass = (self.pass + 1) & PASS_MASK;
+        self.heads.clear();
+        Ok(())
+    }
+
     /// KSM's figures plus the work spent.
     pub fn stats(&self) -> MergeStats {
         let stable = self.stable.stats();
@@ -288,6 +301,47 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
     pub fn merged_node(&self, item: ItemRef) -> Option<StableRef> {
         let it = self.items.get(SlabKey(item.0))?;
         (it.state() == MERGED).then_some(StableRef::from_index(it.link))
+    }
+
+    /// Check the internal structure (O(n); for tests and fuzzing): the stable tree
+    /// ([`StableTree::verify`]), every merged item names a live node, the per-state
+    /// counts match the items, and every unstable bucket chain holds only this pass's
+    /// unshared items under that bucket.
+    pub fn verify(&self) -> Result<(), Error> {
+        self.stable.verify()?;
+        let (mut merged, mut unshared, mut bad) = (0u64, 0u64, false);
+        self.items.for_each(|_, it| match it.state() {
+            MERGED => {
+                merged += 1;
+                bad |= self.stable.node(StableRef::from_index(it.link)).is_none();
+            }
+            UNSHARED => unshared += 1,
+            _ => {}
+        });
+        let stats = self.stable.stats();
+        if bad
+            || merged != self.merged
+            || unshared != self.unshared
+            || merged != stats.pages_shared + stats.pages_sharing
+        {
+            return Err(Error::Corrupt);
+        }
+        let mut chained = 0;
+        for bucket in 0..self.heads.len() {
+            let mut key = self.heads.get(bucket).wrapping_sub(1);
+            while key != NONE {
+                let it = self.items.get(SlabKey(key)).ok_or(Error::Corrupt)?;
+                let here = it.state() == UNSHARED
+                    && it.pass() == self.pass
+                    && self.bucket(it.sampled) == bucket;
+                if !here || chained >= self.items.len() {
+                    return Err(Error::Corrupt);
+                }
+                chained += 1;
+                key = it.link;
+            }
+        }
+        Ok(())
     }
 
     /// The stable tree, read-only.

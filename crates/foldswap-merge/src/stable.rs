@@ -344,6 +344,35 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
         }
     }
 
+    /// Re-key the tree after the host's sampled hash changed (the ladder moved to
+    /// another strength): `new_sampled(kept, old)` gives each stored content's new
+    /// sampled hash. Full hashes stay valid. All or nothing: if the closure or the
+    /// provider fails, the tree is left as it was.
+    pub fn rekey(
+        &mut self,
+        mut new_sampled: impl FnMut(Id, u32) -> Result<u32, Error>,
+    ) -> Result<(), Error> {
+        let mut rekeyed = self.index.empty_like()?;
+        let nodes = &self.nodes;
+        self.index.try_for_each(|sampled, head| {
+            let kept = nodes.get(SlabKey(head)).ok_or(Error::Corrupt)?.kept;
+            rekeyed.insert(new_sampled(kept, sampled)?, head)
+        })?;
+        self.index = rekeyed;
+        let StableTree { index, nodes, .. } = self;
+        index.try_for_each(|sampled, head| {
+            let mut key = head;
+            for _ in 0..=nodes.len() {
+                let Some(node) = nodes.get_mut(SlabKey(key)) else {
+                    break;
+                };
+                node.sampled = sampled;
+                key = node.next_dup;
+            }
+            Ok(())
+        })
+    }
+
     /// Drop one sharer of `node`; the last one frees the node.
     pub fn unshare(&mut self, node: StableRef) -> Result<Unshared<Id>, Error> {
         let entry = self
@@ -372,6 +401,40 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
     pub fn for_each_node(&self, mut visit: impl FnMut(StableRef, Id, u32)) {
         self.nodes
             .for_each(|key, n| visit(StableRef(key.0), n.kept, n.sharers()));
+    }
+
+    /// Check the tree's internal structure (O(n); for tests and fuzzing): every index
+    /// entry names a live chain head under its own sampled hash, chain links agree
+    /// both ways, every node sits in exactly one chain, and the sharer and dup counts
+    /// add up. Fails with [`Error::Corrupt`] naming nothing more.
+    pub fn verify(&self) -> Result<(), Error> {
+        let (mut visited, mut heads, mut sharers) = (0usize, 0u64, 0u64);
+        let nodes = &self.nodes;
+        self.index.try_for_each(|sampled, head| {
+            heads += 1;
+            let mut prev = NONE;
+            let mut key = head;
+            while key != NONE {
+                let node = nodes.get(SlabKey(key)).ok_or(Error::Corrupt)?;
+                let linked = node.prev_dup == prev && node.sampled == sampled;
+                if !linked || node.sharers() == 0 || visited >= nodes.len() {
+                    return Err(Error::Corrupt);
+                }
+                visited += 1;
+                sharers += u64::from(node.sharers());
+                prev = key;
+                key = node.next_dup;
+            }
+            Ok(())
+        })?;
+        let counts_agree = visited == nodes.len()
+            && sharers == self.sharers
+            && self.dups == visited as u64 - heads;
+        if counts_agree {
+            Ok(())
+        } else {
+            Err(Error::Corrupt)
+        }
     }
 
     /// Statistics; `pages_unshared` and `pages_volatile` stay 0 here.

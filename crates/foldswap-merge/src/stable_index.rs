@@ -69,6 +69,36 @@ impl<P: PageProvider + Clone> StableIndex<P> {
         })
     }
 
+    /// An empty index with as many buckets as `self` (so refilling it with the same
+    /// number of keys needs no growth).
+    pub fn empty_like(&self) -> Result<Self, Error> {
+        Ok(StableIndex {
+            buckets: PageArray::zeroed(self.buckets.provider().clone(), self.buckets.len())?,
+            len: 0,
+        })
+    }
+
+    /// Call `visit(sampled, key)` for every stored key, in bucket order, stopping at
+    /// the first error.
+    pub fn try_for_each(
+        &self,
+        mut visit: impl FnMut(u32, u32) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut slot = 0;
+        while slot < self.buckets.len() {
+            let run = self.buckets.run_from(slot);
+            if run.is_empty() {
+                break;
+            }
+            for &bucket in run.iter().filter(|&&b| b != 0) {
+                let (sampled, key) = unpack(bucket);
+                visit(sampled, key)?;
+            }
+            slot += run.len();
+        }
+        Ok(())
+    }
+
     /// Keys stored.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -246,17 +276,7 @@ impl<P: PageProvider + Clone> StableIndex<P> {
             buckets: PageArray::zeroed(self.buckets.provider().clone(), bigger)?,
             len: self.len,
         };
-        let mut slot = 0;
-        while slot < self.buckets.len() {
-            let run = self.buckets.run_from(slot);
-            if run.is_empty() {
-                break;
-            }
-            for &bucket in run.iter().filter(|&&b| b != 0) {
-                grown.place(bucket)?;
-            }
-            slot += run.len();
-        }
+        self.try_for_each(|sampled, key| grown.place(pack(sampled, key)))?;
         *self = grown;
         Ok(())
     }

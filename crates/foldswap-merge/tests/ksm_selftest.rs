@@ -187,3 +187,27 @@ fn dev_corpus_merges_as_ksm_would() {
     sim.check_converged();
     assert_eq!((stats.pages_shared, stats.pages_sharing), (shared, sharing));
 }
+
+#[test]
+fn rekeying_mid_scan_keeps_merges_and_flushes_the_unstable_tree() {
+    let mut sim = merged_regions(1, 7, 3, HashMode::Real);
+    sim.add(&pattern(b'*', b'*')).unwrap();
+    sim.add(&pattern(1, 1)).unwrap();
+    sim.pass().unwrap();
+    sim.resident.rekey(|_, old| Ok(old.rotate_left(7))).unwrap();
+    // The host's hasher now gives the new keys: VecHost's hash rotated the same way.
+    for _ in 0..3 {
+        for i in 0..sim.pages.len() {
+            let (item, page) = sim.pages[i];
+            let sampled = sim.host.sampled_hash(page).rotate_left(7);
+            sim.resident.scan(&mut sim.host, item, sampled).unwrap();
+        }
+        sim.resident.end_pass().unwrap();
+    }
+    sim.check();
+    sim.check_converged();
+    let stats = sim.stats();
+    assert_eq!((stats.pages_shared, stats.pages_sharing), expected(8, 3));
+    // The new pair found the re-keyed full chain and joined it as a dup.
+    assert_eq!(stats.stable_node_dups, 2);
+}

@@ -60,6 +60,7 @@ impl<P: foldswap_mem::PageProvider + Clone> Swap<P> {
     /// Every reference names a node holding its class's bytes; sharer counts equal
     /// references; no node over the limit.
     fn check(&self) {
+        self.tree.verify().expect("internal structure");
         let mut refs: HashMap<StableRef, u32> = HashMap::new();
         for &(node, class) in &self.stored {
             let (kept, _) = self.tree.node(node).expect("referenced node exists");
@@ -250,4 +251,60 @@ fn dev_corpus_duplicates_match_the_reference() {
     // full hash filtered them without a comparison.
     assert!(stats.comparisons < 2 * reference.dup_nonfill, "{stats:?}");
     assert_eq!(stats.full_hash_collisions, 0);
+}
+
+#[test]
+fn rekeying_keeps_every_page_findable_or_changes_nothing() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut swap = Swap::new(&provider, HashMode::Real, 3);
+    for round in 0..4 {
+        for class in 0..100u8 {
+            swap.store(class).unwrap();
+        }
+        let _ = round;
+    }
+    let nodes_before = swap.tree.stats().pages_shared;
+    assert!(swap.tree.stats().stable_node_dups > 0, "chains exist");
+    // A closure failing half-way, then memory short: nothing changes.
+    let mut calls = 0;
+    let failed = swap.tree.rekey(|_, old| {
+        calls += 1;
+        if calls == 50 {
+            Err(Error::InvalidArgument("test"))
+        } else {
+            Ok(!old)
+        }
+    });
+    assert_eq!(failed, Err(Error::InvalidArgument("test")));
+    provider.set_limit(provider.pages_in_use());
+    assert_eq!(swap.tree.rekey(|_, old| Ok(!old)), Err(Error::OutOfMemory));
+    provider.set_limit(usize::MAX);
+    let incoming = swap.host.add_page(&class_page(7));
+    let old_key = swap.host.sampled_hash(incoming);
+    assert!(matches!(
+        swap.tree.lookup(&mut swap.host, old_key, incoming),
+        Ok(foldswap_merge::StableLookup::Found { .. })
+    ));
+    // Re-key for real: lookups with the new key find every content, with chains.
+    swap.tree.rekey(|_, old| Ok(!old)).unwrap();
+    assert_eq!(swap.tree.stats().pages_shared, nodes_before);
+    for class in 0..100u8 {
+        let incoming = swap.host.add_page(&class_page(class));
+        let new_key = !swap.host.sampled_hash(incoming);
+        let stored = swap
+            .tree
+            .store_or_share(&mut swap.host, new_key, incoming, |_| Ok(incoming))
+            .unwrap();
+        assert!(
+            matches!(stored, Stored::Shared { .. }),
+            "class {class} lost"
+        );
+        swap.stored.push((stored.node(), class));
+    }
+    swap.check();
+    // Dropping every reference still empties the tree (chains re-keyed as one).
+    while !swap.stored.is_empty() {
+        swap.drop_ref(0);
+    }
+    assert_eq!(swap.tree.stats().pages_shared, 0);
 }

@@ -111,6 +111,7 @@ impl<P: PageProvider + Clone> Sim<P> {
     ///   `pages_volatile` add up;
     /// - the host holds exactly one shared copy per node.
     pub fn check(&self) {
+        self.resident.verify().expect("internal structure");
         let mut members: HashMap<StableRef, usize> = HashMap::new();
         for &(item, page) in &self.pages {
             if let Some(node) = self.resident.merged_node(item) {
