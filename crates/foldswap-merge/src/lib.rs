@@ -52,6 +52,14 @@
 //! compare again, remap) and answers *merged* or *page changed*; the trees stay
 //! consistent either way.
 //!
+//! ## When the sampled hash changes
+//! The ladder may move its hash to another strength; the stored keys are then stale
+//! (lookups would miss, never merge wrongly). [`StableTree::rekey`] and
+//! [`Resident::rekey`] re-key every stored content through a caller-supplied
+//! function, all or nothing, and flush the unstable tree, as UKSM does.
+//! [`StableTree::verify`] and [`Resident::verify`] check the whole structure (for
+//! tests and fuzzing).
+//!
 //! ## Memory and failure
 //! `#![no_std]`, `core` only, no `unsafe`. All memory comes from the host's
 //! [`foldswap_mem::PageProvider`]. Every operation that allocates reserves first, so
