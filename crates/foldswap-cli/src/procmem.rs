@@ -15,7 +15,8 @@
 //!   consecutive present pages at a time.
 //!
 //! The process keeps running while it is read, so a page is a snapshot of the
-//! moment it was read. Reading needs ptrace access to the process (the same user
+//! moment it was read; a range it unmaps meanwhile is skipped (and counted on
+//! stderr), while a range still mapped that cannot be read is an error. Reading needs ptrace access to the process (the same user
 //! with `ptrace_scope` 0, or root). A process that is gone, or memory that cannot be
 //! read, is an [`InputError`] naming the process and the problem.
 
@@ -138,9 +139,16 @@ pub fn read_process_pages(
         mem,
         buffer: Vec::new(),
         fed: 0,
+        skipped: 0,
     };
     for mapping in &mappings {
         reader.read_mapping(mapping, page)?;
+    }
+    if reader.skipped > 0 {
+        eprintln!(
+            "process {pid}: {} pages skipped (unmapped while being read)",
+            reader.skipped
+        );
     }
     Ok(reader.fed)
 }
@@ -158,6 +166,7 @@ struct PageReader {
     mem: File,
     buffer: Vec<u8>,
     fed: u64,
+    skipped: u64,
 }
 
 impl PageReader {
@@ -207,16 +216,17 @@ impl PageReader {
         page: &mut dyn FnMut(&[u8; PAGE_SIZE]),
     ) -> Result<(), InputError> {
         let address = vpage * PAGE_SIZE as u64;
+        let end = address + (pages * PAGE_SIZE) as u64;
         self.buffer.resize(pages * PAGE_SIZE, 0);
-        self.mem
-            .read_exact_at(&mut self.buffer, address)
-            .map_err(|e| {
-                let what = format!(
-                    "memory at {address:#x}..{:#x}",
-                    address + (pages * PAGE_SIZE) as u64
-                );
-                proc_error(self.pid, what, e)
-            })?;
+        if let Err(e) = self.mem.read_exact_at(&mut self.buffer, address) {
+            // The process runs on: a range it unmapped meanwhile is not an error.
+            if !self.still_mapped(address, end)? {
+                self.skipped += pages as u64;
+                return Ok(());
+            }
+            let what = format!("memory at {address:#x}..{end:#x}");
+            return Err(proc_error(self.pid, what, e));
+        }
         for chunk in self.buffer.chunks_exact(PAGE_SIZE) {
             if let Ok(bytes) = <&[u8; PAGE_SIZE]>::try_from(chunk) {
                 page(bytes);
@@ -224,6 +234,13 @@ impl PageReader {
             }
         }
         Ok(())
+    }
+
+    /// Whether `[start, end)` still lies inside one readable private anonymous
+    /// mapping of the process.
+    fn still_mapped(&self, start: u64, end: u64) -> Result<bool, InputError> {
+        let mappings = anonymous_mappings(self.pid)?;
+        Ok(mappings.iter().any(|m| m.start <= start && end <= m.end))
     }
 }
 
@@ -262,6 +279,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((mapping.start, mapping.end), (0x1000, 0x3000));
+    }
+
+    #[test]
+    fn a_range_unmapped_meanwhile_is_told_apart_from_a_mapped_one() {
+        let pid = std::process::id();
+        let reader = PageReader {
+            pid,
+            pagemap: open_proc_file(pid, "pagemap").unwrap(),
+            mem: open_proc_file(pid, "mem").unwrap(),
+            buffer: Vec::new(),
+            fed: 0,
+            skipped: 0,
+        };
+        let mapping = anonymous_mappings(pid).unwrap().pop().unwrap();
+        assert!(reader.still_mapped(mapping.start, mapping.end).unwrap());
+        // The first page of the address space is never mapped.
+        assert!(!reader.still_mapped(0, PAGE_SIZE as u64).unwrap());
     }
 
     #[test]
