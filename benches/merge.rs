@@ -17,6 +17,7 @@
 //! they make; the figures are printed.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -91,6 +92,22 @@ impl Pages {
 }
 
 static COMPARISONS: AtomicU64 = AtomicU64::new(0);
+
+/// A virtual page ordered by its bytes (`memcmp`), for the content-ordered tree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ByContent(u32);
+
+impl Ord for ByContent {
+    fn cmp(&self, other: &Self) -> Ordering {
+        pages().order(self.0, other.0)
+    }
+}
+
+impl PartialOrd for ByContent {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// The swap face's host over virtual pages.
 struct BenchHost(&'static Pages);
@@ -250,6 +267,30 @@ fn lookup_and_insert(c: &mut Criterion) {
                 Ok(Unshared::Released(_))
             ));
         });
+        // The same on a content-ordered balanced tree (std's B-tree in memcmp order:
+        // it compares within a node linearly, so it spends more comparisons than an
+        // rbtree's ⌈log₂ n⌉–2⌈log₂ n⌉; the count is printed).
+        let mut tree_by_content: BTreeSet<ByContent> = (0..n as u32).map(ByContent).collect();
+        COMPARISONS.store(0, AtomicOrdering::Relaxed);
+        for &id in &misses {
+            assert!(tree_by_content.insert(ByContent(id)));
+            assert!(tree_by_content.remove(&ByContent(id)));
+        }
+        println!(
+            "merge: store new at {n}: content-ordered B-tree {:.1} byte comparisons per insert + remove",
+            COMPARISONS.load(AtomicOrdering::Relaxed) as f64 / misses.len() as f64
+        );
+        bench_over(
+            &mut group,
+            "store_new_then_drop_content_ordered",
+            n,
+            &misses,
+            |id| {
+                tree_by_content.insert(ByContent(id));
+                tree_by_content.remove(&ByContent(id));
+            },
+        );
+        drop(tree_by_content);
         // A duplicate: lookup, one comparison, one more sharer (then dropped).
         bench_over(&mut group, "store_duplicate_then_drop", n, &hits, |id| {
             let stored = tree
@@ -261,6 +302,11 @@ fn lookup_and_insert(c: &mut Criterion) {
     }
     group.finish();
     for n in SIZES {
+        report_ratio(
+            "merge",
+            &format!("store_new_then_drop/{n}"),
+            &format!("store_new_then_drop_content_ordered/{n}"),
+        );
         for kind in ["hit", "miss"] {
             report_ratio(
                 "merge",
