@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use foldswap_benches::report_ratio;
 use foldswap_ladder::settle::{first_level_work, settle_strength};
-use foldswap_ladder::{AdapterTunables, CostWeights, SampledHasher, full_hash};
+use foldswap_ladder::{
+    AdapterTunables, BatchResult, CostWeights, Ladder, Next, SampledHasher, Tunables, full_hash,
+};
+use foldswap_mem::StdPageProvider;
 
 type PageRef = &'static [u8; 4096];
 
@@ -234,6 +237,46 @@ fn bench_ladder(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The ladder's own bookkeeping per batch: next_batch + complete_batch on a fake
+    // clock (8 regions, 500 ns per page), no scanning.
+    let mut ladder = Ladder::new(StdPageProvider, Tunables::default(), 7).unwrap();
+    for i in 0..8 {
+        ladder.add_region(10_000 + i * 1000, i).unwrap();
+    }
+    let mut now = 0u64;
+    let mut pages_handed = 0u64;
+    let mut batches = 0u64;
+    let mut group = c.benchmark_group("ladder_overhead");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_secs(1));
+    group.bench_function("next_and_complete", |b| {
+        b.iter(|| match ladder.next_batch(now).unwrap() {
+            Next::Scan(batch) => {
+                let cost_ns = 500 * u64::from(batch.count);
+                let result = BatchResult {
+                    pages_scanned: batch.count,
+                    cost_ns,
+                    ..BatchResult::default()
+                };
+                ladder.complete_batch(&batch, result).unwrap();
+                now += cost_ns;
+                pages_handed += u64::from(batch.count);
+                batches += 1;
+            }
+            Next::Sleep { until_ns } => now = until_ns,
+            Next::RoundEnd => {
+                ladder.end_round(now).unwrap();
+            }
+        })
+    });
+    group.finish();
+    println!(
+        "ladder overhead: {batches} batches, {:.0} pages per batch on average (see ladder_overhead for ns per call)",
+        pages_handed as f64 / batches.max(1) as f64
+    );
 
     for group in [
         "ladder_hash_in_cache",

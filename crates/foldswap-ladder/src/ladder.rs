@@ -850,8 +850,8 @@ impl<P: PageProvider> Ladder<P> {
         let took = now.saturating_sub(started);
         r.pass = PassState::Idle;
         r.pass_serial += 1;
-        r.passes_this_round += 1;
-        r.stats.passes += 1;
+        r.passes_this_round = r.passes_this_round.saturating_add(1);
+        r.stats.passes = r.stats.passes.saturating_add(1);
         r.stats.last_pass_ns = took;
         r.stats.longest_pass_ns = r.stats.longest_pass_ns.max(took);
         self.check_round_end();

@@ -45,8 +45,6 @@
 //! `docs/ladder.md` has the diagram and the measurements.
 #![no_std]
 
-#[cfg(feature = "alloc")]
-extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 

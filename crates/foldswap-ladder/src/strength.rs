@@ -391,7 +391,7 @@ impl StrengthAdapter {
             return self.change_to(up);
         }
         if cost == 0 {
-            self.idle_windows += 1;
+            self.idle_windows = self.idle_windows.saturating_add(1);
             if self.idle_windows >= self.tunables.lower_after_idle_windows
                 && self.strength > self.tunables.min_strength
             {
@@ -412,7 +412,7 @@ impl StrengthAdapter {
                     .saturating_abs()
                     .saturating_mul(i64::from(self.tunables.probe_drift_ratio))
         });
-        self.steady_windows += 1;
+        self.steady_windows = self.steady_windows.saturating_add(1);
         let every = self.tunables.probe_every_windows;
         let periodic = every > 0 && self.steady_windows >= every;
         let can_probe = self.strength > self.tunables.min_strength
