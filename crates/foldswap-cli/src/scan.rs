@@ -308,6 +308,17 @@ pub struct ScanReport {
 
 /// Run `passes` ladder rounds over the processes' anonymous memory.
 pub fn scan(pids: &[u32], passes: u64, budget: Budget) -> anyhow::Result<ScanReport> {
+    let label = format!("{budget:?}").to_lowercase();
+    scan_with(pids, passes, budget.tunables(), &label)
+}
+
+/// [`scan`] with any ladder tunables (`budget` only names them in the report).
+pub fn scan_with(
+    pids: &[u32],
+    passes: u64,
+    tunables: Tunables,
+    budget: &str,
+) -> anyhow::Result<ScanReport> {
     check_processes_exist(pids)?;
     let mut regions: Vec<(u32, Mapping)> = Vec::new();
     for (index, &pid) in pids.iter().enumerate() {
@@ -316,7 +327,6 @@ pub fn scan(pids: &[u32], passes: u64, budget: Budget) -> anyhow::Result<ScanRep
         }
     }
     let mut host = ProcessHost::open(pids)?;
-    let tunables = budget.tunables();
     let error = |what: &str, e: Error| anyhow::anyhow!("{what}: {e:?}");
     let mut ladder =
         Ladder::new(StdPageProvider, tunables, DEFAULT_SEED).map_err(|e| error("ladder", e))?;
@@ -424,7 +434,20 @@ pub fn scan(pids: &[u32], passes: u64, budget: Budget) -> anyhow::Result<ScanRep
             broken += newly_broken;
         }
         resident.end_pass().map_err(|e| error("merge trees", e))?;
-        ladder.end_round(now).map_err(|e| error("ladder", e))?;
+        let round = ladder.end_round(now).map_err(|e| error("ladder", e))?;
+        if let Some(change) = round.strength_change {
+            // Move the stable tree's keys to the new strength: the kept pages are
+            // snapshots, so their words are at hand (UKSM's delta hash).
+            resident
+                .rekey(|kept, old| {
+                    if host.read(kept, Buffer::A) {
+                        Ok(hasher.rehash(old, change.from, change.to, &host.a))
+                    } else {
+                        Err(Error::NotFound)
+                    }
+                })
+                .map_err(|e| error("re-keying the merge trees", e))?;
+        }
         let stats = resident.stats();
         let per_page = |ns: u64| ns.checked_div(scanned).unwrap_or(0);
         reports.push(PassReport {
@@ -456,7 +479,7 @@ pub fn scan(pids: &[u32], passes: u64, budget: Budget) -> anyhow::Result<ScanRep
         pids: pids.to_vec(),
         regions: regions.len() as u64,
         mapped_pages,
-        budget: format!("{budget:?}").to_lowercase(),
+        budget: budget.to_owned(),
         passes: reports,
     })
 }
@@ -527,4 +550,39 @@ pub fn render_scan_table(report: &ScanReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foldswap_mem::Page;
+
+    #[test]
+    fn strength_changes_rekey_the_trees_and_keep_every_merge() {
+        // A probe every round: the strength moves (s/2, 2s, ...) between passes.
+        let mut tunables = Budget::Every.tunables();
+        tunables.strength.probe_every_windows = 1;
+        tunables.strength.min_window_pages = 1;
+        let mut pages: Vec<Box<Page>> = (0..6).map(|_| Box::new(Page::zeroed())).collect();
+        for page in &mut pages {
+            for (i, b) in page.as_bytes_mut().iter_mut().enumerate() {
+                *b = ((i * 7 + 13) % 256) as u8 ^ 0xa5;
+            }
+        }
+        let report = scan_with(&[std::process::id()], 8, tunables, "probing").unwrap();
+        drop(pages);
+        let strengths: Vec<u32> = report.passes.iter().map(|p| p.strength).collect();
+        assert!(
+            strengths.windows(2).any(|w| w[0] != w[1]),
+            "the strength never changed: {strengths:?}"
+        );
+        // The six identical pages share one page from the second pass on, whatever
+        // the strength (more duplicates of the test process may join them).
+        for pass in &report.passes[1..] {
+            assert!(
+                pass.pages_shared >= 1 && pass.pages_sharing >= 5,
+                "{pass:?}"
+            );
+        }
+    }
 }
