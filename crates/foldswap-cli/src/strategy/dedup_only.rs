@@ -29,6 +29,19 @@ pub const RMAP_ITEM_BYTES: u64 = 64;
 /// KSM's node per shared copy in the stable tree (estimate).
 pub const STABLE_NODE_BYTES: u64 = 64;
 
+/// Copies the KSM model keeps of one content found on `pages` pages (each copy
+/// has at most [`MAX_PAGE_SHARING`] sharers).
+///
+/// ```
+/// use foldswap_cli::strategy::dedup_only_copies_of;
+/// assert_eq!(dedup_only_copies_of(1), 1);
+/// assert_eq!(dedup_only_copies_of(256), 1);
+/// assert_eq!(dedup_only_copies_of(333), 2);
+/// ```
+pub fn dedup_only_copies_of(pages: u64) -> u64 {
+    pages.div_ceil(u64::from(MAX_PAGE_SHARING))
+}
+
 const STAGES: &[&str] = &["hash", "compare", "keep_copy", "load_copy"];
 const STAGE_HASH: usize = 0;
 const STAGE_COMPARE: usize = 1;

@@ -32,7 +32,7 @@ use std::time::Instant;
 use foldswap_mem::PAGE_SIZE;
 
 pub use compress_only::{CompressOnly, size_class_bytes};
-pub use dedup_only::DedupOnly;
+pub use dedup_only::{DedupOnly, dedup_only_copies_of};
 pub use pool_lz4::PoolLz4;
 
 /// Why a strategy could not store or load a page.
