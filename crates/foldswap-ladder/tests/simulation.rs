@@ -200,6 +200,27 @@ fn cpu_budget_is_held_within_ten_percent_over_a_simulated_minute() {
             spent <= 60e9 * max_cpu * 1.10,
             "{governor:?} exceeded max_cpu"
         );
+        // The entitlement itself, recomputed independently from the governor's table:
+        // positive ratios as they are, negative ones as a share of max_cpu, the sum of
+        // the non-empty rungs scaled down to max_cpu.
+        let t = host.ladder.tunables();
+        let raw: Vec<f64> = (0..4)
+            .filter(|&r| host.ladder.rung_pages(r) > 0)
+            .map(|r| {
+                let ratio = f64::from(t.rungs[r].cpu_ratio);
+                if ratio > 0.0 {
+                    ratio
+                } else {
+                    -ratio * f64::from(t.max_cpu) / 10_000.0
+                }
+            })
+            .collect();
+        let expected = raw.iter().sum::<f64>().min(f64::from(t.max_cpu));
+        let budget = host.ladder.cpu_budget() as f64;
+        assert!(
+            (budget - expected).abs() <= 4.0,
+            "{governor:?}: budget {budget} vs {expected}"
+        );
     }
 }
 
