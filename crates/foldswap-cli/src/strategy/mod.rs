@@ -134,29 +134,9 @@ pub fn all_strategies() -> Result<Vec<Box<dyn Strategy>>, StrategyError> {
     ])
 }
 
-/// The word a page is filled with, if all its 8-byte words are equal.
-///
-/// ```
-/// use foldswap_cli::strategy::fill_word;
-/// assert_eq!(fill_word(&[0; 4096]), Some(0));
-/// let mut page = [0xab; 4096];
-/// assert_eq!(fill_word(&page), Some(0xabab_abab_abab_abab));
-/// page[4095] = 0;
-/// assert_eq!(fill_word(&page), None);
-/// ```
-pub fn fill_word(page: &[u8; PAGE_SIZE]) -> Option<u64> {
-    let (first, rest) = page.split_first_chunk::<8>()?;
-    let same = rest.chunks_exact(8).all(|word| word == first);
-    same.then(|| u64::from_le_bytes(*first))
-}
-
-/// Write a page filled with `word`.
-pub fn fill_page(out: &mut [u8; PAGE_SIZE], word: u64) {
-    let bytes = word.to_le_bytes();
-    for chunk in out.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&bytes);
-    }
-}
+/// Same-filled detection and filling, shared with foldswap's pool (a pure function,
+/// the same test zswap and zram make).
+pub use foldswap_pool::{fill_page, same_filled_word as fill_word};
 
 /// Accumulates the time of a strategy's named stages.
 #[derive(Debug, Clone)]
@@ -246,15 +226,6 @@ mod tests {
             [0; PAGE_SIZE],
             noise,
         ]
-    }
-
-    #[test]
-    fn fill_word_needs_every_word_equal() {
-        let mut page = [0u8; PAGE_SIZE];
-        fill_page(&mut page, 7);
-        assert_eq!(fill_word(&page), Some(7));
-        page[8] = 1;
-        assert_eq!(fill_word(&page), None);
     }
 
     #[test]
