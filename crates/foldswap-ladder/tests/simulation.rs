@@ -28,6 +28,9 @@ struct Host {
     spent_ns: u128,
     rounds: Vec<RoundSummary>,
     noise: u64,
+    /// Sleeps answered, right after waking, by another sleep: the wake-up time was wrong.
+    wasted_wakeups: u32,
+    slept: bool,
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -57,6 +60,8 @@ impl Host {
             spent_ns: 0,
             rounds: Vec::new(),
             noise: 1,
+            wasted_wakeups: 0,
+            slept: false,
         }
     }
 
@@ -73,7 +78,12 @@ impl Host {
     }
 
     fn step(&mut self) {
-        match self.ladder.next_batch(self.now).unwrap() {
+        let next = self.ladder.next_batch(self.now).unwrap();
+        let slept = core::mem::replace(&mut self.slept, matches!(next, Next::Sleep { .. }));
+        if slept && matches!(next, Next::Sleep { .. }) {
+            self.wasted_wakeups += 1;
+        }
+        match next {
             Next::Scan(batch) => {
                 let region = *self.regions.iter().find(|r| r.id == batch.region).unwrap();
                 let mut cost = 0;
@@ -221,6 +231,8 @@ fn cpu_budget_is_held_within_ten_percent_over_a_simulated_minute() {
             (budget - expected).abs() <= 4.0,
             "{governor:?}: budget {budget} vs {expected}"
         );
+        // Every sleep the ladder asked for ended with work ready.
+        assert_eq!(host.wasted_wakeups, 0, "{governor:?}");
     }
 }
 
