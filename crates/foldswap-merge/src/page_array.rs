@@ -4,16 +4,17 @@
 //! 16 MiB of buckets), and there is no global allocator to ask for a big contiguous
 //! block. A [`PageArray`] cuts the array into chunks of [`CHUNK_BYTES`] and keeps them
 //! in a [`Slab`], whose keys are handed out 0, 1, 2, ... on a fresh slab, so element
-//! `i` lives in chunk `i / per_chunk`. The chunks are small enough (≈ 1.3 KiB) that
-//! building one on the stack stays far below the kernel's stack budget.
+//! `i` lives in chunk `i / per_chunk`. The chunks are small (672 bytes) so that
+//! building one on the stack — and a copy of it passed by value into the slab —
+//! stays far below the kernel's stack budget.
 //!
 //! The length is fixed at creation; a table that grows builds a new array and drops
 //! the old one, so a failed growth leaves the old table untouched.
 
 use foldswap_mem::{Error, PageProvider, Slab, SlabKey};
 
-/// Bytes per chunk: three chunks fill a slab page (4096 − 64 bytes of header).
-pub const CHUNK_BYTES: usize = 1344;
+/// Bytes per chunk: six chunks fill a slab page (4096 − 64 bytes of header).
+pub const CHUNK_BYTES: usize = 672;
 
 /// An element type a [`PageArray`] can hold: plain integers whose zero is "empty".
 pub trait Element: Copy + Eq + Send + 'static {
