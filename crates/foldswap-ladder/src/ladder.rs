@@ -450,19 +450,19 @@ impl<P: PageProvider> Ladder<P> {
         }
     }
 
-    /// Report the outstanding `batch` done. A batch that is not the outstanding one is
-    /// [`Error::InvalidHandle`]; results larger than the batch are
+    /// Report the outstanding `batch` done. A batch that is not exactly the outstanding
+    /// one is [`Error::InvalidHandle`]; results larger than the batch are
     /// [`Error::InvalidArgument`]. Either way nothing changes.
     pub fn complete_batch(&mut self, batch: &Batch, result: BatchResult) -> Result<(), Error> {
-        if self.outstanding.map(|b| b.id) != Some(batch.id) {
-            return self.reject(Error::InvalidHandle);
-        }
-        if result.pages_scanned > batch.count || result.merged > result.pages_scanned {
-            return self.reject(Error::InvalidArgument("batch result larger than the batch"));
-        }
-        let Some(issued) = self.outstanding.take() else {
+        // The batch must be the one handed out, every field of it: a copy with a
+        // changed count or region is not accepted.
+        let Some(issued) = self.outstanding.filter(|b| b == batch) else {
             return self.reject(Error::InvalidHandle);
         };
+        if result.pages_scanned > issued.count || result.merged > result.pages_scanned {
+            return self.reject(Error::InvalidArgument("batch result larger than the batch"));
+        }
+        self.outstanding = None;
         let pages = u64::from(result.pages_scanned);
         self.charge(issued.rung as usize, result.cost_ns, pages);
         self.record_cost_sample(result.cost_ns, pages);

@@ -143,6 +143,13 @@ fn batch_protocol_misuse_is_rejected_without_change() {
         l.complete_batch(&forged, done(&batch)),
         Err(Error::InvalidHandle)
     );
+    // The right id with a bigger count is forged too.
+    let mut widened = batch;
+    widened.count += 100;
+    assert_eq!(
+        l.complete_batch(&widened, done(&widened)),
+        Err(Error::InvalidHandle)
+    );
     // Results larger than the batch.
     let too_many = BatchResult {
         pages_scanned: batch.count + 1,
@@ -168,7 +175,7 @@ fn batch_protocol_misuse_is_rejected_without_change() {
         "completed twice"
     );
     assert_eq!(l.stats().batches, 1);
-    assert_eq!(l.stats().rejected_calls, 6);
+    assert_eq!(l.stats().rejected_calls, 7);
 }
 
 #[test]
