@@ -351,7 +351,12 @@ fn dump_writes_the_marker_page_of_a_child() {
     let output = run(foldswap().args(["dump", "--pid", &pid]).arg("-o").arg(&out));
     let gz = dir.join("child.pages.gz");
     let output_gz = run(foldswap().args(["dump", "--pid", &pid]).arg("-o").arg(&gz));
+    let live = run(foldswap().args(["analyze", "--json", "--pid", &pid]));
     end(child);
+    assert!(live.status.success(), "{live:?}");
+    let report: Value = serde_json::from_slice(&live.stdout).unwrap();
+    assert_eq!(report["input"]["source"], format!("pid {pid}"));
+    assert!(field(&report["input"], "pages") > 10);
     assert!(output.status.success(), "{output:?}");
     assert!(output_gz.status.success(), "{output_gz:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -392,15 +397,19 @@ fn unreadable_process_memory_is_a_one_line_error_and_leaves_no_file() {
         let mut perms = std::fs::metadata(&dir).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o777);
         std::fs::set_permissions(&dir, perms).unwrap();
+        // A copy of the binary `nobody` can run whatever the checkout's permissions.
+        let binary = dir.join("foldswap");
+        std::fs::copy(env!("CARGO_BIN_EXE_foldswap"), &binary).unwrap();
         let child = marker_child(1);
         let pid = child.id().to_string();
         let output = run(Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_foldswap"))
+            .arg(&binary)
             .args(["dump", "--pid", &pid, "-o"])
             .arg(dir.join("x.pages")));
         end(child);
         assert_input_error(&output, &[&format!("process {pid}: cannot read"), "denied"]);
+        std::fs::remove_file(&binary).unwrap();
     } else {
         let output = run(foldswap()
             .args(["dump", "--pid", "1", "-o"])
