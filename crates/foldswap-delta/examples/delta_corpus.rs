@@ -1,5 +1,5 @@
 //! How much similarity patching saves on the dev corpus, for a few
-//! `HashSimilarityDetector(k, s)` settings, against lz4 and deflate-1.
+//! `HashSimilarityDetector(k, s)` settings and block sizes, against lz4 and deflate-1.
 //!
 //! cargo run --release -p foldswap-delta --features std --example delta_corpus
 
@@ -16,12 +16,13 @@ fn deflate1_size(page: &[u8; PAGE_SIZE]) -> usize {
     miniz_oxide::deflate::compress_to_vec(page, 1).len()
 }
 
-fn print(codec: &str, k: usize, s: usize, found: &Survey) {
+fn print(codec: &str, config: &SimilarityConfig, found: &Survey) {
+    let (k, s, b) = (config.indexes, config.hashes_per_index, config.block_bytes);
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     let saved = found.saved_bytes();
     let deltas: usize = found.patches.iter().map(|p| p.delta_bytes).sum();
     println!(
-        "{codec:8} k={k} s={s}: unique {} / candidates {} / tried {} / patched {} ({:.1}%) \
+        "{codec:8} k={k} s={s} block={b:3}: unique {} / candidates {} / tried {} / patched {} ({:.1}%) \
          avg delta {} B; {codec} {:.2} MiB -> {:.2} MiB, saved {:.2} MiB ({:.1}%)",
         found.unique,
         found.with_candidates,
@@ -38,15 +39,27 @@ fn print(codec: &str, k: usize, s: usize, found: &Survey) {
 
 fn main() {
     let (corpus, _) = foldswap_corpus::dev_mixed().expect("dev corpus");
-    for (k, s) in [(1, 1), (2, 1), (4, 1), (2, 2), (4, 2)] {
+    let settings = [
+        (2, 1, 64),
+        (4, 1, 64),
+        (2, 2, 64),
+        (1, 1, 16),
+        (2, 1, 16),
+        (4, 1, 16),
+        (2, 1, 8),
+        (4, 1, 8),
+        (2, 1, 32),
+    ];
+    for (k, s, b) in settings {
         let config = SimilarityConfig {
             indexes: k,
             hashes_per_index: s,
+            block_bytes: b,
             ..SimilarityConfig::default()
         };
         let lz4 = survey(corpus.as_bytes(), config, lz4_size).expect("survey");
-        print("lz4", k, s, &lz4);
+        print("lz4", &config, &lz4);
         let deflate = survey(corpus.as_bytes(), config, deflate1_size).expect("survey");
-        print("deflate1", k, s, &deflate);
+        print("deflate1", &config, &deflate);
     }
 }

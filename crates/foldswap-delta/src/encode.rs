@@ -1,7 +1,8 @@
 //! Encoding a page as a delta against a base page.
 //!
-//! 1. Index the base: the hash of the 8 bytes at every [`BASE_STRIDE`]-th offset goes
-//!    into a table of base offsets held in the caller's [`EncodeScratch`].
+//! 1. Index the base (on first need): the hash of the 8 bytes at every
+//!    [`BASE_STRIDE`]-th offset goes into a table of base offsets held in the
+//!    caller's [`EncodeScratch`].
 //! 2. Walk the target. At each position first try the previous displacement (pages
 //!    similar at the same offsets match there without a lookup), then a run of one
 //!    byte (FILL), then the table. A candidate counts only after its 8 bytes compare
@@ -109,7 +110,10 @@ pub fn encode(
     scratch: &mut EncodeScratch,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    index_base(base, scratch);
+    let mut index = LazyBaseIndex {
+        scratch,
+        built: false,
+    };
     let mut delta = DeltaWriter {
         out: Writer::new(out),
         displacement: 0,
@@ -131,7 +135,7 @@ pub fn encode(
             literals_from = at + run;
             at += run;
             misses = 0;
-        } else if let Some(from) = predicted.or_else(|| indexed_match(base, scratch, key)) {
+        } else if let Some(from) = predicted.or_else(|| index.find(base, key)) {
             let (start, base_start) = extend_backward(target, base, literals_from, at, from);
             let end = at + common_prefix(target, base, at, from);
             delta.literals(target, literals_from, start)?;
@@ -148,6 +152,25 @@ pub fn encode(
     Ok(delta.out.len())
 }
 
+/// The base's hash index, built on first use: a page similar at equal offsets is
+/// encoded entirely by the "previous displacement" guess and never needs it.
+struct LazyBaseIndex<'a> {
+    scratch: &'a mut EncodeScratch,
+    built: bool,
+}
+
+impl LazyBaseIndex<'_> {
+    /// The indexed base offset whose 8 bytes equal `key`, if any.
+    fn find(&mut self, base: &[u8; PAGE_SIZE], key: u64) -> Option<usize> {
+        if !self.built {
+            index_base(base, self.scratch);
+            self.built = true;
+        }
+        let slot = *self.scratch.slots.get(slot_of(key))?;
+        (slot != EMPTY && key_at(base, usize::from(slot)) == Some(key)).then_some(usize::from(slot))
+    }
+}
+
 /// Hash every `BASE_STRIDE`-th key of the base into the table. The walk goes from
 /// the end down so the earliest offset of a repeated key wins: in periodic content
 /// (arrays of equal records) a copy from the first repeat runs the longest.
@@ -156,13 +179,14 @@ pub fn encode(
 /// same-displacement copies.
 fn index_base(base: &[u8; PAGE_SIZE], scratch: &mut EncodeScratch) {
     scratch.clear();
-    let last = (PAGE_SIZE - KEY_BYTES) / BASE_STRIDE * BASE_STRIDE;
-    for offset in (0..=last).rev().step_by(BASE_STRIDE) {
-        let key = load_key(base, offset);
+    let mut next = (PAGE_SIZE - KEY_BYTES) / BASE_STRIDE * BASE_STRIDE + BASE_STRIDE;
+    while next >= BASE_STRIDE {
+        next -= BASE_STRIDE;
+        let key = load_key(base, next);
         if !is_one_byte_repeated(key)
             && let Some(slot) = scratch.slots.get_mut(slot_of(key))
         {
-            *slot = offset as u16;
+            *slot = next as u16;
         }
     }
 }
@@ -181,12 +205,6 @@ fn predicted_match(
 ) -> Option<usize> {
     let from = usize::try_from(at as isize + displacement).ok()?;
     (key_at(base, from) == Some(key)).then_some(from)
-}
-
-/// The indexed base offset whose 8 bytes equal `key`, if any.
-fn indexed_match(base: &[u8; PAGE_SIZE], scratch: &EncodeScratch, key: u64) -> Option<usize> {
-    let slot = *scratch.slots.get(slot_of(key))?;
-    (slot != EMPTY && key_at(base, usize::from(slot)) == Some(key)).then_some(usize::from(slot))
 }
 
 /// Grow a match at (`at`, `from`) backward while the bytes before agree, but not
@@ -242,8 +260,13 @@ fn fill_run(target: &[u8; PAGE_SIZE], at: usize, key: u64) -> Option<usize> {
 
 /// The little-endian 8 bytes at `at`, if they are inside the page.
 fn key_at(page: &[u8; PAGE_SIZE], at: usize) -> Option<u64> {
-    let bytes: [u8; KEY_BYTES] = page.get(at..at.checked_add(KEY_BYTES)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
+    if at > PAGE_SIZE - KEY_BYTES {
+        return None;
+    }
+    let bytes = page.get(at..at + KEY_BYTES)?;
+    let mut key = [0u8; KEY_BYTES];
+    key.copy_from_slice(bytes);
+    Some(u64::from_le_bytes(key))
 }
 
 /// [`key_at`] for offsets the caller keeps inside the page (0 otherwise).

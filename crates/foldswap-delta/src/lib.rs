@@ -15,7 +15,8 @@
 //! ```
 //!
 //! ## Finding a base: `HashSimilarityDetector(k, s)` ([`SimilarityIndex`])
-//! A seed fixes `k * s` pseudo-random offsets of 64-byte blocks. A page's
+//! A seed fixes `k * s` pseudo-random offsets of small blocks (64 bytes in the
+//! paper; 16 by default, measured best here). A page's
 //! [`Signature`] is `k` keys, each the hash of `s` of those blocks. The index maps
 //! each key to the newest page that had it, in a table of [`WAYS`]-way buckets in
 //! pages from the host's [`PageProvider`](foldswap_mem::PageProvider); a full bucket
@@ -64,6 +65,6 @@ pub use encode::{
 };
 pub use index::{Candidates, IndexCapacity, IndexStats, MAX_TABLE_PAGES, SimilarityIndex, WAYS};
 pub use signature::{
-    BLOCK_BYTES, DEFAULT_SEED, MAX_HASHES_PER_INDEX, MAX_INDEXES, Sampler, Signature,
-    SimilarityConfig,
+    BLOCK_BYTES_RANGE, DEFAULT_BLOCK_BYTES, DEFAULT_SEED, MAX_HASHES_PER_INDEX, MAX_INDEXES,
+    PAPER_BLOCK_BYTES, Sampler, Signature, SimilarityConfig,
 };

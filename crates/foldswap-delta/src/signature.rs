@@ -1,7 +1,7 @@
 //! Page signatures for Difference Engine's `HashSimilarityDetector(k, s)`.
 //!
-//! A [`Sampler`] fixes, from a seed, `k * s` pseudo-random offsets of 64-byte
-//! blocks inside a page. A page's [`Signature`] is `k` keys; key `j` combines the
+//! A [`Sampler`] fixes, from a seed, `k * s` pseudo-random offsets of small blocks
+//! (64 bytes in the paper, 16 by default here) inside a page. A page's [`Signature`] is `k` keys; key `j` combines the
 //! hashes of blocks `j*s .. j*s+s` (and `j` itself, so the indexes never mix). Two
 //! pages with the same key for some `j` agree on those `s` blocks: likely similar.
 //! The offsets are the same for every page, so only similarity at equal offsets is
@@ -10,8 +10,14 @@
 use foldswap_mem::{Error, PAGE_SIZE};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Bytes per sampled block.
-pub const BLOCK_BYTES: usize = 64;
+/// Bytes per sampled block in Difference Engine's setting.
+pub const PAPER_BLOCK_BYTES: usize = 64;
+/// Bytes per sampled block by default: measured best on the dev corpus (see
+/// `docs/delta.md`): small blocks survive the scattered small changes (reference
+/// counts, pointers) of heap pages that break a 64-byte block.
+pub const DEFAULT_BLOCK_BYTES: usize = 16;
+/// Smallest and largest block sizes accepted.
+pub const BLOCK_BYTES_RANGE: core::ops::RangeInclusive<usize> = 8..=256;
 /// Most indexes (`k`) a sampler supports; also the length of a [`Signature`].
 pub const MAX_INDEXES: usize = 4;
 /// Most hashes per index (`s`).
@@ -27,17 +33,30 @@ pub struct SimilarityConfig {
     /// `s`: block hashes combined into one index key (1..=4). Larger `s` means
     /// fewer, closer candidates.
     pub hashes_per_index: usize,
+    /// Bytes per sampled block (8..=256; the paper used 64).
+    pub block_bytes: usize,
     /// Chooses the block offsets. Hosts that persist signatures must keep it.
     pub seed: u64,
 }
 
-impl Default for SimilarityConfig {
-    /// `(k, s) = (2, 1)`, the setting Difference Engine used.
-    fn default() -> Self {
+impl SimilarityConfig {
+    /// Difference Engine's setting: `(k, s) = (2, 1)` over 64-byte blocks.
+    pub const fn paper() -> Self {
         SimilarityConfig {
             indexes: 2,
             hashes_per_index: 1,
+            block_bytes: PAPER_BLOCK_BYTES,
             seed: DEFAULT_SEED,
+        }
+    }
+}
+
+impl Default for SimilarityConfig {
+    /// `(k, s) = (2, 1)` as in the paper, over [`DEFAULT_BLOCK_BYTES`]-byte blocks.
+    fn default() -> Self {
+        SimilarityConfig {
+            block_bytes: DEFAULT_BLOCK_BYTES,
+            ..Self::paper()
         }
     }
 }
@@ -67,12 +86,13 @@ pub struct Sampler {
     offsets: [u16; MAX_INDEXES * MAX_HASHES_PER_INDEX],
     indexes: usize,
     hashes_per_index: usize,
+    block_bytes: usize,
     seed: u64,
 }
 
 impl Sampler {
     /// Choose the offsets for `config`; fails with [`Error::InvalidArgument`] if
-    /// `k` or `s` is outside 1..=4.
+    /// `k` or `s` is outside 1..=4 or the block size outside [`BLOCK_BYTES_RANGE`].
     pub fn new(config: SimilarityConfig) -> Result<Self, Error> {
         if !(1..=MAX_INDEXES).contains(&config.indexes) {
             return Err(Error::InvalidArgument(
@@ -84,14 +104,20 @@ impl Sampler {
                 "similarity hashes per index (s) must be 1..=4",
             ));
         }
+        if !BLOCK_BYTES_RANGE.contains(&config.block_bytes) {
+            return Err(Error::InvalidArgument(
+                "similarity block size must be 8..=256 bytes",
+            ));
+        }
         let mut state = config.seed;
         let offsets = core::array::from_fn(|_| {
-            (splitmix64(&mut state) % (PAGE_SIZE - BLOCK_BYTES + 1) as u64) as u16
+            (splitmix64(&mut state) % (PAGE_SIZE - config.block_bytes + 1) as u64) as u16
         });
         Ok(Sampler {
             offsets,
             indexes: config.indexes,
             hashes_per_index: config.hashes_per_index,
+            block_bytes: config.block_bytes,
             seed: config.seed,
         })
     }
@@ -122,7 +148,8 @@ impl Sampler {
             }
             let mut acc = self.seed ^ (index as u64).wrapping_mul(0xA076_1D64_78BD_642F);
             for &offset in offsets {
-                acc = mix(acc ^ block_hash(page, usize::from(offset), self.seed));
+                let block = usize::from(offset);
+                acc = mix(acc ^ block_hash(page, block, self.block_bytes, self.seed));
             }
             *key = fold_nonzero(acc);
         }
@@ -130,9 +157,9 @@ impl Sampler {
     }
 }
 
-/// xxh3 of the 64-byte block at `offset` (0 if it is not inside the page).
-fn block_hash(page: &[u8; PAGE_SIZE], offset: usize, seed: u64) -> u64 {
-    page.get(offset..offset + BLOCK_BYTES)
+/// xxh3 of the `len`-byte block at `offset` (0 if it is not inside the page).
+fn block_hash(page: &[u8; PAGE_SIZE], offset: usize, len: usize, seed: u64) -> u64 {
+    page.get(offset..offset + len)
         .map_or(0, |block| xxh3_64_with_seed(block, seed))
 }
 
@@ -161,10 +188,18 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_parameters() {
-        for (k, s) in [(0, 1), (5, 1), (1, 0), (1, 5)] {
+        for (k, s, b) in [
+            (0, 1, 64),
+            (5, 1, 64),
+            (1, 0, 64),
+            (1, 5, 64),
+            (1, 1, 7),
+            (1, 1, 257),
+        ] {
             let config = SimilarityConfig {
                 indexes: k,
                 hashes_per_index: s,
+                block_bytes: b,
                 seed: 1,
             };
             assert!(matches!(
@@ -179,6 +214,7 @@ mod tests {
         let config = SimilarityConfig {
             indexes: 4,
             hashes_per_index: 2,
+            block_bytes: 64,
             seed: 9,
         };
         let sampler = Sampler::new(config).unwrap();
@@ -189,7 +225,7 @@ mod tests {
         let offset = usize::from(sampler.offsets[4]);
         let overlaps = |i: usize| {
             let o = usize::from(sampler.offsets[i]);
-            o < offset + BLOCK_BYTES && offset < o + BLOCK_BYTES
+            o < offset + 64 && offset < o + 64
         };
         let mut changed = page;
         changed[offset + 10] ^= 0xff;
@@ -215,7 +251,7 @@ mod tests {
         assert!(
             a.offsets
                 .iter()
-                .all(|&o| usize::from(o) <= PAGE_SIZE - BLOCK_BYTES)
+                .all(|&o| usize::from(o) <= PAGE_SIZE - DEFAULT_BLOCK_BYTES)
         );
     }
 }

@@ -4,8 +4,8 @@
 //! page and an exact duplicate of an earlier page are left to their own (cheaper)
 //! paths; any other page looks up its candidates, tries a delta against each with
 //! the budget "smaller than this page's compressed size", and is patched if one
-//! fits. A patched page is not indexed as a base (deltas never chain on deltas);
-//! every other page is.
+//! fits. A patched page is not a base (deltas never chain on deltas): its keys are
+//! pointed at its base instead. Every other page is indexed as a base.
 
 use std::collections::HashMap;
 use std::vec::Vec;
@@ -133,6 +133,9 @@ pub fn survey(
         );
         match found {
             Some(best) => {
+                // The page's keys now lead to its base: a later page like this one
+                // but unlike the base in the sampled blocks still finds the base.
+                index.insert(&sig, best.base);
                 out.deltas_tried += best.tried;
                 out.patches.push(Patch {
                     page: i,
