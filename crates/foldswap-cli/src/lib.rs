@@ -18,10 +18,13 @@
 //! * `foldswap dump --pid PID... -o FILE` writes the anonymous resident pages of the
 //!   named processes as a raw corpus ([`procmem`] reads them, [`output`] writes the
 //!   file under a temporary name and renames it only when complete).
+//! * `foldswap scan --pid PID... --passes N` runs the resident face over live
+//!   processes: the scan ladder picks pages, the merge trees decide merges after a
+//!   full byte comparison, and merging is counted per pass ([`scan`]).
 //!
 //! Bad input — a corpus whose size is not a whole number of pages, a truncated gzip
 //! stream, an unreadable file, a PID that is gone, process memory that cannot be
-//! read — is an [`InputError`](error::InputError): one line naming the problem,
+//! read — is an [`InputError`]: one line naming the problem,
 //! exit code 2, and no output file.
 //!
 //! This is a std host: it never runs in the kernel, and floating point is used

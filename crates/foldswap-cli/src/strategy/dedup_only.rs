@@ -30,7 +30,7 @@ pub const RMAP_ITEM_BYTES: u64 = 64;
 pub const STABLE_NODE_BYTES: u64 = 64;
 
 /// Copies the KSM model keeps of one content found on `pages` pages (each copy
-/// has at most [`MAX_PAGE_SHARING`] sharers).
+/// has at most `MAX_PAGE_SHARING` (256) sharers).
 ///
 /// ```
 /// use foldswap_cli::strategy::dedup_only_copies_of;
