@@ -119,6 +119,7 @@ impl Codec for Lz4 {
         CodecKind::Lz4
     }
 
+    #[inline]
     fn compress_page(
         &mut self,
         page: &[u8; PAGE_SIZE],
@@ -141,6 +142,7 @@ impl Codec for Lz4 {
 /// let mut page = [0u8; 4096];
 /// assert_eq!(decompress_lz4(&[0xff, 1, 2], &mut page), Err(Error::Corrupt));
 /// ```
+#[inline]
 pub fn decompress_lz4(input: &[u8], page: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
     match decompress_into(input, page) {
         Ok(PAGE_SIZE) => Ok(()),
@@ -310,6 +312,7 @@ impl CompressScratch {
 
     /// Compress `page` with `kind` into the scratch's buffer. `Ok(None)` if the
     /// result would not fit in [`COMPRESS_BOUND`] bytes (deflate on random data).
+    #[inline]
     pub fn compress(
         &mut self,
         kind: CodecKind,

@@ -5,7 +5,7 @@
 //! the first word with the last, then the rest in order, stopping at the first
 //! difference.
 
-use foldswap_mem::{PAGE_SIZE, PAGE_WORDS, word_of};
+use foldswap_mem::PAGE_SIZE;
 
 /// The repeated 64-bit word (little-endian) if every 8-byte word of `page` is the
 /// same one; `Some(0)` for a zero page, `None` otherwise.
@@ -21,14 +21,16 @@ use foldswap_mem::{PAGE_SIZE, PAGE_WORDS, word_of};
 /// page[4095] ^= 1;
 /// assert_eq!(same_filled_word(&page), None);
 /// ```
+#[inline]
 pub fn same_filled_word(page: &[u8; PAGE_SIZE]) -> Option<u64> {
-    let first = word_of(page, 0);
-    if word_of(page, PAGE_WORDS - 1) != first {
+    let (words, _) = page.as_chunks::<8>();
+    let first = u64::from_le_bytes(*words.first()?);
+    if u64::from_le_bytes(*words.last()?) != first {
         return None;
     }
-    let pattern = first.to_le_bytes();
-    page.chunks_exact(8)
-        .all(|word| word == pattern)
+    words
+        .iter()
+        .all(|word| u64::from_le_bytes(*word) == first)
         .then_some(first)
 }
 

@@ -199,6 +199,10 @@ pub struct ObjectStore<P: PageProvider + Clone> {
 // it except borrows tied to `&self`); moving it to another thread moves that
 // ownership, which is sound when the provider may move too.
 unsafe impl<P: PageProvider + Clone + Send> Send for ObjectStore<P> {}
+// SAFETY: `&ObjectStore` only reads: page bytes, slab entries and counters; every
+// write needs `&mut self`. So shared references on several threads are sound
+// (e.g. loads under a read lock) when the provider is `Sync`.
+unsafe impl<P: PageProvider + Clone + Sync> Sync for ObjectStore<P> {}
 
 const _: () = assert!(CLASS_COUNT * core::mem::size_of::<ClassState>() <= PAGE_SIZE);
 
@@ -336,7 +340,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// stale, never issued); nothing changes then.
     pub fn free(&mut self, handle: Handle) -> Result<(), Error> {
         let entry = *self.entry(handle)?;
-        self.free_slot(entry.zspage, entry.slot, true)?;
+        self.free_slot(entry.zspage, entry.slot)?;
         self.objects -= 1;
         self.object_bytes -= entry.len as usize;
         self.release_handle_entry(handle.key());
@@ -653,7 +657,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
 
     /// Free `slot` of zspage `key`; frees the zspage when it empties. Returns the
     /// provider pages given back (0 if the zspage stays).
-    fn free_slot(&mut self, key: u32, slot: u16, keep_list: bool) -> Result<usize, Error> {
+    fn free_slot(&mut self, key: u32, slot: u16) -> Result<usize, Error> {
         let zs = self.zspage(key)?;
         let class = zs.class as usize;
         let shape = Self::shape(class)?;
@@ -674,7 +678,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         let zs = self.zspage_mut(key)?;
         zs.used = used;
         zs.free_head = slot;
-        if was_full && keep_list {
+        if was_full {
             self.move_to(key, ZsList::Partial)?;
         }
         Ok(0)
@@ -873,7 +877,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             moved.zspage = to;
             moved.slot = slot;
         }
-        let freed = self.free_slot(entry.zspage, entry.slot, false)?;
+        let freed = self.free_slot(entry.zspage, entry.slot)?;
         Ok((freed > 0).then_some(freed))
     }
 

@@ -140,3 +140,13 @@ fn compaction_frees_sparse_zspages_and_keeps_every_handle() {
     // A second compaction finds nothing more to do.
     assert_eq!(store.compact().zspages_freed, 0);
 }
+
+#[test]
+fn store_and_pool_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ObjectStore<StdPageProvider>>();
+    send_sync::<foldswap_pool::PagePool<StdPageProvider>>();
+    fn send<T: Send>() {}
+    send::<foldswap_pool::CompressScratch>();
+    send::<foldswap_pool::DecompressScratch>();
+}
