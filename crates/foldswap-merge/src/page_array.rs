@@ -11,7 +11,9 @@
 //! The length is fixed at creation; a table that grows builds a new array and drops
 //! the old one, so a failed growth leaves the old table untouched.
 
-use foldswap_mem::{Error, PageProvider, Slab, SlabKey};
+use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
+
+use crate::page_box::PageBox;
 
 /// Bytes per chunk: six chunks fill a slab page (4096 − 64 bytes of header).
 pub const CHUNK_BYTES: usize = 672;
@@ -58,17 +60,18 @@ macro_rules! element {
 element!(u32);
 element!(u64);
 
-/// `len` elements of `T`, all starting at zero, in pages from `P`.
+/// `len` elements of `T`, all starting at zero, in pages from `P`. The slab itself
+/// lives in a provider page too (see [`PageBox`]), so the array is a few words.
 pub struct PageArray<T: Element, P: PageProvider> {
-    chunks: Slab<T::Chunk, P>,
+    chunks: PageBox<Slab<T::Chunk, P>, P>,
     len: usize,
 }
 
-impl<T: Element, P: PageProvider> PageArray<T, P> {
+impl<T: Element, P: PageProvider + Clone> PageArray<T, P> {
     /// An array of `len` zeroes, or [`Error::OutOfMemory`] (nothing kept) if the
     /// provider runs short.
     pub fn zeroed(provider: P, len: usize) -> Result<Self, Error> {
-        let mut chunks = Slab::new(provider)?;
+        let mut chunks = Slab::new(provider.clone())?;
         // One chunk at a time: the slab grows a page only when its free list is
         // empty, so keys come out in order (a bulk `reserve` would interleave them).
         let count = len.div_ceil(T::PER_CHUNK);
@@ -78,7 +81,10 @@ impl<T: Element, P: PageProvider> PageArray<T, P> {
                 return Err(Error::Corrupt);
             }
         }
-        Ok(PageArray { chunks, len })
+        Ok(PageArray {
+            chunks: PageBox::new(provider, chunks)?,
+            len,
+        })
     }
 
     /// Elements in the array.
@@ -127,9 +133,9 @@ impl<T: Element, P: PageProvider> PageArray<T, P> {
         }
     }
 
-    /// Bytes this array holds from the provider.
+    /// Bytes this array holds from the provider (chunks, and the slab's own page).
     pub fn bytes_held(&self) -> usize {
-        self.chunks.bytes_held()
+        self.chunks.bytes_held() + PAGE_SIZE
     }
 
     /// The provider the chunks come from.

@@ -155,7 +155,7 @@ impl MergeHost for VecHost {
         if self.refuse() || !self.same_contents(page, partner)? {
             return Ok(MergeResult::PageChanged);
         }
-        let copy = *self.bytes(page)?;
+        let copy = self.bytes(page)?.to_vec();
         Ok(MergeResult::Merged {
             kept: self.add_page(&copy),
         })
