@@ -62,9 +62,14 @@ impl Handle {
         self.0.get()
     }
 
-    /// A handle from [`to_raw`](Self::to_raw). Any non-zero value is accepted; the
-    /// store checks it on use.
+    /// A handle from [`to_raw`](Self::to_raw): `None` unless `raw` has the shape of
+    /// one (key part non-zero, nothing above the 16-bit generation), so each handle
+    /// has exactly one raw form. Whether it names a live object, the store checks
+    /// on use.
     pub fn from_raw(raw: u64) -> Option<Handle> {
+        if raw >> 48 != 0 || raw as u32 == 0 {
+            return None;
+        }
         NonZeroU64::new(raw).map(Handle)
     }
 }

@@ -52,6 +52,11 @@ fn stale_freed_and_unknown_handles_are_refused() {
     );
     assert_eq!(store.free(first), Err(Error::InvalidHandle));
     assert_eq!(store.read_object(second, &mut buf), Ok((6, TAG_FIRST_HOST)));
+    // Each handle has one raw form; other bit patterns are not handles.
+    assert_eq!(Handle::from_raw(second.to_raw()), Some(second));
+    assert_eq!(Handle::from_raw(second.to_raw() | 1 << 48), None);
+    assert_eq!(Handle::from_raw(0x1_0000_0000), None);
+    assert_eq!(Handle::from_raw(0), None);
     let unknown = Handle::from_raw(0xffff_0000_1234).unwrap();
     assert_eq!(
         store.read_object(unknown, &mut buf),
