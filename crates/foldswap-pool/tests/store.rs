@@ -155,3 +155,38 @@ fn store_and_pool_can_be_shared_between_threads() {
     send::<foldswap_pool::CompressScratch>();
     send::<foldswap_pool::DecompressScratch>();
 }
+
+#[test]
+fn class_occupancy_and_fragmentation_follow_the_objects() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut store = ObjectStore::new(&provider).unwrap();
+    let len = 1000;
+    let class = foldswap_pool::class_for_len(len).unwrap();
+    let shape = foldswap_pool::class_shape(class).unwrap();
+    let per = shape.objects_per_zspage as usize;
+    let count = 2 * per + 1;
+    let handles: Vec<Handle> = (0..count)
+        .map(|i| store.store_object(&object(i, len), 5).unwrap())
+        .collect();
+    let occupancy = store.class_occupancy(class).unwrap();
+    assert_eq!((occupancy.objects, occupancy.zspages), (count, 3));
+    assert_eq!(occupancy.shape, shape);
+    let stats = store.stats();
+    assert_eq!(stats.object_bytes, count * len);
+    // Slot rounding and the unused end of the last page are all the waste.
+    let pages_needed =
+        (2 * shape.pages_per_zspage as usize) + (shape.slot_size as usize).div_ceil(PAGE_SIZE);
+    assert_eq!(stats.zspage_pages, pages_needed);
+    let waste = stats.zspage_pages * PAGE_SIZE - count * len;
+    assert_eq!(
+        stats.fragmentation_permille,
+        waste * 1000 / (stats.zspage_pages * PAGE_SIZE)
+    );
+    for handle in handles {
+        store.free(handle).unwrap();
+    }
+    let empty = store.class_occupancy(class).unwrap();
+    assert_eq!((empty.objects, empty.zspages), (0, 0));
+    assert_eq!(store.stats().fragmentation_permille, 0);
+    assert!(store.class_occupancy(foldswap_pool::CLASS_COUNT).is_none());
+}
