@@ -1,10 +1,11 @@
 //! How much similarity patching saves on the dev corpus, for a few
-//! `HashSimilarityDetector(k, s)` settings and block sizes, against lz4 and deflate-1.
+//! `HashSimilarityDetector(k, s)` settings and block sizes, against lz4 and
+//! deflate-1, and with the deltas themselves deflated ("defl1+dd") against deflate-1.
 //!
 //! cargo run --release -p foldswap-delta --features std --example delta_corpus
 
 use foldswap_delta::SimilarityConfig;
-use foldswap_delta::survey::{Survey, survey};
+use foldswap_delta::survey::{Survey, survey, survey_compressed_deltas};
 use foldswap_mem::PAGE_SIZE;
 
 fn lz4_size(page: &[u8; PAGE_SIZE]) -> usize {
@@ -61,5 +62,13 @@ fn main() {
         print("lz4", &config, &lz4);
         let deflate = survey(corpus.as_bytes(), config, deflate1_size).expect("survey");
         print("deflate1", &config, &deflate);
+        let deflated_deltas = survey_compressed_deltas(
+            corpus.as_bytes(),
+            config,
+            deflate1_size,
+            |delta: &[u8]| miniz_oxide::deflate::compress_to_vec(delta, 1).len(),
+        )
+        .expect("survey");
+        print("defl1+dd", &config, &deflated_deltas);
     }
 }

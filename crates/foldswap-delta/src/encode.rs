@@ -26,7 +26,7 @@ pub const TABLE_BITS: u32 = 11;
 pub const TABLE_SLOTS: usize = 1 << TABLE_BITS;
 /// Every `BASE_STRIDE`-th base offset is indexed. A match of at least
 /// `KEY_BYTES + BASE_STRIDE - 1` bytes always contains an indexed offset.
-pub const BASE_STRIDE: usize = 4;
+pub const BASE_STRIDE: usize = 8;
 /// Bytes hashed per key, and the shortest match found through the index.
 const KEY_BYTES: usize = 8;
 /// Misses in a row (as a power of two) before the walk starts stepping faster.
@@ -260,13 +260,8 @@ fn fill_run(target: &[u8; PAGE_SIZE], at: usize, key: u64) -> Option<usize> {
 
 /// The little-endian 8 bytes at `at`, if they are inside the page.
 fn key_at(page: &[u8; PAGE_SIZE], at: usize) -> Option<u64> {
-    if at > PAGE_SIZE - KEY_BYTES {
-        return None;
-    }
-    let bytes = page.get(at..at + KEY_BYTES)?;
-    let mut key = [0u8; KEY_BYTES];
-    key.copy_from_slice(bytes);
-    Some(u64::from_le_bytes(key))
+    let bytes = page.get(at..)?.first_chunk::<KEY_BYTES>()?;
+    Some(u64::from_le_bytes(*bytes))
 }
 
 /// [`key_at`] for offsets the caller keeps inside the page (0 otherwise).

@@ -13,8 +13,8 @@ use std::vec::Vec;
 use foldswap_mem::{Error, PAGE_SIZE, StdPageProvider};
 
 use crate::{
-    EncodeScratch, IndexCapacity, MAX_DELTA_BYTES, MAX_TABLE_PAGES, SimilarityConfig,
-    SimilarityIndex, best_delta,
+    Candidates, EncodeScratch, IndexCapacity, MAX_DELTA_BYTES, MAX_TABLE_PAGES, SimilarityConfig,
+    SimilarityIndex, best_delta, encode,
 };
 
 /// One page the survey stores as a delta.
@@ -24,7 +24,7 @@ pub struct Patch {
     pub page: usize,
     /// The index of the earlier page it is a delta against.
     pub base: usize,
-    /// Bytes of the delta.
+    /// Bytes of the delta (compressed, for [`survey_compressed_deltas`]).
     pub delta_bytes: usize,
     /// Bytes of the page compressed alone (capped at a page).
     pub compressed_bytes: usize,
@@ -72,7 +72,58 @@ impl Survey {
 pub fn survey(
     pages: &[u8],
     config: SimilarityConfig,
+    compressed_size: impl FnMut(&[u8; PAGE_SIZE]) -> usize,
+) -> Result<Survey, Error> {
+    walk(pages, config, compressed_size, None)
+}
+
+/// [`survey`] with the delta itself compressed by `delta_size` (e.g. deflate, as
+/// xdelta's secondary compression): a page is patched when its compressed delta is
+/// smaller than the page compressed alone; [`Patch::delta_bytes`] is that size.
+pub fn survey_compressed_deltas(
+    pages: &[u8],
+    config: SimilarityConfig,
+    compressed_size: impl FnMut(&[u8; PAGE_SIZE]) -> usize,
+    mut delta_size: impl FnMut(&[u8]) -> usize,
+) -> Result<Survey, Error> {
+    walk(pages, config, compressed_size, Some(&mut delta_size))
+}
+
+/// Size of a delta after the secondary compressor.
+type DeltaSize<'a> = dyn FnMut(&[u8]) -> usize + 'a;
+
+/// Patch `page` with the candidate whose delta, compressed by `delta_size`, is the
+/// smallest below `budget`: (base, compressed delta size, candidates tried).
+fn cheapest_compressed_delta<'p>(
+    page: &[u8; PAGE_SIZE],
+    candidates: &Candidates<usize>,
+    buffers: &mut Buffers,
+    budget: usize,
+    page_at: impl Fn(usize) -> Option<&'p [u8; PAGE_SIZE]>,
+    delta_size: &mut DeltaSize<'_>,
+) -> (Option<(usize, usize)>, usize) {
+    let mut best: Option<(usize, usize)> = None;
+    let mut tried = 0;
+    for id in candidates.iter() {
+        let Some(base) = page_at(id) else { continue };
+        tried += 1;
+        let room = buffers.delta.get_mut(..PAGE_SIZE).unwrap_or(&mut []);
+        let Ok(len) = encode(page, base, &mut buffers.scratch, room) else {
+            continue;
+        };
+        let size = delta_size(buffers.delta.get(..len).unwrap_or(&[]));
+        if size < best.map_or(budget, |b| b.1) {
+            best = Some((id, size));
+        }
+    }
+    (best, tried)
+}
+
+fn walk(
+    pages: &[u8],
+    config: SimilarityConfig,
     mut compressed_size: impl FnMut(&[u8; PAGE_SIZE]) -> usize,
+    mut delta_size: Option<&mut DeltaSize<'_>>,
 ) -> Result<Survey, Error> {
     if !pages.len().is_multiple_of(PAGE_SIZE) {
         return Err(Error::WrongLength {
@@ -119,35 +170,44 @@ pub fn survey(
         let sig = index.signature(page);
         let candidates = index.candidates(&sig);
         out.with_candidates += usize::from(!candidates.is_empty());
-        let found = best_delta(
-            page,
-            &candidates,
-            &mut buffers.scratch,
-            &mut buffers.base,
-            &mut buffers.spare,
-            buffers
-                .delta
-                .get_mut(..compressed.saturating_sub(1))
-                .unwrap_or(&mut []),
-            |id, buf| page_at(id).map(|p| buf.copy_from_slice(p)).is_some(),
-        );
+        let (found, tried) = match delta_size.as_deref_mut() {
+            Some(delta_size) => cheapest_compressed_delta(
+                page,
+                &candidates,
+                &mut buffers,
+                compressed,
+                page_at,
+                delta_size,
+            ),
+            None => {
+                let room = buffers.delta.get_mut(..compressed.saturating_sub(1));
+                let best = best_delta(
+                    page,
+                    &candidates,
+                    &mut buffers.scratch,
+                    &mut buffers.base,
+                    &mut buffers.spare,
+                    room.unwrap_or(&mut []),
+                    |id, buf| page_at(id).map(|p| buf.copy_from_slice(p)).is_some(),
+                );
+                let tried = best.map_or(candidates.len(), |b| b.tried);
+                (best.map(|b| (b.base, b.len)), tried)
+            }
+        };
+        out.deltas_tried += tried;
         match found {
-            Some(best) => {
+            Some((base, delta_bytes)) => {
                 // The page's keys now lead to its base: a later page like this one
                 // but unlike the base in the sampled blocks still finds the base.
-                index.insert(&sig, best.base);
-                out.deltas_tried += best.tried;
+                index.insert(&sig, base);
                 out.patches.push(Patch {
                     page: i,
-                    base: best.base,
-                    delta_bytes: best.len,
+                    base,
+                    delta_bytes,
                     compressed_bytes: compressed,
                 });
             }
-            None => {
-                out.deltas_tried += candidates.len();
-                index.insert(&sig, i);
-            }
+            None => index.insert(&sig, i),
         }
     }
     Ok(out)

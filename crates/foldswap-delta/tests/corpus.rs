@@ -2,7 +2,7 @@
 //! smaller than the page's lz4 size; the survey's counts agree with the
 //! independent reference figures.
 
-use foldswap_delta::survey::survey;
+use foldswap_delta::survey::{survey, survey_compressed_deltas};
 use foldswap_delta::{EncodeScratch, MAX_DELTA_BYTES, SimilarityConfig, decode, encode};
 use foldswap_mem::PAGE_SIZE;
 
@@ -50,4 +50,17 @@ fn every_chosen_delta_decodes_byte_exactly() {
     // No page is a base for a delta and a delta itself.
     let patched: std::collections::HashSet<usize> = found.patches.iter().map(|p| p.page).collect();
     assert!(found.patches.iter().all(|p| !patched.contains(&p.base)));
+}
+
+#[test]
+fn compressed_delta_survey_with_identity_size_agrees_with_plain_survey() {
+    let (corpus, _) = foldswap_corpus::dev_mixed().expect("dev corpus must be present");
+    let pages = &corpus.as_bytes()[..4096 * 6000];
+    let plain = survey(pages, SimilarityConfig::default(), lz4_size).unwrap();
+    let identity =
+        survey_compressed_deltas(pages, SimilarityConfig::default(), lz4_size, <[u8]>::len)
+            .unwrap();
+    assert!(!plain.patches.is_empty());
+    assert_eq!(plain.patches, identity.patches);
+    assert_eq!(plain.compressed_bytes, identity.compressed_bytes);
 }
