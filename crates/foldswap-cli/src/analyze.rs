@@ -20,7 +20,7 @@ use indicatif::ProgressBar;
 use crate::error::InputError;
 use crate::procmem::{check_processes_exist, read_process_pages};
 use crate::report::{AnalyzeReport, InputReport, SCHEMA, StageReport, StrategyReport};
-use crate::strategy::Strategy;
+use crate::strategy::{COMPRESS_ONLY, Strategy};
 
 /// Pages loaded into the buffer before they are compared with the originals.
 pub const VERIFY_BATCH: usize = 256;
@@ -78,6 +78,15 @@ pub fn analyze(
     let mut rows = Vec::with_capacity(strategies.len());
     for mut strategy in strategies {
         rows.push(run_strategy(strategy.as_mut(), corpus, progress)?);
+    }
+    let zram_like = rows
+        .iter()
+        .find(|row| row.name == COMPRESS_ONLY)
+        .map(|row| row.bytes_held as f64);
+    for row in &mut rows {
+        row.held_vs_compress_only = zram_like
+            .filter(|&held| held > 0.0)
+            .map(|held| row.bytes_held as f64 / held);
     }
     Ok(AnalyzeReport {
         schema: SCHEMA.to_owned(),
@@ -155,6 +164,7 @@ pub fn run_strategy(
         } else {
             input_bytes / bytes_held as f64
         },
+        held_vs_compress_only: None,
         verified_pages: pages as u64,
         store_ns_per_page: per_page(store_nanos),
         load_ns_per_page: per_page(load_nanos),

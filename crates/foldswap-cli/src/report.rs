@@ -53,6 +53,9 @@ pub struct StrategyReport {
     pub bytes_held: u64,
     /// Input bytes / `bytes_held` (higher is better).
     pub ratio: f64,
+    /// `bytes_held` / the `compress-only` strategy's `bytes_held` (what zswap/zram
+    /// would hold for the same pages); `null` when that strategy did not run.
+    pub held_vs_compress_only: Option<f64>,
     /// Pages loaded back and found byte-identical to the input.
     pub verified_pages: u64,
     /// Wall time of the store pass / pages.
@@ -160,6 +163,7 @@ pub fn render_table(report: &AnalyzeReport) -> String {
         "metadata",
         "held",
         "ratio",
+        "vs zram",
         "store ns/page",
         "load ns/page",
     ];
@@ -172,6 +176,8 @@ pub fn render_table(report: &AnalyzeReport) -> String {
                 human_bytes(s.metadata_bytes),
                 human_bytes(s.bytes_held),
                 format!("{:.2}x", s.ratio),
+                s.held_vs_compress_only
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
                 thousands(s.store_ns_per_page),
                 thousands(s.load_ns_per_page),
             ]
@@ -191,7 +197,7 @@ pub fn render_table(report: &AnalyzeReport) -> String {
 
     let _ = writeln!(
         out,
-        "\nmodels (held = data + metadata; ratio = input / held)"
+        "\nheld = data + metadata; ratio = input / held; vs zram = held / compress-only's held\nmodels"
     );
     for s in &report.strategies {
         for (i, line) in wrap(&s.model, MODEL_TEXT_WIDTH).iter().enumerate() {

@@ -149,6 +149,10 @@ fn analyze_json_counts_every_page_of_a_small_corpus() {
         };
         // zswap/zram: fills free, text compressed, noise raw.
         assert_eq!(counts(&rows[0]), [3, 2, 0, 0, 5, 2]);
+        let vs = |row: &Value| row["held_vs_compress_only"].as_f64().unwrap();
+        assert!((vs(&rows[0]) - 1.0).abs() < 1e-12);
+        let expected = field(&rows[2], "bytes_held") as f64 / field(&rows[0], "bytes_held") as f64;
+        assert!((vs(&rows[2]) - expected).abs() < 1e-9);
         // The real pool with the same policy stores the same way.
         assert_eq!(counts(&rows[1]), [3, 2, 0, 0, 5, 2]);
         // KSM: 6 distinct contents kept, the other 6 pages merged.

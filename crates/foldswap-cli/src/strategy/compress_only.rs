@@ -22,6 +22,9 @@ use lz4_flex::block::{
 
 use super::{Counts, StageClock, Strategy, StrategyError, Summary, fill_page, fill_word};
 
+/// The strategy's name; other strategies' bytes are also shown relative to it.
+pub const COMPRESS_ONLY: &str = "compress-only";
+
 /// zsmalloc's size classes are this many bytes apart.
 pub const SIZE_CLASS_STEP: u64 = 16;
 /// zsmalloc's smallest object.
@@ -95,7 +98,7 @@ pub fn size_class_bytes(len: u64) -> u64 {
 
 impl Strategy for CompressOnly {
     fn name(&self) -> &'static str {
-        "compress-only"
+        COMPRESS_ONLY
     }
 
     fn model(&self) -> &'static str {

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use foldswap_mem::PAGE_SIZE;
 
-pub use compress_only::{CompressOnly, size_class_bytes};
+pub use compress_only::{COMPRESS_ONLY, CompressOnly, size_class_bytes};
 pub use dedup_only::{DedupOnly, dedup_only_copies_of};
 pub use pool_lz4::PoolLz4;
 
