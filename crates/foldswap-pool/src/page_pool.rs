@@ -354,6 +354,8 @@ impl<P: PageProvider + Clone> PagePool<P> {
     }
 
     /// Give a stored page up. [`Error::InvalidHandle`] if its object is not live.
+    /// A same-filled page holds nothing to check, so giving one up twice only
+    /// skews the (saturating) counters.
     pub fn free_page(&mut self, stored: StoredPage) -> Result<(), Error> {
         match stored {
             StoredPage::SameFilled(word) => {

@@ -37,6 +37,10 @@ const NO_SLOT: u16 = u16::MAX;
 
 /// A stored object. Copy it freely; it stays valid until the object is freed, also
 /// across [`ObjectStore::compact`].
+///
+/// It names a handle entry and the 16-bit generation the entry had when the handle
+/// was issued; freeing bumps the generation, so a stale handle is refused even after
+/// its entry is reused (until the same entry has been reused 65,536 times).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Handle(NonZeroU64);
 
@@ -403,6 +407,10 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// Move objects out of sparsely used zspages into fuller ones of the same class
     /// and free the emptied zspages. Every handle stays valid and reads the same
     /// bytes. Needs no memory: objects only move into slots already held.
+    ///
+    /// Cost: one pass over the partial zspages of each class (quadratic in their
+    /// number per class), one pass over all handle entries, and one copy per moved
+    /// object. Background work (the backend's scanner), not for the store path.
     pub fn compact(&mut self) -> CompactStats {
         let mut stats = CompactStats::default();
         let mut any = false;
