@@ -40,3 +40,4 @@ pub use foldswap_merge as merge;
 pub use foldswap_delta as delta;
 
 pub use foldswap_ladder as ladder;
+pub use foldswap_wake as wake;
