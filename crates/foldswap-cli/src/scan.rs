@@ -27,7 +27,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use foldswap_ladder::{BatchResult, Governor, HashWork, Ladder, Next, SampledHasher, Tunables};
+use foldswap_ladder::{
+    Batch, BatchResult, Governor, HashWork, Ladder, Next, RegionId, SampledHasher, Tunables,
+};
 use foldswap_mem::{Error, PAGE_SIZE, StdPageProvider};
 use foldswap_merge::{ItemRef, MergeHost, MergeResult, PageContents, Resident, ScanOutcome};
 use serde::Serialize;
@@ -320,168 +322,247 @@ pub fn scan_with(
     budget: &str,
 ) -> anyhow::Result<ScanReport> {
     check_processes_exist(pids)?;
-    let mut regions: Vec<(u32, Mapping)> = Vec::new();
-    for (index, &pid) in pids.iter().enumerate() {
-        for mapping in anonymous_mappings(pid)? {
-            regions.push((index as u32, mapping));
-        }
-    }
-    let mut host = ProcessHost::open(pids)?;
-    let error = |what: &str, e: Error| anyhow::anyhow!("{what}: {e:?}");
-    let mut ladder =
-        Ladder::new(StdPageProvider, tunables, DEFAULT_SEED).map_err(|e| error("ladder", e))?;
-    let mut resident: Resident<PageId, StdPageProvider> =
-        Resident::new(StdPageProvider).map_err(|e| error("merge trees", e))?;
-    let hasher = SampledHasher::new(DEFAULT_SEED);
-    let mut mapped_pages = 0u64;
-    let mut region_ids = Vec::with_capacity(regions.len());
-    for (tag, (_, mapping)) in regions.iter().enumerate() {
-        let pages = (mapping.end - mapping.start) / PAGE_SIZE as u64;
-        mapped_pages += pages;
-        let id = ladder
-            .add_region(pages, tag as u64)
-            .map_err(|e| error("ladder region", e))?;
-        region_ids.push(id);
-    }
-    let mut items: HashMap<PageId, ItemRef> = HashMap::new();
-    let mut page = Box::new([0u8; PAGE_SIZE]);
-    let mut now = 0u64;
-    let mut reports = Vec::new();
+    let mut scanner = Scanner::new(pids, tunables)?;
+    let reports = (1..=passes)
+        .map(|pass| scanner.run_pass(pass))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(ScanReport {
+        schema: "foldswap-scan/1".to_owned(),
+        pids: pids.to_vec(),
+        regions: scanner.regions.len() as u64,
+        mapped_pages: scanner.mapped_pages,
+        budget: budget.to_owned(),
+        passes: reports,
+    })
+}
 
-    for pass in 1..=passes {
-        let (mut scanned, mut merged, mut broken) = (0u64, 0u64, 0u64);
-        let (mut cost_ns, read_before) = (0u64, host.read_ns);
-        let strength = ladder.strength();
+/// A failed call into the ladder or the merge trees, as an error naming it.
+fn core_error(what: &'static str) -> impl Fn(Error) -> anyhow::Error {
+    move |e| anyhow::anyhow!("{what}: {e:?}")
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchTotals {
+    scanned: u64,
+    merged: u64,
+    broken: u64,
+    cost_ns: u64,
+}
+
+/// The ladder, the merge trees and the host, driven together.
+struct Scanner {
+    host: ProcessHost,
+    ladder: Ladder<StdPageProvider>,
+    resident: Resident<PageId, StdPageProvider>,
+    hasher: SampledHasher,
+    /// Each region: the process index and its mapping. The ladder's tag indexes it.
+    regions: Vec<(u32, Mapping)>,
+    region_ids: Vec<RegionId>,
+    items: HashMap<PageId, ItemRef>,
+    mapped_pages: u64,
+    rung_count: u8,
+    /// The virtual clock, ns.
+    now: u64,
+}
+
+impl Scanner {
+    /// Every private anonymous mapping of `pids` becomes a ladder region.
+    fn new(pids: &[u32], tunables: Tunables) -> anyhow::Result<Self> {
+        let mut regions = Vec::new();
+        for (index, &pid) in pids.iter().enumerate() {
+            for mapping in anonymous_mappings(pid)? {
+                regions.push((index as u32, mapping));
+            }
+        }
+        let host = ProcessHost::open(pids)?;
+        let mut ladder =
+            Ladder::new(StdPageProvider, tunables, DEFAULT_SEED).map_err(core_error("ladder"))?;
+        let mut region_ids = Vec::with_capacity(regions.len());
+        let mut mapped_pages = 0;
+        for (tag, (_, mapping)) in regions.iter().enumerate() {
+            let pages = (mapping.end - mapping.start) / PAGE_SIZE as u64;
+            mapped_pages += pages;
+            region_ids.push(
+                ladder
+                    .add_region(pages, tag as u64)
+                    .map_err(core_error("ladder region"))?,
+            );
+        }
+        Ok(Scanner {
+            host,
+            ladder,
+            resident: Resident::new(StdPageProvider).map_err(core_error("merge trees"))?,
+            hasher: SampledHasher::new(DEFAULT_SEED),
+            regions,
+            region_ids,
+            items: HashMap::new(),
+            mapped_pages,
+            rung_count: tunables.rung_count,
+            now: 0,
+        })
+    }
+
+    /// One ladder round: batches until the ladder ends the round, then the end of
+    /// the merge trees' pass, a re-key if the strength changed, and the figures.
+    fn run_pass(&mut self, pass: u64) -> anyhow::Result<PassReport> {
+        let strength = self.ladder.strength();
+        let read_before = self.host.read_ns;
+        let mut totals = BatchTotals::default();
         let mut batches = 0u64;
         loop {
             batches += 1;
             if batches > MAX_BATCHES_PER_PASS {
                 anyhow::bail!("the ladder did not end pass {pass}");
             }
-            let batch = match ladder.next_batch(now).map_err(|e| error("ladder", e))? {
-                Next::Scan(batch) => batch,
-                Next::Sleep { until_ns } => {
-                    now = until_ns.max(now + 1);
-                    continue;
+            match self
+                .ladder
+                .next_batch(self.now)
+                .map_err(core_error("ladder"))?
+            {
+                Next::Scan(batch) => {
+                    let done = self.scan_batch(&batch)?;
+                    self.now += done.cost_ns.max(1);
+                    totals.scanned += done.scanned;
+                    totals.merged += done.merged;
+                    totals.broken += done.broken;
+                    totals.cost_ns += done.cost_ns;
                 }
+                Next::Sleep { until_ns } => self.now = until_ns.max(self.now + 1),
                 Next::RoundEnd => break,
-            };
-            let start = Instant::now();
-            let before = resident.stats();
-            let Some((process, mapping)) = regions.get(batch.tag as usize) else {
-                anyhow::bail!("ladder gave an unknown region tag {}", batch.tag);
-            };
-            let first_vpage = mapping.start / PAGE_SIZE as u64;
-            let end_vpage = mapping.end / PAGE_SIZE as u64;
-            let mut result = BatchResult::default();
-            for index in batch.pages() {
-                let vpage = first_vpage + index;
-                if vpage >= end_vpage || !host.present(*process, vpage) {
-                    continue;
-                }
-                let id = PageId::Live {
-                    process: *process,
-                    vpage,
-                };
-                if !host.read(id, Buffer::A) {
-                    continue;
-                }
-                page.copy_from_slice(&host.a[..]);
-                let sampled = hasher.hash_at(&page, ladder.strength());
-                let item = match items.get(&id) {
-                    Some(&item) => item,
-                    None => {
-                        let item = resident.track(id).map_err(|e| error("track", e))?;
-                        items.insert(id, item);
-                        item
-                    }
-                };
-                let outcome = match resident.scan(&mut host, item, sampled) {
-                    Ok(outcome) => outcome,
-                    // The page vanished between reads: not scanned.
-                    Err(Error::NotFound) => continue,
-                    Err(e) => return Err(error("merge trees", e)),
-                };
-                result.pages_scanned += 1;
-                if matches!(
-                    outcome,
-                    ScanOutcome::MergedIntoStable(_) | ScanOutcome::MergedPair(_)
-                ) {
-                    result.merged += 1;
-                }
             }
-            let after = resident.stats();
-            result.cost_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            result.hash = HashWork {
-                sampled: u64::from(result.pages_scanned),
-                collision_full_hashes: after.full_hashes - before.full_hashes,
-                collision_compares: after.collisions - before.collisions,
-                collisions: after.collisions - before.collisions,
-            };
-            let newly_broken = after.merges_broken - before.merges_broken;
-            ladder
-                .complete_batch(&batch, result)
-                .map_err(|e| error("ladder", e))?;
-            if newly_broken > 0 {
-                ladder
-                    .report_broken(batch.region, newly_broken)
-                    .map_err(|e| error("ladder", e))?;
-            }
-            now += result.cost_ns.max(1);
-            cost_ns += result.cost_ns;
-            scanned += u64::from(result.pages_scanned);
-            merged += u64::from(result.merged);
-            broken += newly_broken;
         }
-        resident.end_pass().map_err(|e| error("merge trees", e))?;
-        let round = ladder.end_round(now).map_err(|e| error("ladder", e))?;
+        self.resident
+            .end_pass()
+            .map_err(core_error("merge trees"))?;
+        let round = self
+            .ladder
+            .end_round(self.now)
+            .map_err(core_error("ladder"))?;
         if let Some(change) = round.strength_change {
-            // Move the stable tree's keys to the new strength: the kept pages are
-            // snapshots, so their words are at hand (UKSM's delta hash).
-            resident
-                .rekey(|kept, old| {
-                    if host.read(kept, Buffer::A) {
-                        Ok(hasher.rehash(old, change.from, change.to, &host.a))
-                    } else {
-                        Err(Error::NotFound)
-                    }
-                })
-                .map_err(|e| error("re-keying the merge trees", e))?;
+            self.rekey(change.from, change.to)?;
         }
-        let stats = resident.stats();
-        let per_page = |ns: u64| ns.checked_div(scanned).unwrap_or(0);
-        reports.push(PassReport {
+        let stats = self.resident.stats();
+        let per_page = |ns: u64| ns.checked_div(totals.scanned).unwrap_or(0);
+        Ok(PassReport {
             pass,
-            scanned,
-            coverage: scanned as f64 / mapped_pages.max(1) as f64,
-            merged,
+            scanned: totals.scanned,
+            coverage: totals.scanned as f64 / self.mapped_pages.max(1) as f64,
+            merged: totals.merged,
             pages_shared: stats.pages_shared,
             pages_sharing: stats.pages_sharing,
             pages_unshared: stats.pages_unshared,
             pages_volatile: stats.pages_volatile,
-            broken,
+            broken: totals.broken,
             saved_bytes: stats.pages_sharing * PAGE_SIZE as u64,
-            scan_ns_per_page: per_page(cost_ns),
-            read_ns_per_page: per_page(host.read_ns - read_before),
+            scan_ns_per_page: per_page(totals.cost_ns),
+            read_ns_per_page: per_page(self.host.read_ns.saturating_sub(read_before)),
             strength,
-            regions_per_rung: (0..tunables.rung_count)
-                .map(|rung| {
-                    region_ids
-                        .iter()
-                        .filter(|&&id| ladder.region_rung(id) == Some(rung))
-                        .count() as u64
-                })
-                .collect(),
-        });
+            regions_per_rung: self.regions_per_rung(),
+        })
     }
-    Ok(ScanReport {
-        schema: "foldswap-scan/1".to_owned(),
-        pids: pids.to_vec(),
-        regions: regions.len() as u64,
-        mapped_pages,
-        budget: budget.to_owned(),
-        passes: reports,
-    })
+
+    /// Scan the present pages of one batch and report it to the ladder.
+    fn scan_batch(&mut self, batch: &Batch) -> anyhow::Result<BatchTotals> {
+        let start = Instant::now();
+        let before = self.resident.stats();
+        let Some(&(process, ref mapping)) = self.regions.get(batch.tag as usize) else {
+            anyhow::bail!("the ladder gave an unknown region tag {}", batch.tag);
+        };
+        let first_vpage = mapping.start / PAGE_SIZE as u64;
+        let end_vpage = mapping.end / PAGE_SIZE as u64;
+        let mut result = BatchResult::default();
+        for vpage in batch.pages().map(|index| first_vpage + index) {
+            if vpage >= end_vpage {
+                break;
+            }
+            match self.scan_page(process, vpage)? {
+                None => {}
+                Some(merged) => {
+                    result.pages_scanned += 1;
+                    result.merged += u32::from(merged);
+                }
+            }
+        }
+        let after = self.resident.stats();
+        result.cost_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let collisions = after.collisions.saturating_sub(before.collisions);
+        result.hash = HashWork {
+            sampled: u64::from(result.pages_scanned),
+            collision_full_hashes: after.full_hashes.saturating_sub(before.full_hashes),
+            collision_compares: collisions,
+            collisions,
+        };
+        let broken = after.merges_broken.saturating_sub(before.merges_broken);
+        self.ladder
+            .complete_batch(batch, result)
+            .map_err(core_error("ladder"))?;
+        if broken > 0 {
+            self.ladder
+                .report_broken(batch.region, broken)
+                .map_err(core_error("ladder"))?;
+        }
+        Ok(BatchTotals {
+            scanned: u64::from(result.pages_scanned),
+            merged: u64::from(result.merged),
+            broken,
+            cost_ns: result.cost_ns,
+        })
+    }
+
+    /// Scan one page if it is present: `Some(merged now)`, or `None` if it was not
+    /// scanned (not present, or gone between reads).
+    fn scan_page(&mut self, process: u32, vpage: u64) -> anyhow::Result<Option<bool>> {
+        let id = PageId::Live { process, vpage };
+        if !self.host.present(process, vpage) || !self.host.read(id, Buffer::A) {
+            return Ok(None);
+        }
+        let sampled = self.hasher.hash_at(&self.host.a, self.ladder.strength());
+        let item = match self.items.get(&id) {
+            Some(&item) => item,
+            None => {
+                let item = self.resident.track(id).map_err(core_error("track"))?;
+                self.items.insert(id, item);
+                item
+            }
+        };
+        match self.resident.scan(&mut self.host, item, sampled) {
+            Ok(outcome) => Ok(Some(matches!(
+                outcome,
+                ScanOutcome::MergedIntoStable(_) | ScanOutcome::MergedPair(_)
+            ))),
+            // The page vanished between reads: not scanned.
+            Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(core_error("merge trees")(e)),
+        }
+    }
+
+    /// Move the stable tree's keys from strength `from` to `to`: the kept pages are
+    /// snapshots, so their words are at hand (UKSM's delta hash).
+    fn rekey(&mut self, from: u32, to: u32) -> anyhow::Result<()> {
+        let (host, hasher) = (&mut self.host, &self.hasher);
+        self.resident
+            .rekey(|kept, old| {
+                if host.read(kept, Buffer::A) {
+                    Ok(hasher.rehash(old, from, to, &host.a))
+                } else {
+                    Err(Error::NotFound)
+                }
+            })
+            .map_err(core_error("re-keying the merge trees"))
+    }
+
+    /// How many regions sit on each rung.
+    fn regions_per_rung(&self) -> Vec<u64> {
+        (0..self.rung_count)
+            .map(|rung| {
+                self.region_ids
+                    .iter()
+                    .filter(|&&id| self.ladder.region_rung(id) == Some(rung))
+                    .count() as u64
+            })
+            .collect()
+    }
 }
 
 /// The scan report as a table for a terminal.
