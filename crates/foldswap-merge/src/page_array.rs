@@ -11,9 +11,9 @@
 //! The length is fixed at creation; a table that grows builds a new array and drops
 //! the old one, so a failed growth leaves the old table untouched.
 
-use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
+use foldswap_mem::{Error, PageProvider, SlabKey};
 
-use crate::page_box::PageBox;
+use crate::page_box::BoxedSlab;
 
 /// Bytes per chunk: six chunks fill a slab page (4096 − 64 bytes of header).
 pub const CHUNK_BYTES: usize = 672;
@@ -61,9 +61,10 @@ element!(u32);
 element!(u64);
 
 /// `len` elements of `T`, all starting at zero, in pages from `P`. The slab itself
-/// lives in a provider page too (see [`PageBox`]), so the array is a few words.
+/// lives in a provider page too (see [`BoxedSlab`]), so the array is a few words, and
+/// an empty one holds no page.
 pub struct PageArray<T: Element, P: PageProvider> {
-    chunks: PageBox<Slab<T::Chunk, P>, P>,
+    chunks: BoxedSlab<T::Chunk, P>,
     len: usize,
 }
 
@@ -71,7 +72,7 @@ impl<T: Element, P: PageProvider + Clone> PageArray<T, P> {
     /// An array of `len` zeroes, or [`Error::OutOfMemory`] (nothing kept) if the
     /// provider runs short.
     pub fn zeroed(provider: P, len: usize) -> Result<Self, Error> {
-        let mut chunks = Slab::new(provider.clone())?;
+        let mut chunks = BoxedSlab::new(provider);
         // One chunk at a time: the slab grows a page only when its free list is
         // empty, so keys come out in order (a bulk `reserve` would interleave them).
         let count = len.div_ceil(T::PER_CHUNK);
@@ -81,10 +82,7 @@ impl<T: Element, P: PageProvider + Clone> PageArray<T, P> {
                 return Err(Error::Corrupt);
             }
         }
-        Ok(PageArray {
-            chunks: PageBox::new(provider, chunks)?,
-            len,
-        })
+        Ok(PageArray { chunks, len })
     }
 
     /// Elements in the array.
@@ -135,7 +133,7 @@ impl<T: Element, P: PageProvider + Clone> PageArray<T, P> {
 
     /// Bytes this array holds from the provider (chunks, and the slab's own page).
     pub fn bytes_held(&self) -> usize {
-        self.chunks.bytes_held() + PAGE_SIZE
+        self.chunks.bytes_held()
     }
 
     /// The provider the chunks come from.

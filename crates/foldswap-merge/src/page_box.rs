@@ -6,12 +6,14 @@
 //! stacks; the house rule is nothing over ~2 KiB). A [`PageBox`] moves such a member
 //! into a page of its own, leaving a pointer behind: the trees stay small wherever
 //! the host keeps them, and no constructor frame holds more than one slab.
+//! [`BoxedSlab`] does this for a slab, lazily: a tree that stores nothing holds no
+//! page.
 
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
-use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider};
+use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, Slab, SlabKey};
 
 /// A `T` living in its own provider page.
 pub struct PageBox<T, P: PageProvider> {
@@ -79,6 +81,91 @@ impl<T, P: PageProvider> Drop for PageBox<T, P> {
     }
 }
 
+/// A [`Slab`] kept in a [`PageBox`], created on first use: holding one costs a few
+/// words and no page until something is stored.
+pub struct BoxedSlab<T, P: PageProvider> {
+    provider: P,
+    slab: Option<PageBox<Slab<T, P>, P>>,
+}
+
+impl<T, P: PageProvider + Clone> BoxedSlab<T, P> {
+    /// An empty slab; allocates nothing.
+    pub fn new(provider: P) -> Self {
+        BoxedSlab {
+            provider,
+            slab: None,
+        }
+    }
+
+    /// The slab, created (one page for it) if this is the first use.
+    fn slab_mut(&mut self) -> Result<&mut Slab<T, P>, Error> {
+        if self.slab.is_none() {
+            let slab = Slab::new(self.provider.clone())?;
+            self.slab = Some(PageBox::new(self.provider.clone(), slab)?);
+        }
+        self.slab.as_deref_mut().ok_or(Error::OutOfMemory)
+    }
+
+    /// See [`Slab::reserve`].
+    pub fn reserve(&mut self, additional: usize) -> Result<(), Error> {
+        self.slab_mut()?.reserve(additional)
+    }
+
+    /// See [`Slab::insert`].
+    pub fn insert(&mut self, value: T) -> Result<SlabKey, Error> {
+        self.slab_mut()?.insert(value)
+    }
+
+    /// See [`Slab::get`].
+    pub fn get(&self, key: SlabKey) -> Option<&T> {
+        self.slab.as_deref()?.get(key)
+    }
+
+    /// See [`Slab::get_mut`].
+    pub fn get_mut(&mut self, key: SlabKey) -> Option<&mut T> {
+        self.slab.as_deref_mut()?.get_mut(key)
+    }
+
+    /// See [`Slab::contains`].
+    pub fn contains(&self, key: SlabKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// See [`Slab::remove`].
+    pub fn remove(&mut self, key: SlabKey) -> Option<T> {
+        self.slab.as_deref_mut()?.remove(key)
+    }
+
+    /// See [`Slab::for_each`].
+    pub fn for_each(&self, visit: impl FnMut(SlabKey, &T)) {
+        if let Some(slab) = self.slab.as_deref() {
+            slab.for_each(visit);
+        }
+    }
+
+    /// Live objects.
+    pub fn len(&self) -> usize {
+        self.slab.as_deref().map_or(0, Slab::len)
+    }
+
+    /// No live objects.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held from the provider: the slab's pages and the page it lives in.
+    pub fn bytes_held(&self) -> usize {
+        self.slab
+            .as_deref()
+            .map_or(0, |slab| slab.bytes_held() + PAGE_SIZE)
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     extern crate std;
@@ -101,6 +188,32 @@ mod tests {
         }
         assert_eq!(Rc::strong_count(&counter), 1, "the value was dropped");
         assert_eq!(provider.pages_in_use(), 0, "the page was freed");
+    }
+
+    #[test]
+    fn boxed_slab_allocates_on_first_use() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut slab = BoxedSlab::<u64, _>::new(&provider);
+        assert_eq!(
+            (provider.pages_in_use(), slab.len(), slab.bytes_held()),
+            (0, 0, 0)
+        );
+        assert_eq!(slab.get(SlabKey(0)), None);
+        assert_eq!(slab.remove(SlabKey(0)), None);
+        let key = slab.insert(5).unwrap();
+        assert_eq!(slab.get(key), Some(&5));
+        assert_eq!(
+            provider.pages_in_use(),
+            3,
+            "the box page, a directory and a data page"
+        );
+        assert_eq!(slab.bytes_held(), 3 * PAGE_SIZE);
+        provider.set_limit(3);
+        let mut other = BoxedSlab::<u64, _>::new(&provider);
+        assert_eq!(other.insert(1), Err(Error::OutOfMemory));
+        assert!(other.is_empty());
+        drop((slab, other));
+        assert_eq!(provider.pages_in_use(), 0);
     }
 
     #[test]

@@ -18,11 +18,11 @@
 //!    pair and the shared page becomes a new stable node (a dup in the chain if that
 //!    content's nodes are all full); no partner → the page joins the unstable tree.
 
-use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
+use foldswap_mem::{Error, PageProvider, SlabKey};
 
 use crate::host::{MergeHost, MergeResult, PageContents};
 use crate::page_array::PageArray;
-use crate::page_box::PageBox;
+use crate::page_box::BoxedSlab;
 use crate::stable::{StableLookup, StableRef, StableTree, Unshared};
 use crate::stats::MergeStats;
 
@@ -118,8 +118,8 @@ pub enum ScanOutcome {
 /// ```
 pub struct Resident<Id, P: PageProvider> {
     stable: StableTree<Id, P>,
-    /// In a page of its own (see [`PageBox`]).
-    items: PageBox<Slab<RmapItem<Id>, P>, P>,
+    /// In a page of its own, made on first use (see [`BoxedSlab`]).
+    items: BoxedSlab<RmapItem<Id>, P>,
     heads: PageArray<u32, P>,
     pass: u32,
     unshared: u64,
@@ -131,7 +131,7 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
     pub fn new(provider: P) -> Result<Self, Error> {
         Ok(Resident {
             stable: StableTree::new(provider.clone())?,
-            items: PageBox::new(provider.clone(), Slab::new(provider.clone())?)?,
+            items: BoxedSlab::new(provider.clone()),
             heads: PageArray::zeroed(provider, MIN_UNSTABLE_BUCKETS)?,
             pass: 0,
             unshared: 0,
@@ -354,7 +354,7 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
     /// Bytes of metadata held from the provider: rmap items, unstable heads, stable
     /// nodes and index.
     pub fn bytes_held(&self) -> usize {
-        self.items.bytes_held() + PAGE_SIZE + self.heads.bytes_held() + self.stable.bytes_held()
+        self.items.bytes_held() + self.heads.bytes_held() + self.stable.bytes_held()
     }
 
     /// Bytes of one rmap item (KSM's `rmap_item` is 64).

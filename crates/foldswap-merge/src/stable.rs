@@ -10,10 +10,10 @@
 //!                      (256)   ◄prev_dup─ (256)  ◄prev_dup─ (17)
 //! ```
 
-use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
+use foldswap_mem::{Error, PageProvider, SlabKey};
 
 use crate::host::PageContents;
-use crate::page_box::PageBox;
+use crate::page_box::BoxedSlab;
 use crate::stable_index::StableIndex;
 use crate::stats::MergeStats;
 
@@ -166,8 +166,8 @@ pub enum Unshared<Id> {
 /// # }
 /// ```
 pub struct StableTree<Id, P: PageProvider> {
-    /// In a page of its own (see [`PageBox`]): the tree is ≈ 100 bytes by value.
-    nodes: PageBox<Slab<StableNode<Id>, P>, P>,
+    /// In a page of its own, made on first insert (see [`BoxedSlab`]).
+    nodes: BoxedSlab<StableNode<Id>, P>,
     index: StableIndex<P>,
     max_page_sharing: u32,
     /// Bumped whenever a node is freed, so a [`Vacancy`] can tell its chain is stale.
@@ -178,10 +178,11 @@ pub struct StableTree<Id, P: PageProvider> {
 }
 
 impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
-    /// An empty tree with [`DEFAULT_MAX_PAGE_SHARING`]. Takes one page for the index.
+    /// An empty tree with [`DEFAULT_MAX_PAGE_SHARING`]. Holds no page until the first
+    /// insert.
     pub fn new(provider: P) -> Result<Self, Error> {
         Ok(StableTree {
-            nodes: PageBox::new(provider.clone(), Slab::new(provider.clone())?)?,
+            nodes: BoxedSlab::new(provider.clone()),
             index: StableIndex::new(provider)?,
             max_page_sharing: DEFAULT_MAX_PAGE_SHARING,
             epoch: 0,
@@ -452,7 +453,7 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
 
     /// Bytes of metadata held from the provider (nodes and index).
     pub fn bytes_held(&self) -> usize {
-        self.nodes.bytes_held() + PAGE_SIZE + self.index.bytes_held()
+        self.nodes.bytes_held() + self.index.bytes_held()
     }
 
     /// Bytes of one stable node.

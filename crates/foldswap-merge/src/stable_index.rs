@@ -61,10 +61,11 @@ pub struct StableIndex<P: PageProvider> {
 }
 
 impl<P: PageProvider + Clone> StableIndex<P> {
-    /// An empty index of [`MIN_BUCKETS`] buckets.
+    /// An empty index. It holds no page until the first insert, which makes a table
+    /// of [`MIN_BUCKETS`].
     pub fn new(provider: P) -> Result<Self, Error> {
         Ok(StableIndex {
-            buckets: PageArray::zeroed(provider, MIN_BUCKETS)?,
+            buckets: PageArray::zeroed(provider, 0)?,
             len: 0,
         })
     }
@@ -231,7 +232,9 @@ impl<P: PageProvider + Clone> StableIndex<P> {
     /// slab lookup per run), calling `visit(slot, bucket)` on each occupied bucket
     /// until it stops the walk or an empty bucket ends the cluster.
     fn probe<R>(&self, start: usize, mut visit: impl FnMut(usize, u64) -> Probe<R>) -> ProbeEnd<R> {
-        let mask = self.buckets.len() - 1;
+        let Some(mask) = self.buckets.len().checked_sub(1) else {
+            return ProbeEnd::Full;
+        };
         let mut slot = start;
         let mut seen = 0;
         while seen < self.buckets.len() {
@@ -271,7 +274,8 @@ impl<P: PageProvider + Clone> StableIndex<P> {
             .buckets
             .len()
             .checked_mul(2)
-            .ok_or(Error::CapacityExceeded)?;
+            .ok_or(Error::CapacityExceeded)?
+            .max(MIN_BUCKETS);
         let mut grown = StableIndex {
             buckets: PageArray::zeroed(self.buckets.provider().clone(), bigger)?,
             len: self.len,
@@ -285,16 +289,16 @@ impl<P: PageProvider + Clone> StableIndex<P> {
     fn home(&self, sampled: u32) -> usize {
         let bits = self.buckets.len().trailing_zeros();
         let mixed = (sampled as u64 | 1 << 32).wrapping_mul(MULTIPLIER);
-        (mixed >> (64 - bits)) as usize
+        mixed.checked_shr(64 - bits).unwrap_or(0) as usize
     }
 
     fn next(&self, slot: usize) -> usize {
-        (slot + 1) & (self.buckets.len() - 1)
+        (slot + 1) & self.buckets.len().saturating_sub(1)
     }
 
     /// Probe steps from `from` forward to `to`.
     fn distance(&self, from: usize, to: usize) -> usize {
-        to.wrapping_sub(from) & (self.buckets.len() - 1)
+        to.wrapping_sub(from) & self.buckets.len().saturating_sub(1)
     }
 }
 
@@ -374,8 +378,12 @@ mod tests {
     fn failed_growth_keeps_the_old_table() {
         let provider = CountingProvider::unlimited(StdPageProvider);
         let mut index = StableIndex::new(&provider).unwrap();
+        assert_eq!(provider.pages_in_use(), 0, "an empty index holds no page");
+        assert_eq!(index.first(5), (None, false));
+        assert!(!index.remove(5, 5));
+        index.insert(0, 0).unwrap();
         provider.set_limit(provider.pages_in_use());
-        let mut inserted = 0;
+        let mut inserted = 1;
         while index.insert(inserted, inserted).is_ok() {
             inserted += 1;
         }
