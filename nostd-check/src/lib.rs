@@ -36,8 +36,9 @@ pub extern "C" fn foldswap_nostd_check() -> usize {
 }
 pub use foldswap_pool as pool;
 
-pub use foldswap_merge as merge;
 pub use foldswap_delta as delta;
+pub use foldswap_merge as merge;
 
+pub use foldswap as backend;
 pub use foldswap_ladder as ladder;
 pub use foldswap_wake as wake;

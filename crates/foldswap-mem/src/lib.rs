@@ -30,7 +30,7 @@ mod slab;
 pub mod sync;
 
 pub use error::Error;
-pub use page::{PAGE_SIZE, PAGE_WORDS, Page, as_page_bytes, word_of};
+pub use page::{PAGE_SIZE, PAGE_WORDS, Page, as_page_bytes, as_page_bytes_mut, word_of};
 #[cfg(feature = "std")]
 pub use provider::StdPageProvider;
 pub use provider::{CountingProvider, PageProvider};

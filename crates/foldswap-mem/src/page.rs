@@ -73,6 +73,15 @@ pub fn as_page_bytes(bytes: &[u8]) -> Result<&[u8; PAGE_SIZE], Error> {
     })
 }
 
+/// View `bytes` as exactly one writable page, or report its length.
+pub fn as_page_bytes_mut(bytes: &mut [u8]) -> Result<&mut [u8; PAGE_SIZE], Error> {
+    let actual = bytes.len();
+    bytes.try_into().map_err(|_| Error::WrongLength {
+        expected: PAGE_SIZE,
+        actual,
+    })
+}
+
 /// The little-endian 64-bit word at `index` of a page image; 0 past the end.
 pub fn word_of(bytes: &[u8; PAGE_SIZE], index: usize) -> u64 {
     match bytes.get(index * 8..index * 8 + 8) {

@@ -1,0 +1,477 @@
+//! The backend: frontswap's five operations over the cores.
+
+use foldswap_delta::{Sampler, SimilarityConfig};
+use foldswap_ladder::{
+    Batch, BatchResult, Governor, Ladder, Next, RegionId, Tunables as LadderTunables,
+};
+use foldswap_mem::sync::{AtomicU64, Ordering};
+use foldswap_mem::{Error, PAGE_SIZE, PageProvider, as_page_bytes, as_page_bytes_mut};
+use foldswap_pool::{CodecKind, StoreStats, TAG_RAW, fill_page, same_filled_word};
+use foldswap_wake::{Notify, Parker, ScannerState, Wake, WakeStats};
+use spin::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::area::{MAX_SWAP_TYPES, SwapArea};
+use crate::content::{Content, decode_snapshot};
+use crate::offsets::SlotValue;
+use crate::scanner::ScanTunables;
+use crate::scratch::Scratch;
+use crate::stats::Stats;
+
+/// The backend's tunables, fixed at construction (the pool limit can change later).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    /// Pool size limit in bytes (pages held by the pool); `usize::MAX` for none.
+    pub pool_limit_bytes: usize,
+    /// The codec of the store path (lz4: fast; the scanner may recompress).
+    pub store_codec: CodecKind,
+    /// A page whose compressed form is longer than this is "poorly compressible"
+    /// (default 3/4 of a page, like zswap's rejection of poor compression).
+    pub max_compressed_len: usize,
+    /// Keep poorly compressible pages raw in the pool (`true`) or reject them with
+    /// [`Error::Incompressible`] so the host writes them to the swap device (`false`).
+    pub keep_incompressible: bool,
+    /// Pool growth (bytes of data since the scanner's last burst) that counts as
+    /// pressure and wakes the scanner.
+    pub wake_watermark_bytes: usize,
+    /// Seed of the ladder's random start offsets.
+    pub seed: u64,
+    /// The scanner's ladder: per-rung CPU ratio and cover time (UKSM's governors;
+    /// default `full`, since the scanner only works when pressure wakes it or its
+    /// sleep times out). Change it later with [`Backend::stage_ladder_tunables`].
+    pub ladder: LadderTunables,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pool_limit_bytes: usize::MAX,
+            store_codec: CodecKind::Lz4,
+            max_compressed_len: PAGE_SIZE * 3 / 4,
+            keep_incompressible: false,
+            wake_watermark_bytes: 4 << 20,
+            seed: 0x666f_6c64,
+            ladder: LadderTunables::governor(Governor::Full),
+        }
+    }
+}
+
+/// Bytes a backend holds from its page provider, part by part.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BytesHeld {
+    /// The pool's pages (compressed data, its handles and zspage descriptors).
+    pub pool: usize,
+    /// Content entries (one per distinct stored content).
+    pub entries: usize,
+    /// The stable tree: nodes and their hash index.
+    pub dedup_index: usize,
+    /// The similarity index (candidates for patching).
+    pub similarity_index: usize,
+    /// The per-area offset tables.
+    pub offset_tables: usize,
+}
+
+/// How a page was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One repeated word: no pool space.
+    SameFilled,
+    /// Identical to a page already stored: a reference, nothing compressed.
+    Duplicate,
+    /// Compressed into the pool.
+    Compressed,
+    /// Kept raw in the pool (compressed too poorly; policy `keep_incompressible`).
+    Raw,
+}
+
+/// The scanner's ladder and the ladder region of each swap area.
+pub(crate) struct ScanState<P: PageProvider> {
+    ladder: Ladder<P>,
+    regions: [Option<RegionId>; MAX_SWAP_TYPES],
+}
+
+impl<P: PageProvider + Clone> ScanState<P> {
+    pub(crate) fn next_batch(&mut self, now: u64) -> Result<Next, Error> {
+        self.ladder.next_batch(now)
+    }
+
+    pub(crate) fn complete_batch(
+        &mut self,
+        batch: &Batch,
+        result: BatchResult,
+    ) -> Result<(), Error> {
+        self.ladder.complete_batch(batch, result)
+    }
+
+    pub(crate) fn end_round(&mut self, now: u64) -> Result<(), Error> {
+        self.ladder.end_round(now).map(|_| ())
+    }
+}
+
+/// frontswap's operations with dedup → compress, over pages from `P`; its scanner
+/// sleeps and wakes through `K`.
+pub struct Backend<P: PageProvider + Clone, K: Parker> {
+    provider: P,
+    config: Config,
+    pub(crate) areas: [SwapArea; MAX_SWAP_TYPES],
+    pub(crate) content: Mutex<Content<P>>,
+    pub(crate) ladder: Mutex<ScanState<P>>,
+    pub(crate) wake: Wake<K, ScanTunables>,
+    pub(crate) sampler: Sampler,
+    /// Pool bytes added since the scanner's last burst (pressure).
+    pub(crate) data_since_burst: AtomicU64,
+    pub(crate) stats: Stats,
+}
+
+impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
+    /// A backend with no swap area yet; its scanner (if the host runs one) parks
+    /// through `parker`.
+    pub fn new(provider: P, config: Config, parker: K) -> Result<Self, Error> {
+        if config.max_compressed_len > PAGE_SIZE {
+            return Err(Error::InvalidArgument("max_compressed_len over a page"));
+        }
+        let similarity = SimilarityConfig::default();
+        let mut content = Content::new(provider.clone(), similarity)?;
+        content.pool.set_limit_bytes(config.pool_limit_bytes);
+        let ladder = Ladder::new(provider.clone(), config.ladder, config.seed)?;
+        Ok(Backend {
+            provider,
+            config,
+            areas: core::array::from_fn(|_| SwapArea::new()),
+            content: Mutex::new(content),
+            ladder: Mutex::new(ScanState {
+                ladder,
+                regions: [None; MAX_SWAP_TYPES],
+            }),
+            wake: Wake::new(parker, ScanTunables::default()),
+            sampler: Sampler::new(similarity)?,
+            data_since_burst: AtomicU64::new(0),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Stage new scanner tunables (any thread); the scanner applies them between
+    /// rounds.
+    pub fn stage_scan_tunables(&self, tunables: ScanTunables) {
+        self.wake.stage(tunables);
+    }
+
+    /// Stage new ladder tunables (validated now, applied at the ladder's next round
+    /// boundary). Returns how many fields were clamped.
+    pub fn stage_ladder_tunables(&self, tunables: LadderTunables) -> Result<u32, Error> {
+        self.ladder.lock().ladder.stage_tunables(tunables)
+    }
+
+    /// Stop the scanner: it wakes and [`Backend::run_scanner`] returns.
+    pub fn shutdown(&self) {
+        self.wake.stop();
+    }
+
+    /// The wake protocol's state and counters (scanner state, rounds, wake-ups).
+    pub fn wake_stats(&self) -> WakeStats {
+        self.wake.stats()
+    }
+
+    /// The scanner state (sleeping / running / notified / stopped).
+    pub fn scanner_state(&self) -> ScannerState {
+        self.wake.state()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Live statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Change the pool limit. Pages stored above it stay; new stores fail.
+    pub fn set_pool_limit_bytes(&self, limit: usize) {
+        self.content.lock().pool.set_limit_bytes(limit);
+    }
+
+    /// Bytes the pool holds (its pages, including its own metadata).
+    pub fn pool_bytes_held(&self) -> usize {
+        self.content.lock().pool.bytes_held()
+    }
+
+    /// The pool's own statistics (objects, data bytes, pages, fragmentation).
+    pub fn pool_stats(&self) -> StoreStats {
+        self.content.lock().pool.stats()
+    }
+
+    /// All bytes held from the provider: pool, entries, indexes and offset tables.
+    pub fn total_bytes_held(&self) -> usize {
+        let held = self.bytes_held();
+        held.pool + held.entries + held.dedup_index + held.similarity_index + held.offset_tables
+    }
+
+    /// Bytes held from the provider, part by part.
+    pub fn bytes_held(&self) -> BytesHeld {
+        let content = self.content.lock();
+        let tables: u64 = self.areas.iter().map(SwapArea::pages_held).sum();
+        BytesHeld {
+            pool: content.pool.bytes_held(),
+            entries: content.entries.bytes_held(),
+            dedup_index: content.tree.bytes_held(),
+            similarity_index: content.similar.pages_held() * PAGE_SIZE,
+            offset_tables: tables as usize * PAGE_SIZE,
+        }
+    }
+
+    fn area(&self, swap_type: usize) -> Result<&SwapArea, Error> {
+        self.areas
+            .get(swap_type)
+            .ok_or(Error::InvalidArgument("swap type out of range"))
+    }
+
+    /// frontswap `init`: swap area `swap_type` with `nr_pages` offsets comes online.
+    /// Re-initializing an area drops whatever it held.
+    pub fn init(&self, swap_type: usize, nr_pages: u64) -> Result<(), Error> {
+        if nr_pages > crate::offsets::MAX_OFFSETS {
+            return Err(Error::InvalidArgument(
+                "swap area larger than the offset table",
+            ));
+        }
+        let area = self.area(swap_type)?;
+        if area.is_active() {
+            self.invalidate_area(swap_type)?;
+        }
+        let mut scan = self.ladder.lock();
+        let region = scan.ladder.add_region(nr_pages, swap_type as u64)?;
+        let old = scan
+            .regions
+            .get_mut(swap_type)
+            .and_then(|r| r.replace(region));
+        if let Some(old) = old {
+            let _ = scan.ladder.remove_region(old);
+        }
+        drop(scan);
+        area.activate(nr_pages);
+        Ok(())
+    }
+
+    /// frontswap `store`: keep `page` for (`swap_type`, `offset`), replacing what the
+    /// offset held. On any error nothing changed and the host keeps the page.
+    pub fn store(
+        &self,
+        swap_type: usize,
+        offset: u64,
+        page: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<StoreKind, Error> {
+        let page = as_page_bytes(page)?;
+        let area = self.area(swap_type)?;
+        area.check_offset(offset)?;
+        let (value, kind) = match self.encode(page, scratch) {
+            Ok(done) => done,
+            Err(e) => {
+                self.count_reject(e);
+                return Err(e);
+            }
+        };
+        let old = match area.replace(&self.provider, offset, value) {
+            Ok(old) => old,
+            Err(e) => {
+                // Undo the reference `encode` took; the page was never counted stored.
+                self.drop_reference(value);
+                self.count_reject(e);
+                return Err(e);
+            }
+        };
+        self.count_stored(value, kind);
+        if let Some(old) = old {
+            self.release(old);
+        }
+        Ok(kind)
+    }
+
+    /// frontswap `load`: copy the page stored at (`swap_type`, `offset`) into `out`.
+    /// [`Error::NotFound`] for an offset that holds nothing.
+    pub fn load(
+        &self,
+        swap_type: usize,
+        offset: u64,
+        out: &mut [u8],
+        scratch: &mut Scratch,
+    ) -> Result<(), Error> {
+        let out = as_page_bytes_mut(out)?;
+        let area = self.area(swap_type)?;
+        area.check_offset(offset)?;
+        let snapshot = {
+            // Holding the offset's lock keeps its entry alive while the bytes are
+            // copied out under the content lock (lock order: offset, then content).
+            let table = area.shard(offset).lock();
+            match table.get(offset) {
+                None => {
+                    Stats::add(&self.stats.load_not_found, 1);
+                    return Err(Error::NotFound);
+                }
+                Some(SlotValue::SameFilled(word)) => {
+                    drop(table);
+                    fill_page(out, word);
+                    Stats::add(&self.stats.loaded_pages, 1);
+                    return Ok(());
+                }
+                Some(SlotValue::Entry(key)) => {
+                    let content = self.content.lock();
+                    content.snapshot(entry_key(key)?, &mut scratch.decode)?
+                }
+            }
+        };
+        decode_snapshot(&snapshot, &mut scratch.decode, Some(out))?;
+        Stats::add(&self.stats.loaded_pages, 1);
+        Ok(())
+    }
+
+    /// frontswap `invalidate_page`: forget (`swap_type`, `offset`). Returns whether it
+    /// held a page.
+    pub fn invalidate_page(&self, swap_type: usize, offset: u64) -> Result<bool, Error> {
+        let area = self.area(swap_type)?;
+        area.check_offset(offset)?;
+        match area.take(&self.provider, offset) {
+            Some(old) => {
+                self.release(old);
+                Stats::add(&self.stats.invalidated_pages, 1);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// frontswap `invalidate_area`: forget everything of `swap_type` (swapoff).
+    pub fn invalidate_area(&self, swap_type: usize) -> Result<(), Error> {
+        let area = self.area(swap_type)?;
+        if !area.is_active() {
+            return Err(Error::InvalidArgument("swap type not initialized"));
+        }
+        area.drain(&self.provider, |value| self.release(value));
+        Stats::add(&self.stats.invalidated_areas, 1);
+        Ok(())
+    }
+
+    /// Same-filled, else identical to a stored page, else compressed: the slot value
+    /// for `page`, with the reference it carries already taken.
+    fn encode(
+        &self,
+        page: &[u8; PAGE_SIZE],
+        scratch: &mut Scratch,
+    ) -> Result<(SlotValue, StoreKind), Error> {
+        if let Some(word) = same_filled_word(page) {
+            return Ok((SlotValue::SameFilled(word), StoreKind::SameFilled));
+        }
+        let hash = xxh3_64(page);
+        if let Some(key) = self
+            .content
+            .lock()
+            .share_identical(hash, page, &mut scratch.decode)?
+        {
+            Stats::add(&self.stats.duplicate_pages, 1);
+            return Ok((SlotValue::Entry(u64::from(key)), StoreKind::Duplicate));
+        }
+        // Compress outside every lock; an identical page stored meanwhile by another
+        // thread is found again under the lock and shared instead.
+        let Scratch {
+            compress, decode, ..
+        } = scratch;
+        let compressed = compress.compress(self.config.store_codec, page)?;
+        let (bytes, tag, kind) = match compressed {
+            Some(bytes) if bytes.len() <= self.config.max_compressed_len => {
+                (bytes, self.config.store_codec.tag(), StoreKind::Compressed)
+            }
+            _ if self.config.keep_incompressible => (&page[..], TAG_RAW, StoreKind::Raw),
+            _ => return Err(Error::Incompressible),
+        };
+        let mut content = self.content.lock();
+        let (key, inserted) = content.insert_or_share(hash, page, bytes, tag, decode)?;
+        drop(content);
+        if inserted {
+            self.note_growth(bytes.len());
+        }
+        let kind = if inserted {
+            Stats::add(&self.stats.compressed_pages, 1);
+            kind
+        } else {
+            Stats::add(&self.stats.duplicate_pages, 1);
+            StoreKind::Duplicate
+        };
+        Ok((SlotValue::Entry(u64::from(key)), kind))
+    }
+
+    /// Pool growth past the watermark since the scanner's last burst is pressure:
+    /// wake the scanner (one atomic operation when it is already awake or notified).
+    fn note_growth(&self, bytes: usize) {
+        let bytes = bytes as u64;
+        let before = self.data_since_burst.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes >= self.config.wake_watermark_bytes as u64
+            && self.wake.notify() == Notify::WokeScanner
+        {
+            Stats::add(&self.stats.scanner_wakeups, 1);
+        }
+    }
+
+    /// Forget a stored slot value: drop its reference and count it gone.
+    fn release(&self, value: SlotValue) {
+        if let SlotValue::SameFilled(_) = value {
+            Stats::sub(&self.stats.same_filled_pages, 1);
+        }
+        self.drop_reference(value);
+        Stats::sub(&self.stats.stored_pages, 1);
+    }
+
+    /// Drop the entry reference a slot value carries (same-filled values carry none).
+    fn drop_reference(&self, value: SlotValue) {
+        let SlotValue::Entry(key) = value else {
+            return;
+        };
+        let Ok(key) = entry_key(key) else { return };
+        let released = self.content.lock().unshare(key);
+        if let Ok(released) = released {
+            if released.still_shared {
+                Stats::sub(&self.stats.duplicate_pages, 1);
+            }
+            Stats::sub(
+                &self.stats.compressed_pages,
+                u64::from(released.plain_freed),
+            );
+            Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
+        }
+    }
+
+    fn count_stored(&self, _value: SlotValue, kind: StoreKind) {
+        let s = &self.stats;
+        Stats::add(&s.stored_pages, 1);
+        Stats::add(&s.written_pages, 1);
+        match kind {
+            StoreKind::SameFilled => Stats::add(&s.same_filled_pages, 1),
+            StoreKind::Duplicate => Stats::add(&s.dedup_hits, 1),
+            StoreKind::Compressed => {}
+            StoreKind::Raw => Stats::add(&s.incompressible_kept, 1),
+        }
+    }
+
+    fn count_reject(&self, error: Error) {
+        let counter = match error {
+            Error::PoolFull => &self.stats.reject_pool_full,
+            Error::OutOfMemory => &self.stats.reject_alloc_fail,
+            Error::Incompressible => &self.stats.reject_compress_poor,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<P: PageProvider + Clone, K: Parker> Drop for Backend<P, K> {
+    fn drop(&mut self) {
+        for area in &self.areas {
+            area.drain(&self.provider, |_| {});
+        }
+    }
+}
+
+/// The entry key packed in a slot value.
+fn entry_key(value: u64) -> Result<u32, Error> {
+    u32::try_from(value).map_err(|_| Error::Corrupt)
+}

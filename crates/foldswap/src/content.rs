@@ -1,0 +1,474 @@
+//! Content entries: one per distinct stored content.
+//!
+//! Every swap offset that holds a non-same-filled page points at an entry. An entry
+//! says where its bytes are (a pool object: lz4, deflate, raw, or a delta against a
+//! base entry), its full hash (xxh3-64), its stable-tree node (whose sharer count is
+//! the number of offsets pointing here), and how many delta entries use it as their
+//! base. It is freed when its last sharer goes and no delta needs it: a base outlives
+//! its last offset while a delta still depends on it (it then leaves the stable tree,
+//! so nothing new is deduplicated against it).
+//!
+//! The entries, the stable tree (foldswap-merge, keyed by the content hash) and the
+//! pool live together behind one lock (`Content`). Slow work — compressing,
+//! decompressing for a load, encoding a delta — happens outside it on bytes copied in
+//! or out; only bookkeeping and, on a hash match, the confirming decode-and-compare
+//! run inside.
+
+use foldswap_delta::{IndexCapacity, SimilarityConfig, SimilarityIndex};
+use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
+use foldswap_merge::{MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared};
+use foldswap_pool::{
+    CodecKind, DecompressScratch, Handle, ObjectStore, TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4,
+    TAG_RAW, decompress,
+};
+
+use crate::scratch::DecodeScratch;
+
+/// Pool tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
+pub const TAG_DELTA: u8 = TAG_FIRST_HOST;
+/// `Entry::base` of an entry that is not a delta; `Entry::node` of an entry that
+/// left the stable tree.
+pub const NONE: u32 = u32::MAX;
+/// The stable-tree id of the page being stored (not yet an entry).
+const INCOMING: u32 = u32::MAX;
+
+/// Most pages the similarity index may grow to (it is a cache of candidates: when
+/// full, old candidates are replaced). 512 pages index about a million entries.
+pub const SIMILARITY_INDEX_MAX_PAGES: usize = 512;
+
+/// One distinct stored content. 40 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// xxh3-64 of the content.
+    pub hash: u64,
+    /// The pool object holding the encoded content.
+    pub handle: u64,
+    /// Creation number: tells a reused slab key from the entry it replaced.
+    pub generation: u32,
+    /// The entry's stable-tree node, or [`NONE`] once its last sharer is gone.
+    pub node: u32,
+    /// Delta entries whose base this is.
+    pub dependents: u32,
+    /// Slab key of the base entry if this is a delta, else [`NONE`].
+    pub base: u32,
+    /// Pool tag: how the object is encoded.
+    pub tag: u8,
+    /// Scanner rounds since the content was stored or last re-encoded.
+    pub age: u8,
+    /// [`EXAMINED`] once the scanner has tried to patch or recompress it.
+    pub flags: u8,
+}
+
+/// `Entry::flags`: the scanner has looked at this entry already.
+pub const EXAMINED: u8 = 1;
+
+impl Entry {
+    /// Whether the entry may serve as the base of a delta (deltas never chain).
+    pub fn can_be_base(&self) -> bool {
+        self.tag != TAG_DELTA
+    }
+
+    /// Whether the scanner has looked at this entry already.
+    pub fn examined(&self) -> bool {
+        self.flags & EXAMINED != 0
+    }
+}
+
+/// A copy of an entry's encoded bytes, taken under the lock and decoded outside it.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    tag: u8,
+    len: usize,
+    base_tag: u8,
+    base_len: usize,
+}
+
+impl Snapshot {
+    /// Bytes of the entry's own object.
+    pub fn encoded_len(&self) -> usize {
+        self.len
+    }
+
+    /// The entry's pool tag.
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+}
+
+/// The dedup index key ("sampled hash") taken from the content hash.
+pub fn index_key(hash: u64) -> u32 {
+    (hash >> 32) as u32 ^ hash as u32
+}
+
+/// Entries, stable tree and pool, behind the backend's content lock.
+pub struct Content<P: PageProvider + Clone> {
+    pub(crate) entries: Slab<Entry, P>,
+    pub(crate) tree: StableTree<u32, P>,
+    pub(crate) pool: ObjectStore<P>,
+    pub(crate) similar: SimilarityIndex<u32, P>,
+    next_generation: u32,
+}
+
+/// What releasing one sharer did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Other offsets still share the entry.
+    pub still_shared: bool,
+    /// Plain (compressed or raw) entries freed.
+    pub plain_freed: u32,
+    /// Delta entries freed.
+    pub deltas_freed: u32,
+}
+
+impl<P: PageProvider + Clone> Content<P> {
+    /// An empty content store. Sharing is unlimited: a swap page shared by many
+    /// offsets costs nothing more per sharer, so there is no reason to keep copies.
+    pub fn new(provider: P, similarity: SimilarityConfig) -> Result<Self, Error> {
+        let mut tree = StableTree::new(provider.clone())?;
+        tree.set_max_page_sharing(1 << 30)?;
+        Ok(Content {
+            entries: Slab::new(provider.clone())?,
+            tree,
+            pool: ObjectStore::new(provider.clone())?,
+            similar: SimilarityIndex::new(
+                provider,
+                similarity,
+                IndexCapacity::growable(SIMILARITY_INDEX_MAX_PAGES),
+            )?,
+            next_generation: 0,
+        })
+    }
+
+    /// Mark `key` as looked at by the scanner.
+    pub fn mark_examined(&mut self, key: u32) {
+        if let Some(entry) = self.entries.get_mut(SlabKey(key)) {
+            entry.flags |= EXAMINED;
+        }
+    }
+
+    /// The live entry under `key`.
+    pub fn entry(&self, key: u32) -> Result<&Entry, Error> {
+        self.entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)
+    }
+
+    fn entry_mut(&mut self, key: u32) -> Result<&mut Entry, Error> {
+        self.entries
+            .get_mut(SlabKey(key))
+            .ok_or(Error::InvalidHandle)
+    }
+
+    /// Copy `key`'s encoded bytes (and its base's, for a delta) into the scratch.
+    pub fn snapshot(&self, key: u32, scratch: &mut DecodeScratch) -> Result<Snapshot, Error> {
+        snapshot(&self.entries, &self.pool, key, scratch)
+    }
+
+    /// Look `page` (hash `hash`) up in the stable tree: sampled key, full hash, then
+    /// a decode-and-compare of the candidate.
+    fn lookup(
+        &mut self,
+        hash: u64,
+        page: &[u8; PAGE_SIZE],
+        scratch: &mut DecodeScratch,
+    ) -> Result<StableLookup<u32>, Error> {
+        let mut view = View {
+            entries: &self.entries,
+            pool: &self.pool,
+            scratch,
+            incoming: page,
+            incoming_hash: hash,
+        };
+        self.tree.lookup(&mut view, index_key(hash), INCOMING)
+    }
+
+    /// Find a stored entry byte-identical to `page` and add a sharer to it. A hash
+    /// match is only a candidate: the tree has it decoded and compared in full.
+    pub fn share_identical(
+        &mut self,
+        hash: u64,
+        page: &[u8; PAGE_SIZE],
+        scratch: &mut DecodeScratch,
+    ) -> Result<Option<u32>, Error> {
+        match self.lookup(hash, page, scratch)? {
+            StableLookup::Found { node, kept } => {
+                self.tree.share(node)?;
+                Ok(Some(kept))
+            }
+            StableLookup::Vacant(_) => Ok(None),
+        }
+    }
+
+    /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
+    /// identical page was stored meanwhile (then share that one and return it).
+    /// All or nothing.
+    pub fn insert_or_share(
+        &mut self,
+        hash: u64,
+        page: &[u8; PAGE_SIZE],
+        bytes: &[u8],
+        tag: u8,
+        scratch: &mut DecodeScratch,
+    ) -> Result<(u32, bool), Error> {
+        let vacancy = match self.lookup(hash, page, scratch)? {
+            StableLookup::Found { node, kept } => {
+                self.tree.share(node)?;
+                return Ok((kept, false));
+            }
+            StableLookup::Vacant(vacancy) => vacancy,
+        };
+        self.tree.reserve_insert()?;
+        self.entries.reserve(1)?;
+        let handle = self.pool.store_object(bytes, tag)?;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = Entry {
+            hash,
+            handle: handle.to_raw(),
+            generation: self.next_generation,
+            node: NONE,
+            dependents: 0,
+            base: NONE,
+            tag,
+            age: 0,
+            flags: 0,
+        };
+        let undo = |content: &mut Self, e: Error| {
+            let _ = content.pool.free(handle);
+            e
+        };
+        let key = match self.entries.insert(entry) {
+            Ok(key) => key.0,
+            Err(e) => return Err(undo(self, e)),
+        };
+        match self.tree.insert(vacancy, key) {
+            Ok(node) => {
+                if let Some(entry) = self.entries.get_mut(SlabKey(key)) {
+                    entry.node = node.index();
+                }
+                Ok((key, true))
+            }
+            Err(e) => {
+                self.entries.remove(SlabKey(key));
+                Err(undo(self, e))
+            }
+        }
+    }
+
+    /// Drop one sharer of `key`; free the entry (and release its base) when nothing
+    /// needs it any more.
+    pub fn unshare(&mut self, key: u32) -> Result<Released, Error> {
+        let entry = *self.entry(key)?;
+        let mut released = Released::default();
+        match self.tree.unshare(StableRef::from_index(entry.node))? {
+            Unshared::Kept(_) => {
+                released.still_shared = true;
+                return Ok(released);
+            }
+            Unshared::Released(_) => self.entry_mut(key)?.node = NONE,
+        }
+        let mut next = Some(key);
+        while let Some(key) = next.take() {
+            let entry = *self.entry(key)?;
+            if entry.node != NONE || entry.dependents > 0 {
+                break;
+            }
+            if let Some(handle) = Handle::from_raw(entry.handle) {
+                self.pool.free(handle)?;
+            }
+            self.entries.remove(SlabKey(key));
+            if entry.tag == TAG_DELTA {
+                released.deltas_freed += 1;
+                let base = self.entry_mut(entry.base)?;
+                base.dependents = base.dependents.checked_sub(1).ok_or(Error::Corrupt)?;
+                next = Some(entry.base);
+            } else {
+                released.plain_freed += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Replace the encoded bytes of `key` (same content, new encoding: `base` names
+    /// the base entry and its generation for a delta) if the entry is still the one
+    /// the caller read (`generation`) and still plain. Returns whether it was replaced.
+    pub fn reencode(
+        &mut self,
+        key: u32,
+        generation: u32,
+        bytes: &[u8],
+        tag: u8,
+        base: Option<(u32, u32)>,
+    ) -> Result<bool, Error> {
+        let entry = *self.entry(key)?;
+        if entry.generation != generation || entry.tag == TAG_DELTA {
+            return Ok(false);
+        }
+        if let Some((base_key, base_generation)) = base {
+            let base_ok = matches!(
+                self.entries.get(SlabKey(base_key)),
+                Some(b) if b.generation == base_generation && b.can_be_base()
+            );
+            // Deltas never chain: an entry that is a base stays plain.
+            if !base_ok || base_key == key || entry.dependents > 0 {
+                return Ok(false);
+            }
+        }
+        let handle = self.pool.store_object(bytes, tag)?;
+        if let Some(old) = Handle::from_raw(entry.handle) {
+            self.pool.free(old)?;
+        }
+        let entry = self.entry_mut(key)?;
+        entry.handle = handle.to_raw();
+        entry.tag = tag;
+        entry.age = 0;
+        if let Some((base_key, _)) = base {
+            entry.base = base_key;
+            self.entry_mut(base_key)?.dependents += 1;
+        }
+        Ok(true)
+    }
+
+    /// Mark `key` one scanner round older; returns its new age.
+    pub fn age(&mut self, key: u32) -> Option<u8> {
+        let entry = self.entries.get_mut(SlabKey(key))?;
+        entry.age = entry.age.saturating_add(1);
+        Some(entry.age)
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of metadata this store holds (entries and tree; the pool counts its own).
+    pub fn metadata_bytes(&self) -> usize {
+        self.entries.bytes_held() + self.tree.bytes_held() + self.similar.pages_held() * PAGE_SIZE
+    }
+
+    /// The stable tree's statistics (comparisons, collisions).
+    pub fn merge_stats(&self) -> MergeStats {
+        self.tree.stats()
+    }
+}
+
+/// The stable tree's window on stored contents: entries are decoded on demand into
+/// the worker's scratch; `INCOMING` is the page being stored.
+struct View<'a, P: PageProvider + Clone> {
+    entries: &'a Slab<Entry, P>,
+    pool: &'a ObjectStore<P>,
+    scratch: &'a mut DecodeScratch,
+    incoming: &'a [u8; PAGE_SIZE],
+    incoming_hash: u64,
+}
+
+impl<P: PageProvider + Clone> PageContents for View<'_, P> {
+    type Id = u32;
+
+    fn full_hash(&mut self, page: u32) -> Result<u64, Error> {
+        if page == INCOMING {
+            return Ok(self.incoming_hash);
+        }
+        Ok(self
+            .entries
+            .get(SlabKey(page))
+            .ok_or(Error::InvalidHandle)?
+            .hash)
+    }
+
+    fn same_contents(&mut self, a: u32, b: u32) -> Result<bool, Error> {
+        let stored = match (a == INCOMING, b == INCOMING) {
+            (true, true) => return Ok(true),
+            (true, false) => b,
+            (false, true) => a,
+            // Two stored entries: the swap face never asks this (every lookup is for
+            // the incoming page). Answering "different" can only lose a dedup, never
+            // merge different bytes.
+            (false, false) => return Ok(a == b),
+        };
+        decode_into(self.entries, self.pool, stored, self.scratch)?;
+        Ok(self.scratch.page.as_bytes() == self.incoming)
+    }
+}
+
+fn snapshot<P: PageProvider + Clone>(
+    entries: &Slab<Entry, P>,
+    pool: &ObjectStore<P>,
+    key: u32,
+    scratch: &mut DecodeScratch,
+) -> Result<Snapshot, Error> {
+    let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
+    let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
+    let (len, tag) = pool.read_object(handle, &mut scratch.object)?;
+    let (mut base_tag, mut base_len) = (TAG_RAW, 0);
+    if tag == TAG_DELTA {
+        let base = entries.get(SlabKey(entry.base)).ok_or(Error::Corrupt)?;
+        let base_handle = Handle::from_raw(base.handle).ok_or(Error::Corrupt)?;
+        (base_len, base_tag) = pool.read_object(base_handle, &mut scratch.base_object)?;
+    }
+    Ok(Snapshot {
+        tag,
+        len,
+        base_tag,
+        base_len,
+    })
+}
+
+/// Decode `key`'s content into `scratch.page`.
+pub(crate) fn decode_into<P: PageProvider + Clone>(
+    entries: &Slab<Entry, P>,
+    pool: &ObjectStore<P>,
+    key: u32,
+    scratch: &mut DecodeScratch,
+) -> Result<(), Error> {
+    let snapshot = snapshot(entries, pool, key, scratch)?;
+    decode_snapshot(&snapshot, scratch, None)
+}
+
+/// Decode a snapshot's bytes (in `scratch`) into `out`, or into `scratch.page` when
+/// `out` is `None`.
+pub fn decode_snapshot(
+    snapshot: &Snapshot,
+    scratch: &mut DecodeScratch,
+    out: Option<&mut [u8; PAGE_SIZE]>,
+) -> Result<(), Error> {
+    let DecodeScratch {
+        object,
+        base_object,
+        page,
+        base_page,
+        decompress,
+    } = scratch;
+    let out = match out {
+        Some(out) => out,
+        None => page.as_bytes_mut(),
+    };
+    let bytes = object.get(..snapshot.len).ok_or(Error::Corrupt)?;
+    if snapshot.tag == TAG_DELTA {
+        let base_bytes = base_object.get(..snapshot.base_len).ok_or(Error::Corrupt)?;
+        let base_page = base_page.as_bytes_mut();
+        decode_plain(snapshot.base_tag, base_bytes, base_page, decompress)?;
+        return foldswap_delta::decode(base_page, bytes, out);
+    }
+    decode_plain(snapshot.tag, bytes, out, decompress)
+}
+
+fn decode_plain(
+    tag: u8,
+    bytes: &[u8],
+    out: &mut [u8; PAGE_SIZE],
+    scratch: &mut DecompressScratch,
+) -> Result<(), Error> {
+    match tag {
+        TAG_RAW => {
+            let raw: &[u8; PAGE_SIZE] = bytes.try_into().map_err(|_| Error::Corrupt)?;
+            out.copy_from_slice(raw);
+        }
+        TAG_LZ4 => decompress(CodecKind::Lz4, bytes, out, scratch)?,
+        TAG_DEFLATE => decompress(CodecKind::Deflate, bytes, out, scratch)?,
+        _ => return Err(Error::Corrupt),
+    }
+    Ok(())
+}

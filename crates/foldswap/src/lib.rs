@@ -1,0 +1,63 @@
+//! # foldswap — the backend
+//!
+//! frontswap's five operations (`init`, `store`, `load`, `invalidate_page`,
+//! `invalidate_area`) over foldswap's cores, for the kernel glue and the userspace
+//! command alike. `no_std`, `core` only by default.
+//!
+//! ## The store pipeline, cheapest first
+//!
+//! 1. **Same-filled.** A page that is one 64-bit word repeated (zero included) is
+//!    kept as that word in its offset slot: no pool space, no entry.
+//! 2. **Identical.** The page's xxh3-64 keys the dedup index (the merge crate's
+//!    stable index). A hash match is only a candidate: the stored page is decoded and
+//!    compared byte for byte; only then does the offset take a reference to it. An
+//!    identical page is never compressed twice.
+//! 3. **Compressed.** Otherwise the page is compressed (lz4 by default) with the
+//!    worker's scratch, *outside* every lock, and the bytes go into the pool as a new
+//!    entry. A page that compresses worse than `max_compressed_len` is kept raw or
+//!    rejected, by policy. A full pool rejects with `PoolFull`: the host writes the
+//!    page to its swap device and nothing is lost.
+//!
+//! Similar pages (Difference Engine's patching) and cold pages (recompression with
+//! deflate) are the scanner's background work, not the store path's: see `scanner`.
+//!
+//! ## State and locks
+//!
+//! ```text
+//!   areas[type] ── shards[offset] : Mutex<OffsetTable>   offset → SameFilled(word) | Entry(key)
+//!                                        │
+//!   content : Mutex<Content> ◄───────────┘   entries (refcounted), dedup index, pool
+//! ```
+//!
+//! Lock order is offset shard, then content; the content lock is never held while
+//! taking an offset lock. `load` holds the offset's lock while it copies the entry's
+//! bytes out under the content lock, so a concurrent replacement cannot free them
+//! mid-copy, then decodes outside both. Every store, load and invalidate is safe
+//! under any interleaving; frontswap's callers never race on one offset, but the
+//! backend does not rely on it.
+#![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod area;
+mod backend;
+pub mod content;
+pub mod offsets;
+mod scanner;
+mod scratch;
+pub mod stats;
+
+pub use backend::{Backend, BytesHeld, Config, StoreKind};
+pub use foldswap_mem::Error;
+pub use foldswap_pool::Clock;
+#[cfg(feature = "std")]
+pub use foldswap_pool::StdClock;
+#[cfg(feature = "std")]
+pub use foldswap_wake::StdParker;
+pub use foldswap_wake::{Parker, ScannerState, WakeStats};
+pub use scanner::{BurstReport, ScanTunables};
+pub use scratch::Scratch;
+pub use stats::{Snapshot, Stats};

@@ -1,0 +1,388 @@
+//! The scanner: background work that should not slow a store.
+//!
+//! Stored pages that have sat in the pool for `cold_rounds` scanner rounds are
+//! looked at once more, outside the store path:
+//!
+//! 1. **Patching** (Difference Engine). The page's similarity signature (hashes of
+//!    64-byte blocks at fixed pseudo-random offsets) is looked up in the similarity
+//!    index; a candidate that is a plain (non-delta) entry serves as the base of a
+//!    delta. Deltas never chain and a base never becomes a delta itself.
+//! 2. **Recompression.** An lz4 page is recompressed with deflate (feature `alloc`).
+//!
+//! The smallest of {current encoding, deflate, delta} wins; an entry is re-encoded
+//! only if it is still the one that was read (its generation) and, for a delta, its
+//! base is still the one encoded against. Every byte is read and written through the
+//! same snapshot/decode path as `load`, so a re-encoded entry still loads exactly.
+//!
+//! Which offsets are visited and how many per batch is the ladder's decision: each
+//! swap area is a ladder region, batches are sized from the CPU budget and the
+//! measured per-page cost (the host supplies the clock), and areas where the scanner
+//! keeps finding savings climb to rungs with more CPU. The scanner thread sleeps in
+//! foldswap-wake between bursts; the store path wakes it when the pool grows past
+//! the watermark, and a notification during a burst makes it run again.
+
+use core::time::Duration;
+
+use foldswap_delta::{EncodeScratch, Signature, encode};
+use foldswap_ladder::{BatchResult, Next};
+use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
+use foldswap_pool::{Clock, TAG_DEFLATE};
+#[cfg(feature = "alloc")]
+use foldswap_pool::{CodecKind, TAG_LZ4};
+use foldswap_wake::{Parker, Tunables, WaitOutcome};
+
+use crate::backend::Backend;
+use crate::content::{Entry, TAG_DELTA, decode_snapshot};
+use crate::offsets::SlotValue;
+use crate::scratch::Scratch;
+use crate::stats::Stats;
+
+/// The scanner's tunables: staged by any thread through foldswap-wake, applied by
+/// the scanner between rounds only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanTunables {
+    /// Longest sleep between bursts when nothing wakes the scanner, ms.
+    pub sleep_msecs: u32,
+    /// Scanner rounds a stored page must have sat through before it is patched or
+    /// recompressed (Difference Engine: only rarely used pages).
+    pub cold_rounds: u32,
+    /// Look for similar pages and keep deltas (1) or not (0).
+    pub patch: u32,
+    /// Recompress lz4 pages with deflate (1) or not (0); needs feature `alloc`.
+    pub recompress: u32,
+    /// Most batches in one burst before the scanner checks for shutdown again.
+    pub max_batches: u32,
+}
+
+impl Default for ScanTunables {
+    fn default() -> Self {
+        ScanTunables {
+            sleep_msecs: 200,
+            cold_rounds: 1,
+            patch: 1,
+            recompress: 1,
+            max_batches: 4096,
+        }
+    }
+}
+
+impl Tunables for ScanTunables {
+    const WORDS: usize = 5;
+
+    fn to_words(&self) -> foldswap_wake::TunableWords {
+        let mut words = foldswap_wake::TunableWords::default();
+        let fields = [
+            self.sleep_msecs,
+            self.cold_rounds,
+            self.patch,
+            self.recompress,
+            self.max_batches,
+        ];
+        for (word, field) in words.iter_mut().zip(fields) {
+            *word = field;
+        }
+        words
+    }
+
+    fn from_words(words: &foldswap_wake::TunableWords) -> Self {
+        let word = |i: usize| words.get(i).copied().unwrap_or(0);
+        ScanTunables {
+            sleep_msecs: word(0),
+            cold_rounds: word(1),
+            patch: word(2),
+            recompress: word(3),
+            max_batches: word(4),
+        }
+    }
+}
+
+/// What one burst of scanning did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BurstReport {
+    /// Ladder batches run.
+    pub batches: u32,
+    /// Offsets visited.
+    pub pages: u64,
+    /// Entries re-encoded smaller (deltas and recompressions).
+    pub improved: u64,
+    /// Ladder rounds that ended during the burst.
+    pub rounds_ended: u32,
+    /// How long the ladder wants the scanner to sleep, ns (0 if it stopped early).
+    pub sleep_ns: u64,
+}
+
+/// What looking at one offset did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageOutcome {
+    Skipped,
+    Unchanged,
+    Patched,
+    Recompressed,
+}
+
+impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
+    /// The scanner thread's whole life: claim the scanner side of the wake protocol,
+    /// then burst / sleep until [`Backend::shutdown`]. Returns when stopped.
+    pub fn run_scanner<C: Clock>(&self, scratch: &mut Scratch, clock: &C) -> Result<(), Error> {
+        let mut scanner = self.wake.claim_scanner()?;
+        while let Ok(tunables) = scanner.begin_round() {
+            let report = self.scan_burst(&tunables, scratch, clock)?;
+            let sleep_ns = report
+                .sleep_ns
+                .min(u64::from(tunables.sleep_msecs) * 1_000_000);
+            if scanner.wait(Duration::from_nanos(sleep_ns)) == WaitOutcome::Stopped {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run ladder batches until the ladder's CPU budget says sleep, or
+    /// `max_batches` ran. Ladder rounds that end are closed here (entries age, the
+    /// pool is compacted).
+    pub fn scan_burst<C: Clock>(
+        &self,
+        tunables: &ScanTunables,
+        scratch: &mut Scratch,
+        clock: &C,
+    ) -> Result<BurstReport, Error> {
+        let mut report = BurstReport::default();
+        self.data_since_burst
+            .store(0, foldswap_mem::sync::Ordering::Relaxed);
+        while report.batches < tunables.max_batches.max(1) {
+            let next = self.ladder.lock().next_batch(clock.now_ns())?;
+            match next {
+                Next::Scan(batch) => {
+                    let start = clock.now_ns();
+                    let mut result = BatchResult::default();
+                    if let Some(area) = self.area_by_tag(batch.tag) {
+                        for offset in batch.pages() {
+                            result.pages_scanned += 1;
+                            match self.scan_offset(area, offset, tunables, scratch)? {
+                                PageOutcome::Patched | PageOutcome::Recompressed => {
+                                    result.merged += 1;
+                                    report.improved += 1;
+                                }
+                                PageOutcome::Skipped | PageOutcome::Unchanged => {}
+                            }
+                        }
+                    }
+                    result.cost_ns = clock.now_ns().saturating_sub(start);
+                    self.ladder.lock().complete_batch(&batch, result)?;
+                    report.batches += 1;
+                    report.pages += u64::from(result.pages_scanned);
+                    Stats::add(&self.stats.scanned_pages, u64::from(result.pages_scanned));
+                }
+                Next::Sleep { until_ns } => {
+                    report.sleep_ns = until_ns.saturating_sub(clock.now_ns());
+                    break;
+                }
+                Next::RoundEnd => {
+                    self.ladder.lock().end_round(clock.now_ns())?;
+                    self.content.lock().pool.compact();
+                    report.rounds_ended += 1;
+                    Stats::add(&self.stats.scanner_rounds, 1);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn area_by_tag(&self, tag: u64) -> Option<&crate::area::SwapArea> {
+        let area = self.areas.get(usize::try_from(tag).ok()?)?;
+        area.is_active().then_some(area)
+    }
+
+    /// Age, patch or recompress the entry at `offset`.
+    fn scan_offset(
+        &self,
+        area: &crate::area::SwapArea,
+        offset: u64,
+        tunables: &ScanTunables,
+        scratch: &mut Scratch,
+    ) -> Result<PageOutcome, Error> {
+        let key = match area.shard(offset).lock().get(offset) {
+            Some(SlotValue::Entry(key)) => u32::try_from(key).map_err(|_| Error::Corrupt)?,
+            _ => return Ok(PageOutcome::Skipped),
+        };
+        // 1. Under the lock: age the entry; take a snapshot if it is due.
+        let (entry, snapshot) = {
+            let mut content = self.content.lock();
+            let Some(age) = content.age(key) else {
+                return Ok(PageOutcome::Skipped);
+            };
+            let entry = *content.entry(key)?;
+            if u32::from(age) <= tunables.cold_rounds || entry.tag == TAG_DELTA || entry.examined()
+            {
+                return Ok(PageOutcome::Skipped);
+            }
+            content.mark_examined(key);
+            (entry, content.snapshot(key, &mut scratch.decode)?)
+        };
+        // 2. Outside: decode the page.
+        decode_snapshot(
+            &snapshot,
+            &mut scratch.decode,
+            Some(scratch.target.as_bytes_mut()),
+        )?;
+        #[cfg_attr(not(feature = "alloc"), allow(unused_mut))]
+        let mut best_len = snapshot.encoded_len();
+        let mut choice = None;
+        // 3. Recompress with deflate.
+        #[cfg(feature = "alloc")]
+        if tunables.recompress != 0
+            && entry.tag == TAG_LZ4
+            && let Some(bytes) = scratch
+                .compress
+                .compress(CodecKind::Deflate, scratch.target.as_bytes())?
+            && bytes.len() < best_len
+        {
+            best_len = bytes.len();
+            let kept = scratch
+                .recompressed
+                .get_mut(..best_len)
+                .ok_or(Error::Corrupt)?;
+            kept.copy_from_slice(bytes);
+            choice = Some(Encoding::Deflate(best_len));
+        }
+        // 4. Patch against a similar stored page.
+        let signature = self.sampler.signature(scratch.target.as_bytes());
+        if tunables.patch != 0
+            && let Some(patch) = self.try_patch(key, &entry, &signature, best_len, scratch)?
+        {
+            choice = Some(Encoding::Delta(patch));
+        }
+        let outcome = self.commit(key, &entry, choice, scratch)?;
+        if outcome != PageOutcome::Patched {
+            // A plain page may serve as the base of later deltas.
+            self.content.lock().similar.insert(&signature, key);
+        }
+        Ok(outcome)
+    }
+
+    /// Re-encode `key` as `choice` if nothing changed since it was read.
+    fn commit(
+        &self,
+        key: u32,
+        entry: &Entry,
+        choice: Option<Encoding>,
+        scratch: &Scratch,
+    ) -> Result<PageOutcome, Error> {
+        let Some(choice) = choice else {
+            return Ok(PageOutcome::Unchanged);
+        };
+        // 5. Under the lock: re-encode if nothing changed meanwhile.
+        let (bytes, tag, base, outcome) = match choice {
+            Encoding::Deflate(len) => (
+                scratch.recompressed.get(..len).ok_or(Error::Corrupt)?,
+                TAG_DEFLATE,
+                None,
+                PageOutcome::Recompressed,
+            ),
+            Encoding::Delta(patch) => (
+                scratch.delta_best.get(..patch.len).ok_or(Error::Corrupt)?,
+                TAG_DELTA,
+                Some((patch.base, patch.base_generation)),
+                PageOutcome::Patched,
+            ),
+        };
+        let replaced = self
+            .content
+            .lock()
+            .reencode(key, entry.generation, bytes, tag, base);
+        match replaced {
+            Ok(true) => {}
+            // Memory is short: the entry keeps its encoding; the next round may retry.
+            Ok(false) | Err(Error::OutOfMemory | Error::PoolFull) => {
+                return Ok(PageOutcome::Unchanged);
+            }
+            Err(e) => return Err(e),
+        }
+        match outcome {
+            PageOutcome::Patched => {
+                Stats::add(&self.stats.patched_pages, 1);
+                Stats::sub(&self.stats.compressed_pages, 1);
+            }
+            _ => Stats::add(&self.stats.recompressed_pages, 1),
+        }
+        Ok(outcome)
+    }
+
+    /// Find a similar plain entry and encode `scratch.target` against it; `Some` if
+    /// the delta is shorter than `limit` bytes.
+    fn try_patch(
+        &self,
+        key: u32,
+        entry: &Entry,
+        signature: &Signature,
+        limit: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Patch>, Error> {
+        if entry.dependents > 0 {
+            // A base stays plain: deltas never chain.
+            return Ok(None);
+        }
+        let candidates = self.content.lock().similar.candidates(signature);
+        let mut best: Option<Patch> = None;
+        for candidate in candidates.iter().filter(|&c| c != key) {
+            let limit = best.map_or(limit, |b| b.len);
+            if limit <= 1 {
+                break;
+            }
+            let snapshot = {
+                let content = self.content.lock();
+                match content.entry(candidate) {
+                    Ok(base) if base.can_be_base() => Some((
+                        base.generation,
+                        content.snapshot(candidate, &mut scratch.decode)?,
+                    )),
+                    _ => None,
+                }
+            };
+            let Some((base_generation, snapshot)) = snapshot else {
+                continue;
+            };
+            decode_snapshot(&snapshot, &mut scratch.decode, None)?;
+            let out = scratch
+                .delta_out
+                .get_mut(..limit - 1)
+                .ok_or(Error::Corrupt)?;
+            let index = EncodeScratch::from_page(&mut scratch.delta_index);
+            match encode(
+                scratch.target.as_bytes(),
+                scratch.decode.page.as_bytes(),
+                index,
+                out,
+            ) {
+                Ok(len) => {
+                    let kept = scratch.delta_best.get_mut(..len).ok_or(Error::Corrupt)?;
+                    kept.copy_from_slice(scratch.delta_out.get(..len).ok_or(Error::Corrupt)?);
+                    best = Some(Patch {
+                        base: candidate,
+                        base_generation,
+                        len,
+                    });
+                }
+                Err(Error::Incompressible) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(best)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Patch {
+    base: u32,
+    base_generation: u32,
+    len: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    Deflate(usize),
+    Delta(Patch),
+}
+
+const _: () = assert!(PAGE_SIZE == 4096);

@@ -1,0 +1,90 @@
+//! Statistics, in the vocabulary of zswap and KSM.
+//!
+//! Counters are relaxed atomics bumped on the paths they count; a [`Snapshot`] reads
+//! them all. They are for people and hosts to read (debugfs, the `foldswap` command),
+//! never for deciding anything.
+
+use foldswap_mem::sync::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($(#[doc = $doc:literal] $name:ident,)*) => {
+        /// Live counters (relaxed atomics).
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $(#[doc = $doc] pub(crate) $name: AtomicU64,)*
+        }
+
+        /// A copy of every counter at one moment.
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct Snapshot {
+            $(#[doc = $doc] pub $name: u64,)*
+        }
+
+        impl Stats {
+            /// Read every counter.
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+
+            /// The counters as `(name, value)` pairs, in declaration order.
+            pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+                $(f(stringify!($name), self.$name.load(Ordering::Relaxed));)*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Pages currently stored (every swap offset that holds a page).
+    stored_pages,
+    /// Stored pages that are one repeated word (zero included): no pool space.
+    same_filled_pages,
+    /// Stored pages that reference an identical, already stored page.
+    duplicate_pages,
+    /// Distinct contents kept as a delta against a similar stored page.
+    patched_pages,
+    /// Distinct contents kept compressed (or raw) in the pool.
+    compressed_pages,
+    /// Stores that succeeded (zswap's "written").
+    written_pages,
+    /// Loads that succeeded.
+    loaded_pages,
+    /// Stores that found an identical page (dedup hits), cumulative.
+    dedup_hits,
+    /// Stores rejected because the pool limit was reached.
+    reject_pool_full,
+    /// Stores rejected because the page provider had no memory.
+    reject_alloc_fail,
+    /// Stores rejected because the page compressed too poorly (policy: reject).
+    reject_compress_poor,
+    /// Pages stored raw because they compressed too poorly (policy: keep raw).
+    incompressible_kept,
+    /// Loads of an offset that holds nothing.
+    load_not_found,
+    /// Pages invalidated one by one.
+    invalidated_pages,
+    /// Swap areas invalidated whole.
+    invalidated_areas,
+    /// Byte comparisons spent confirming duplicates.
+    dedup_comparisons,
+    /// Hash matches whose bytes differed.
+    dedup_collisions,
+    /// Scanner rounds run.
+    scanner_rounds,
+    /// Times the store path woke the scanner (pressure notifications that woke it).
+    scanner_wakeups,
+    /// Entries the scanner recompressed with a stronger codec.
+    recompressed_pages,
+    /// Pages the scanner examined.
+    scanned_pages,
+}
+
+impl Stats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,290 @@
+//! The backend against a plain model: any sequence of init / store / load /
+//! invalidate_page / invalidate_area, across several swap types, returns exactly
+//! what the model says, and memory runs out without losing anything.
+
+use std::collections::HashMap;
+
+use foldswap::{Backend, Config, Error, Scratch, StdParker, StoreKind};
+use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
+use proptest::prelude::*;
+
+const TYPES: usize = 3;
+const OFFSETS: u64 = 600;
+
+/// A page from a small seed: a few families of contents so duplicates, same-filled
+/// pages, compressible and incompressible pages all occur.
+fn page_of(seed: u16) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE];
+    match seed % 5 {
+        0 => page.fill(0),
+        1 => page
+            .chunks_exact_mut(8)
+            .for_each(|w| w.copy_from_slice(&(u64::from(seed) * 0x0101).to_le_bytes())),
+        2 | 3 => {
+            for (i, b) in page.iter_mut().enumerate() {
+                *b = b"swap text, swap text, page "[(i + seed as usize) % 27]
+                    ^ ((i / 700) as u8 & (seed as u8));
+            }
+        }
+        _ => {
+            let mut x = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for b in page.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+        }
+    }
+    page
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Store(usize, u64, u16),
+    Load(usize, u64),
+    Invalidate(usize, u64),
+    InvalidateArea(usize),
+    Init(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let ty = 0..TYPES;
+    let off = 0..OFFSETS / 20;
+    prop_oneof![
+        8 => (ty.clone(), off.clone(), 0u16..40).prop_map(|(t, o, s)| Op::Store(t, o, s)),
+        6 => (ty.clone(), off.clone()).prop_map(|(t, o)| Op::Load(t, o)),
+        2 => (ty.clone(), off).prop_map(|(t, o)| Op::Invalidate(t, o)),
+        1 => ty.clone().prop_map(Op::InvalidateArea),
+        1 => ty.prop_map(Op::Init),
+    ]
+}
+
+fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(), TestCaseError> {
+    let provider = CountingProvider::new(StdPageProvider, page_limit);
+    let config = Config {
+        keep_incompressible: keep_raw,
+        ..Config::default()
+    };
+    let backend = Backend::new(&provider, config, StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
+    for t in 0..TYPES {
+        backend.init(t, OFFSETS).unwrap();
+    }
+    let mut out = vec![0u8; PAGE_SIZE];
+    for op in ops {
+        match op {
+            Op::Store(t, o, seed) => {
+                let o = o * 20;
+                let page = page_of(seed);
+                match backend.store(t, o, &page, &mut scratch) {
+                    Ok(kind) => {
+                        if seed % 5 == 0 || seed % 5 == 1 {
+                            prop_assert_eq!(kind, StoreKind::SameFilled);
+                        }
+                        model.insert((t, o), page);
+                    }
+                    // A failed store leaves the old page in place.
+                    Err(Error::OutOfMemory | Error::Incompressible | Error::PoolFull) => {}
+                    Err(e) => return Err(TestCaseError::fail(format!("store: {e}"))),
+                }
+            }
+            Op::Load(t, o) => {
+                let o = o * 20;
+                match (
+                    backend.load(t, o, &mut out, &mut scratch),
+                    model.get(&(t, o)),
+                ) {
+                    (Ok(()), Some(page)) => prop_assert!(&out == page, "load returned other bytes"),
+                    (Err(Error::NotFound), None) => {}
+                    (got, want) => {
+                        return Err(TestCaseError::fail(format!(
+                            "load({t},{o}) = {got:?}, model has {}",
+                            want.is_some()
+                        )));
+                    }
+                }
+            }
+            Op::Invalidate(t, o) => {
+                let o = o * 20;
+                let had = backend.invalidate_page(t, o).unwrap();
+                prop_assert_eq!(had, model.remove(&(t, o)).is_some());
+            }
+            Op::InvalidateArea(t) => {
+                backend.invalidate_area(t).unwrap();
+                model.retain(|(mt, _), _| *mt != t);
+            }
+            Op::Init(t) => {
+                backend.init(t, OFFSETS).unwrap();
+                model.retain(|(mt, _), _| *mt != t);
+            }
+        }
+        prop_assert_eq!(backend.stats().snapshot().stored_pages, model.len() as u64);
+    }
+    for ((t, o), page) in &model {
+        backend.load(*t, *o, &mut out, &mut scratch).unwrap();
+        prop_assert!(&out == page);
+    }
+    for t in 0..TYPES {
+        backend.invalidate_area(t).unwrap();
+    }
+    let s = backend.stats().snapshot();
+    prop_assert_eq!(
+        (
+            s.stored_pages,
+            s.same_filled_pages,
+            s.duplicate_pages,
+            s.compressed_pages
+        ),
+        (0, 0, 0, 0)
+    );
+    drop(backend);
+    prop_assert_eq!(provider.pages_in_use(), 0, "pages leaked");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn backend_matches_model(ops in proptest::collection::vec(op(), 1..400), keep_raw in any::<bool>()) {
+        check_sequence(ops, usize::MAX, keep_raw)?;
+    }
+
+    #[test]
+    fn backend_matches_model_when_memory_runs_out(ops in proptest::collection::vec(op(), 1..300), limit in 8usize..40) {
+        check_sequence(ops, limit, true)?;
+    }
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let backend = Backend::new(StdPageProvider, Config::default(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    let page = page_of(2);
+    let mut out = vec![0u8; PAGE_SIZE];
+    assert!(matches!(
+        backend.store(0, 0, &page, &mut scratch),
+        Err(Error::InvalidArgument(_))
+    ));
+    backend.init(0, 10).unwrap();
+    assert_eq!(
+        backend.store(0, 0, &page[..100], &mut scratch),
+        Err(Error::WrongLength {
+            expected: PAGE_SIZE,
+            actual: 100
+        })
+    );
+    assert!(matches!(
+        backend.store(0, 10, &page, &mut scratch),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        backend.store(99, 0, &page, &mut scratch),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        backend.load(0, 3, &mut out, &mut scratch),
+        Err(Error::NotFound)
+    );
+    assert_eq!(
+        backend.store(0, 3, &page, &mut scratch),
+        Ok(StoreKind::Compressed)
+    );
+    assert!(matches!(
+        backend.load(0, 3, &mut out[..10], &mut scratch),
+        Err(Error::WrongLength { .. })
+    ));
+    backend.load(0, 3, &mut out, &mut scratch).unwrap();
+    assert_eq!(out, page);
+    assert_eq!(backend.invalidate_page(0, 3), Ok(true));
+    assert_eq!(backend.invalidate_page(0, 3), Ok(false));
+    assert_eq!(
+        backend.load(0, 3, &mut out, &mut scratch),
+        Err(Error::NotFound)
+    );
+}
+
+#[test]
+fn duplicates_share_one_entry_and_replacement_releases() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let backend = Backend::new(&provider, Config::default(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, 100).unwrap();
+    backend.init(1, 100).unwrap();
+    let page = page_of(7);
+    assert_eq!(
+        backend.store(0, 1, &page, &mut scratch),
+        Ok(StoreKind::Compressed)
+    );
+    let held = backend.pool_stats().object_bytes;
+    assert_eq!(
+        backend.store(0, 2, &page, &mut scratch),
+        Ok(StoreKind::Duplicate)
+    );
+    assert_eq!(
+        backend.store(1, 9, &page, &mut scratch),
+        Ok(StoreKind::Duplicate)
+    );
+    assert_eq!(
+        backend.pool_stats().object_bytes,
+        held,
+        "a duplicate was compressed again"
+    );
+    let s = backend.stats().snapshot();
+    assert_eq!(
+        (s.stored_pages, s.duplicate_pages, s.compressed_pages),
+        (3, 2, 1)
+    );
+    // Replace one sharer with other content; the rest still load the original.
+    assert_eq!(
+        backend.store(0, 1, &page_of(12), &mut scratch),
+        Ok(StoreKind::Compressed)
+    );
+    let mut out = vec![0u8; PAGE_SIZE];
+    backend.load(0, 2, &mut out, &mut scratch).unwrap();
+    assert_eq!(out, page);
+    backend.load(0, 1, &mut out, &mut scratch).unwrap();
+    assert_eq!(out, page_of(12));
+    backend.invalidate_page(0, 2).unwrap();
+    backend.invalidate_page(1, 9).unwrap();
+    let s = backend.stats().snapshot();
+    assert_eq!(
+        (s.stored_pages, s.duplicate_pages, s.compressed_pages),
+        (1, 0, 1)
+    );
+}
+
+#[test]
+fn pool_limit_rejects_cleanly() {
+    let backend = Backend::new(
+        StdPageProvider,
+        Config {
+            pool_limit_bytes: 8 * PAGE_SIZE,
+            ..Config::default()
+        },
+        StdParker::new(),
+    )
+    .unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, 1000).unwrap();
+    let mut stored = Vec::new();
+    let mut full = false;
+    for o in 0..400u64 {
+        let page = page_of(2 + 5 * (o as u16 % 200));
+        let mut page = page;
+        page[..8].copy_from_slice(&o.to_le_bytes());
+        match backend.store(0, o, &page, &mut scratch) {
+            Ok(_) => stored.push((o, page)),
+            Err(Error::PoolFull) => full = true,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(full, "the pool limit never hit");
+    assert!(backend.stats().snapshot().reject_pool_full > 0);
+    let mut out = vec![0u8; PAGE_SIZE];
+    for (o, page) in &stored {
+        backend.load(0, *o, &mut out, &mut scratch).unwrap();
+        assert_eq!(&out, page);
+    }
+}

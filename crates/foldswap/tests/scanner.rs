@@ -1,0 +1,193 @@
+//! The scanner patches and recompresses stored pages in the background, and every
+//! page still loads byte-exactly — also while stores, loads and invalidates run on
+//! other threads.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+mod common;
+
+use common::unthrottled;
+use foldswap::{Backend, Config, ScanTunables, Scratch, StdClock, StdParker};
+use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
+
+/// A family of similar pages: random lowercase text (deflate halves it, lz4 barely
+/// helps) with a few bytes changed per member.
+fn similar_page(family: u64, member: u64) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE];
+    let mut x = family.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in page.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = b'a' + (x % 26) as u8;
+    }
+    for k in 0..4 {
+        let at = ((member * 977 + k * 131) % (PAGE_SIZE as u64 - 8)) as usize;
+        page[at..at + 8].copy_from_slice(&(member * 31 + k).to_le_bytes());
+    }
+    page
+}
+
+#[test]
+fn scanner_patches_similar_pages_and_loads_stay_exact() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let backend = Backend::new(&provider, unthrottled(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, 400).unwrap();
+    let mut pages = Vec::new();
+    for family in 0..20u64 {
+        for member in 0..20u64 {
+            let offset = family * 20 + member;
+            let page = similar_page(family, member);
+            backend.store(0, offset, &page, &mut scratch).unwrap();
+            pages.push((offset, page));
+        }
+    }
+    let before = backend.pool_stats().object_bytes;
+    let clock = StdClock::new();
+    let tunables = ScanTunables {
+        cold_rounds: 0,
+        ..ScanTunables::default()
+    };
+    // Until settled: a whole ladder round that improves nothing.
+    let (mut improved, mut this_round, mut last_round) = (0, 0, u64::MAX);
+    for _ in 0..10_000 {
+        let report = backend.scan_burst(&tunables, &mut scratch, &clock).unwrap();
+        // The ladder earns CPU credit with wall time: sleep as it asks, as the
+        // scanner thread would.
+        std::thread::sleep(core::time::Duration::from_nanos(
+            report.sleep_ns.min(5_000_000),
+        ));
+        this_round += report.improved;
+        if report.rounds_ended > 0 {
+            improved += this_round;
+            last_round = core::mem::take(&mut this_round);
+            if last_round == 0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(last_round, 0, "the scanner never settled");
+    let s = backend.stats().snapshot();
+    assert!(
+        s.patched_pages > 300,
+        "only {} of 400 similar pages patched: {s:?}",
+        s.patched_pages
+    );
+    assert!(improved >= s.patched_pages);
+    let after = backend.pool_stats().object_bytes;
+    assert!(
+        after * 3 < before,
+        "patching saved too little: {before} -> {after}"
+    );
+    let mut out = vec![0u8; PAGE_SIZE];
+    for (offset, page) in &pages {
+        backend.load(0, *offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(&out, page, "offset {offset} changed");
+    }
+    // Bases outlive their last offset while deltas need them.
+    for (offset, _) in pages.iter().step_by(2) {
+        backend.invalidate_page(0, *offset).unwrap();
+    }
+    for (offset, page) in pages.iter().skip(1).step_by(2) {
+        backend.load(0, *offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(&out, page);
+    }
+    backend.invalidate_area(0).unwrap();
+    let s = backend.stats().snapshot();
+    assert_eq!(
+        (s.stored_pages, s.patched_pages, s.compressed_pages),
+        (0, 0, 0)
+    );
+    drop(backend);
+    assert_eq!(provider.pages_in_use(), 0);
+}
+
+#[test]
+fn many_threads_with_the_scanner_running_lose_nothing() {
+    const THREADS: u64 = 4;
+    const OFFSETS: u64 = 256;
+    let backend = Backend::new(
+        StdPageProvider,
+        Config {
+            wake_watermark_bytes: 16 << 10,
+            ..unthrottled()
+        },
+        StdParker::new(),
+    )
+    .unwrap();
+    backend.init(0, THREADS * OFFSETS).unwrap();
+    backend.stage_scan_tunables(ScanTunables {
+        cold_rounds: 0,
+        sleep_msecs: 5,
+        ..ScanTunables::default()
+    });
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let scanner = s.spawn(|| {
+            let mut scratch = Scratch::boxed();
+            backend.run_scanner(&mut scratch, &StdClock::new()).unwrap();
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let backend = &backend;
+                s.spawn(move || {
+                    let mut scratch = Scratch::boxed();
+                    let mut out = vec![0u8; PAGE_SIZE];
+                    let mut version = vec![None::<u64>; OFFSETS as usize];
+                    let mut x = t + 1;
+                    for step in 0..6000u64 {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let slot = (x >> 33) % OFFSETS;
+                        let offset = t * OFFSETS + slot;
+                        match (x >> 20) % 8 {
+                            0..=3 => {
+                                // Families shared across threads: duplicates and similar pages.
+                                let member = (x >> 40) % 6;
+                                let page = similar_page(slot % 7, member);
+                                backend.store(0, offset, &page, &mut scratch).unwrap();
+                                version[slot as usize] = Some(slot % 7 * 100 + member);
+                            }
+                            4..=6 => match version[slot as usize] {
+                                Some(v) => {
+                                    backend.load(0, offset, &mut out, &mut scratch).unwrap();
+                                    assert_eq!(out, similar_page(v / 100, v % 100), "step {step}");
+                                }
+                                None => assert!(
+                                    backend.load(0, offset, &mut out, &mut scratch).is_err()
+                                ),
+                            },
+                            _ => {
+                                let had = backend.invalidate_page(0, offset).unwrap();
+                                assert_eq!(had, version[slot as usize].take().is_some());
+                            }
+                        }
+                    }
+                    version
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        done.store(true, Ordering::SeqCst);
+        backend.shutdown();
+        scanner.join().unwrap();
+        let versions: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
+        let mut scratch = Scratch::boxed();
+        let mut out = vec![0u8; PAGE_SIZE];
+        for (t, version) in versions.iter().enumerate() {
+            for (slot, v) in version.iter().enumerate() {
+                if let Some(v) = v {
+                    backend
+                        .load(0, t as u64 * OFFSETS + slot as u64, &mut out, &mut scratch)
+                        .unwrap();
+                    assert_eq!(out, similar_page(v / 100, v % 100));
+                }
+            }
+        }
+    });
+    assert!(done.load(Ordering::SeqCst));
+    let s = backend.stats().snapshot();
+    assert!(s.duplicate_pages > 0 && s.scanned_pages > 0, "{s:?}");
+}

@@ -1,0 +1,165 @@
+//! Random frontswap operation sequences on the backend (several swap types, similar
+//! and identical pages, memory running out, scanner bursts that patch and recompress)
+//! checked against a model: every load returns exactly what was stored.
+#![no_main]
+
+use std::collections::HashMap;
+
+use arbitrary::Arbitrary;
+use foldswap::{Backend, Clock, Config, Error, ScanTunables, Scratch, StdParker};
+use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
+use libfuzzer_sys::fuzz_target;
+
+const TYPES: usize = 2;
+const OFFSETS: u64 = 64;
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    /// Store a page of `family` with small edits `edits` (similar pages within a
+    /// family, identical ones for equal edits).
+    Store {
+        ty: u8,
+        offset: u8,
+        family: u8,
+        edits: u8,
+    },
+    Load {
+        ty: u8,
+        offset: u8,
+    },
+    Invalidate {
+        ty: u8,
+        offset: u8,
+    },
+    InvalidateArea {
+        ty: u8,
+    },
+    Init {
+        ty: u8,
+    },
+    Scan {
+        bursts: u8,
+    },
+    Limit {
+        pages: u8,
+    },
+}
+
+/// A counting clock: every read advances 50 µs, so the ladder always has budget.
+struct TickClock(std::cell::Cell<u64>);
+
+impl Clock for TickClock {
+    fn now_ns(&self) -> u64 {
+        let now = self.0.get() + 50_000;
+        self.0.set(now);
+        now
+    }
+}
+
+fn page(family: u8, edits: u8) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE];
+    let mut x = u64::from(family).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for chunk in page.chunks_exact_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&(x % 6).to_le_bytes());
+    }
+    if family % 4 == 0 {
+        page.fill(family);
+    }
+    for e in 0..edits % 8 {
+        let at = (usize::from(edits) * 131 + usize::from(e) * 977) % PAGE_SIZE;
+        page[at] ^= 0x5a;
+    }
+    page
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut ladder = foldswap_ladder::Tunables::governor(foldswap_ladder::Governor::Full);
+    for rung in ladder.rungs.iter_mut() {
+        rung.cpu_ratio = 10_000;
+    }
+    let config = Config {
+        keep_incompressible: true,
+        ladder,
+        ..Config::default()
+    };
+    let backend = Backend::new(&provider, config, StdParker::new()).expect("backend");
+    let mut scratch = Scratch::boxed();
+    let clock = TickClock(std::cell::Cell::new(0));
+    let scan = ScanTunables {
+        cold_rounds: 0,
+        max_batches: 8,
+        ..ScanTunables::default()
+    };
+    let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
+    for ty in 0..TYPES {
+        backend.init(ty, OFFSETS).expect("init");
+    }
+    let mut out = vec![0u8; PAGE_SIZE];
+    for op in ops.into_iter().take(256) {
+        match op {
+            Op::Store {
+                ty,
+                offset,
+                family,
+                edits,
+            } => {
+                let key = (usize::from(ty) % TYPES, u64::from(offset) % OFFSETS);
+                let page = page(family % 16, edits);
+                match backend.store(key.0, key.1, &page, &mut scratch) {
+                    Ok(_) => {
+                        model.insert(key, page);
+                    }
+                    Err(Error::OutOfMemory | Error::PoolFull) => {}
+                    Err(e) => panic!("store: {e}"),
+                }
+            }
+            Op::Load { ty, offset } => {
+                let key = (usize::from(ty) % TYPES, u64::from(offset) % OFFSETS);
+                match (
+                    backend.load(key.0, key.1, &mut out, &mut scratch),
+                    model.get(&key),
+                ) {
+                    (Ok(()), Some(page)) => assert!(&out == page, "load returned other bytes"),
+                    (Err(Error::NotFound), None) => {}
+                    (got, want) => panic!("load {key:?}: {got:?} vs model {}", want.is_some()),
+                }
+            }
+            Op::Invalidate { ty, offset } => {
+                let key = (usize::from(ty) % TYPES, u64::from(offset) % OFFSETS);
+                let had = backend.invalidate_page(key.0, key.1).expect("invalidate");
+                assert_eq!(had, model.remove(&key).is_some());
+            }
+            Op::InvalidateArea { ty } => {
+                let ty = usize::from(ty) % TYPES;
+                backend.invalidate_area(ty).expect("invalidate_area");
+                model.retain(|k, _| k.0 != ty);
+            }
+            Op::Init { ty } => {
+                let ty = usize::from(ty) % TYPES;
+                backend.init(ty, OFFSETS).expect("init");
+                model.retain(|k, _| k.0 != ty);
+            }
+            Op::Scan { bursts } => {
+                for _ in 0..bursts % 4 {
+                    backend
+                        .scan_burst(&scan, &mut scratch, &clock)
+                        .expect("scan");
+                }
+            }
+            Op::Limit { pages } => provider.set_limit(provider.pages_in_use() + usize::from(pages)),
+        }
+    }
+    provider.set_limit(usize::MAX);
+    for (key, page) in &model {
+        backend
+            .load(key.0, key.1, &mut out, &mut scratch)
+            .expect("load");
+        assert!(&out == page);
+    }
+    drop(backend);
+    assert_eq!(provider.pages_in_use(), 0, "pages leaked");
+});
