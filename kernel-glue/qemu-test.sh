@@ -22,6 +22,8 @@ START=$(date +%s)
 # build foldswap.ko against the cached tree, gate it.
 build_module() {
 	local mod=$RUN/module probe=$RUN/probe out
+	# Module.symvers (the kernel's exports) comes from `make modules` (~10 s).
+	[ -f "$KSRC/Module.symvers" ] || kmake -j"$JOBS" modules
 	rm -rf "$mod" "$probe"
 	mkdir -p "$mod" "$probe"
 	cp "$GLUE_DIR"/module/{Kbuild,foldswap_main.rs,foldswap_host.c} "$mod/"
