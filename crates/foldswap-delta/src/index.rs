@@ -212,19 +212,25 @@ impl<Id: Copy> Table<Id> {
             _ids: PhantomData,
         };
         while table.pages < pages {
-            match provider.alloc_page() {
-                Ok(page) => table.adopt(page),
-                Err(e) => {
-                    table.free(provider);
-                    return Err(e);
+            let adopted = provider.alloc_page().map(|page| table.adopt(page));
+            let failure = match adopted {
+                Ok(Ok(())) => continue,
+                Ok(Err(page)) => {
+                    // SAFETY: the page just came from `provider` and was not stored.
+                    unsafe { provider.free_page(page) };
+                    Error::CapacityExceeded
                 }
-            }
+                Err(e) => e,
+            };
+            table.free(provider);
+            return Err(failure);
         }
         Ok(table)
     }
 
-    /// Clear a fresh page and append it to the table.
-    fn adopt(&mut self, page: NonNull<Page>) {
+    /// Clear a fresh page and append it to the table; hands the page back if the
+    /// directory is full.
+    fn adopt(&mut self, page: NonNull<Page>) -> Result<(), NonNull<Page>> {
         let entries = page.as_ptr().cast::<Entry<Id>>();
         for slot in 0..Self::BUCKETS_PER_PAGE * WAYS {
             // SAFETY: the page is ours and 4096 bytes; `slot` stays below
@@ -232,11 +238,11 @@ impl<Id: Copy> Table<Id> {
             unsafe { entries.add(slot).write(Entry::EMPTY) };
         }
         let index = self.pages;
-        if let Some(slot) = self.directory_mut().get_mut(index) {
-            *slot = Some(page);
-            self.pages += 1;
-            self.buckets += Self::BUCKETS_PER_PAGE;
-        }
+        let slot = self.directory_mut().get_mut(index).ok_or(page)?;
+        *slot = Some(page);
+        self.pages += 1;
+        self.buckets += Self::BUCKETS_PER_PAGE;
+        Ok(())
     }
 
     fn directory(&self) -> &Directory {
@@ -402,7 +408,7 @@ impl<Id: Copy + PartialEq, P: PageProvider> SimilarityIndex<Id, P> {
             if let Some(bucket) = self.table.bucket_mut(index)
                 && take(bucket, key, id)
             {
-                self.entries -= 1;
+                self.entries = self.entries.saturating_sub(1);
                 self.stats.removed += 1;
                 removed = true;
             }
