@@ -82,3 +82,101 @@ pub fn best_delta<Id: Copy + PartialEq>(
     }
     best.map(|b| BestDelta { tried, ..b })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IndexCapacity, Signature, SimilarityConfig, SimilarityIndex, decode};
+    use foldswap_mem::StdPageProvider;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    fn noise(seed: u32) -> [u8; PAGE_SIZE] {
+        let mut x = seed | 1;
+        core::array::from_fn(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+    }
+
+    /// Candidates `ids` in this order (each under its own key).
+    fn candidates(ids: &[usize]) -> Candidates<usize> {
+        let mut index = SimilarityIndex::<usize, _>::new(
+            StdPageProvider,
+            SimilarityConfig::default(),
+            IndexCapacity::fixed(1),
+        )
+        .unwrap();
+        let mut keys = [0u32; 4];
+        for (slot, &id) in ids.iter().enumerate() {
+            keys[slot] = 100 + id as u32;
+            let mut own = [0u32; 4];
+            own[0] = keys[slot];
+            index.insert(&Signature::from_keys(own), id);
+        }
+        index.candidates(&Signature::from_keys(keys))
+    }
+
+    #[test]
+    fn keeps_the_smallest_delta_whatever_the_order() {
+        let target = noise(7);
+        let mut close = target;
+        close[100..110].fill(0xee); // a 10-byte patch
+        let mut closer = target;
+        closer[200] ^= 1; // a 1-byte patch
+        let unrelated = noise(99);
+        let bases = [close, closer, unrelated];
+        for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]] {
+            let found = candidates(&order);
+            assert_eq!(found.iter().collect::<Vec<_>>(), order);
+            let mut scratch = Box::new(EncodeScratch::new());
+            let (mut base, mut spare) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
+            let mut out = [0u8; 64];
+            let best = best_delta(
+                &target,
+                &found,
+                &mut scratch,
+                &mut base,
+                &mut spare,
+                &mut out,
+                |id, buf| {
+                    buf.copy_from_slice(&bases[id]);
+                    true
+                },
+            )
+            .unwrap();
+            assert_eq!(best.base, 1, "order {order:?}");
+            assert_eq!(best.tried, 3);
+            let mut page = [0u8; PAGE_SIZE];
+            decode(&bases[1], &out[..best.len], &mut page).unwrap();
+            assert_eq!(
+                page, target,
+                "order {order:?}: the delta in `out` is not the best"
+            );
+        }
+    }
+
+    #[test]
+    fn gone_bases_are_skipped_and_nothing_fits_is_none() {
+        let target = noise(3);
+        let found = candidates(&[0, 1]);
+        let mut scratch = Box::new(EncodeScratch::new());
+        let (mut base, mut spare) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
+        let mut out = [0u8; 64];
+        let none = best_delta(
+            &target,
+            &found,
+            &mut scratch,
+            &mut base,
+            &mut spare,
+            &mut out,
+            |id, buf| {
+                buf.copy_from_slice(&noise(50 + id as u32));
+                id == 1
+            },
+        );
+        assert_eq!(none, None);
+    }
+}
