@@ -119,6 +119,27 @@ mod tests {
         index.candidates(&Signature::from_keys(keys))
     }
 
+    /// `best_delta` with fresh buffers and a 64-byte budget: the result and `out`.
+    fn choose(
+        target: &[u8; PAGE_SIZE],
+        found: &Candidates<usize>,
+        fetch: impl FnMut(usize, &mut [u8; PAGE_SIZE]) -> bool,
+    ) -> (Option<BestDelta<usize>>, [u8; 64]) {
+        let mut scratch = Box::new(EncodeScratch::new());
+        let (mut base, mut spare) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
+        let mut out = [0u8; 64];
+        let best = best_delta(
+            target,
+            found,
+            &mut scratch,
+            &mut base,
+            &mut spare,
+            &mut out,
+            fetch,
+        );
+        (best, out)
+    }
+
     #[test]
     fn keeps_the_smallest_delta_whatever_the_order() {
         let target = noise(7);
@@ -131,22 +152,11 @@ mod tests {
         for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]] {
             let found = candidates(&order);
             assert_eq!(found.iter().collect::<Vec<_>>(), order);
-            let mut scratch = Box::new(EncodeScratch::new());
-            let (mut base, mut spare) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
-            let mut out = [0u8; 64];
-            let best = best_delta(
-                &target,
-                &found,
-                &mut scratch,
-                &mut base,
-                &mut spare,
-                &mut out,
-                |id, buf| {
-                    buf.copy_from_slice(&bases[id]);
-                    true
-                },
-            )
-            .unwrap();
+            let (best, out) = choose(&target, &found, |id, buf| {
+                buf.copy_from_slice(&bases[id]);
+                true
+            });
+            let best = best.unwrap();
             assert_eq!(best.base, 1, "order {order:?}");
             assert_eq!(best.tried, 3);
             let mut page = [0u8; PAGE_SIZE];
@@ -160,23 +170,10 @@ mod tests {
 
     #[test]
     fn gone_bases_are_skipped_and_nothing_fits_is_none() {
-        let target = noise(3);
-        let found = candidates(&[0, 1]);
-        let mut scratch = Box::new(EncodeScratch::new());
-        let (mut base, mut spare) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
-        let mut out = [0u8; 64];
-        let none = best_delta(
-            &target,
-            &found,
-            &mut scratch,
-            &mut base,
-            &mut spare,
-            &mut out,
-            |id, buf| {
-                buf.copy_from_slice(&noise(50 + id as u32));
-                id == 1
-            },
-        );
-        assert_eq!(none, None);
+        let (best, _) = choose(&noise(3), &candidates(&[0, 1]), |id, buf| {
+            buf.copy_from_slice(&noise(50 + id as u32));
+            id == 1
+        });
+        assert_eq!(best, None);
     }
 }
