@@ -211,22 +211,23 @@ fn loom_scanner_notifying_itself_runs_again() {
     });
 }
 
-/// Shutdown racing two notifiers: the scanner always exits (no deadlock), notifiers
-/// always return, and every notify after the stop reports `Stopped`.
+/// Shutdown racing two notifiers (the second one stops right after notifying): the
+/// scanner always exits (no deadlock), notifiers always return, and every notify
+/// after the stop reports `Stopped`.
 #[test]
 fn loom_shutdown_wakes_the_scanner_and_nobody_hangs() {
     check("shutdown_wakes_the_scanner_and_nobody_hangs", || {
         let wake = Arc::new(Wake::new(LoomParker::new(), 0u32));
-        let mut threads = Vec::new();
-        for _ in 0..2 {
+        let notifier = {
             let wake = wake.clone();
-            threads.push(thread::spawn(move || {
+            thread::spawn(move || {
                 wake.notify();
-            }));
-        }
+            })
+        };
         let stopper = {
             let wake = wake.clone();
             thread::spawn(move || {
+                wake.notify();
                 wake.stop();
                 assert_eq!(wake.notify(), Notify::Stopped);
             })
@@ -238,12 +239,11 @@ fn loom_shutdown_wakes_the_scanner_and_nobody_hangs() {
             }
         }
         stopper.join().unwrap();
-        for t in threads {
-            t.join().unwrap();
-        }
+        notifier.join().unwrap();
         assert_eq!(wake.state(), ScannerState::Stopped);
         assert_eq!(wake.notify(), Notify::Stopped);
         assert!(scanner.begin_round().is_err());
+        assert_eq!(scanner.wait(FOREVER), WaitOutcome::Stopped);
     });
 }
 
@@ -308,6 +308,12 @@ fn loom_staged_tunables_never_torn() {
 
 /// The research's protocol: check for pending work, then sleep; the waker wakes only
 /// a scanner that says it sleeps. No handshake between the check and the sleep.
+///
+/// Every access is a read-modify-write (`swap` / `fetch_or`), so each reads the
+/// latest value of its flag: loom treats `SeqCst` loads and stores like
+/// acquire/release, and plain loads could fail this model for a weak-memory reason.
+/// Here the only bug left is the interleaving — a notify between the scanner's check
+/// and its sleep is lost.
 struct NaiveWake {
     pending: AtomicBool,
     sleeping: AtomicBool,
@@ -317,27 +323,32 @@ struct NaiveWake {
 
 impl NaiveWake {
     fn notify(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
+        self.pending.swap(true, Ordering::AcqRel);
+        if self.sleeping.fetch_or(false, Ordering::AcqRel) {
             self.parker.unpark();
         }
     }
 
     fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
+        self.stopped.swap(true, Ordering::AcqRel);
         self.parker.unpark();
+    }
+
+    fn sleeping_with_nothing_pending(&self) -> bool {
+        self.sleeping.fetch_or(false, Ordering::AcqRel)
+            && !self.pending.fetch_or(false, Ordering::AcqRel)
     }
 
     fn scan_until_stopped(&self, ledger: &Ledger) {
         let mut last_round_saw_all_work = false;
-        while !self.stopped.load(Ordering::SeqCst) {
-            self.pending.store(false, Ordering::SeqCst);
+        while !self.stopped.fetch_or(false, Ordering::AcqRel) {
+            self.pending.swap(false, Ordering::AcqRel);
             last_round_saw_all_work = ledger.round_sees_all_work();
             // Check, then sleep: a notify between the two is lost.
-            if !self.pending.load(Ordering::SeqCst) {
-                self.sleeping.store(true, Ordering::SeqCst);
+            if !self.pending.fetch_or(false, Ordering::AcqRel) {
+                self.sleeping.swap(true, Ordering::AcqRel);
                 self.parker.park_timeout(FOREVER);
-                self.sleeping.store(false, Ordering::SeqCst);
+                self.sleeping.swap(false, Ordering::AcqRel);
             }
         }
         assert!(
@@ -363,7 +374,7 @@ fn loom_naive_check_then_sleep_loses_a_wakeup() {
             },
             |wake| &wake.parker,
             NaiveWake::notify,
-            |wake| wake.sleeping.load(Ordering::SeqCst) && !wake.pending.load(Ordering::SeqCst),
+            NaiveWake::sleeping_with_nothing_pending,
             NaiveWake::stop,
             |wake, ledger| wake.scan_until_stopped(ledger),
         )

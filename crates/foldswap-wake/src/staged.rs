@@ -167,22 +167,27 @@ impl<T: Tunables> Staged<T> {
 
     /// Move the version from even (stable) to odd (being written); returns the even
     /// version it started from.
+    ///
+    /// Only compare-exchanges, starting from a guess: a failed one returns the
+    /// current version, and while another writer holds it (odd) the next stable
+    /// version is the odd one plus one. (Starting with a plain load would be
+    /// equivalent; without it, loom 0.7 explores this loop fully — its partial-order
+    /// reduction misses races of a load followed by a read-modify-write, loom#392.)
     fn lock_for_writing(&self) -> u32 {
-        let mut current = self.version.load(Ordering::Relaxed);
+        let mut expected = Self::INITIAL_VERSION;
         loop {
-            if current & 1 == 0 {
-                match self.version.compare_exchange_weak(
-                    current,
-                    current.wrapping_add(1),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return current,
-                    Err(seen) => current = seen,
+            match self.version.compare_exchange_weak(
+                expected,
+                expected.wrapping_add(1),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return expected,
+                Err(seen) if seen & 1 != 0 => {
+                    spin_loop();
+                    expected = seen.wrapping_add(1);
                 }
-            } else {
-                spin_loop();
-                current = self.version.load(Ordering::Relaxed);
+                Err(seen) => expected = seen,
             }
         }
     }
