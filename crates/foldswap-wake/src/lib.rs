@@ -73,6 +73,7 @@
 //! ## Example
 //!
 //! ```
+//! # #[cfg(feature = "std")] {
 //! use core::time::Duration;
 //! use foldswap_wake::{Notify, StdParker, Wake, WaitOutcome};
 //!
@@ -94,6 +95,7 @@
 //!     wake.stop();
 //! });
 //! assert_eq!(wake.notify(), Notify::Stopped);
+//! # }
 //! ```
 #![no_std]
 
