@@ -259,7 +259,7 @@ mod tests {
         let strategies = all_strategies().unwrap();
         let report = analyze("test", &corpus, strategies, &ProgressBar::hidden()).unwrap();
         assert_eq!(report.input.pages, 4);
-        assert_eq!(report.strategies.len(), 3);
+        assert_eq!(report.strategies.len(), 5);
         for row in &report.strategies {
             assert_eq!(row.verified_pages, 4);
             assert_eq!(row.counts.total(), 4, "{}", row.name);

@@ -114,7 +114,16 @@ fn analyze_json_counts_every_page_of_a_small_corpus() {
 
         let rows = report["strategies"].as_array().unwrap();
         let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["compress-only", "pool-lz4", "dedup-only"]);
+        assert_eq!(
+            names,
+            [
+                "foldswap",
+                "foldswap-lz4",
+                "compress-only",
+                "pool-lz4",
+                "dedup-only"
+            ]
+        );
         for row in rows {
             assert_eq!(field(row, "pages"), 12);
             assert_eq!(field(row, "verified_pages"), 12);
@@ -147,20 +156,27 @@ fn analyze_json_counts_every_page_of_a_small_corpus() {
             ]
             .map(|f| field(row, f))
         };
+        // The backend: fills free, noise raw, every text page compressed once or
+        // referenced (byte-verified) — with and without its scanner.
+        for row in &rows[..2] {
+            let [zero, same, identical, patched, compressed, raw] = counts(row);
+            assert_eq!((zero, same, raw), (3, 2, 2), "{row}");
+            assert_eq!(identical + patched + compressed, 5, "{row}");
+        }
         // zswap/zram: fills free, text compressed, noise raw.
-        assert_eq!(counts(&rows[0]), [3, 2, 0, 0, 5, 2]);
+        assert_eq!(counts(&rows[2]), [3, 2, 0, 0, 5, 2]);
         let vs = |row: &Value| row["held_vs_compress_only"].as_f64().unwrap();
-        assert!((vs(&rows[0]) - 1.0).abs() < 1e-12);
-        let expected = field(&rows[2], "bytes_held") as f64 / field(&rows[0], "bytes_held") as f64;
-        assert!((vs(&rows[2]) - expected).abs() < 1e-9);
+        assert!((vs(&rows[2]) - 1.0).abs() < 1e-12);
+        let expected = field(&rows[4], "bytes_held") as f64 / field(&rows[2], "bytes_held") as f64;
+        assert!((vs(&rows[4]) - expected).abs() < 1e-9);
         // The real pool with the same policy stores the same way.
-        assert_eq!(counts(&rows[1]), [3, 2, 0, 0, 5, 2]);
+        assert_eq!(counts(&rows[3]), [3, 2, 0, 0, 5, 2]);
         // KSM: 6 distinct contents kept, the other 6 pages merged.
-        assert_eq!(counts(&rows[2]), [0, 0, 6, 0, 0, 6]);
-        assert_eq!(field(&rows[2], "data_bytes"), 6 * PAGE as u64);
-        assert_eq!(field(&rows[2], "metadata_bytes"), 12 * 64 + 3 * 64);
+        assert_eq!(counts(&rows[4]), [0, 0, 6, 0, 0, 6]);
+        assert_eq!(field(&rows[4], "data_bytes"), 6 * PAGE as u64);
+        assert_eq!(field(&rows[4], "metadata_bytes"), 12 * 64 + 3 * 64);
         // Noise pages stay raw in compress-only; the text pages take little.
-        let compress_data = field(&rows[0], "data_bytes");
+        let compress_data = field(&rows[2], "data_bytes");
         assert!(compress_data >= 2 * PAGE as u64 && compress_data < 3 * PAGE as u64);
     }
 }

@@ -6,13 +6,13 @@ use foldswap_ladder::{
 };
 use foldswap_mem::sync::{AtomicU64, Ordering};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, as_page_bytes, as_page_bytes_mut};
-use foldswap_pool::{CodecKind, StoreStats, TAG_RAW, fill_page, same_filled_word};
+use foldswap_pool::{CodecKind, StoreStats, TAG_DEFLATE, TAG_RAW, fill_page, same_filled_word};
 use foldswap_wake::{Notify, Parker, ScannerState, Wake, WakeStats};
 use spin::Mutex;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, SwapArea};
-use crate::content::{Content, decode_snapshot};
+use crate::content::{Content, NONE, TAG_DELTA, decode_snapshot};
 use crate::offsets::SlotValue;
 use crate::scanner::ScanTunables;
 use crate::scratch::Scratch;
@@ -69,6 +69,21 @@ pub struct BytesHeld {
     pub similarity_index: usize,
     /// The per-area offset tables.
     pub offset_tables: usize,
+}
+
+/// Distinct stored contents by how they are encoded (a walk over all entries).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// Entries compressed with lz4.
+    pub lz4: u64,
+    /// Entries compressed with deflate (recompressed by the scanner).
+    pub deflate: u64,
+    /// Entries kept raw (compressed too poorly).
+    pub raw: u64,
+    /// Entries kept as a delta against a base entry.
+    pub delta: u64,
+    /// Entries no offset points at any more, kept because deltas need them.
+    pub bases_only: u64,
 }
 
 /// How a page was stored.
@@ -206,6 +221,25 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     pub fn total_bytes_held(&self) -> usize {
         let held = self.bytes_held();
         held.pool + held.entries + held.dedup_index + held.similarity_index + held.offset_tables
+    }
+
+    /// Count the distinct stored contents by encoding (walks every entry under the
+    /// content lock: for statistics, not for a hot path).
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        self.content.lock().entries.for_each(|_, entry| {
+            let count = match entry.tag {
+                TAG_DELTA => &mut census.delta,
+                TAG_RAW => &mut census.raw,
+                TAG_DEFLATE => &mut census.deflate,
+                _ => &mut census.lz4,
+            };
+            *count += 1;
+            if entry.node == NONE {
+                census.bases_only += 1;
+            }
+        });
+        census
     }
 
     /// Bytes held from the provider, part by part.

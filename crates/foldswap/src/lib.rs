@@ -50,7 +50,7 @@ mod scanner;
 mod scratch;
 pub mod stats;
 
-pub use backend::{Backend, BytesHeld, Config, StoreKind};
+pub use backend::{Backend, BytesHeld, Census, Config, StoreKind};
 pub use foldswap_mem::Error;
 pub use foldswap_pool::Clock;
 #[cfg(feature = "std")]

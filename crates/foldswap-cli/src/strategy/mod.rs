@@ -14,17 +14,16 @@
 //!   lz4-compressed into zsmalloc-like size classes.
 //! * [`DedupOnly`] — KSM: identical pages (byte-verified) kept once, raw.
 //!
-//! and one that runs real foldswap code:
+//! and three that run real foldswap code:
 //!
+//! * [`Foldswap`] (`foldswap`, `foldswap-lz4`) — the backend (`crates/foldswap`),
+//!   after its scanner settled and with its store path alone.
 //! * [`PoolLz4`] — the compress-only policy on foldswap's own pool
 //!   (`crates/foldswap-pool`), bytes held as the pool took them from its provider.
-//!
-//! The foldswap backend (`crates/foldswap`) is added to [`all_strategies`] as one
-//! more `Strategy` when it exists: an adapter that calls its `store` / `load` /
-//! statistics. Nothing here stands in for it.
 
 mod compress_only;
 mod dedup_only;
+mod foldswap;
 mod pool_lz4;
 
 use std::time::Instant;
@@ -33,6 +32,7 @@ use foldswap_mem::PAGE_SIZE;
 
 pub use compress_only::{COMPRESS_ONLY, CompressOnly, size_class_bytes};
 pub use dedup_only::{DedupOnly, dedup_only_copies_of};
+pub use foldswap::Foldswap;
 pub use pool_lz4::PoolLz4;
 
 /// Why a strategy could not store or load a page.
@@ -124,10 +124,12 @@ pub trait Strategy {
     fn summary(&self) -> Summary;
 }
 
-/// Every strategy `analyze` runs, in report order. The foldswap backend joins
-/// this list (first) when `crates/foldswap` exists.
+/// Every strategy `analyze` runs, in report order: the real backend first (with
+/// and without its scanner), then the systems it is compared with.
 pub fn all_strategies() -> Result<Vec<Box<dyn Strategy>>, StrategyError> {
     Ok(vec![
+        Box::new(Foldswap::new(true)?),
+        Box::new(Foldswap::new(false)?),
         Box::new(CompressOnly::new()),
         Box::new(PoolLz4::new()?),
         Box::new(DedupOnly::new()),
