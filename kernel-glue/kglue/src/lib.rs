@@ -21,6 +21,8 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "backend")]
+mod full;
 mod interim;
 mod report;
 mod slots;
@@ -32,6 +34,8 @@ pub use foldswap_mem as mem;
 pub use foldswap_pool as pool;
 
 pub use foldswap_mem::{Error, PAGE_SIZE};
+#[cfg(feature = "backend")]
+pub use full::Foldswap;
 pub use interim::Interim;
 pub use report::{Report, SliceWriter, TextBuf};
 pub use slots::{MAX_OFFSET, MAX_TYPES, Slot, SlotMap};
