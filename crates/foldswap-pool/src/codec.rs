@@ -168,6 +168,7 @@ mod deflate {
     /// The raw-deflate compressor of one worker, reset before every page.
     pub struct Deflate {
         compressor: Box<CompressorOxide>,
+        level: u8,
     }
 
     impl Deflate {
@@ -176,7 +177,25 @@ mod deflate {
         pub fn new() -> Self {
             let mut compressor = Box::<CompressorOxide>::default();
             compressor.set_format_and_level(DataFormat::Raw, DEFLATE_LEVEL);
-            Deflate { compressor }
+            Deflate {
+                compressor,
+                level: DEFLATE_LEVEL,
+            }
+        }
+
+        /// Change the level (1 fastest … 9 smallest; out-of-range values are clamped
+        /// to 1..=9). Background recompression can afford more than the store path.
+        pub fn set_level(&mut self, level: u8) {
+            let level = level.clamp(1, 9);
+            if level != self.level {
+                self.compressor.set_format_and_level(DataFormat::Raw, level);
+                self.level = level;
+            }
+        }
+
+        /// The current level.
+        pub fn level(&self) -> u8 {
+            self.level
         }
     }
 
@@ -297,6 +316,16 @@ impl CompressScratch {
         CompressScratch::init_in(&mut slot);
         // SAFETY: `init_in` initialised every field.
         unsafe { slot.assume_init() }
+    }
+
+    /// Set the deflate level of this scratch (feature `alloc`; see
+    /// [`Deflate::set_level`]). Without `alloc` there is no deflate and this does
+    /// nothing.
+    pub fn set_deflate_level(&mut self, level: u8) {
+        #[cfg(feature = "alloc")]
+        self.deflate.set_level(level);
+        #[cfg(not(feature = "alloc"))]
+        let _ = level;
     }
 
     /// The codec of `kind`, or [`Error::InvalidArgument`] if this build lacks it.
@@ -486,6 +515,45 @@ mod tests {
                 &mut d
             ),
             Err(Error::Corrupt)
+        );
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn higher_deflate_levels_round_trip_and_are_not_larger() {
+        let mut scratch = scratch();
+        let page = text_page();
+        let fast = scratch
+            .compress(CodecKind::Deflate, &page)
+            .unwrap()
+            .unwrap()
+            .len();
+        scratch.set_deflate_level(6);
+        let bytes = scratch
+            .compress(CodecKind::Deflate, &page)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        assert!(
+            bytes.len() <= fast,
+            "level 6: {} > level 1: {fast}",
+            bytes.len()
+        );
+        let mut out = [0u8; PAGE_SIZE];
+        decompress(
+            CodecKind::Deflate,
+            &bytes,
+            &mut out,
+            &mut DecompressScratch::new(),
+        )
+        .unwrap();
+        assert_eq!(out, page);
+        scratch.set_deflate_level(200);
+        assert!(
+            scratch
+                .compress(CodecKind::Deflate, &page)
+                .unwrap()
+                .is_some()
         );
     }
 
