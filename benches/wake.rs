@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foldswap_benches::report_ratio;
-use foldswap_wake::{Notify, ScannerState, StdParker, Wake, WaitOutcome};
+use foldswap_wake::{Notify, ScannerState, StdParker, WaitOutcome, Wake};
 
 const GROUP: &str = "wake_notify";
 
