@@ -11,6 +11,8 @@
 //!   bytes. Target: ≥ 0.9 × plain decompress.
 //! - `backend_threads`: pages/s storing with 1 and with 2 threads (own offsets each).
 //!
+//! Times are the benchmark thread's CPU time (see `foldswap_benches::on_cpu`).
+//!
 //! Run: `cargo bench -p foldswap-benches --bench backend`
 
 use std::hint::black_box;
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use foldswap::{Backend, Config, Scratch, StdParker};
-use foldswap_benches::report_ratio;
+use foldswap_benches::{on_cpu, report_ratio};
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 use lz4_flex::block::{
     CompressTable, compress_into_with_table, decompress_into, get_maximum_output_size,
@@ -68,23 +70,23 @@ fn bench_store(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
     let mut page = [0u8; PAGE_SIZE];
     group.bench_function("plain_lz4_compress", |b| {
         let mut i = 0u64;
-        b.iter(|| {
+        on_cpu(b, || {
             stamp(&mut page, pages, i);
             i += 1;
-            black_box(compress_into_with_table(&page, &mut out, &mut table).ok())
+            black_box(compress_into_with_table(&page, &mut out, &mut table).ok());
         })
     });
     let backend = new_backend();
     let mut scratch = Scratch::boxed();
     group.bench_function("foldswap_store", |b| {
         let mut i = 0u64;
-        b.iter(|| {
+        on_cpu(b, || {
             // Offsets cycle over twice the page set: each store replaces (and frees)
             // an older entry, as steady swap-out does.
             stamp(&mut page, pages, i);
             let offset = i % (2 * pages.len() as u64 + 1);
             i += 1;
-            black_box(backend.store(0, offset, &page, &mut scratch).ok())
+            black_box(backend.store(0, offset, &page, &mut scratch).ok());
         })
     });
     group.finish();
@@ -106,22 +108,22 @@ fn bench_duplicate(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
     let base = pages.len() as u64;
     group.bench_function("store_duplicate", |b| {
         let mut i = 0usize;
-        b.iter(|| {
+        on_cpu(b, || {
             let page = &pages[i % pages.len()];
             let offset = base + (i % pages.len()) as u64;
             i += 1;
-            black_box(backend.store(0, offset, page, &mut scratch).ok())
+            black_box(backend.store(0, offset, page, &mut scratch).ok());
         })
     });
     let fresh = new_backend();
     let mut page = [0u8; PAGE_SIZE];
     group.bench_function("store_compressed", |b| {
         let mut i = 0u64;
-        b.iter(|| {
+        on_cpu(b, || {
             stamp(&mut page, pages, i);
             let offset = i % (2 * pages.len() as u64 + 1);
             i += 1;
-            black_box(fresh.store(0, offset, &page, &mut scratch).ok())
+            black_box(fresh.store(0, offset, &page, &mut scratch).ok());
         })
     });
     group.finish();
@@ -146,10 +148,10 @@ fn bench_load(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
     let mut page = vec![0u8; PAGE_SIZE];
     group.bench_function("plain_lz4_decompress", |b| {
         let mut i = 0;
-        b.iter(|| {
+        on_cpu(b, || {
             let bytes = &compressed[i % compressed.len()];
             i += 1;
-            black_box(decompress_into(bytes, &mut page).ok())
+            black_box(decompress_into(bytes, &mut page).ok());
         })
     });
     let backend = new_backend();
@@ -159,10 +161,10 @@ fn bench_load(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
     }
     group.bench_function("foldswap_load", |b| {
         let mut i = 0u64;
-        b.iter(|| {
+        on_cpu(b, || {
             let offset = i % pages.len() as u64;
             i += 1;
-            black_box(backend.load(0, offset, &mut page, &mut scratch).ok())
+            black_box(backend.load(0, offset, &mut page, &mut scratch).ok());
         })
     });
     group.finish();

@@ -22,10 +22,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use criterion::{Bencher, BenchmarkGroup};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use foldswap_benches::on_cpu;
 use foldswap_benches::report_ratio;
 use foldswap_corpus::Corpus;
 use foldswap_delta::survey::{Survey, survey};
@@ -37,29 +38,6 @@ use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
 /// Pages timed per group (every n-th of the candidates, to keep a run short).
 const SAMPLE: usize = 1000;
-
-/// CPU time this thread has run.
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec the call writes; the clock id is a constant.
-    let failed = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0;
-    assert!(!failed, "CLOCK_THREAD_CPUTIME_ID unavailable");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-/// Run `routine` `iters` times, returning the thread CPU time it took.
-fn on_cpu(bench: &mut Bencher<'_, WallTime>, mut routine: impl FnMut()) {
-    bench.iter_custom(|iters| {
-        let start = thread_cpu_time();
-        for _ in 0..iters {
-            routine();
-        }
-        thread_cpu_time() - start
-    })
-}
 
 /// A group with this file's sample settings, `elements` pages per iteration.
 fn group<'c>(c: &'c mut Criterion, name: &str, elements: usize) -> BenchmarkGroup<'c, WallTime> {

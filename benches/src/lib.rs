@@ -5,6 +5,10 @@
 //! `ratio NAME: ours / baseline = X.XX` so the figure can be quoted.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::Bencher;
+use criterion::measurement::WallTime;
 
 /// Criterion's output directory (`target/criterion`, or `$CRITERION_HOME`).
 fn criterion_dir() -> PathBuf {
@@ -34,4 +38,28 @@ pub fn report_ratio(group: &str, ours: &str, baseline: &str) -> Option<f64> {
     let ratio = a / b;
     println!("ratio {group}: {ours} / {baseline} = {ratio:.3} ({a:.0} ns vs {b:.0} ns)");
     Some(ratio)
+}
+
+/// CPU time this thread has run (`CLOCK_THREAD_CPUTIME_ID`). On this shared 2-core
+/// box wall-clock ratios swing with other work; a thread's CPU time does not.
+pub fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec the call writes; the clock id is a constant.
+    let failed = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0;
+    assert!(!failed, "CLOCK_THREAD_CPUTIME_ID unavailable");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Time `routine` in thread CPU time: run it `iters` times per criterion sample.
+pub fn on_cpu(bench: &mut Bencher<'_, WallTime>, mut routine: impl FnMut()) {
+    bench.iter_custom(|iters| {
+        let start = thread_cpu_time();
+        for _ in 0..iters {
+            routine();
+        }
+        thread_cpu_time() - start
+    })
 }
