@@ -262,11 +262,18 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         {
             choice = Some(Encoding::Delta(patch));
         }
+        let base = match choice {
+            Some(Encoding::Delta(patch)) => Some(patch.base),
+            _ => None,
+        };
         let outcome = self.commit(key, &entry, choice, scratch)?;
-        if outcome != PageOutcome::Patched {
-            // A plain page may serve as the base of later deltas.
-            self.content.lock().similar.insert(&signature, key);
-        }
+        // A plain page may serve as the base of later deltas; a patched page's keys
+        // lead to its base, which later pages like it can share.
+        let indexed = match (outcome, base) {
+            (PageOutcome::Patched, Some(base)) => base,
+            _ => key,
+        };
+        self.content.lock().similar.insert(&signature, indexed);
         Ok(outcome)
     }
 
