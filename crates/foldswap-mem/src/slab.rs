@@ -159,7 +159,9 @@ impl<T, P: PageProvider> Slab<T, P> {
 
     /// Pages held from the provider (data and directory pages).
     pub fn pages_held(&self) -> usize {
-        let dirs = (self.data_pages as usize).div_ceil(DIR_ENTRIES);
+        // A directory page may exist before its first data page (the data page's
+        // allocation failed after it): count the directory pages themselves.
+        let dirs = self.roots.iter().flatten().count();
         self.data_pages as usize + dirs
     }
 
@@ -421,12 +423,27 @@ mod tests {
             keys.push(slab.insert([i as u64; 8]).unwrap());
         }
         assert_eq!(slab.insert([0; 8]), Err(Error::OutOfMemory));
+        assert_eq!(slab.pages_held(), provider.pages_in_use());
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(slab.get(*key), Some(&[i as u64; 8]));
         }
         assert_eq!(slab.pages_held(), 2);
         drop(slab);
         assert_eq!(provider.pages_in_use(), 0);
+    }
+
+    #[test]
+    fn a_directory_page_without_data_pages_is_counted() {
+        // Room for the directory page only: the data page is refused.
+        let provider = CountingProvider::new(StdPageProvider, 1);
+        let mut slab = Slab::<u64, _>::new(&provider).unwrap();
+        assert_eq!(slab.insert(1), Err(Error::OutOfMemory));
+        assert_eq!(slab.pages_held(), provider.pages_in_use());
+        assert_eq!(slab.pages_held(), 1);
+        provider.set_limit(2);
+        let key = slab.insert(2).unwrap();
+        assert_eq!(slab.get(key), Some(&2));
+        assert_eq!(slab.pages_held(), 2);
     }
 
     #[test]
