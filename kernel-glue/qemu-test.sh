@@ -91,7 +91,7 @@ decide() {
 	tr -d '\r' <"$log" >"$log.txt"
 	log=$log.txt
 	grep -q '^GUEST done' "$log" || { echo "verdict: the guest did not finish"; ok=0; }
-	for p in foldswap foldswap-hold limited zswap; do
+	for p in foldswap foldswap-hold limited zswap zswap-hold; do
 		if ! grep -q "^\[$p\] SWAPTEST PASS bad_bytes=0 " "$log"; then
 			echo "verdict: phase $p has no 'SWAPTEST PASS bad_bytes=0'"
 			ok=0

@@ -5,11 +5,15 @@
  *
  * - The swap_backend_ops (kernel-glue/patch) whose five operations map the
  *   page (kmap_local_page) and call the Rust side (foldswap_rs_*).
- * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_NOWARN), never
- *   sleeping, never warning (a failed allocation is a rejected store).
+ * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_NOWARN |
+ *   __GFP_NOMEMALLOC): never sleeping, never warning (a failed allocation is
+ *   a rejected store), and never taking the emergency reserves — stores run in
+ *   reclaim (PF_MEMALLOC), where an allocation would otherwise ignore the
+ *   watermarks and starve GFP_ATOMIC users such as the block driver.
  * - Time: ktime_get_ns().
  * - Parameters in /sys/module/foldswap/parameters/:
- *     pool_limit_pages  rw  pool limit in pages (0 = no limit)
+ *     pool_limit_pages  rw  pool limit in pages (0: max_pool_percent of RAM)
+ *     max_pool_percent  rw  default limit, percent of RAM (20, like zswap)
  *     enabled           rw  accept new stores (loads always work)
  *     stats             r   the backend's statistics, "name value" lines
  */
@@ -93,7 +97,7 @@ int foldswap_host_unregister(void)
 
 void *foldswap_host_alloc_page(void)
 {
-	return (void *)__get_free_page(GFP_NOWAIT | __GFP_NOWARN);
+	return (void *)__get_free_page(GFP_NOWAIT | __GFP_NOWARN | __GFP_NOMEMALLOC);
 }
 
 void foldswap_host_free_page(void *addr)
@@ -107,13 +111,16 @@ u64 foldswap_host_now_ns(void)
 }
 
 static unsigned long pool_limit_pages;
+static unsigned int max_pool_percent = 20;
 static bool enabled = true;
 static bool backend_ready;
 
 static void apply_limit(void)
 {
-	foldswap_rs_set_limit_bytes(pool_limit_pages ?
-				    (u64)pool_limit_pages * PAGE_SIZE : U64_MAX);
+	u64 pages = pool_limit_pages ? pool_limit_pages :
+		    (u64)totalram_pages() * max_pool_percent / 100;
+
+	foldswap_rs_set_limit_bytes(pages * PAGE_SIZE);
 }
 
 /* Parameters given to insmod are set before the backend exists. */
@@ -138,7 +145,29 @@ static const struct kernel_param_ops pool_limit_ops = {
 	.get = param_get_ulong,
 };
 module_param_cb(pool_limit_pages, &pool_limit_ops, &pool_limit_pages, 0644);
-MODULE_PARM_DESC(pool_limit_pages, "Pool limit in pages (0: none)");
+MODULE_PARM_DESC(pool_limit_pages, "Pool limit in pages (0: max_pool_percent of RAM)");
+
+static int set_pool_percent(const char *val, const struct kernel_param *kp)
+{
+	unsigned int percent;
+	int ret = kstrtouint(val, 0, &percent);
+
+	if (ret)
+		return ret;
+	if (percent > 100)
+		return -EINVAL;
+	max_pool_percent = percent;
+	if (backend_ready)
+		apply_limit();
+	return 0;
+}
+
+static const struct kernel_param_ops pool_percent_ops = {
+	.set = set_pool_percent,
+	.get = param_get_uint,
+};
+module_param_cb(max_pool_percent, &pool_percent_ops, &max_pool_percent, 0644);
+MODULE_PARM_DESC(max_pool_percent, "Default pool limit, percent of RAM (20)");
 
 static int set_enabled(const char *val, const struct kernel_param *kp)
 {
