@@ -123,6 +123,11 @@ pub fn run_strategy(
     let store_nanos = store_start.elapsed().as_nanos();
     progress.inc((pages % VERIFY_BATCH) as u64);
 
+    progress.set_message(format!("{name}: background work"));
+    strategy
+        .settle()
+        .with_context(|| format!("{name}: background work failed"))?;
+
     progress.set_message(format!("{name}: loading and verifying"));
     let mut load_nanos = 0u128;
     let mut buffer = vec![[0u8; PAGE_SIZE]; VERIFY_BATCH];

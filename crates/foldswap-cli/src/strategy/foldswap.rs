@@ -89,7 +89,7 @@ impl Foldswap {
     }
 
     /// Run the scanner until a whole ladder round improves nothing.
-    fn settle(&mut self) -> Result<(), StrategyError> {
+    fn run_scanner_until_settled(&mut self) -> Result<(), StrategyError> {
         let clock = SkippingClock {
             start: Instant::now(),
             skipped: Cell::new(0),
@@ -170,11 +170,15 @@ impl Strategy for Foldswap {
         Ok(())
     }
 
-    fn load(&mut self, index: u32, out: &mut [u8; PAGE_SIZE]) -> Result<(), StrategyError> {
+    fn settle(&mut self) -> Result<(), StrategyError> {
         if self.run_scanner && !self.settled {
             self.settled = true;
-            self.settle()?;
+            self.run_scanner_until_settled()?;
         }
+        Ok(())
+    }
+
+    fn load(&mut self, index: u32, out: &mut [u8; PAGE_SIZE]) -> Result<(), StrategyError> {
         let (backend, scratch) = (&self.backend, &mut self.scratch);
         self.clock
             .time(2, || backend.load(0, u64::from(index), out, scratch))

@@ -118,6 +118,11 @@ pub trait Strategy {
     }
     /// Store page `index`. The runner stores indices `0..pages` once each, in order.
     fn store(&mut self, index: u32, page: &[u8; PAGE_SIZE]) -> Result<(), StrategyError>;
+    /// Background work between storing and loading (the backend's scanner), timed
+    /// by the strategy as a stage of its own, not as load time. Optional.
+    fn settle(&mut self) -> Result<(), StrategyError> {
+        Ok(())
+    }
     /// Write page `index` back into `out`.
     fn load(&mut self, index: u32, out: &mut [u8; PAGE_SIZE]) -> Result<(), StrategyError>;
     /// How the pages were stored, what it holds, and where time went.
@@ -186,6 +191,7 @@ mod tests {
         for (i, page) in pages.iter().enumerate() {
             strategy.store(i as u32, page).unwrap();
         }
+        strategy.settle().unwrap();
         let mut out = [0u8; PAGE_SIZE];
         for (i, page) in pages.iter().enumerate() {
             strategy.load(i as u32, &mut out).unwrap();
