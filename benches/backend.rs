@@ -18,7 +18,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use foldswap::{Backend, Config, Scratch, StdParker};
 use foldswap_benches::{on_cpu, report_ratio};
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
@@ -60,6 +61,28 @@ fn new_backend() -> Backend<StdPageProvider, StdParker> {
     backend
 }
 
+/// Benchmark `id`: stores of distinct pages into a fresh backend. Offsets cycle over
+/// twice the page set, so each store replaces (and frees) an older entry, as steady
+/// swap-out does.
+fn bench_distinct_stores(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    pages: &[[u8; PAGE_SIZE]],
+) {
+    let backend = new_backend();
+    let mut scratch = Scratch::boxed();
+    let mut page = [0u8; PAGE_SIZE];
+    group.bench_function(id, |b| {
+        let mut i = 0u64;
+        on_cpu(b, || {
+            stamp(&mut page, pages, i);
+            let offset = i % (2 * pages.len() as u64 + 1);
+            i += 1;
+            black_box(backend.store(0, offset, &page, &mut scratch).ok());
+        })
+    });
+}
+
 fn bench_store(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
     let mut group = c.benchmark_group("backend_store");
     group
@@ -76,19 +99,7 @@ fn bench_store(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
             black_box(compress_into_with_table(&page, &mut out, &mut table).ok());
         })
     });
-    let backend = new_backend();
-    let mut scratch = Scratch::boxed();
-    group.bench_function("foldswap_store", |b| {
-        let mut i = 0u64;
-        on_cpu(b, || {
-            // Offsets cycle over twice the page set: each store replaces (and frees)
-            // an older entry, as steady swap-out does.
-            stamp(&mut page, pages, i);
-            let offset = i % (2 * pages.len() as u64 + 1);
-            i += 1;
-            black_box(backend.store(0, offset, &page, &mut scratch).ok());
-        })
-    });
+    bench_distinct_stores(&mut group, "foldswap_store", pages);
     group.finish();
     report_ratio("backend_store", "foldswap_store", "plain_lz4_compress");
 }
@@ -115,17 +126,7 @@ fn bench_duplicate(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
             black_box(backend.store(0, offset, page, &mut scratch).ok());
         })
     });
-    let fresh = new_backend();
-    let mut page = [0u8; PAGE_SIZE];
-    group.bench_function("store_compressed", |b| {
-        let mut i = 0u64;
-        on_cpu(b, || {
-            stamp(&mut page, pages, i);
-            let offset = i % (2 * pages.len() as u64 + 1);
-            i += 1;
-            black_box(fresh.store(0, offset, &page, &mut scratch).ok());
-        })
-    });
+    bench_distinct_stores(&mut group, "store_compressed", pages);
     group.finish();
     report_ratio("backend_duplicate", "store_duplicate", "store_compressed");
 }
