@@ -18,8 +18,21 @@
 //!    rejected, by policy. A full pool rejects with `PoolFull`: the host writes the
 //!    page to its swap device and nothing is lost.
 //!
+//! 4. **Pressure.** Pool growth past `wake_watermark_bytes` since the scanner's last
+//!    burst wakes the scanner through foldswap-wake: one atomic operation when it is
+//!    already awake or notified; the store path never waits for it.
+//!
+//! ## The scanner
+//!
 //! Similar pages (Difference Engine's patching) and cold pages (recompression with
-//! deflate) are the scanner's background work, not the store path's: see `scanner`.
+//! deflate, feature `alloc`) are the scanner's background work, not the store
+//! path's: a patch attempt costs about one more lz4 compress per store for a few
+//! percent of bytes (measured in `docs/delta.md`). The host runs
+//! [`Backend::run_scanner`] on a thread of its own (kernel: a kthread); the ladder
+//! (foldswap-ladder) sizes its batches from a CPU budget and the measured cost per
+//! page, each swap area being one ladder region. Entries are re-encoded only if they
+//! are still what was read (generation check), so a concurrent store, load or
+//! invalidate is never disturbed, and every re-encoded page still loads exactly.
 //!
 //! ## State and locks
 //!
