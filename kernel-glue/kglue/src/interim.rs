@@ -141,6 +141,7 @@ impl Lz4Scratch {
 struct Counters {
     load_misses: AtomicU64,
     invalidates: AtomicU64,
+    reject_alloc_fail: AtomicU64,
     reject_other: AtomicU64,
 }
 
@@ -174,6 +175,7 @@ impl<P: PageProvider + Clone, C: Clock> Interim<P, C> {
             counters: Counters {
                 load_misses: AtomicU64::new(0),
                 invalidates: AtomicU64::new(0),
+                reject_alloc_fail: AtomicU64::new(0),
                 reject_other: AtomicU64::new(0),
             },
         }
@@ -220,8 +222,14 @@ impl<P: PageProvider + Clone, C: Clock> Interim<P, C> {
         self.enabled.load(Ordering::Relaxed)
     }
 
+    /// Count a reject the pool did not count: the index could not get a page
+    /// (alloc fail), or anything else.
     fn reject_other(&self, e: Error) -> Error {
-        self.counters.reject_other.fetch_add(1, Ordering::Relaxed);
+        let counter = match e {
+            Error::OutOfMemory => &self.counters.reject_alloc_fail,
+            _ => &self.counters.reject_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         e
     }
 }
@@ -318,6 +326,7 @@ impl<P: PageProvider + Clone, C: Clock> SwapBackend for Interim<P, C> {
         let mut r = Report {
             load_misses: self.counters.load_misses.load(Ordering::Relaxed),
             invalidates: self.counters.invalidates.load(Ordering::Relaxed),
+            reject_alloc_fail: self.counters.reject_alloc_fail.load(Ordering::Relaxed),
             reject_other: self.counters.reject_other.load(Ordering::Relaxed),
             limit_bytes: u64::MAX,
             ..Report::default()
@@ -331,7 +340,7 @@ impl<P: PageProvider + Clone, C: Clock> SwapBackend for Interim<P, C> {
             r.stores = s.stores;
             r.loads = s.loads;
             r.reject_pool_full = s.reject_pool_full;
-            r.reject_alloc_fail = s.reject_alloc_fail;
+            r.reject_alloc_fail += s.reject_alloc_fail;
             r.reject_compress_poor = s.reject_compress_poor;
             r.compressed_bytes = s.compressed_bytes;
             r.pool_bytes = s.store.bytes_held as u64;
