@@ -97,6 +97,11 @@ pub trait Codec {
     fn decompress_page(&mut self, input: &[u8], page: &mut [u8; PAGE_SIZE]) -> Result<(), Error>;
 }
 
+/// A fresh lz4 table built at compile time: written in place it is copied from
+/// read-only data, never assembled in an 8 KiB stack temporary (at -Os the kernel
+/// build made `init_in` a 16.5 KiB frame when it called `CompressTable::small()`).
+const EMPTY_LZ4_TABLE: CompressTable = CompressTable::small();
+
 /// The lz4 codec: its compression table, kept in caller storage.
 pub struct Lz4 {
     table: CompressTable,
@@ -108,7 +113,7 @@ impl Lz4 {
         let ptr = slot.as_mut_ptr();
         // SAFETY: `ptr` points to writable, aligned, uninitialised storage for `Lz4`;
         // writing its only field initialises it.
-        unsafe { addr_of_mut!((*ptr).table).write(CompressTable::small()) };
+        unsafe { addr_of_mut!((*ptr).table).write(EMPTY_LZ4_TABLE) };
         // SAFETY: fully initialised just above.
         unsafe { slot.assume_init_mut() }
     }
