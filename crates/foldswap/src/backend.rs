@@ -1,5 +1,8 @@
 //! The backend: frontswap's five operations over the cores.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use foldswap_delta::{Sampler, SimilarityConfig};
 use foldswap_ladder::{
     Batch, BatchResult, Governor, Ladder, Next, RegionId, Tunables as LadderTunables,
@@ -142,27 +145,63 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// A backend with no swap area yet; its scanner (if the host runs one) parks
     /// through `parker`.
     pub fn new(provider: P, config: Config, parker: K) -> Result<Self, Error> {
+        let mut slot = MaybeUninit::<Self>::uninit();
+        Self::init_in(&mut slot, provider, config, parker)?;
+        // SAFETY: `init_in` returned Ok, so every field of `slot` is initialised.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// Build a backend in place, in memory the host provides (the kernel host: it
+    /// is about 7 KiB, too big to pass around on a 16 KiB stack). Each part is
+    /// written straight into `slot`; no temporary holds the whole backend. On error
+    /// nothing is left initialised and everything taken from `provider` is given
+    /// back. The caller drops it with `MaybeUninit::assume_init_drop` (or by moving
+    /// it out) when done.
+    pub fn init_in(
+        slot: &mut MaybeUninit<Self>,
+        provider: P,
+        config: Config,
+        parker: K,
+    ) -> Result<&mut Self, Error> {
         if config.max_compressed_len > PAGE_SIZE {
             return Err(Error::InvalidArgument("max_compressed_len over a page"));
         }
         let similarity = SimilarityConfig::default();
-        let mut content = Content::new(provider.clone(), similarity)?;
-        content.pool.set_limit_bytes(config.pool_limit_bytes);
-        let ladder = Ladder::new(provider.clone(), config.ladder, config.seed)?;
-        Ok(Backend {
-            provider,
-            config,
-            areas: core::array::from_fn(|_| SwapArea::new()),
-            content: Mutex::new(content),
-            ladder: Mutex::new(ScanState {
-                ladder,
-                regions: [None; MAX_SWAP_TYPES],
-            }),
-            wake: Wake::new(parker, ScanTunables::default()),
-            sampler: Sampler::new(similarity)?,
-            data_since_burst: AtomicU64::new(0),
-            stats: Stats::default(),
-        })
+        let sampler = Sampler::new(similarity)?;
+        let ptr = slot.as_mut_ptr();
+        // SAFETY: `ptr` is valid, aligned storage for a Backend. The fallible parts
+        // (content, ladder) are written first; if the ladder fails, the content
+        // written before it is dropped again, so nothing is left half-built.
+        unsafe {
+            addr_of_mut!((*ptr).content)
+                .write(Mutex::new(Content::new(provider.clone(), similarity)?));
+            (*addr_of_mut!((*ptr).content))
+                .get_mut()
+                .pool
+                .set_limit_bytes(config.pool_limit_bytes);
+            match Ladder::new(provider.clone(), config.ladder, config.seed) {
+                Ok(ladder) => addr_of_mut!((*ptr).ladder).write(Mutex::new(ScanState {
+                    ladder,
+                    regions: [None; MAX_SWAP_TYPES],
+                })),
+                Err(e) => {
+                    addr_of_mut!((*ptr).content).drop_in_place();
+                    return Err(e);
+                }
+            }
+            let areas = addr_of_mut!((*ptr).areas).cast::<SwapArea>();
+            for i in 0..MAX_SWAP_TYPES {
+                areas.add(i).write(SwapArea::new());
+            }
+            addr_of_mut!((*ptr).provider).write(provider);
+            addr_of_mut!((*ptr).config).write(config);
+            addr_of_mut!((*ptr).wake).write(Wake::new(parker, ScanTunables::default()));
+            addr_of_mut!((*ptr).sampler).write(sampler);
+            addr_of_mut!((*ptr).data_since_burst).write(AtomicU64::new(0));
+            addr_of_mut!((*ptr).stats).write(Stats::default());
+        }
+        // SAFETY: every field was written above.
+        Ok(unsafe { slot.assume_init_mut() })
     }
 
     /// Stage new scanner tunables (any thread); the scanner applies them between

@@ -288,3 +288,33 @@ fn pool_limit_rejects_cleanly() {
         assert_eq!(&out, page);
     }
 }
+
+#[test]
+fn a_backend_built_in_place_works_and_gives_everything_back() {
+    use core::mem::MaybeUninit;
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut slot = Box::new(MaybeUninit::uninit());
+    let backend =
+        Backend::init_in(&mut slot, &provider, Config::default(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, 16).unwrap();
+    let page = page_of(7);
+    backend.store(0, 3, &page, &mut scratch).unwrap();
+    let mut out = vec![0u8; PAGE_SIZE];
+    backend.load(0, 3, &mut out, &mut scratch).unwrap();
+    assert_eq!(out, page);
+    // SAFETY: `init_in` succeeded; the backend is not used after this.
+    unsafe { slot.assume_init_drop() };
+    assert_eq!(provider.pages_in_use(), 0);
+
+    // Memory refused while building: a typed error, nothing kept.
+    let provider = CountingProvider::new(StdPageProvider, 1);
+    let mut slot = Box::new(MaybeUninit::uninit());
+    let result = Backend::init_in(&mut slot, &provider, Config::default(), StdParker::new());
+    assert!(
+        matches!(result, Err(Error::OutOfMemory)),
+        "{:?}",
+        result.err()
+    );
+    assert_eq!(provider.pages_in_use(), 0);
+}
