@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
 use foldswap_benches::report_ratio;
 use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, StdPageProvider};
 use foldswap_pool::building_blocks::lz4_flex::block::{
@@ -212,13 +212,25 @@ fn bench_store(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]], war
             }
         })
     });
+    bench_store_pages(&mut group, pages, warm, &mut scratch, CodecKind::Lz4);
+    group.finish();
+}
+
+/// `store_page`: every page into a fresh pool (with `codec`) per iteration.
+fn bench_store_pages(
+    group: &mut BenchmarkGroup<'_, ThreadCpuTime>,
+    pages: &[&[u8; PAGE_SIZE]],
+    warm: &WarmPages,
+    scratch: &mut CompressScratch,
+    codec: CodecKind,
+) {
     group.bench_function("store_page", |b| {
         b.iter_batched(
-            || PagePool::new(warm, keep_everything(CodecKind::Lz4)).expect("pool"),
+            || PagePool::new(warm, keep_everything(codec)).expect("pool"),
             |mut pool| {
                 for page in pages {
                     black_box(
-                        pool.store_page(&page[..], &mut scratch, &NoClock)
+                        pool.store_page(&page[..], scratch, &NoClock)
                             .expect("store"),
                     );
                 }
@@ -227,7 +239,6 @@ fn bench_store(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]], war
             BatchSize::PerIteration,
         )
     });
-    group.finish();
 }
 
 fn bench_load(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]], warm: &WarmPages) {
@@ -291,21 +302,7 @@ fn bench_store_deflate(
         })
     });
     let mut scratch = CompressScratch::boxed();
-    group.bench_function("store_page", |b| {
-        b.iter_batched(
-            || PagePool::new(warm, keep_everything(CodecKind::Deflate)).expect("pool"),
-            |mut pool| {
-                for page in pages {
-                    black_box(
-                        pool.store_page(&page[..], &mut scratch, &NoClock)
-                            .expect("store"),
-                    );
-                }
-                pool
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    bench_store_pages(&mut group, pages, warm, &mut scratch, CodecKind::Deflate);
     group.finish();
 }
 
