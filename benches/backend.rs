@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use foldswap::{Backend, Config, Scratch, StdParker};
-use foldswap_benches::{on_cpu, report_ratio};
-use foldswap_mem::{PAGE_SIZE, StdPageProvider};
+use foldswap_benches::{WarmPages, on_cpu, report_ratio};
+use foldswap_mem::PAGE_SIZE;
 use lz4_flex::block::{
     CompressTable, compress_into_with_table, decompress_into, get_maximum_output_size,
 };
@@ -51,12 +51,19 @@ fn stamp(page: &mut [u8; PAGE_SIZE], pages: &[[u8; PAGE_SIZE]], i: u64) {
     page[..8].copy_from_slice(&i.to_le_bytes());
 }
 
-fn new_backend() -> Backend<StdPageProvider, StdParker> {
+/// Pages already touched, as the kernel's `alloc_page` gives them: a fresh std page
+/// would page-fault on first write, a userspace cost, not the backend's.
+fn warm_pages() -> &'static WarmPages {
+    static WARM: std::sync::OnceLock<WarmPages> = std::sync::OnceLock::new();
+    WARM.get_or_init(|| WarmPages::new(8192))
+}
+
+fn new_backend() -> Backend<&'static WarmPages, StdParker> {
     let config = Config {
         keep_incompressible: true,
         ..Config::default()
     };
-    let backend = Backend::new(StdPageProvider, config, StdParker::new()).expect("backend");
+    let backend = Backend::new(warm_pages(), config, StdParker::new()).expect("backend");
     backend.init(0, 1 << 20).expect("init");
     backend
 }

@@ -12,14 +12,12 @@
 //! Run: `cargo bench -p foldswap-benches --bench pool`
 
 use std::hint::black_box;
-use std::ptr::NonNull;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
-use foldswap_benches::report_ratio;
-use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, StdPageProvider};
+use foldswap_benches::{WarmPages, report_ratio};
+use foldswap_mem::PAGE_SIZE;
 use foldswap_pool::building_blocks::lz4_flex::block::{
     compress_into, decompress_into, get_maximum_output_size,
 };
@@ -117,49 +115,6 @@ impl ValueFormatter for CpuNanos {
     }
     fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
         "ns cpu"
-    }
-}
-
-/// A host page allocator that hands out pages already touched, as the kernel's
-/// `alloc_page` does: a page from the std allocator would page-fault on first
-/// write, a cost of userspace, not of the pool. Pages given back are reused.
-struct WarmPages {
-    free: Mutex<Vec<NonNull<Page>>>,
-}
-
-// SAFETY: the pages are owned by the free list or by exactly one pool.
-unsafe impl Send for WarmPages {}
-// SAFETY: the free list is behind a mutex.
-unsafe impl Sync for WarmPages {}
-
-impl WarmPages {
-    fn new(pages: usize) -> Self {
-        let free = (0..pages)
-            .map(|_| {
-                let page = StdPageProvider.alloc_page().expect("page");
-                // SAFETY: a fresh page, ours alone; touching it maps it.
-                unsafe { (*page.as_ptr()).as_bytes_mut().fill(0) };
-                page
-            })
-            .collect();
-        WarmPages {
-            free: Mutex::new(free),
-        }
-    }
-}
-
-// SAFETY: every page comes from StdPageProvider, unaliased and valid until it is
-// given back; the free list holds only pages nobody else uses.
-unsafe impl PageProvider for &WarmPages {
-    fn alloc_page(&self) -> Result<NonNull<Page>, Error> {
-        match self.free.lock().expect("lock").pop() {
-            Some(page) => Ok(page),
-            None => StdPageProvider.alloc_page(),
-        }
-    }
-
-    unsafe fn free_page(&self, page: NonNull<Page>) {
-        self.free.lock().expect("lock").push(page);
     }
 }
 
