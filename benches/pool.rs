@@ -6,6 +6,9 @@
 //! - `pool_load`: `PagePool::load_page` vs plain `decompress_into` of the same
 //!   compressed bytes. Target: load ≤ 1.10 × plain decompress.
 //! - `pool_store_deflate`: the same with deflate-1 vs plain miniz_oxide.
+//! - `pool_verify`: the duplicate check's full comparison of a page with its stored
+//!   lz4 copy: `lz4_matches` (walks the stream, compares as it goes) vs plain
+//!   `decompress_into` + memcmp vs memcmp of two uncompressed copies alone.
 //! - Bytes (not timed): bytes the pool holds for the whole corpus (zspages plus all
 //!   metadata) vs the sum of the compressed sizes. Target ≤ 1.05.
 //!
@@ -27,7 +30,7 @@ use foldswap_pool::building_blocks::miniz_oxide::deflate::core::{
 };
 use foldswap_pool::{
     CodecKind, CompressScratch, DecompressScratch, NoClock, PagePolicy, PagePool, PoorCompression,
-    StoredPage, same_filled_word,
+    StoredPage, lz4_matches, same_filled_word,
 };
 
 /// Every `SAMPLE_STRIDE`-th corpus page is benchmarked (about 2,100 pages).
@@ -196,19 +199,24 @@ fn bench_store_pages(
     });
 }
 
-fn bench_load(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]], warm: &WarmPages) {
-    let mut group = c.benchmark_group("pool_load");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(4));
+/// Plain lz4 blocks of `pages`.
+fn compress_all(pages: &[&[u8; PAGE_SIZE]]) -> Vec<Vec<u8>> {
     let mut buf = vec![0u8; get_maximum_output_size(PAGE_SIZE)];
-    let compressed: Vec<Vec<u8>> = pages
+    pages
         .iter()
         .map(|page| {
             let len = compress_into(&page[..], &mut buf).expect("fits");
             buf[..len].to_vec()
         })
-        .collect();
+        .collect()
+}
+
+fn bench_load(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]], warm: &WarmPages) {
+    let mut group = c.benchmark_group("pool_load");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    let compressed = compress_all(pages);
     let mut out = vec![0u8; PAGE_SIZE];
     group.bench_function("plain_lz4_decompress", |b| {
         b.iter(|| {
@@ -225,6 +233,40 @@ fn bench_load(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]], warm
                 pool.load_page(*s, &mut out, &mut scratch, &NoClock)
                     .expect("load");
                 black_box(&out);
+            }
+        })
+    });
+    group.finish();
+}
+
+fn bench_verify(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]]) {
+    let mut group = c.benchmark_group("pool_verify");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    let compressed = compress_all(pages);
+    // Uncompressed copies in their own memory: what memcmp alone compares against.
+    let copies: Vec<Box<[u8; PAGE_SIZE]>> = pages.iter().map(|p| Box::new(**p)).collect();
+    group.bench_function("lz4_matches", |b| {
+        b.iter(|| {
+            for (bytes, page) in compressed.iter().zip(pages) {
+                assert_eq!(lz4_matches(bytes, page), Ok(true));
+            }
+        })
+    });
+    let mut out = vec![0u8; PAGE_SIZE];
+    group.bench_function("decompress_memcmp", |b| {
+        b.iter(|| {
+            for (bytes, page) in compressed.iter().zip(pages) {
+                decompress_into(bytes, &mut out).expect("decodes");
+                assert!(black_box(&out[..]) == &page[..]);
+            }
+        })
+    });
+    group.bench_function("memcmp", |b| {
+        b.iter(|| {
+            for (copy, page) in copies.iter().zip(pages) {
+                assert!(black_box(&copy[..]) == &page[..]);
             }
         })
     });
@@ -291,11 +333,14 @@ fn main() {
         .configure_from_args();
     bench_store(&mut c, &sample, &warm);
     bench_load(&mut c, &sample, &warm);
+    bench_verify(&mut c, &sample);
     bench_store_deflate(&mut c, &sample, &warm);
     c.final_summary();
     report_ratio("pool_store", "store_page", "plain_lz4_compress");
     report_ratio("pool_store", "codec_only", "plain_lz4_compress");
     report_ratio("pool_load", "load_page", "plain_lz4_decompress");
+    report_ratio("pool_verify", "lz4_matches", "decompress_memcmp");
+    report_ratio("pool_verify", "lz4_matches", "memcmp");
     report_ratio(
         "pool_store_deflate",
         "store_page",

@@ -58,9 +58,12 @@ extern crate std;
 mod class;
 mod clock;
 mod codec;
+mod lz4_match;
 mod page_pool;
 mod same_filled;
 mod store;
+#[cfg(feature = "std")]
+pub mod testing;
 
 pub use class::{
     CLASS_COUNT, CLASS_STEP, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
@@ -75,6 +78,7 @@ pub use codec::{
 #[cfg(feature = "alloc")]
 pub use codec::{DEFLATE_LEVEL, Deflate, Inflater};
 pub use foldswap_mem::Error;
+pub use lz4_match::lz4_matches;
 pub use page_pool::{
     DEFAULT_THRESHOLD, PagePolicy, PagePool, PageStats, PoorCompression, Prepared, StoredPage,
     prepare_page,

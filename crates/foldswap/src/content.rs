@@ -11,15 +11,16 @@
 //! The entries, the stable tree (foldswap-merge, keyed by the content hash) and the
 //! pool live together behind one lock (`Content`). Slow work — compressing,
 //! decompressing for a load, encoding a delta — happens outside it on bytes copied in
-//! or out; only bookkeeping and, on a hash match, the confirming decode-and-compare
-//! run inside.
+//! or out; only bookkeeping and, on a hash match, the confirming full comparison
+//! run inside (for lz4 entries against the compressed stream itself, without
+//! decoding it: [`lz4_matches`]).
 
 use foldswap_delta::{IndexCapacity, SimilarityConfig, SimilarityIndex};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
 use foldswap_merge::{MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared};
 use foldswap_pool::{
     CodecKind, DecompressScratch, Handle, ObjectStore, TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4,
-    TAG_RAW, decompress,
+    TAG_RAW, decompress, lz4_matches,
 };
 
 use crate::scratch::DecodeScratch;
@@ -163,7 +164,7 @@ impl<P: PageProvider + Clone> Content<P> {
     }
 
     /// Look `page` (hash `hash`) up in the stable tree: sampled key, full hash, then
-    /// a decode-and-compare of the candidate.
+    /// a full byte comparison with the candidate.
     fn lookup(
         &mut self,
         hash: u64,
@@ -181,7 +182,7 @@ impl<P: PageProvider + Clone> Content<P> {
     }
 
     /// Find a stored entry byte-identical to `page` and add a sharer to it. A hash
-    /// match is only a candidate: the tree has it decoded and compared in full.
+    /// match is only a candidate: the tree has it compared in full.
     pub fn share_identical(
         &mut self,
         hash: u64,
@@ -388,8 +389,30 @@ impl<P: PageProvider + Clone> PageContents for View<'_, P> {
             // merge different bytes.
             (false, false) => return Ok(a == b),
         };
-        decode_into(self.entries, self.pool, stored, self.scratch)?;
-        Ok(self.scratch.page.as_bytes() == self.incoming)
+        same_as_stored(self.entries, self.pool, stored, self.incoming, self.scratch)
+    }
+}
+
+/// Whether entry `key` holds exactly `page`: every byte is compared. An lz4 object
+/// is compared against its stream as it is walked ([`lz4_matches`]: no decode, no
+/// copy when the object lies in one pool page), a raw one directly; deflate and
+/// delta entries are decoded into `scratch.page` first.
+fn same_as_stored<P: PageProvider + Clone>(
+    entries: &Slab<Entry, P>,
+    pool: &ObjectStore<P>,
+    key: u32,
+    page: &[u8; PAGE_SIZE],
+    scratch: &mut DecodeScratch,
+) -> Result<bool, Error> {
+    let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
+    let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
+    match pool.view_object(handle, &mut scratch.object)? {
+        (bytes, TAG_LZ4) => lz4_matches(bytes, page),
+        (bytes, TAG_RAW) => Ok(bytes == page),
+        _ => {
+            decode_into(entries, pool, key, scratch)?;
+            Ok(scratch.page.as_bytes() == page)
+        }
     }
 }
 
@@ -471,4 +494,85 @@ fn decode_plain(
         _ => return Err(Error::Corrupt),
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use foldswap_delta::{EncodeScratch, encode};
+    use foldswap_mem::StdPageProvider;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    use super::*;
+    use crate::Scratch;
+
+    fn text(seed: u8) -> [u8; PAGE_SIZE] {
+        core::array::from_fn(|i| b"foldswap keeps pages "[i % 21] ^ seed ^ (i / 700) as u8)
+    }
+
+    /// `page` is stored under `key`, and no page one byte away from it is.
+    fn check_only(content: &Content<StdPageProvider>, key: u32, page: &[u8; PAGE_SIZE]) {
+        let mut scratch = Scratch::boxed();
+        let decode = &mut scratch.decode;
+        let same = |p: &[u8; PAGE_SIZE], d: &mut DecodeScratch| {
+            same_as_stored(&content.entries, &content.pool, key, p, d)
+        };
+        assert_eq!(same(page, decode), Ok(true));
+        for at in [0, 1, 17, 700, 2048, 4000, PAGE_SIZE - 1] {
+            let mut other = *page;
+            other[at] ^= 0x20;
+            assert_eq!(same(&other, decode), Ok(false), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn the_full_comparison_holds_for_every_encoding() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let (a, b, c) = (text(1), text(2), text(3));
+        let mut store = |content: &mut Content<StdPageProvider>, page: &[u8; PAGE_SIZE], tag| {
+            let Scratch {
+                compress, decode, ..
+            } = &mut *scratch;
+            let bytes = match tag {
+                TAG_RAW => &page[..],
+                _ => compress.compress(CodecKind::Lz4, page).unwrap().unwrap(),
+            };
+            let (key, inserted) = content
+                .insert_or_share(xxh3_64(page), page, bytes, tag, decode)
+                .unwrap();
+            assert!(inserted);
+            key
+        };
+        let key_a = store(&mut content, &a, TAG_LZ4);
+        let key_b = store(&mut content, &b, TAG_RAW);
+        let key_c = store(&mut content, &c, TAG_LZ4);
+        check_only(&content, key_a, &a);
+        check_only(&content, key_b, &b);
+
+        // a recompressed with deflate.
+        let deflated = scratch
+            .compress
+            .compress(CodecKind::Deflate, &a)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let generation = content.entry(key_a).unwrap().generation;
+        assert_eq!(
+            content.reencode(key_a, generation, &deflated, TAG_DEFLATE, None),
+            Ok(true)
+        );
+        check_only(&content, key_a, &a);
+
+        // c kept as a delta against b.
+        let mut out = [0u8; PAGE_SIZE];
+        let index = EncodeScratch::from_page(&mut scratch.delta_index);
+        let n = encode(&c, &b, index, &mut out).unwrap();
+        let base = (key_b, content.entry(key_b).unwrap().generation);
+        let generation = content.entry(key_c).unwrap().generation;
+        assert_eq!(
+            content.reencode(key_c, generation, &out[..n], TAG_DELTA, Some(base)),
+            Ok(true)
+        );
+        check_only(&content, key_c, &c);
+    }
 }

@@ -9,8 +9,9 @@
 //! 1. **Same-filled.** A page that is one 64-bit word repeated (zero included) is
 //!    kept as that word in its offset slot: no pool space, no entry.
 //! 2. **Identical.** The page's xxh3-64 keys the dedup index (the merge crate's
-//!    stable index). A hash match is only a candidate: the stored page is decoded and
-//!    compared byte for byte; only then does the offset take a reference to it. An
+//!    stable index). A hash match is only a candidate: the stored page is compared
+//!    byte for byte (an lz4 copy against its compressed stream, without decoding it);
+//!    only then does the offset take a reference to it. An
 //!    identical page is never compressed twice.
 //! 3. **Compressed.** Otherwise the page is compressed (lz4 by default) with the
 //!    worker's scratch, *outside* every lock, and the bytes go into the pool as a new
