@@ -30,6 +30,23 @@ const MIN_MATCH: usize = 4;
 /// Bytes compared at once by the short-run comparison.
 const WIDE: usize = 16;
 
+/// `MASKS[n]`: the low `n` bytes of a little-endian 16-byte word.
+const MASKS: [u128; WIDE + 1] = {
+    let mut masks = [0u128; WIDE + 1];
+    let mut n = 1;
+    while n <= WIDE {
+        masks[n] = u128::MAX >> (8 * (WIDE - n));
+        n += 1;
+    }
+    masks
+};
+
+/// The mask of the first `n` bytes of a word (all of it for `n` ≥ 16).
+#[inline]
+fn mask(n: usize) -> u128 {
+    MASKS.get(n).copied().unwrap_or(u128::MAX)
+}
+
 /// Whether the lz4 block `compressed` decodes to exactly `candidate`.
 ///
 /// `Ok(true)` exactly when `decompress_lz4(compressed)` would give `candidate`;
@@ -60,16 +77,16 @@ pub fn lz4_matches(compressed: &[u8], candidate: &[u8; PAGE_SIZE]) -> Result<boo
         if literal == 15 {
             literal = literal.saturating_add(read_length(input, &mut ip)?);
         }
-        if literal > 0 {
-            if literal > input.len() - ip || literal > PAGE_SIZE - pos {
-                return Err(Error::Corrupt);
-            }
-            if !same(input, ip, candidate, pos, literal) {
-                return Ok(false);
-            }
-            ip += literal;
-            pos += literal;
+        // No branch on an empty run: comparing 0 bytes is a masked no-op, and a
+        // data-dependent branch per sequence costs more than it saves.
+        if literal > input.len() - ip || literal > PAGE_SIZE - pos {
+            return Err(Error::Corrupt);
         }
+        if !same(input, ip, candidate, pos, literal) {
+            return Ok(false);
+        }
+        ip += literal;
+        pos += literal;
         if ip >= input.len() {
             // The last sequence: literals only.
             return if pos == PAGE_SIZE {
@@ -117,15 +134,15 @@ fn read_length(input: &[u8], ip: &mut usize) -> Result<usize, Error> {
 
 /// `a[a_at..a_at + len] == b[b_at..b_at + len]`; both ranges must lie within their
 /// slices (false otherwise). Runs of up to 32 bytes, the usual lz4 literal run and
-/// match, are compared as one or two 16-byte words instead of through `memcmp`.
+/// match, are compared as one (masked) or two 16-byte words instead of through
+/// `memcmp`.
 #[inline]
 fn same(a: &[u8], a_at: usize, b: &[u8], b_at: usize, len: usize) -> bool {
     if len <= WIDE {
         // A 16-byte window from each position, when both have one: compare the
         // first `len` bytes of each (the rest is masked off by the shift).
         if let (Some(x), Some(y)) = (word(a, a_at), word(b, b_at)) {
-            let shift = 8 * (WIDE - len) as u32;
-            return (x ^ y).checked_shl(shift).unwrap_or(0) == 0;
+            return (x ^ y) & mask(len) == 0;
         }
     } else if len <= 2 * WIDE {
         // Two windows, the first and the last 16 bytes of the run (overlapping).

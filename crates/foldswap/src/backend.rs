@@ -15,8 +15,8 @@ use spin::Mutex;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, SwapArea};
-use crate::content::{Content, NONE, TAG_DELTA, decode_snapshot};
-use crate::offsets::SlotValue;
+use crate::content::{Content, Lookup, NONE, Released, TAG_DELTA, decode_snapshot};
+use crate::offsets::{OffsetTable, SlotValue};
 use crate::scanner::ScanTunables;
 use crate::scratch::Scratch;
 use crate::stats::Stats;
@@ -338,27 +338,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let page = as_page_bytes(page)?;
         let area = self.area(swap_type)?;
         area.check_offset(offset)?;
-        let (value, kind) = match self.encode(page, scratch) {
-            Ok(done) => done,
-            Err(e) => {
-                self.count_reject(e);
-                return Err(e);
-            }
-        };
-        let old = match area.replace(&self.provider, offset, value) {
-            Ok(old) => old,
-            Err(e) => {
-                // Undo the reference `encode` took; the page was never counted stored.
-                self.drop_reference(value);
-                self.count_reject(e);
-                return Err(e);
-            }
-        };
-        self.count_stored(value, kind);
-        if let Some(old) = old {
-            self.release(old);
+        let stored = self.store_in(area, offset, page, scratch);
+        if let Err(e) = stored {
+            self.count_reject(e);
         }
-        Ok(kind)
+        stored
     }
 
     /// frontswap `load`: copy the page stored at (`swap_type`, `offset`) into `out`.
@@ -425,25 +409,42 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         Ok(())
     }
 
-    /// Same-filled, else identical to a stored page, else compressed: the slot value
-    /// for `page`, with the reference it carries already taken.
-    fn encode(
+    /// Same-filled, else identical to a stored page, else compressed; then the
+    /// offset points at it and what it held is released. For pages that are not
+    /// same-filled, the slot and the entries change together under the offset's
+    /// lock and the content lock: once for a duplicate, twice for a new page, with
+    /// the compression outside every lock between the two.
+    fn store_in(
         &self,
+        area: &SwapArea,
+        offset: u64,
         page: &[u8; PAGE_SIZE],
         scratch: &mut Scratch,
-    ) -> Result<(SlotValue, StoreKind), Error> {
+    ) -> Result<StoreKind, Error> {
         if let Some(word) = same_filled_word(page) {
-            return Ok((SlotValue::SameFilled(word), StoreKind::SameFilled));
+            let old = area.replace(&self.provider, offset, SlotValue::SameFilled(word))?;
+            self.count_stored(StoreKind::SameFilled, old.is_some());
+            if let Some(old) = old {
+                self.forget(old);
+            }
+            return Ok(StoreKind::SameFilled);
         }
         let hash = xxh3_64(page);
-        if let Some(key) = self
-            .content
-            .lock()
-            .share_identical(hash, page, &mut scratch.decode)?
-        {
-            Stats::add(&self.stats.duplicate_pages, 1);
-            return Ok((SlotValue::Entry(u64::from(key)), StoreKind::Duplicate));
-        }
+        let pending = {
+            let mut table = area.shard(offset).lock();
+            let mut content = self.content.lock();
+            match content.share_identical(hash, page, &mut scratch.decode)? {
+                Lookup::Shared(key) => {
+                    Stats::add(&self.stats.duplicate_pages, 1);
+                    let replaced = self.put(&mut table, &mut content, offset, key)?;
+                    drop(content);
+                    drop(table);
+                    self.count_stored(StoreKind::Duplicate, replaced);
+                    return Ok(StoreKind::Duplicate);
+                }
+                Lookup::Vacant(pending) => pending,
+            }
+        };
         // Compress outside every lock; an identical page stored meanwhile by another
         // thread is found again under the lock and shared instead.
         let Scratch {
@@ -457,12 +458,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             _ if self.config.keep_incompressible => (&page[..], TAG_RAW, StoreKind::Raw),
             _ => return Err(Error::Incompressible),
         };
+        let mut table = area.shard(offset).lock();
         let mut content = self.content.lock();
-        let (key, inserted) = content.insert_or_share(hash, page, bytes, tag, decode)?;
-        drop(content);
-        if inserted {
-            self.note_growth(bytes.len());
-        }
+        let (key, inserted) = content.insert_or_share(hash, page, bytes, tag, decode, pending)?;
         let kind = if inserted {
             Stats::add(&self.stats.compressed_pages, 1);
             kind
@@ -470,7 +468,44 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Stats::add(&self.stats.duplicate_pages, 1);
             StoreKind::Duplicate
         };
-        Ok((SlotValue::Entry(u64::from(key)), kind))
+        let replaced = self.put(&mut table, &mut content, offset, key)?;
+        drop(content);
+        drop(table);
+        if inserted {
+            self.note_growth(bytes.len());
+        }
+        self.count_stored(kind, replaced);
+        Ok(kind)
+    }
+
+    /// Point `offset` at entry `key`, whose reference the caller took under
+    /// `content`, and drop the reference of what the offset held (returns whether
+    /// it held something). If the slot cannot be stored (no memory for the offset
+    /// table), `key`'s reference is dropped again and nothing changed.
+    fn put(
+        &self,
+        table: &mut OffsetTable,
+        content: &mut Content<P>,
+        offset: u64,
+        key: u32,
+    ) -> Result<bool, Error> {
+        let old = match table.replace(&self.provider, offset, SlotValue::Entry(u64::from(key))) {
+            Ok(old) => old,
+            Err(e) => {
+                self.note_unshared(content.unshare(key));
+                return Err(e);
+            }
+        };
+        match old {
+            Some(SlotValue::Entry(old)) => {
+                if let Ok(old) = entry_key(old) {
+                    self.note_unshared(content.unshare(old));
+                }
+            }
+            Some(SlotValue::SameFilled(_)) => Stats::sub(&self.stats.same_filled_pages, 1),
+            None => {}
+        }
+        Ok(old.is_some())
     }
 
     /// Pool growth past the watermark since the scanner's last burst is pressure:
@@ -487,35 +522,43 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Forget a stored slot value: drop its reference and count it gone.
     fn release(&self, value: SlotValue) {
-        if let SlotValue::SameFilled(_) = value {
-            Stats::sub(&self.stats.same_filled_pages, 1);
-        }
-        self.drop_reference(value);
+        self.forget(value);
         Stats::sub(&self.stats.stored_pages, 1);
     }
 
-    /// Drop the entry reference a slot value carries (same-filled values carry none).
-    fn drop_reference(&self, value: SlotValue) {
-        let SlotValue::Entry(key) = value else {
-            return;
-        };
-        let Ok(key) = entry_key(key) else { return };
-        let released = self.content.lock().unshare(key);
-        if let Ok(released) = released {
-            if released.still_shared {
-                Stats::sub(&self.stats.duplicate_pages, 1);
+    /// Drop the reference a slot value carries (same-filled values carry none) and
+    /// count what it held gone, but not the stored page itself (a replacement).
+    fn forget(&self, value: SlotValue) {
+        match value {
+            SlotValue::SameFilled(_) => Stats::sub(&self.stats.same_filled_pages, 1),
+            SlotValue::Entry(key) => {
+                if let Ok(key) = entry_key(key) {
+                    self.note_unshared(self.content.lock().unshare(key));
+                }
             }
-            Stats::sub(
-                &self.stats.compressed_pages,
-                u64::from(released.plain_freed),
-            );
-            Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
         }
     }
 
-    fn count_stored(&self, _value: SlotValue, kind: StoreKind) {
+    /// Count one reference dropped from an entry (errors change no counter).
+    fn note_unshared(&self, released: Result<Released, Error>) {
+        let Ok(released) = released else { return };
+        if released.still_shared {
+            Stats::sub(&self.stats.duplicate_pages, 1);
+        }
+        Stats::sub(
+            &self.stats.compressed_pages,
+            u64::from(released.plain_freed),
+        );
+        Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
+    }
+
+    /// Count a successful store of `kind`; a page that `replaced` another leaves
+    /// the number stored as it was.
+    fn count_stored(&self, kind: StoreKind, replaced: bool) {
         let s = &self.stats;
-        Stats::add(&s.stored_pages, 1);
+        if !replaced {
+            Stats::add(&s.stored_pages, 1);
+        }
         Stats::add(&s.written_pages, 1);
         match kind {
             StoreKind::SameFilled => Stats::add(&s.same_filled_pages, 1),

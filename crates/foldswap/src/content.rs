@@ -17,7 +17,9 @@
 
 use foldswap_delta::{IndexCapacity, SimilarityConfig, SimilarityIndex};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
-use foldswap_merge::{MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared};
+use foldswap_merge::{
+    MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared, Vacancy,
+};
 use foldswap_pool::{
     CodecKind, DecompressScratch, Handle, ObjectStore, TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4,
     TAG_RAW, decompress, lz4_matches,
@@ -108,6 +110,27 @@ pub struct Content<P: PageProvider + Clone> {
     pub(crate) pool: ObjectStore<P>,
     pub(crate) similar: SimilarityIndex<u32, P>,
     next_generation: u32,
+    /// Stable-tree insertions so far: a lookup that found nothing stays true
+    /// while this is unchanged (removals cannot make a missing page appear).
+    inserts: u64,
+}
+
+/// What a store's first lookup found: a stored identical page (now shared), or
+/// where the page would go.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup {
+    /// The entry now shared by one more offset.
+    Shared(u32),
+    /// Nothing identical is stored; pass this to [`Content::insert_or_share`].
+    Vacant(Pending),
+}
+
+/// A lookup that found nothing, and when: if no page entered the tree since,
+/// [`Content::insert_or_share`] inserts there without looking again.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    vacancy: Vacancy,
+    inserts: u64,
 }
 
 /// What releasing one sharer did.
@@ -137,6 +160,7 @@ impl<P: PageProvider + Clone> Content<P> {
                 IndexCapacity::growable(SIMILARITY_INDEX_MAX_PAGES),
             )?,
             next_generation: 0,
+            inserts: 0,
         })
     }
 
@@ -188,18 +212,22 @@ impl<P: PageProvider + Clone> Content<P> {
         hash: u64,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch,
-    ) -> Result<Option<u32>, Error> {
+    ) -> Result<Lookup, Error> {
         match self.lookup(hash, page, scratch)? {
             StableLookup::Found { node, kept } => {
                 self.tree.share(node)?;
-                Ok(Some(kept))
+                Ok(Lookup::Shared(kept))
             }
-            StableLookup::Vacant(_) => Ok(None),
+            StableLookup::Vacant(vacancy) => Ok(Lookup::Vacant(Pending {
+                vacancy,
+                inserts: self.inserts,
+            })),
         }
     }
 
     /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
-    /// identical page was stored meanwhile (then share that one and return it).
+    /// identical page was stored since `pending`'s lookup (then share that one and
+    /// return it). The tree is searched again only if a page entered it since.
     /// All or nothing.
     pub fn insert_or_share(
         &mut self,
@@ -208,13 +236,18 @@ impl<P: PageProvider + Clone> Content<P> {
         bytes: &[u8],
         tag: u8,
         scratch: &mut DecodeScratch,
+        pending: Pending,
     ) -> Result<(u32, bool), Error> {
-        let vacancy = match self.lookup(hash, page, scratch)? {
-            StableLookup::Found { node, kept } => {
-                self.tree.share(node)?;
-                return Ok((kept, false));
+        let vacancy = if pending.inserts == self.inserts {
+            pending.vacancy
+        } else {
+            match self.lookup(hash, page, scratch)? {
+                StableLookup::Found { node, kept } => {
+                    self.tree.share(node)?;
+                    return Ok((kept, false));
+                }
+                StableLookup::Vacant(vacancy) => vacancy,
             }
-            StableLookup::Vacant(vacancy) => vacancy,
         };
         self.tree.reserve_insert()?;
         self.entries.reserve(1)?;
@@ -241,6 +274,7 @@ impl<P: PageProvider + Clone> Content<P> {
         };
         match self.tree.insert(vacancy, key) {
             Ok(node) => {
+                self.inserts += 1;
                 if let Some(entry) = self.entries.get_mut(SlabKey(key)) {
                     entry.node = node.index();
                 }
@@ -525,6 +559,48 @@ mod tests {
     }
 
     #[test]
+    fn a_page_stored_between_lookup_and_insert_is_shared_not_stored_twice() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let page = text(4);
+        let hash = xxh3_64(&page);
+        let Scratch {
+            compress, decode, ..
+        } = &mut *scratch;
+        let bytes = compress
+            .compress(CodecKind::Lz4, &page)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        // Two stores of the same page look it up before either inserts it.
+        let lookups = [(); 2].map(|()| match content.share_identical(hash, &page, decode) {
+            Ok(Lookup::Vacant(pending)) => pending,
+            other => panic!("{other:?}"),
+        });
+        let first = content.insert_or_share(hash, &page, &bytes, TAG_LZ4, decode, lookups[0]);
+        let second = content.insert_or_share(hash, &page, &bytes, TAG_LZ4, decode, lookups[1]);
+        let (key, inserted) = first.unwrap();
+        assert!(inserted);
+        assert_eq!(second, Ok((key, false)));
+        assert_eq!(content.len(), 1);
+        assert_eq!(content.pool.len(), 1);
+        // A later page's lookup, with no insert since, is used as it is.
+        let other = text(5);
+        let Ok(Lookup::Vacant(pending)) = content.share_identical(xxh3_64(&other), &other, decode)
+        else {
+            panic!("not stored");
+        };
+        let raw = (&other[..], TAG_RAW);
+        let inserted =
+            content.insert_or_share(xxh3_64(&other), &other, raw.0, raw.1, decode, pending);
+        assert!(inserted.unwrap().1);
+        assert!(matches!(
+            content.share_identical(xxh3_64(&other), &other, decode),
+            Ok(Lookup::Shared(_))
+        ));
+    }
+
+    #[test]
     fn the_full_comparison_holds_for_every_encoding() {
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
         let mut scratch = Scratch::boxed();
@@ -537,8 +613,12 @@ mod tests {
                 TAG_RAW => &page[..],
                 _ => compress.compress(CodecKind::Lz4, page).unwrap().unwrap(),
             };
+            let hash = xxh3_64(page);
+            let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, page, decode) else {
+                panic!("stored before");
+            };
             let (key, inserted) = content
-                .insert_or_share(xxh3_64(page), page, bytes, tag, decode)
+                .insert_or_share(hash, page, bytes, tag, decode, pending)
                 .unwrap();
             assert!(inserted);
             key
