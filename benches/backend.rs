@@ -5,7 +5,8 @@
 //!   it replaces) vs plain `lz4_flex` block compression of the same pages.
 //!   Target: store throughput ≥ 0.9 × plain compress.
 //! - `backend_duplicate`: storing a page identical to one already stored (hash,
-//!   lookup, decode-and-compare, one more reference) vs storing a new page.
+//!   lookup, full comparison against the stored lz4 stream, one more reference)
+//!   vs storing a new page.
 //!   Target: ≥ 5 × faster.
 //! - `backend_load`: `Backend::load` vs plain `lz4_flex` decompression of the same
 //!   bytes. Target: ≥ 0.9 × plain decompress.
