@@ -30,12 +30,14 @@ mod slots;
 mod test_pages;
 
 // The module reaches the cores through this crate (one `--extern`).
+#[cfg(feature = "backend")]
+pub use foldswap as backend;
 pub use foldswap_mem as mem;
 pub use foldswap_pool as pool;
 
 pub use foldswap_mem::{Error, PAGE_SIZE};
 #[cfg(feature = "backend")]
-pub use full::Foldswap;
+pub use full::{Foldswap, MAX_WORKERS};
 pub use interim::Interim;
 pub use report::{Report, SliceWriter, TextBuf};
 pub use slots::{MAX_OFFSET, MAX_TYPES, Slot, SlotMap};
