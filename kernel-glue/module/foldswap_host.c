@@ -5,11 +5,11 @@
  *
  * - The swap_backend_ops (kernel-glue/patch) whose five operations map the
  *   page (kmap_local_page) and call the Rust side (foldswap_rs_*).
- * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_NOWARN |
- *   __GFP_NOMEMALLOC): never sleeping, never warning (a failed allocation is
- *   a rejected store), and never taking the emergency reserves — stores run in
- *   reclaim (PF_MEMALLOC), where an allocation would otherwise ignore the
- *   watermarks and starve GFP_ATOMIC users such as the block driver.
+ * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_NORETRY |
+ *   __GFP_NOWARN), the flags zswap gives zsmalloc: never sleeping, never
+ *   warning (a failed allocation is a rejected store, the page goes to disk).
+ *   Stores run in reclaim (PF_MEMALLOC), so like zswap's they may use the
+ *   reserves; the pool limit (20 % of RAM by default) bounds how much.
  * - Time: ktime_get_ns().
  * - Scratch memory (one per CPU, ~45 KiB each): vzalloc.
  * - The scanner kthread "foldswap_scan": its body is foldswap_rs_scanner_main;
@@ -118,7 +118,7 @@ int foldswap_host_unregister(void)
 
 void *foldswap_host_alloc_page(void)
 {
-	return (void *)__get_free_page(GFP_NOWAIT | __GFP_NOWARN | __GFP_NOMEMALLOC);
+	return (void *)__get_free_page(GFP_NOWAIT | __GFP_NORETRY | __GFP_NOWARN);
 }
 
 void foldswap_host_free_page(void *addr)

@@ -17,7 +17,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use foldswap_kglue::backend::{Config, Parker, Scratch};
+use foldswap_kglue::backend::{Config, Parker, ScanTunables, Scratch};
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
 use foldswap_kglue::{Foldswap, MAX_WORKERS, PAGE_SIZE, SliceWriter, SwapBackend};
@@ -116,6 +116,15 @@ fn worker() -> usize {
     // SAFETY: plain C call (raw_smp_processor_id: a hint; the scratch has a lock).
     unsafe { foldswap_host_cpu() as usize }
 }
+
+/// Pool growth (bytes stored since the scanner's last burst) that wakes the
+/// scanner early: 1 MiB (the backend's userspace default is 4 MiB; a guest or
+/// a small machine swaps less per second).
+const WAKE_WATERMARK_BYTES: usize = 1 << 20;
+
+/// The scanner's longest sleep when no pressure wakes it: 2 s (the backend's
+/// default is 200 ms). The store path's wake-ups, not polling, start its work.
+const SCAN_SLEEP_MSECS: u32 = 2000;
 
 /// The backend every operation goes to.
 static BACKEND: Foldswap<KernelPages, KernelParker> = Foldswap::new(worker);
@@ -261,7 +270,10 @@ fn start_backend() -> Result<(), Error> {
     let started = unsafe {
         BACKEND.start(
             KernelPages,
-            Config::default(),
+            Config {
+                wake_watermark_bytes: WAKE_WATERMARK_BYTES,
+                ..Config::default()
+            },
             KernelParker,
             &mut scratches,
             &mut free_scratch,
@@ -274,6 +286,10 @@ fn start_backend() -> Result<(), Error> {
         unsafe { BACKEND.stop(&mut free_scratch) };
         return Err(Error::OutOfMemory);
     }
+    BACKEND.backend()?.stage_scan_tunables(ScanTunables {
+        sleep_msecs: SCAN_SLEEP_MSECS,
+        ..ScanTunables::default()
+    });
     Ok(())
 }
 

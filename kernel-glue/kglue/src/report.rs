@@ -5,8 +5,7 @@
 
 use core::fmt::{self, Write};
 
-/// One reading of a backend's counters. Figures a backend does not have yet
-/// (dedup and the scanner, in the interim backend) stay 0.
+/// One reading of a backend's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
     /// Pages held now.
