@@ -5,11 +5,14 @@
  *
  * - The swap_backend_ops (kernel-glue/patch) whose five operations map the
  *   page (kmap_local_page) and call the Rust side (foldswap_rs_*).
- * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_NORETRY |
- *   __GFP_NOWARN), the flags zswap gives zsmalloc: never sleeping, never
- *   warning (a failed allocation is a rejected store, the page goes to disk).
- *   Stores run in reclaim (PF_MEMALLOC), so like zswap's they may use the
- *   reserves; the pool limit (20 % of RAM by default) bounds how much.
+ * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_HIGH |
+ *   __GFP_NOMEMALLOC | __GFP_NOWARN): never sleeping, never warning (a failed
+ *   allocation is a rejected store: the page goes to disk). Stores run in
+ *   reclaim (PF_MEMALLOC), where an allocation would otherwise ignore every
+ *   watermark: __GFP_NOMEMALLOC keeps the emergency reserve for others (the
+ *   block layer's GFP_ATOMIC allocations that finish the very writeback reclaim
+ *   waits for), __GFP_HIGH lets a store use half of the min reserve like an
+ *   atomic allocation, so stores rarely fail while kswapd catches up.
  * - Time: ktime_get_ns().
  * - Scratch memory (one per CPU, ~45 KiB each): vzalloc.
  * - The scanner kthread "foldswap_scan": its body is foldswap_rs_scanner_main;
@@ -118,7 +121,7 @@ int foldswap_host_unregister(void)
 
 void *foldswap_host_alloc_page(void)
 {
-	return (void *)__get_free_page(GFP_NOWAIT | __GFP_NORETRY | __GFP_NOWARN);
+	return (void *)__get_free_page(GFP_NOWAIT | __GFP_HIGH | __GFP_NOMEMALLOC | __GFP_NOWARN);
 }
 
 void foldswap_host_free_page(void *addr)
