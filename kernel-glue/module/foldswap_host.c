@@ -5,14 +5,16 @@
  *
  * - The swap_backend_ops (kernel-glue/patch) whose five operations map the
  *   page (kmap_local_page) and call the Rust side (foldswap_rs_*).
- * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_HIGH |
- *   __GFP_NOMEMALLOC | __GFP_NOWARN): never sleeping, never warning (a failed
- *   allocation is a rejected store: the page goes to disk). Stores run in
- *   reclaim (PF_MEMALLOC), where an allocation would otherwise ignore every
- *   watermark: __GFP_NOMEMALLOC keeps the emergency reserve for others (the
- *   block layer's GFP_ATOMIC allocations that finish the very writeback reclaim
- *   waits for), __GFP_HIGH lets a store use half of the min reserve like an
- *   atomic allocation, so stores rarely fail while kswapd catches up.
+ * - Pages for the backend: a page mempool (RESERVE_PAGES reserved at load).
+ *   mempool_alloc(GFP_NOWAIT | __GFP_HIGH) tries the page allocator first;
+ *   mempool adds __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN, so it never
+ *   sleeps or warns and never touches the kernel's emergency reserve, which
+ *   stores would otherwise take: they run in reclaim (PF_MEMALLOC), where a
+ *   plain allocation ignores every watermark and starves the block layer's
+ *   GFP_ATOMIC allocations. __GFP_HIGH lets a store use half of the min
+ *   reserve, like an atomic allocation; below that it takes one of the
+ *   mempool's own pages, and frees refill those first. An empty mempool is a
+ *   rejected store: the page goes to disk.
  * - Time: ktime_get_ns().
  * - Scratch memory (one per CPU, ~45 KiB each): vzalloc.
  * - The scanner kthread "foldswap_scan": its body is foldswap_rs_scanner_main;
@@ -32,6 +34,7 @@
 #include <linux/highmem.h>
 #include <linux/ktime.h>
 #include <linux/kthread.h>
+#include <linux/mempool.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <linux/vmalloc.h>
@@ -49,6 +52,8 @@ long foldswap_rs_stats(char *buf, size_t len);
 void foldswap_rs_scanner_main(void);
 
 /* Called by the Rust side. */
+int foldswap_host_reserve_create(void);
+void foldswap_host_reserve_destroy(void);
 void *foldswap_host_alloc_page(void);
 void foldswap_host_free_page(void *addr);
 void *foldswap_host_vzalloc(size_t bytes);
@@ -119,14 +124,34 @@ int foldswap_host_unregister(void)
 	return swap_backend_unregister(&foldswap_ops);
 }
 
+/* Pages the backend keeps for itself (4 MiB): what stores use while the
+ * allocator is below its min watermark. */
+#define RESERVE_PAGES 1024
+
+static mempool_t *page_reserve;
+
+int foldswap_host_reserve_create(void)
+{
+	page_reserve = mempool_create_page_pool(RESERVE_PAGES, 0);
+	return page_reserve ? 0 : -ENOMEM;
+}
+
+void foldswap_host_reserve_destroy(void)
+{
+	mempool_destroy(page_reserve);
+	page_reserve = NULL;
+}
+
 void *foldswap_host_alloc_page(void)
 {
-	return (void *)__get_free_page(GFP_NOWAIT | __GFP_HIGH | __GFP_NOMEMALLOC | __GFP_NOWARN);
+	struct page *page = mempool_alloc(page_reserve, GFP_NOWAIT | __GFP_HIGH);
+
+	return page ? page_address(page) : NULL;
 }
 
 void foldswap_host_free_page(void *addr)
 {
-	free_page((unsigned long)addr);
+	mempool_free(virt_to_page(addr), page_reserve);
 }
 
 void *foldswap_host_vzalloc(size_t bytes)

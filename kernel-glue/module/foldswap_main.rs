@@ -32,6 +32,8 @@ module! {
 }
 
 extern "C" {
+    fn foldswap_host_reserve_create() -> c_int;
+    fn foldswap_host_reserve_destroy();
     fn foldswap_host_alloc_page() -> *mut c_void;
     fn foldswap_host_free_page(addr: *mut c_void);
     fn foldswap_host_vzalloc(bytes: usize) -> *mut c_void;
@@ -51,15 +53,17 @@ extern "C" {
     fn foldswap_host_params_off();
 }
 
-/// Pages from the kernel's page allocator.
+/// Pages from the kernel's page allocator, through the module's page mempool
+/// (its reserve carries stores over while the allocator is below its min
+/// watermark; see foldswap_host.c).
 #[derive(Clone, Copy)]
 struct KernelPages;
 
-// SAFETY: `__get_free_page` returns a page-aligned, exclusively owned page of
-// the direct map, valid until `free_page`; NULL becomes `OutOfMemory`.
+// SAFETY: the mempool returns page-aligned, exclusively owned pages of the
+// direct map, valid until they are freed back to it; NULL becomes `OutOfMemory`.
 unsafe impl PageProvider for KernelPages {
     fn alloc_page(&self) -> Result<NonNull<Page>, Error> {
-        // SAFETY: plain C call; GFP_NOWAIT never sleeps.
+        // SAFETY: plain C call; mempool_alloc(GFP_NOWAIT) never sleeps.
         let addr = unsafe { foldswap_host_alloc_page() };
         NonNull::new(addr.cast::<Page>()).ok_or(Error::OutOfMemory)
     }
@@ -295,8 +299,14 @@ fn start_backend() -> Result<(), Error> {
 
 impl kernel::Module for FoldswapModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: plain C call (mempool_create_page_pool, may sleep: module init).
+        if unsafe { foldswap_host_reserve_create() } != 0 {
+            return Err(ENOMEM);
+        }
         if let Err(e) = start_backend() {
             pr_err!("cannot build the backend: {:?}\n", e);
+            // SAFETY: plain C call; no page of the reserve is in use.
+            unsafe { foldswap_host_reserve_destroy() };
             return Err(ENOMEM);
         }
         // SAFETY: plain C calls; the backend is ready for the parameters, the
@@ -328,6 +338,8 @@ fn stop_backend() {
     // SAFETY: the ops are unregistered (or never were), the scanner kthread
     // has exited and the parameters no longer reach BACKEND.
     unsafe { BACKEND.stop(&mut free_scratch) };
+    // SAFETY: plain C call; the backend gave every page back.
+    unsafe { foldswap_host_reserve_destroy() };
 }
 
 impl Drop for FoldswapModule {
