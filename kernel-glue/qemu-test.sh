@@ -132,6 +132,7 @@ figures() {
 						delta(p, "dedup_hits"), delta(p, "reject_pool_full"), delta(p, "reject_compress_poor")
 			}
 			if (delta("foldswap", "stores") <= 0 || delta("foldswap", "loads") <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }
+			if (delta("foldswap", "dedup_hits") <= 0) { print "verdict: foldswap found no duplicate page"; fail = 1 }
 			if (s["foldswap,swapoff,loads"] <= s["foldswap,after,loads"]) { print "verdict: swapoff loaded nothing back from foldswap"; fail = 1 }
 			if (s["foldswap,swapoff,stored_pages"] != 0) { print "verdict: foldswap holds pages after swapoff"; fail = 1 }
 			if (delta("limited", "reject_pool_full") <= 0) { print "verdict: the limited run rejected nothing"; fail = 1 }

@@ -5,12 +5,22 @@
  *
  * - The swap_backend_ops (kernel-glue/patch) whose five operations map the
  *   page (kmap_local_page) and call the Rust side (foldswap_rs_*).
- * - Pages for the backend: __get_free_page(GFP_NOWAIT | __GFP_NOWARN |
- *   __GFP_NOMEMALLOC): never sleeping, never warning (a failed allocation is
- *   a rejected store), and never taking the emergency reserves — stores run in
- *   reclaim (PF_MEMALLOC), where an allocation would otherwise ignore the
- *   watermarks and starve GFP_ATOMIC users such as the block driver.
+ * - Pages for the backend: a page mempool (RESERVE_PAGES reserved at load).
+ *   mempool_alloc(GFP_NOWAIT | __GFP_HIGH) tries the page allocator first;
+ *   mempool adds __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN, so it never
+ *   sleeps or warns and never touches the kernel's emergency reserve, which
+ *   stores would otherwise take: they run in reclaim (PF_MEMALLOC), where a
+ *   plain allocation ignores every watermark and starves the block layer's
+ *   GFP_ATOMIC allocations. __GFP_HIGH lets a store use half of the min
+ *   reserve, like an atomic allocation; below that it takes one of the
+ *   mempool's own pages, and frees refill those first. An empty mempool is a
+ *   rejected store: the page goes to disk.
  * - Time: ktime_get_ns().
+ * - Scratch memory (one per CPU, ~45 KiB each): vzalloc.
+ * - The scanner kthread "foldswap_scan": its body is foldswap_rs_scanner_main;
+ *   it parks with set_current_state / schedule_timeout and is woken with
+ *   wake_up_process (foldswap-wake's Parker contract: a wake-up after
+ *   prepare_park makes the next schedule_timeout return at once).
  * - Parameters in /sys/module/foldswap/parameters/:
  *     pool_limit_pages  rw  pool limit in pages (0: max_pool_percent of RAM)
  *     max_pool_percent  rw  default limit, percent of RAM (20, like zswap)
@@ -23,6 +33,11 @@
 #include <linux/mm.h>
 #include <linux/highmem.h>
 #include <linux/ktime.h>
+#include <linux/kthread.h>
+#include <linux/mempool.h>
+#include <linux/sched.h>
+#include <linux/smp.h>
+#include <linux/vmalloc.h>
 #include <linux/swap_backend.h>
 
 /* The Rust side (foldswap_main.rs). */
@@ -34,14 +49,28 @@ void foldswap_rs_invalidate_area(unsigned int type);
 void foldswap_rs_set_limit_bytes(u64 limit);
 void foldswap_rs_set_enabled(bool enabled);
 long foldswap_rs_stats(char *buf, size_t len);
+void foldswap_rs_scanner_main(void);
 
 /* Called by the Rust side. */
+int foldswap_host_reserve_create(void);
+void foldswap_host_reserve_destroy(void);
 void *foldswap_host_alloc_page(void);
 void foldswap_host_free_page(void *addr);
+void *foldswap_host_vzalloc(size_t bytes);
+void foldswap_host_vfree(void *addr);
 u64 foldswap_host_now_ns(void);
+u32 foldswap_host_cpu(void);
+u32 foldswap_host_nr_cpus(void);
+int foldswap_host_start_scanner(void);
+void foldswap_host_stop_scanner(void);
+void foldswap_host_prepare_park(void);
+void foldswap_host_cancel_park(void);
+void foldswap_host_park(u64 timeout_ns);
+void foldswap_host_unpark(void);
 int foldswap_host_register(void);
 int foldswap_host_unregister(void);
-void foldswap_host_apply_params(void);
+void foldswap_host_params_on(void);
+void foldswap_host_params_off(void);
 
 static int foldswap_init_area(unsigned int type, unsigned long nr_pages)
 {
@@ -95,19 +124,122 @@ int foldswap_host_unregister(void)
 	return swap_backend_unregister(&foldswap_ops);
 }
 
+/* Pages the backend keeps for itself (4 MiB): what stores use while the
+ * allocator is below its min watermark. */
+#define RESERVE_PAGES 1024
+
+static mempool_t *page_reserve;
+
+int foldswap_host_reserve_create(void)
+{
+	page_reserve = mempool_create_page_pool(RESERVE_PAGES, 0);
+	return page_reserve ? 0 : -ENOMEM;
+}
+
+void foldswap_host_reserve_destroy(void)
+{
+	mempool_destroy(page_reserve);
+	page_reserve = NULL;
+}
+
 void *foldswap_host_alloc_page(void)
 {
-	return (void *)__get_free_page(GFP_NOWAIT | __GFP_NOWARN | __GFP_NOMEMALLOC);
+	struct page *page = mempool_alloc(page_reserve, GFP_NOWAIT | __GFP_HIGH);
+
+	return page ? page_address(page) : NULL;
 }
 
 void foldswap_host_free_page(void *addr)
 {
-	free_page((unsigned long)addr);
+	mempool_free(virt_to_page(addr), page_reserve);
+}
+
+void *foldswap_host_vzalloc(size_t bytes)
+{
+	return vzalloc(bytes);
+}
+
+void foldswap_host_vfree(void *addr)
+{
+	vfree(addr);
 }
 
 u64 foldswap_host_now_ns(void)
 {
 	return ktime_get_ns();
+}
+
+/* Which scratch a store/load uses; a hint only (each scratch has a lock). */
+u32 foldswap_host_cpu(void)
+{
+	return raw_smp_processor_id();
+}
+
+u32 foldswap_host_nr_cpus(void)
+{
+	return nr_cpu_ids;
+}
+
+static struct task_struct *scanner_task;
+
+static int scanner_thread(void *unused)
+{
+	foldswap_rs_scanner_main();
+	/* The scanner returns on shutdown (or error): wait for kthread_stop. */
+	for (;;) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (kthread_should_stop())
+			break;
+		schedule();
+	}
+	__set_current_state(TASK_RUNNING);
+	return 0;
+}
+
+int foldswap_host_start_scanner(void)
+{
+	/* Created stopped, published, then started: an unpark never sees NULL
+	 * once the scanner can have announced a sleep. */
+	struct task_struct *task = kthread_create(scanner_thread, NULL, "foldswap_scan");
+
+	if (IS_ERR(task))
+		return PTR_ERR(task);
+	WRITE_ONCE(scanner_task, task);
+	wake_up_process(task);
+	return 0;
+}
+
+void foldswap_host_stop_scanner(void)
+{
+	struct task_struct *task = READ_ONCE(scanner_task);
+
+	if (task)
+		kthread_stop(task);
+	WRITE_ONCE(scanner_task, NULL);
+}
+
+void foldswap_host_prepare_park(void)
+{
+	set_current_state(TASK_INTERRUPTIBLE);
+}
+
+void foldswap_host_cancel_park(void)
+{
+	__set_current_state(TASK_RUNNING);
+}
+
+void foldswap_host_park(u64 timeout_ns)
+{
+	schedule_timeout(nsecs_to_jiffies(timeout_ns));
+	__set_current_state(TASK_RUNNING);
+}
+
+void foldswap_host_unpark(void)
+{
+	struct task_struct *task = READ_ONCE(scanner_task);
+
+	if (task)
+		wake_up_process(task);
 }
 
 static unsigned long pool_limit_pages;
@@ -123,12 +255,26 @@ static void apply_limit(void)
 	foldswap_rs_set_limit_bytes(pages * PAGE_SIZE);
 }
 
-/* Parameters given to insmod are set before the backend exists. */
-void foldswap_host_apply_params(void)
+/*
+ * Parameters given to insmod are set before the backend exists; they reach it
+ * here. Parameter callbacks run under the module's parameter lock, so taking
+ * it here orders them with the backend's start and stop (no stats read runs
+ * into a backend being dropped).
+ */
+void foldswap_host_params_on(void)
 {
+	kernel_param_lock(THIS_MODULE);
 	backend_ready = true;
 	apply_limit();
 	foldswap_rs_set_enabled(enabled);
+	kernel_param_unlock(THIS_MODULE);
+}
+
+void foldswap_host_params_off(void)
+{
+	kernel_param_lock(THIS_MODULE);
+	backend_ready = false;
+	kernel_param_unlock(THIS_MODULE);
 }
 
 static int set_pool_limit(const char *val, const struct kernel_param *kp)

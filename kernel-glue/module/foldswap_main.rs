@@ -4,24 +4,27 @@
 //! The kernel patch (kernel-glue/patch) calls a registered backend's five
 //! frontswap operations where 6.12 calls zswap; `foldswap_host.c` registers
 //! them and maps each page; the `foldswap_rs_*` functions here pass them to
-//! [`BACKEND`], a [`SwapBackend`] from the `foldswap-kglue` crate. The host
-//! traits are implemented over the C side: pages from the page allocator
-//! (`GFP_NOWAIT | __GFP_NOWARN`, never sleeping) and time from ktime.
-//!
-//! TEMPORARY: `BACKEND` is foldswap-kglue's `Interim` (foldswap-pool: same-filled
-//! + lz4) until `crates/foldswap` is ready; switching is changing its type and
-//! constructor below.
+//! [`BACKEND`]: `crates/foldswap` (same-filled → byte-verified dedup → lz4
+//! pool; its scanner patches similar cold pages) in static storage, through
+//! foldswap-kglue's [`Foldswap`]. The host traits are implemented over the C
+//! side: pages from the page allocator (`GFP_NOWAIT | __GFP_NOWARN`, never
+//! sleeping), time from ktime, and the scanner kthread's parking
+//! (`set_current_state` / `schedule_timeout` / `wake_up_process`). Each CPU
+//! has its own 64 KiB-class scratch (vmalloc); the scanner has one more.
 
 use core::ffi::{c_int, c_long, c_void};
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use core::time::Duration;
 
-use foldswap_kglue::mem::{Error, PAGE_SIZE, Page, PageProvider};
-use foldswap_kglue::pool::{Clock, CodecKind, DEFAULT_THRESHOLD, PagePolicy, PoorCompression};
-use foldswap_kglue::{Interim, SliceWriter, SwapBackend};
+use foldswap_kglue::backend::{Config, Parker, ScanTunables, Scratch};
+use foldswap_kglue::mem::{Error, Page, PageProvider};
+use foldswap_kglue::pool::Clock;
+use foldswap_kglue::{Foldswap, MAX_WORKERS, PAGE_SIZE, SliceWriter, SwapBackend};
 use kernel::prelude::*;
 
 module! {
-    type: Foldswap,
+    type: FoldswapModule,
     name: "foldswap",
     author: "foldswap",
     description: "foldswap: deduplicating compressed swap backend",
@@ -29,23 +32,38 @@ module! {
 }
 
 extern "C" {
+    fn foldswap_host_reserve_create() -> c_int;
+    fn foldswap_host_reserve_destroy();
     fn foldswap_host_alloc_page() -> *mut c_void;
     fn foldswap_host_free_page(addr: *mut c_void);
+    fn foldswap_host_vzalloc(bytes: usize) -> *mut c_void;
+    fn foldswap_host_vfree(addr: *mut c_void);
     fn foldswap_host_now_ns() -> u64;
+    fn foldswap_host_cpu() -> u32;
+    fn foldswap_host_nr_cpus() -> u32;
+    fn foldswap_host_start_scanner() -> c_int;
+    fn foldswap_host_stop_scanner();
+    fn foldswap_host_prepare_park();
+    fn foldswap_host_cancel_park();
+    fn foldswap_host_park(timeout_ns: u64);
+    fn foldswap_host_unpark();
     fn foldswap_host_register() -> c_int;
     fn foldswap_host_unregister() -> c_int;
-    fn foldswap_host_apply_params();
+    fn foldswap_host_params_on();
+    fn foldswap_host_params_off();
 }
 
-/// Pages from the kernel's page allocator.
+/// Pages from the kernel's page allocator, through the module's page mempool
+/// (its reserve carries stores over while the allocator is below its min
+/// watermark; see foldswap_host.c).
 #[derive(Clone, Copy)]
 struct KernelPages;
 
-// SAFETY: `__get_free_page` returns a page-aligned, exclusively owned page of
-// the direct map, valid until `free_page`; NULL becomes `OutOfMemory`.
+// SAFETY: the mempool returns page-aligned, exclusively owned pages of the
+// direct map, valid until they are freed back to it; NULL becomes `OutOfMemory`.
 unsafe impl PageProvider for KernelPages {
     fn alloc_page(&self) -> Result<NonNull<Page>, Error> {
-        // SAFETY: plain C call; GFP_NOWAIT never sleeps.
+        // SAFETY: plain C call; mempool_alloc(GFP_NOWAIT) never sleeps.
         let addr = unsafe { foldswap_host_alloc_page() };
         NonNull::new(addr.cast::<Page>()).ok_or(Error::OutOfMemory)
     }
@@ -57,7 +75,7 @@ unsafe impl PageProvider for KernelPages {
     }
 }
 
-/// ktime as the backend's clock.
+/// ktime as the scanner's clock.
 struct KernelClock;
 
 impl Clock for KernelClock {
@@ -67,14 +85,88 @@ impl Clock for KernelClock {
     }
 }
 
-const POLICY: PagePolicy = PagePolicy {
-    codec: CodecKind::Lz4,
-    threshold: DEFAULT_THRESHOLD,
-    on_poor: PoorCompression::Reject,
-};
+/// The scanner kthread's parking: the classic kernel sleep pattern (the
+/// mapping foldswap-wake's `Parker` documents). Only the scanner kthread
+/// calls the first three; `unpark` is `wake_up_process` on it from anywhere.
+struct KernelParker;
+
+impl Parker for KernelParker {
+    fn prepare_park(&self) {
+        // SAFETY: plain C call: set_current_state(TASK_INTERRUPTIBLE).
+        unsafe { foldswap_host_prepare_park() }
+    }
+
+    fn cancel_park(&self) {
+        // SAFETY: plain C call: __set_current_state(TASK_RUNNING).
+        unsafe { foldswap_host_cancel_park() }
+    }
+
+    fn park_timeout(&self, timeout: Duration) {
+        let ns = timeout
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(timeout.subsec_nanos()));
+        // SAFETY: plain C call: schedule_timeout, in the scanner kthread.
+        unsafe { foldswap_host_park(ns) }
+    }
+
+    fn unpark(&self) {
+        // SAFETY: plain C call: wake_up_process(scanner), never sleeps.
+        unsafe { foldswap_host_unpark() }
+    }
+}
+
+fn worker() -> usize {
+    // SAFETY: plain C call (raw_smp_processor_id: a hint; the scratch has a lock).
+    unsafe { foldswap_host_cpu() as usize }
+}
+
+/// Pool growth (bytes stored since the scanner's last burst) that wakes the
+/// scanner early: 1 MiB (the backend's userspace default is 4 MiB; a guest or
+/// a small machine swaps less per second).
+const WAKE_WATERMARK_BYTES: usize = 1 << 20;
+
+/// The scanner's longest sleep when no pressure wakes it: 2 s (the backend's
+/// default is 200 ms). The store path's wake-ups, not polling, start its work.
+const SCAN_SLEEP_MSECS: u32 = 2000;
 
 /// The backend every operation goes to.
-static BACKEND: Interim<KernelPages, KernelClock> = Interim::new(KernelPages, KernelClock, POLICY);
+static BACKEND: Foldswap<KernelPages, KernelParker> = Foldswap::new(worker);
+
+/// A scratch in vmalloc memory, built in place.
+fn new_scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: plain C call; vzalloc returns page-aligned memory (Scratch's
+    // alignment is at most a page) or NULL.
+    let mem = unsafe { foldswap_host_vzalloc(core::mem::size_of::<Scratch>()) };
+    let slot = NonNull::new(mem.cast::<MaybeUninit<Scratch>>())?;
+    // SAFETY: fresh, exclusively owned, aligned memory of the right size; it
+    // lives until `free_scratch`.
+    Some(Scratch::init_in(unsafe { &mut *slot.as_ptr() }))
+}
+
+fn free_scratch(scratch: &'static mut Scratch) {
+    let ptr: *mut Scratch = scratch;
+    // SAFETY: `scratch` came from `new_scratch`, is initialised and is not
+    // used again: drop it in place, then give its memory back.
+    unsafe {
+        ptr.drop_in_place();
+        foldswap_host_vfree(ptr.cast::<c_void>());
+    }
+}
+
+/// The scanner kthread's body (called by the C side's thread function):
+/// runs the backend's scanner until the module unloads.
+#[no_mangle]
+pub extern "C" fn foldswap_rs_scanner_main() {
+    let Some(scratch) = new_scratch() else {
+        pr_err!("scanner: no memory for its scratch; not scanning\n");
+        return;
+    };
+    if let Err(e) = BACKEND.run_scanner(scratch, &KernelClock) {
+        pr_err!("scanner stopped: {:?}\n", e);
+    }
+    free_scratch(scratch);
+}
 
 fn errno(e: Error) -> c_int {
     match e {
@@ -161,37 +253,110 @@ pub unsafe extern "C" fn foldswap_rs_stats(buf: *mut u8, len: usize) -> c_long {
     }
 }
 
-struct Foldswap;
+struct FoldswapModule;
 
-impl kernel::Module for Foldswap {
+/// Workers with a scratch of their own: the possible CPUs, up to MAX_WORKERS
+/// (more CPUs share them).
+fn scratch_count() -> usize {
+    // SAFETY: plain C call.
+    (unsafe { foldswap_host_nr_cpus() } as usize).clamp(1, MAX_WORKERS)
+}
+
+fn start_backend() -> Result<(), Error> {
+    let mut failed = false;
+    let mut scratches = (0..scratch_count()).map_while(|_| {
+        let scratch = new_scratch();
+        failed |= scratch.is_none();
+        scratch
+    });
+    // SAFETY: module init: nothing else uses BACKEND until the ops are
+    // registered and the scanner started, below.
+    let started = unsafe {
+        BACKEND.start(
+            KernelPages,
+            Config {
+                wake_watermark_bytes: WAKE_WATERMARK_BYTES,
+                ..Config::default()
+            },
+            KernelParker,
+            &mut scratches,
+            &mut free_scratch,
+        )
+    };
+    drop(scratches);
+    started?;
+    if failed {
+        // SAFETY: as above; nothing uses BACKEND yet.
+        unsafe { BACKEND.stop(&mut free_scratch) };
+        return Err(Error::OutOfMemory);
+    }
+    BACKEND.backend()?.stage_scan_tunables(ScanTunables {
+        sleep_msecs: SCAN_SLEEP_MSECS,
+        ..ScanTunables::default()
+    });
+    Ok(())
+}
+
+impl kernel::Module for FoldswapModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        if BACKEND.start().is_err() {
+        // SAFETY: plain C call (mempool_create_page_pool, may sleep: module init).
+        if unsafe { foldswap_host_reserve_create() } != 0 {
             return Err(ENOMEM);
         }
-        // SAFETY: plain C calls; the backend is ready for the parameters and
-        // for swap traffic.
-        let ret = unsafe {
-            foldswap_host_apply_params();
-            foldswap_host_register()
-        };
-        if ret != 0 {
-            BACKEND.stop();
+        if let Err(e) = start_backend() {
+            pr_err!("cannot build the backend: {:?}\n", e);
+            // SAFETY: plain C call; no page of the reserve is in use.
+            unsafe { foldswap_host_reserve_destroy() };
+            return Err(ENOMEM);
+        }
+        // SAFETY: plain C calls; the backend is ready for the parameters, the
+        // scanner and swap traffic.
+        unsafe { foldswap_host_params_on() };
+        // SAFETY: plain C call.
+        if unsafe { foldswap_host_start_scanner() } != 0 {
+            stop_backend();
+            return Err(ENOMEM);
+        }
+        // SAFETY: plain C call.
+        if unsafe { foldswap_host_register() } != 0 {
+            BACKEND.shutdown_scanner();
+            // SAFETY: plain C call: waits for the scanner kthread to exit.
+            unsafe { foldswap_host_stop_scanner() };
+            stop_backend();
             return Err(EBUSY);
         }
-        pr_info!("registered as swap backend (interim: same-filled + lz4 pool)\n");
-        Ok(Foldswap)
+        pr_info!("registered as swap backend ({} scratches)\n", scratch_count());
+        Ok(FoldswapModule)
     }
 }
 
-impl Drop for Foldswap {
+/// Parameters off (under the parameter lock: no stats read in flight), then
+/// the backend and everything it holds go.
+fn stop_backend() {
+    // SAFETY: plain C call.
+    unsafe { foldswap_host_params_off() };
+    // SAFETY: the ops are unregistered (or never were), the scanner kthread
+    // has exited and the parameters no longer reach BACKEND.
+    unsafe { BACKEND.stop(&mut free_scratch) };
+    // SAFETY: plain C call; the backend gave every page back.
+    unsafe { foldswap_host_reserve_destroy() };
+}
+
+impl Drop for FoldswapModule {
     fn drop(&mut self) {
         // Every swap area served holds a reference on this module, so no area
         // is left here; unregistering waits for calls in flight (RCU).
         // SAFETY: plain C call.
         let ret = unsafe { foldswap_host_unregister() };
-        if ret == 0 {
-            BACKEND.stop();
+        if ret != 0 {
+            // Still registered: calls may come; keep everything (leaks it).
+            pr_err!("cannot unregister ({}); backend kept\n", ret);
+            return;
         }
-        pr_info!("unregistered ({})\n", ret);
+        BACKEND.shutdown_scanner();
+        // SAFETY: plain C call: kthread_stop, waits for the scanner to exit.
+        unsafe { foldswap_host_stop_scanner() };
+        stop_backend();
+        pr_info!("unregistered\n");
     }
 }

@@ -150,13 +150,14 @@ pub struct SampledHasher {
 impl SampledHasher {
     /// A hasher whose permutation is drawn from `seed`. Returns 2 KiB by value; see
     /// [`init_in_place`](Self::init_in_place) for hosts with small stacks.
+    // `#[inline]`: codegen happens only in the crates that call it, so a kernel
+    // module that builds hashers in place carries no 2 KiB frame.
+    #[inline]
     pub fn new(seed: u64) -> Self {
-        let mut hasher = SampledHasher {
-            positions: [0; WORD_POSITIONS],
-            seed,
-        };
-        hasher.reseed(seed);
-        hasher
+        let mut slot = MaybeUninit::uninit();
+        Self::init_in_place(&mut slot, seed);
+        // SAFETY: `init_in_place` initialised every field.
+        unsafe { slot.assume_init() }
     }
 
     /// Build a hasher inside caller storage (a kmalloc'd or static slot) without a

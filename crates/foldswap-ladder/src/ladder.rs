@@ -30,6 +30,9 @@
 //! pages its budget pays for within `cover_msecs`. So each pass sweeps the whole rung
 //! within its cover time. A round ends when every non-empty rung finished a pass.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use foldswap_mem::{Error, PageProvider, Slab, SlabKey};
 
 use crate::rng::SplitMix64;
@@ -313,26 +316,51 @@ impl<P: PageProvider> Ladder<P> {
     /// the random pass starts. Fails if `tunables` are invalid (see
     /// [`Tunables::validated`]).
     pub fn new(provider: P, tunables: Tunables, seed: u64) -> Result<Self, Error> {
+        let mut slot = MaybeUninit::uninit();
+        Self::init_in(&mut slot, provider, tunables, seed)?;
+        // SAFETY: `init_in` returned Ok: every field is initialised.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`new`](Self::new), built in place in caller storage (the ladder is about
+    /// 2.2 KiB: too big for a by-value temporary on a kernel stack). On error
+    /// nothing is left initialised.
+    pub fn init_in(
+        slot: &mut MaybeUninit<Self>,
+        provider: P,
+        tunables: Tunables,
+        seed: u64,
+    ) -> Result<&mut Self, Error> {
         let (tunables, clamped) = tunables.validated()?;
-        Ok(Ladder {
-            regions: Slab::new(provider)?,
-            rungs: [Rung::EMPTY; MAX_RUNGS],
-            adapter: StrengthAdapter::new(tunables.strength),
-            avg_cost_fixed: tunables.initial_page_cost_ns << COST_FIXED_SHIFT,
-            tunables,
-            staged: None,
-            rng: SplitMix64::new(seed),
-            last_now: None,
-            outstanding: None,
-            next_batch_id: 0,
-            next_generation: 0,
-            round: 0,
-            round_end_pending: false,
-            stats: LadderStats {
+        let regions = Slab::new(provider)?;
+        let this = slot.as_mut_ptr();
+        // SAFETY: `this` is valid, aligned storage for a Ladder; every field is
+        // written exactly once below (the rungs element by element), before
+        // `assume_init_mut`. Nothing below can fail.
+        unsafe {
+            addr_of_mut!((*this).regions).write(regions);
+            let rungs = addr_of_mut!((*this).rungs).cast::<Rung>();
+            for i in 0..MAX_RUNGS {
+                rungs.add(i).write(Rung::EMPTY);
+            }
+            addr_of_mut!((*this).adapter).write(StrengthAdapter::new(tunables.strength));
+            addr_of_mut!((*this).avg_cost_fixed)
+                .write(tunables.initial_page_cost_ns << COST_FIXED_SHIFT);
+            addr_of_mut!((*this).tunables).write(tunables);
+            addr_of_mut!((*this).staged).write(None);
+            addr_of_mut!((*this).rng).write(SplitMix64::new(seed));
+            addr_of_mut!((*this).last_now).write(None);
+            addr_of_mut!((*this).outstanding).write(None);
+            addr_of_mut!((*this).next_batch_id).write(0);
+            addr_of_mut!((*this).next_generation).write(0);
+            addr_of_mut!((*this).round).write(0);
+            addr_of_mut!((*this).round_end_pending).write(false);
+            addr_of_mut!((*this).stats).write(LadderStats {
                 tunables_clamped: u64::from(clamped),
                 ..LadderStats::default()
-            },
-        })
+            });
+            Ok(slot.assume_init_mut())
+        }
     }
 
     // ---- regions ---------------------------------------------------------------

@@ -16,6 +16,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, SwapArea};
 use crate::content::{Content, Lookup, NONE, Released, TAG_DELTA, decode_snapshot};
+use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
 use crate::scanner::ScanTunables;
 use crate::scratch::Scratch;
@@ -132,8 +133,8 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     provider: P,
     config: Config,
     pub(crate) areas: [SwapArea; MAX_SWAP_TYPES],
-    pub(crate) content: Mutex<Content<P>>,
-    pub(crate) ladder: Mutex<ScanState<P>>,
+    pub(crate) content: Mutex<InPlace<Content<P>>>,
+    pub(crate) ladder: Mutex<InPlace<ScanState<P>>>,
     pub(crate) wake: Wake<K, ScanTunables>,
     pub(crate) sampler: Sampler,
     /// Pool bytes added since the scanner's last burst (pressure).
@@ -170,24 +171,31 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let sampler = Sampler::new(similarity)?;
         let ptr = slot.as_mut_ptr();
         // SAFETY: `ptr` is valid, aligned storage for a Backend. The fallible parts
-        // (content, ladder) are written first; if the ladder fails, the content
-        // written before it is dropped again, so nothing is left half-built.
+        // (content, ladder) come first, each built in place inside its mutex (no
+        // by-value temporary: kernel stacks are small). If one fails, its empty
+        // `InPlace` is forgotten (never dropped) and the content built before the
+        // ladder is dropped again, so nothing is left half-built.
         unsafe {
-            addr_of_mut!((*ptr).content)
-                .write(Mutex::new(Content::new(provider.clone(), similarity)?));
-            (*addr_of_mut!((*ptr).content))
+            let content = addr_of_mut!((*ptr).content);
+            content.write(Mutex::new(InPlace::empty()));
+            Content::init_in((*content).get_mut().slot(), provider.clone(), similarity)?;
+            (*content)
                 .get_mut()
                 .pool
                 .set_limit_bytes(config.pool_limit_bytes);
-            match Ladder::new(provider.clone(), config.ladder, config.seed) {
-                Ok(ladder) => addr_of_mut!((*ptr).ladder).write(Mutex::new(ScanState {
-                    ladder,
-                    regions: [None; MAX_SWAP_TYPES],
-                })),
-                Err(e) => {
-                    addr_of_mut!((*ptr).content).drop_in_place();
-                    return Err(e);
-                }
+            let ladder = addr_of_mut!((*ptr).ladder);
+            ladder.write(Mutex::new(InPlace::empty()));
+            let state = (*ladder).get_mut().slot().as_mut_ptr();
+            addr_of_mut!((*state).regions).write([None; MAX_SWAP_TYPES]);
+            let built = Ladder::init_in(
+                &mut *addr_of_mut!((*state).ladder).cast(),
+                provider.clone(),
+                config.ladder,
+                config.seed,
+            );
+            if let Err(e) = built {
+                content.drop_in_place();
+                return Err(e);
             }
             let areas = addr_of_mut!((*ptr).areas).cast::<SwapArea>();
             for i in 0..MAX_SWAP_TYPES {
@@ -244,6 +252,16 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// Change the pool limit. Pages stored above it stay; new stores fail.
     pub fn set_pool_limit_bytes(&self, limit: usize) {
         self.content.lock().pool.set_limit_bytes(limit);
+    }
+
+    /// The pool limit now (`usize::MAX`: none).
+    pub fn pool_limit_bytes(&self) -> usize {
+        self.content.lock().pool.limit_bytes()
+    }
+
+    /// Swap areas served now (initialised and not invalidated).
+    pub fn active_areas(&self) -> usize {
+        self.areas.iter().filter(|a| a.is_active()).count()
     }
 
     /// Bytes the pool holds (its pages, including its own metadata).

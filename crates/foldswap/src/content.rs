@@ -15,6 +15,9 @@
 //! run inside (for lz4 entries against the compressed stream itself, without
 //! decoding it: [`lz4_matches`]).
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use foldswap_delta::{IndexCapacity, SimilarityConfig, SimilarityIndex};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
 use foldswap_merge::{
@@ -148,20 +151,41 @@ impl<P: PageProvider + Clone> Content<P> {
     /// An empty content store. Sharing is unlimited: a swap page shared by many
     /// offsets costs nothing more per sharer, so there is no reason to keep copies.
     pub fn new(provider: P, similarity: SimilarityConfig) -> Result<Self, Error> {
+        let mut slot = MaybeUninit::uninit();
+        Self::init_in(&mut slot, provider, similarity)?;
+        // SAFETY: `init_in` returned Ok: every field is initialised.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`new`](Self::new) in place (no by-value temporary of the whole store on
+    /// the stack). On error nothing is left initialised and every page taken is
+    /// given back (the parts built so far are dropped).
+    pub fn init_in(
+        slot: &mut MaybeUninit<Self>,
+        provider: P,
+        similarity: SimilarityConfig,
+    ) -> Result<&mut Self, Error> {
         let mut tree = StableTree::new(provider.clone())?;
         tree.set_max_page_sharing(1 << 30)?;
-        Ok(Content {
-            entries: Slab::new(provider.clone())?,
-            tree,
-            pool: ObjectStore::new(provider.clone())?,
-            similar: SimilarityIndex::new(
-                provider,
-                similarity,
-                IndexCapacity::growable(SIMILARITY_INDEX_MAX_PAGES),
-            )?,
-            next_generation: 0,
-            inserts: 0,
-        })
+        let entries = Slab::new(provider.clone())?;
+        let similar = SimilarityIndex::new(
+            provider.clone(),
+            similarity,
+            IndexCapacity::growable(SIMILARITY_INDEX_MAX_PAGES),
+        )?;
+        let pool = ObjectStore::new(provider)?;
+        let this = slot.as_mut_ptr();
+        // SAFETY: `this` is valid, aligned storage for a Content; each field is
+        // written once before `assume_init_mut`, and nothing below can fail.
+        unsafe {
+            addr_of_mut!((*this).pool).write(pool);
+            addr_of_mut!((*this).entries).write(entries);
+            addr_of_mut!((*this).tree).write(tree);
+            addr_of_mut!((*this).similar).write(similar);
+            addr_of_mut!((*this).next_generation).write(0);
+            addr_of_mut!((*this).inserts).write(0);
+            Ok(slot.assume_init_mut())
+        }
     }
 
     /// Mark `key` as looked at by the scanner.

@@ -59,6 +59,7 @@ extern crate std;
 pub mod area;
 mod backend;
 pub mod content;
+mod in_place;
 pub mod offsets;
 mod scanner;
 mod scratch;

@@ -1,93 +1,235 @@
 //! The real backend (`crates/foldswap`: same-filled → byte-verified dedup →
-//! lz4 pool, with the scanner) behind [`SwapBackend`] — feature `backend`.
+//! lz4 pool, with the scanner that patches similar cold pages) in static
+//! storage, behind [`SwapBackend`] — feature `backend`.
 //!
-//! The module switches to it by making its `BACKEND` a [`Foldswap`] and
-//! running `Backend::run_scanner` in a kthread whose `Parker` is
-//! `set_current_state`/`schedule_timeout`/`wake_up_process`. NOT used by the
-//! module yet: `Backend::new` returns the ~8 KiB backend by value (a kernel
-//! stack cannot hold it twice); it needs an in-place constructor first.
+//! A kernel module cannot build the ~7 KiB backend on its 16 KiB stack, nor
+//! allocate it with `Box`. [`Foldswap`] is a `static` that holds the storage;
+//! [`Foldswap::start`] builds the backend in it (`Backend::init_in`) and takes
+//! one [`Scratch`] per worker (a CPU: `worker()` is the CPU number) from memory
+//! the host allocated (vmalloc); [`Foldswap::stop`] drops the backend and
+//! hands the scratches back. The module's life:
+//!
+//! ```text
+//! init:  start(...) → kthread running run_scanner(...) → register the ops
+//! exit:  unregister the ops (RCU: nothing in flight) → shutdown_scanner()
+//!        → kthread_stop → stop(...)
+//! ```
+//!
+//! Each operation takes the scratch of its worker under a spin lock that is
+//! uncontended unless two workers share one (more CPUs than scratches).
 
-use foldswap::{Backend, Parker, Scratch};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use foldswap::{Backend, Config, Parker, Scratch};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
+use foldswap_pool::Clock;
 use spin::Mutex;
 
 use crate::SwapBackend;
 use crate::report::Report;
 
-/// A [`Backend`] with one [`Scratch`] per worker (a CPU in the kernel). Each
-/// operation takes the scratch of the worker `worker()` names; its lock is
-/// uncontended unless two workers share one.
-pub struct Foldswap<'a, P: PageProvider + Clone, K: Parker> {
-    backend: &'a Backend<P, K>,
-    scratches: &'a [Mutex<&'a mut Scratch>],
+/// Workers (CPUs) with a scratch of their own; more share them.
+pub const MAX_WORKERS: usize = 64;
+
+type ScratchSlot = Mutex<Option<&'static mut Scratch>>;
+
+/// A [`Backend`] in static storage with one [`Scratch`] per worker.
+pub struct Foldswap<P: PageProvider + Clone, K: Parker> {
+    backend: UnsafeCell<MaybeUninit<Backend<P, K>>>,
+    /// `backend` is initialised (set last by `start`, cleared first by `stop`).
+    ready: AtomicBool,
+    enabled: AtomicBool,
+    /// Stores refused because the module is disabled.
+    rejected_disabled: AtomicU64,
+    scratches: [ScratchSlot; MAX_WORKERS],
+    nr_scratches: AtomicUsize,
     worker: fn() -> usize,
 }
 
-impl<'a, P: PageProvider + Clone, K: Parker> Foldswap<'a, P, K> {
-    /// Serve `backend` with `scratches` (at least one), picked by `worker()`.
-    pub fn new(
-        backend: &'a Backend<P, K>,
-        scratches: &'a [Mutex<&'a mut Scratch>],
-        worker: fn() -> usize,
-    ) -> Result<Self, Error> {
-        if scratches.is_empty() {
-            return Err(Error::InvalidArgument("no scratch"));
-        }
-        Ok(Foldswap {
-            backend,
-            scratches,
+// SAFETY: `backend` is written only by `start` and dropped only by `stop`,
+// whose contracts exclude any concurrent use of `self`; in between it is only
+// shared (`&Backend`, Sync since P and K are Send + Sync). The scratches are
+// behind spin locks; everything else is atomic.
+unsafe impl<P, K> Sync for Foldswap<P, K>
+where
+    P: PageProvider + Clone + Send + Sync,
+    K: Parker + Send + Sync,
+{
+}
+
+impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
+    /// A stopped instance (no backend; every operation fails with `ShutDown`).
+    /// `worker()` names the calling worker (the CPU).
+    pub const fn new(worker: fn() -> usize) -> Self {
+        Foldswap {
+            backend: UnsafeCell::new(MaybeUninit::uninit()),
+            ready: AtomicBool::new(false),
+            enabled: AtomicBool::new(true),
+            rejected_disabled: AtomicU64::new(0),
+            scratches: [const { Mutex::new(None) }; MAX_WORKERS],
+            nr_scratches: AtomicUsize::new(0),
             worker,
-        })
+        }
     }
 
-    fn scratch(&self) -> Result<spin::MutexGuard<'_, &'a mut Scratch>, Error> {
-        let i = (self.worker)()
-            .checked_rem(self.scratches.len())
-            .unwrap_or(0);
-        self.scratches
-            .get(i)
-            .map(Mutex::lock)
-            .ok_or(Error::ShutDown)
+    /// Build the backend in place and take up to [`MAX_WORKERS`] scratches
+    /// (at least one). On error nothing is kept: the scratches taken so far
+    /// go back through `give_back`.
+    ///
+    /// # Safety
+    /// No other method of `self` runs during the call, and `self` is stopped
+    /// (new, or [`stop`](Self::stop)ped).
+    pub unsafe fn start(
+        &self,
+        provider: P,
+        config: Config,
+        parker: K,
+        scratches: &mut dyn Iterator<Item = &'static mut Scratch>,
+        give_back: &mut dyn FnMut(&'static mut Scratch),
+    ) -> Result<(), Error> {
+        if self.ready.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument("already started"));
+        }
+        let mut taken = 0;
+        for (slot, scratch) in self.scratches.iter().zip(scratches) {
+            *slot.lock() = Some(scratch);
+            taken += 1;
+        }
+        if taken == 0 {
+            return Err(Error::InvalidArgument("no scratch"));
+        }
+        // SAFETY: per the contract nobody else uses `backend` now, and it is
+        // not initialised (`ready` is false).
+        let slot = unsafe { &mut *self.backend.get() };
+        if let Err(e) = Backend::init_in(slot, provider, config, parker) {
+            self.return_scratches(give_back);
+            return Err(e);
+        }
+        self.nr_scratches.store(taken, Ordering::Relaxed);
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Drop the backend (everything it holds goes back to its provider) and
+    /// hand every scratch to `give_back`. Nothing happens if not started.
+    ///
+    /// # Safety
+    /// No other method of `self` runs during the call or afterwards until the
+    /// next `start`, and [`run_scanner`](Self::run_scanner) has returned.
+    pub unsafe fn stop(&self, give_back: &mut dyn FnMut(&'static mut Scratch)) {
+        if !self.ready.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY: it was initialised (`ready` was true) and, per the contract,
+        // nobody uses it any more.
+        unsafe { (*self.backend.get()).assume_init_drop() };
+        self.return_scratches(give_back);
+    }
+
+    fn return_scratches(&self, give_back: &mut dyn FnMut(&'static mut Scratch)) {
+        self.nr_scratches.store(0, Ordering::Relaxed);
+        for slot in &self.scratches {
+            if let Some(scratch) = slot.lock().take() {
+                give_back(scratch);
+            }
+        }
+    }
+
+    /// The backend, if started.
+    pub fn backend(&self) -> Result<&Backend<P, K>, Error> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        // SAFETY: `ready` (Acquire, paired with start's Release) says it is
+        // initialised; `stop`'s contract keeps it alive while `&self` is used.
+        Ok(unsafe { (*self.backend.get()).assume_init_ref() })
+    }
+
+    /// The scanner thread's body: runs until [`shutdown_scanner`](Self::shutdown_scanner).
+    pub fn run_scanner<C: Clock>(&self, scratch: &mut Scratch, clock: &C) -> Result<(), Error> {
+        self.backend()?.run_scanner(scratch, clock)
+    }
+
+    /// Make [`run_scanner`](Self::run_scanner) return (sticky).
+    pub fn shutdown_scanner(&self) {
+        if let Ok(backend) = self.backend() {
+            backend.shutdown();
+        }
+    }
+
+    /// Accept new stores (`true`) or refuse them all; loads and invalidates
+    /// go on either way.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    fn with_scratch<R>(
+        &self,
+        op: impl FnOnce(&Backend<P, K>, &mut Scratch) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let backend = self.backend()?;
+        let n = self.nr_scratches.load(Ordering::Relaxed).max(1);
+        let i = (self.worker)().checked_rem(n).unwrap_or(0);
+        let mut slot = self.scratches.get(i).ok_or(Error::ShutDown)?.lock();
+        let scratch = slot.as_deref_mut().ok_or(Error::ShutDown)?;
+        op(backend, scratch)
     }
 }
 
-impl<P: PageProvider + Clone, K: Parker> SwapBackend for Foldswap<'_, P, K> {
+impl<P: PageProvider + Clone, K: Parker> SwapBackend for Foldswap<P, K> {
     fn init(&self, ty: u32, nr_pages: u64) -> Result<(), Error> {
-        self.backend.init(ty as usize, nr_pages)
+        self.backend()?.init(ty as usize, nr_pages)
     }
 
     fn store(&self, ty: u32, offset: u64, page: &[u8; PAGE_SIZE]) -> Result<(), Error> {
-        self.backend
-            .store(ty as usize, offset, page, &mut **self.scratch()?)
-            .map(|_| ())
+        if !self.enabled.load(Ordering::Relaxed) {
+            self.rejected_disabled.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::ShutDown);
+        }
+        self.with_scratch(|backend, scratch| {
+            backend
+                .store(ty as usize, offset, page, scratch)
+                .map(|_| ())
+        })
     }
 
     fn load(&self, ty: u32, offset: u64, page: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
-        self.backend
-            .load(ty as usize, offset, page, &mut **self.scratch()?)
+        self.with_scratch(|backend, scratch| backend.load(ty as usize, offset, page, scratch))
     }
 
     fn invalidate_page(&self, ty: u32, offset: u64) {
-        let _ = self.backend.invalidate_page(ty as usize, offset);
+        if let Ok(backend) = self.backend() {
+            let _ = backend.invalidate_page(ty as usize, offset);
+        }
     }
 
     fn invalidate_area(&self, ty: u32) {
-        let _ = self.backend.invalidate_area(ty as usize);
+        if let Ok(backend) = self.backend() {
+            let _ = backend.invalidate_area(ty as usize);
+        }
     }
 
     fn set_limit_bytes(&self, limit: u64) {
-        self.backend
-            .set_pool_limit_bytes(usize::try_from(limit).unwrap_or(usize::MAX));
+        if let Ok(backend) = self.backend() {
+            backend.set_pool_limit_bytes(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
     }
 
     fn report(&self) -> Report {
-        let s = self.backend.stats().snapshot();
-        let pool = self.backend.pool_bytes_held() as u64;
-        let total = self.backend.total_bytes_held() as u64;
+        let Ok(backend) = self.backend() else {
+            return Report::default();
+        };
+        let s = backend.stats().snapshot();
+        let pool = backend.pool_bytes_held() as u64;
+        let total = backend.total_bytes_held() as u64;
+        let limit = backend.pool_limit_bytes();
         Report {
             stored_pages: s.stored_pages,
             same_filled_pages: s.same_filled_pages,
             duplicate_pages: s.duplicate_pages,
+            patched_pages: s.patched_pages,
             compressed_pages: s.compressed_pages,
             raw_pages: s.incompressible_kept,
             stores: s.written_pages,
@@ -95,67 +237,209 @@ impl<P: PageProvider + Clone, K: Parker> SwapBackend for Foldswap<'_, P, K> {
             loads: s.loaded_pages,
             load_misses: s.load_not_found,
             invalidates: s.invalidated_pages,
-            areas: 0,
+            areas: backend.active_areas() as u64,
             reject_pool_full: s.reject_pool_full,
             reject_alloc_fail: s.reject_alloc_fail,
             reject_compress_poor: s.reject_compress_poor,
-            reject_other: 0,
-            compressed_bytes: self.backend.pool_stats().object_bytes as u64,
+            reject_other: self.rejected_disabled.load(Ordering::Relaxed),
+            compressed_bytes: backend.pool_stats().object_bytes as u64,
             pool_bytes: pool,
             index_bytes: total.saturating_sub(pool),
-            limit_bytes: self.backend.config().pool_limit_bytes as u64,
+            limit_bytes: if limit == usize::MAX {
+                u64::MAX
+            } else {
+                limit as u64
+            },
             scanner_rounds: s.scanner_rounds,
             scanner_wakeups: s.scanner_wakeups,
+            scanned_pages: s.scanned_pages,
+            recompressed_pages: s.recompressed_pages,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use core::mem::MaybeUninit;
     use core::time::Duration;
     use std::boxed::Box;
+    use std::sync::{Arc, Condvar, Mutex as StdMutex};
+    use std::vec::Vec;
 
     use super::*;
     use crate::test_pages::TestPages;
 
-    struct NoPark;
-    impl Parker for NoPark {
-        fn park_timeout(&self, _timeout: Duration) {}
-        fn unpark(&self) {}
+    /// A parker over a condvar with a token (the Parker contract).
+    #[derive(Default, Clone)]
+    struct TestParker(Arc<(StdMutex<bool>, Condvar)>);
+
+    impl Parker for TestParker {
+        fn park_timeout(&self, timeout: Duration) {
+            let (lock, cvar) = &*self.0;
+            let token = lock.lock().unwrap();
+            let (mut token, _) = cvar.wait_timeout_while(token, timeout, |t| !*t).unwrap();
+            *token = false;
+        }
+
+        fn unpark(&self) {
+            let (lock, cvar) = &*self.0;
+            *lock.lock().unwrap() = true;
+            cvar.notify_one();
+        }
     }
 
-    fn worker() -> usize {
+    struct StdClock(std::time::Instant);
+
+    impl Clock for StdClock {
+        fn now_ns(&self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
+        }
+    }
+
+    fn cpu() -> usize {
         0
     }
 
-    #[test]
-    fn dedup_round_trip_through_the_trait() {
-        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(usize::MAX)));
-        let backend = Backend::new(pages, foldswap::Config::default(), NoPark).unwrap();
-        let scratch = Scratch::init_in(Box::leak(Box::new(MaybeUninit::uninit())));
-        let scratches = [Mutex::new(scratch)];
-        let fs = Foldswap::new(&backend, &scratches, worker).unwrap();
-        fs.init(0, 1000).unwrap();
+    fn scratch() -> &'static mut Scratch {
+        Scratch::init_in(Box::leak(Box::new(MaybeUninit::uninit())))
+    }
+
+    fn text_page(seed: u64) -> [u8; PAGE_SIZE] {
         let mut page = [0u8; PAGE_SIZE];
         for (i, b) in page.iter_mut().enumerate() {
-            *b = b"swap page text "[i % 15];
+            let stamp = if i % 7 == 0 { seed as u8 } else { 0 };
+            *b = b"swap page text, seed "[i % 21] ^ stamp;
         }
-        for offset in 0..10 {
-            fs.store(0, offset, &page).unwrap();
+        page
+    }
+
+    type Instance = Foldswap<&'static TestPages, TestParker>;
+
+    fn started(pages: &'static TestPages, n: usize) -> &'static Instance {
+        let fs: &'static Instance = Box::leak(Box::new(Foldswap::new(cpu)));
+        let mut scratches = (0..n).map(|_| scratch());
+        // SAFETY: nothing else uses `fs` yet.
+        unsafe {
+            fs.start(
+                pages,
+                Config::default(),
+                TestParker::default(),
+                &mut scratches,
+                &mut |_| {},
+            )
+        }
+        .unwrap();
+        fs
+    }
+
+    #[test]
+    fn stopped_instance_refuses_everything() {
+        let fs: Instance = Foldswap::new(cpu);
+        let mut page = [0u8; PAGE_SIZE];
+        assert_eq!(fs.init(0, 10), Err(Error::ShutDown));
+        assert_eq!(fs.store(0, 0, &page), Err(Error::ShutDown));
+        assert_eq!(fs.load(0, 0, &mut page), Err(Error::ShutDown));
+        fs.invalidate_page(0, 0);
+        fs.invalidate_area(0);
+        assert_eq!(fs.report(), Report::default());
+    }
+
+    #[test]
+    fn start_needs_a_scratch_and_keeps_nothing_on_error() {
+        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(0)));
+        let fs: Instance = Foldswap::new(cpu);
+        // SAFETY: nothing else uses `fs`.
+        let none = unsafe {
+            fs.start(
+                pages,
+                Config::default(),
+                TestParker::default(),
+                &mut core::iter::empty(),
+                &mut |_| {},
+            )
+        };
+        assert_eq!(none, Err(Error::InvalidArgument("no scratch")));
+        // No page at all: the backend cannot be built; the scratch comes back.
+        let mut returned = 0;
+        // SAFETY: as above.
+        let oom = unsafe {
+            fs.start(
+                pages,
+                Config::default(),
+                TestParker::default(),
+                &mut core::iter::once(scratch()),
+                &mut |_| returned += 1,
+            )
+        };
+        assert_eq!(oom, Err(Error::OutOfMemory));
+        assert_eq!(returned, 1);
+        assert_eq!(fs.backend().err(), Some(Error::ShutDown));
+    }
+
+    #[test]
+    fn dedup_round_trip_with_the_scanner_running_then_stop_frees_everything() {
+        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(usize::MAX)));
+        let fs = started(pages, 2);
+        let scanner = std::thread::spawn(move || {
+            let clock = StdClock(std::time::Instant::now());
+            fs.run_scanner(scratch(), &clock)
+        });
+        fs.init(0, 1000).unwrap();
+        let distinct: Vec<_> = (0..8).map(text_page).collect();
+        for offset in 0..200u64 {
+            fs.store(0, offset, &distinct[(offset % 8) as usize])
+                .unwrap();
         }
         let mut out = [0u8; PAGE_SIZE];
-        for offset in 0..10 {
+        for offset in 0..200u64 {
             fs.load(0, offset, &mut out).unwrap();
-            assert_eq!(out, page);
+            assert_eq!(out, distinct[(offset % 8) as usize], "offset {offset}");
         }
-        assert_eq!(fs.load(0, 10, &mut out), Err(Error::NotFound));
+        assert_eq!(fs.load(0, 200, &mut out), Err(Error::NotFound));
         let r = fs.report();
-        assert_eq!(
-            (r.stores, r.loads, r.dedup_hits, r.stored_pages),
-            (10, 10, 9, 10)
-        );
-        fs.invalidate_area(0);
-        assert_eq!(fs.report().stored_pages, 0);
+        assert_eq!((r.stores, r.loads, r.stored_pages), (200, 200, 200));
+        assert_eq!(r.dedup_hits, 192);
+        assert_eq!(r.areas, 1);
+
+        fs.set_enabled(false);
+        assert_eq!(fs.store(0, 0, &distinct[1]), Err(Error::ShutDown));
+        assert_eq!(fs.report().reject_other, 1);
+        fs.load(0, 0, &mut out).unwrap();
+        assert_eq!(out, distinct[0], "a refused store keeps the old page");
+
+        fs.shutdown_scanner();
+        scanner.join().unwrap().unwrap();
+        assert!(pages.in_use() > 0);
+        let mut returned = 0;
+        // SAFETY: the scanner returned and nothing else uses `fs`.
+        unsafe { fs.stop(&mut |_| returned += 1) };
+        assert_eq!(returned, 2);
+        assert_eq!(pages.in_use(), 0, "stop gives every page back");
+        assert_eq!(fs.store(0, 0, &distinct[0]), Err(Error::ShutDown));
+    }
+
+    #[test]
+    fn workers_beyond_the_scratches_share_them() {
+        fn cpu_seven() -> usize {
+            7
+        }
+        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(usize::MAX)));
+        let fs: &'static Instance = Box::leak(Box::new(Foldswap::new(cpu_seven)));
+        // SAFETY: nothing else uses `fs` yet.
+        unsafe {
+            fs.start(
+                pages,
+                Config::default(),
+                TestParker::default(),
+                &mut (0..3).map(|_| scratch()),
+                &mut |_| {},
+            )
+        }
+        .unwrap();
+        fs.init(1, 10).unwrap();
+        let page = text_page(3);
+        fs.store(1, 9, &page).unwrap();
+        let mut out = [0u8; PAGE_SIZE];
+        fs.load(1, 9, &mut out).unwrap();
+        assert_eq!(out, page);
     }
 }

@@ -6,11 +6,9 @@
 //! does not touch a kernel API, so it builds and is tested in userspace too:
 //!
 //! - [`SwapBackend`]: the five operations plus a limit and a [`Report`].
-//! - [`Interim`]: a TEMPORARY backend (foldswap-pool's same-filled + lz4 pool
-//!   keyed by a [`SlotMap`]) that proves the pipeline until `crates/foldswap`
-//!   (dedup, patching, scanner) is ready. Switching means implementing
-//!   [`SwapBackend`] for that crate's backend and changing one `static` in the
-//!   module.
+//! - [`Foldswap`]: `crates/foldswap`'s backend (same-filled → byte-verified
+//!   dedup → lz4 pool, and the scanner that patches similar cold pages) in
+//!   static storage with one scratch per CPU: what the module runs.
 //! - [`Report`]: the statistics the guest reads.
 //!
 //! Everything is `no_std` and `core`-only; all memory comes from the host's
@@ -21,24 +19,19 @@
 #[cfg(test)]
 extern crate std;
 
-#[cfg(feature = "backend")]
 mod full;
-mod interim;
 mod report;
-mod slots;
 #[cfg(test)]
 mod test_pages;
 
 // The module reaches the cores through this crate (one `--extern`).
+pub use foldswap as backend;
 pub use foldswap_mem as mem;
 pub use foldswap_pool as pool;
 
 pub use foldswap_mem::{Error, PAGE_SIZE};
-#[cfg(feature = "backend")]
-pub use full::Foldswap;
-pub use interim::Interim;
+pub use full::{Foldswap, MAX_WORKERS};
 pub use report::{Report, SliceWriter, TextBuf};
-pub use slots::{MAX_OFFSET, MAX_TYPES, Slot, SlotMap};
 
 /// frontswap's operations, as the kernel patch calls them. None may sleep
 /// except `init` and `invalidate_area`.

@@ -5,8 +5,7 @@
 
 use core::fmt::{self, Write};
 
-/// One reading of a backend's counters. Figures a backend does not have yet
-/// (dedup and the scanner, in the interim backend) stay 0.
+/// One reading of a backend's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
     /// Pages held now.
@@ -16,6 +15,8 @@ pub struct Report {
     pub same_filled_pages: u64,
     /// Of those: references to an identical page already stored.
     pub duplicate_pages: u64,
+    /// Of those: distinct contents kept as a delta against a similar page.
+    pub patched_pages: u64,
     /// Of those: compressed.
     pub compressed_pages: u64,
     /// Of those: kept raw.
@@ -52,6 +53,10 @@ pub struct Report {
     pub scanner_rounds: u64,
     /// Scanner wake-ups from the store path.
     pub scanner_wakeups: u64,
+    /// Pages the scanner examined.
+    pub scanned_pages: u64,
+    /// Pages the scanner recompressed with a stronger codec.
+    pub recompressed_pages: u64,
 }
 
 impl Report {
@@ -70,10 +75,11 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 22] = [
+        let lines: [(&str, u64); 25] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
+            ("patched_pages", self.patched_pages),
             ("compressed_pages", self.compressed_pages),
             ("raw_pages", self.raw_pages),
             ("stores", self.stores),
@@ -93,6 +99,8 @@ impl Report {
             ("limit_bytes", self.limit_bytes),
             ("scanner_rounds", self.scanner_rounds),
             ("scanner_wakeups", self.scanner_wakeups),
+            ("scanned_pages", self.scanned_pages),
+            ("recompressed_pages", self.recompressed_pages),
         ];
         for (name, value) in lines {
             writeln!(w, "{name} {value}")?;
