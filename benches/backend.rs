@@ -70,8 +70,9 @@ fn new_backend() -> Backend<&'static WarmPages, StdParker> {
 }
 
 /// Benchmark `id`: stores of distinct pages into a fresh backend. Offsets cycle over
-/// twice the page set, so each store replaces (and frees) an older entry, as steady
-/// swap-out does.
+/// twice the page set, so each store replaces (and frees) an older entry: in steady
+/// swap-out every store is matched by one invalidate (or exclusive load) that frees
+/// an entry, and here the store pays for it.
 fn bench_distinct_stores(
     group: &mut BenchmarkGroup<'_, WallTime>,
     id: &str,
