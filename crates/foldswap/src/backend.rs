@@ -301,8 +301,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Bytes held from the provider, part by part.
     pub fn bytes_held(&self) -> BytesHeld {
-        let content = self.content.lock();
+        // Offset shards first, released before the content lock: the lock order is
+        // offset shard → content, and taking them the other way round deadlocks
+        // against a load or store holding a shard while it waits for the content.
         let tables: u64 = self.areas.iter().map(SwapArea::pages_held).sum();
+        let content = self.content.lock();
         BytesHeld {
             pool: content.pool.bytes_held(),
             entries: content.entries.bytes_held(),

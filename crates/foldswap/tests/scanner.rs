@@ -169,8 +169,25 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
                 })
             })
             .collect();
+        // Statistics are read while everything runs (a host's sysfs read): they take
+        // the offset shards and the content lock too and must not deadlock with them.
+        let reader = s.spawn(|| {
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let held = backend.bytes_held();
+                assert!(backend.total_bytes_held() >= held.offset_tables);
+                let _ = (
+                    backend.census(),
+                    backend.pool_stats(),
+                    backend.stats().snapshot(),
+                );
+                reads += 1;
+            }
+            reads
+        });
         let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
         done.store(true, Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
         backend.shutdown();
         scanner.join().unwrap();
         let versions: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
