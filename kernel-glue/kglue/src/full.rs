@@ -417,6 +417,105 @@ mod tests {
         assert_eq!(fs.store(0, 0, &distinct[0]), Err(Error::ShutDown));
     }
 
+    std::thread_local! {
+        static CPU: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
+    fn thread_cpu() -> usize {
+        CPU.with(|c| c.get())
+    }
+
+    /// Four "CPUs" on two scratches, the scanner and a statistics reader all at
+    /// once (the kernel's situation): every load returns what its offset holds.
+    #[test]
+    fn concurrent_workers_scanner_and_stats_lose_nothing() {
+        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(usize::MAX)));
+        let fs: &'static Instance = Box::leak(Box::new(Foldswap::new(thread_cpu)));
+        // SAFETY: nothing else uses `fs` yet.
+        unsafe {
+            fs.start(
+                pages,
+                Config {
+                    wake_watermark_bytes: 16 << 10,
+                    ..Config::default()
+                },
+                TestParker::default(),
+                &mut (0..2).map(|_| scratch()),
+                &mut |_| {},
+            )
+        }
+        .unwrap();
+        fs.init(0, 4 * 256).unwrap();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let scanner = s.spawn(|| {
+                let clock = StdClock(std::time::Instant::now());
+                fs.run_scanner(scratch(), &clock)
+            });
+            let reader = s.spawn(|| {
+                let mut reads = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    let mut text = crate::TextBuf::<2048>::new();
+                    fs.report().render(&mut text).unwrap();
+                    reads += 1;
+                }
+                reads
+            });
+            let workers: Vec<_> = (0..4u64)
+                .map(|cpu| {
+                    s.spawn(move || {
+                        CPU.with(|c| c.set(cpu as usize));
+                        let mut held = [None::<u64>; 256];
+                        let mut out = [0u8; PAGE_SIZE];
+                        let mut x = cpu + 1;
+                        for _ in 0..3000 {
+                            x = x
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            let slot = ((x >> 33) % 256) as usize;
+                            let offset = cpu * 256 + slot as u64;
+                            match (x >> 20) % 4 {
+                                0 | 1 => {
+                                    let seed = (x >> 40) % 12;
+                                    fs.store(0, offset, &text_page(seed)).unwrap();
+                                    held[slot] = Some(seed);
+                                }
+                                2 => match held[slot] {
+                                    Some(seed) => {
+                                        fs.load(0, offset, &mut out).unwrap();
+                                        assert_eq!(out, text_page(seed));
+                                    }
+                                    None => {
+                                        assert_eq!(
+                                            fs.load(0, offset, &mut out),
+                                            Err(Error::NotFound)
+                                        )
+                                    }
+                                },
+                                _ => {
+                                    fs.invalidate_page(0, offset);
+                                    held[slot] = None;
+                                }
+                            }
+                        }
+                        held.iter().filter(|h| h.is_some()).count() as u64
+                    })
+                })
+                .collect();
+            let stored: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+            done.store(true, Ordering::SeqCst);
+            assert!(reader.join().unwrap() > 0);
+            let r = fs.report();
+            assert_eq!(r.stored_pages, stored);
+            assert!(r.dedup_hits > 0);
+            fs.shutdown_scanner();
+            scanner.join().unwrap().unwrap();
+        });
+        // SAFETY: the scanner returned and every user is gone.
+        unsafe { fs.stop(&mut |_| {}) };
+        assert_eq!(pages.in_use(), 0);
+    }
+
     #[test]
     fn workers_beyond_the_scratches_share_them() {
         fn cpu_seven() -> usize {
