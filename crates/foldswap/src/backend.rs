@@ -75,6 +75,13 @@ pub struct BytesHeld {
     pub offset_tables: usize,
 }
 
+impl BytesHeld {
+    /// Everything: pool, entries, indexes and offset tables.
+    pub fn total(&self) -> usize {
+        self.pool + self.entries + self.dedup_index + self.similarity_index + self.offset_tables
+    }
+}
+
 /// Distinct stored contents by how they are encoded (a walk over all entries).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Census {
@@ -276,8 +283,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// All bytes held from the provider: pool, entries, indexes and offset tables.
     pub fn total_bytes_held(&self) -> usize {
-        let held = self.bytes_held();
-        held.pool + held.entries + held.dedup_index + held.similarity_index + held.offset_tables
+        self.bytes_held().total()
     }
 
     /// Count the distinct stored contents by encoding (walks every entry under the

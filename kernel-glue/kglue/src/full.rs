@@ -222,9 +222,7 @@ impl<P: PageProvider + Clone, K: Parker> SwapBackend for Foldswap<P, K> {
             return Report::default();
         };
         let s = backend.stats().snapshot();
-        let pool = backend.pool_bytes_held() as u64;
-        let total = backend.total_bytes_held() as u64;
-        let limit = backend.pool_limit_bytes();
+        let held = backend.bytes_held();
         Report {
             stored_pages: s.stored_pages,
             same_filled_pages: s.same_filled_pages,
@@ -243,12 +241,11 @@ impl<P: PageProvider + Clone, K: Parker> SwapBackend for Foldswap<P, K> {
             reject_compress_poor: s.reject_compress_poor,
             reject_other: self.rejected_disabled.load(Ordering::Relaxed),
             compressed_bytes: backend.pool_stats().object_bytes as u64,
-            pool_bytes: pool,
-            index_bytes: total.saturating_sub(pool),
-            limit_bytes: if limit == usize::MAX {
-                u64::MAX
-            } else {
-                limit as u64
+            pool_bytes: held.pool as u64,
+            index_bytes: held.total().saturating_sub(held.pool) as u64,
+            limit_bytes: match backend.pool_limit_bytes() {
+                usize::MAX => u64::MAX,
+                limit => limit as u64,
             },
             scanner_rounds: s.scanner_rounds,
             scanner_wakeups: s.scanner_wakeups,
