@@ -110,3 +110,38 @@ unsafe impl PageProvider for &WarmPages {
         self.free.lock().expect("lock").push(page);
     }
 }
+
+/// Ratio `ours / baseline` measured in alternation: `rounds` rounds, each running
+/// one batch of each side (which side goes first alternates), every batch timing
+/// itself (thread CPU time, returned by the closure). Criterion measures one side
+/// for seconds and then the other, so drift on a shared machine (another tenant,
+/// clock changes) lands on one side only; here it lands on both. Prints and
+/// returns the median per-round ratio with the quartiles.
+pub fn paired_ratio(
+    name: &str,
+    rounds: usize,
+    mut ours: impl FnMut() -> Duration,
+    mut baseline: impl FnMut() -> Duration,
+) -> f64 {
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|round| {
+            let (a, b) = if round % 2 == 0 {
+                let a = ours();
+                (a, baseline())
+            } else {
+                let b = baseline();
+                (ours(), b)
+            };
+            a.as_secs_f64() / b.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+    println!(
+        "paired {name}: median {:.3} (quartiles {:.3}..{:.3}, {rounds} rounds)",
+        at(2),
+        at(1),
+        at(3)
+    );
+    at(2)
+}

@@ -572,11 +572,16 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         if released.still_shared {
             Stats::sub(&self.stats.duplicate_pages, 1);
         }
-        Stats::sub(
-            &self.stats.compressed_pages,
-            u64::from(released.plain_freed),
-        );
-        Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
+        // Most releases free one plain entry or nothing: no atomic for a zero.
+        if released.plain_freed > 0 {
+            Stats::sub(
+                &self.stats.compressed_pages,
+                u64::from(released.plain_freed),
+            );
+        }
+        if released.deltas_freed > 0 {
+            Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
+        }
     }
 
     /// Count a successful store of `kind`; a page that `replaced` another leaves
