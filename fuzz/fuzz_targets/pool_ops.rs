@@ -110,6 +110,14 @@ fuzz_target!(|ops: Vec<Op>| {
                     Ok((bytes.len(), *tag))
                 );
                 assert!(out[..bytes.len()] == bytes[..], "read object differs");
+                if let Some(view) = pool.store().object_in_place(*handle).expect("live") {
+                    assert_eq!((view.len(), view.tag()), (bytes.len(), *tag));
+                    // SAFETY: live, and nothing frees or moves it while compared.
+                    assert!(
+                        unsafe { view.bytes() } == &bytes[..],
+                        "object in place differs"
+                    );
+                }
             }
             Op::FreePage(i) if !pages.is_empty() => {
                 let (stored, _) = pages.swap_remove(usize::from(i) % pages.len());

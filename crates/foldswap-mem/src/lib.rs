@@ -12,6 +12,8 @@
 //! - [`Slab`]: fixed-size objects (tree nodes, pool handles, index entries) carved from
 //!   provider pages, with an intrusive free list and a per-page occupancy bitmap so a
 //!   stale key is reported, never dereferenced.
+//! - [`ReaderCount`]: readers that read outside a lock, and the writers (under it)
+//!   that wait them out before freeing or moving what they read.
 //! - [`sync`]: the one place atomics come from, switching between `core` and loom
 //!   (`RUSTFLAGS="--cfg loom"`) so concurrency can be model-checked.
 //! - [`Error`]: the error type shared by all cores.
@@ -26,6 +28,7 @@ extern crate std;
 mod error;
 mod page;
 mod provider;
+mod readers;
 mod slab;
 pub mod sync;
 
@@ -34,4 +37,5 @@ pub use page::{PAGE_SIZE, PAGE_WORDS, Page, as_page_bytes, as_page_bytes_mut, wo
 #[cfg(feature = "std")]
 pub use provider::StdPageProvider;
 pub use provider::{CountingProvider, PageProvider};
+pub use readers::{ReaderCount, ReaderGuard};
 pub use slab::{Slab, SlabKey};

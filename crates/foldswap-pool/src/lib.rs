@@ -84,7 +84,7 @@ pub use page_pool::{
     prepare_page,
 };
 pub use same_filled::{fill_page, same_filled_word};
-pub use store::{ClassOccupancy, CompactStats, Handle, ObjectStore, StoreStats};
+pub use store::{ClassOccupancy, CompactStats, Handle, ObjectInPlace, ObjectStore, StoreStats};
 
 /// The raw building blocks under the codecs, re-exported so benchmarks can measure
 /// the pool against plain lz4_flex / miniz_oxide with exactly the same build of them.

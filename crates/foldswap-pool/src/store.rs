@@ -78,6 +78,50 @@ impl Handle {
     }
 }
 
+/// A live object's bytes where they lie in the store's memory, from
+/// [`ObjectStore::object_in_place`]: readable after the borrow of the store ends,
+/// so a reader can let go of the lock around the store and read while other
+/// threads store, free and read other objects.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectInPlace {
+    start: NonNull<u8>,
+    len: usize,
+    tag: u8,
+}
+
+impl ObjectInPlace {
+    /// The object's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The object's tag.
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+
+    /// The object's bytes.
+    ///
+    /// # Safety
+    ///
+    /// For as long as the returned slice is used, the object must stay live and in
+    /// place: not freed ([`ObjectStore::free`]), not moved
+    /// ([`ObjectStore::compact`]), and the store not dropped. Everything else may
+    /// run meanwhile: the store writes only into free slots, through raw pointers,
+    /// never through a reference that covers a live object's bytes.
+    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
+        // SAFETY: `start..start + len` lies in one page of the store's (see
+        // `object_in_place`), holds the object's initialised bytes, and by the
+        // caller's contract stays unwritten while the slice is used.
+        unsafe { core::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+}
+
 /// Where one object lives. 12 bytes: the per-object metadata of the store.
 #[derive(Debug, Clone, Copy)]
 struct HandleEntry {
@@ -337,6 +381,37 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         let out = spill.get_mut(..len).ok_or(Error::Corrupt)?;
         self.read_at(entry.zspage, offset, out);
         Ok((out, entry.tag))
+    }
+
+    /// Where a live object's bytes lie, when they lie in one provider page
+    /// (`None` when the object spans two: read it with [`read_object`]). The
+    /// [`ObjectInPlace`] outlives this borrow of the store, so the bytes can be read
+    /// after the caller has let go of the lock around it, under the contract of
+    /// [`ObjectInPlace::bytes`].
+    ///
+    /// [`read_object`]: Self::read_object
+    pub fn object_in_place(&self, handle: Handle) -> Result<Option<ObjectInPlace>, Error> {
+        let entry = self.entry(handle)?;
+        let len = entry.len as usize;
+        let zs = self.zspage(entry.zspage)?;
+        let offset = self.slot_offset(zs.class as usize, entry.slot);
+        let within = offset % PAGE_SIZE;
+        if within + len > PAGE_SIZE {
+            return Ok(None);
+        }
+        let page = zs
+            .pages
+            .get(offset / PAGE_SIZE)
+            .copied()
+            .flatten()
+            .ok_or(Error::Corrupt)?;
+        // SAFETY: `within < PAGE_SIZE`: the pointer stays inside the page.
+        let start = unsafe { page.as_ptr().cast::<u8>().add(within) };
+        Ok(NonNull::new(start).map(|start| ObjectInPlace {
+            start,
+            len,
+            tag: entry.tag,
+        }))
     }
 
     /// Length and tag of a live object.
@@ -744,7 +819,9 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     fn page_bytes(&self, page: NonNull<Page>) -> &[u8; PAGE_SIZE] {
         // SAFETY: called only on pages of the store's zspages, which stay valid
         // while the store lives; writers need `&mut self`, so none runs while this
-        // borrow (tied to `&self`) is alive.
+        // borrow (tied to `&self`) is alive (and they write only through raw
+        // pointers into free slots, so no `&mut` ever covers a page's live bytes,
+        // which readers outside the store may hold: `ObjectInPlace`).
         unsafe { (*page.as_ptr()).as_bytes() }
     }
 
@@ -780,14 +857,16 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 return;
             };
             let take = (PAGE_SIZE - within).min(src.len() - done);
-            // SAFETY: the page belongs to one of our zspages; `&mut self` means no
-            // borrow of its bytes is alive.
-            let bytes = unsafe { (*page.as_ptr()).as_bytes_mut() };
-            if let (Some(dst), Some(src)) = (
-                bytes.get_mut(within..within + take),
-                src.get(done..done + take),
-            ) {
-                dst.copy_from_slice(src);
+            if let Some(src) = src.get(done..done + take) {
+                // SAFETY: `within + take <= PAGE_SIZE`, so the range lies in the page,
+                // one of our zspages'. It is written through a raw pointer and no
+                // wider reference: bytes of live objects elsewhere in the page may
+                // be borrowed by readers outside the store (`object_in_place`), and
+                // this range, a free slot, is not one of them.
+                unsafe {
+                    let dst = page.as_ptr().cast::<u8>().add(within);
+                    core::ptr::copy_nonoverlapping(src.as_ptr(), dst, take);
+                }
             }
             done += take;
             offset += take;
@@ -805,20 +884,14 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 return;
             };
             let take = (PAGE_SIZE - src_in).min(PAGE_SIZE - dst_in).min(len - done);
-            // SAFETY: two different zspages never share a page, so the source and
-            // destination pages differ; both are ours and `&mut self` excludes
-            // other borrows.
-            let (src, dst) = unsafe {
-                (
-                    (*src_page.as_ptr()).as_bytes(),
-                    (*dst_page.as_ptr()).as_bytes_mut(),
-                )
-            };
-            if let (Some(s), Some(d)) = (
-                src.get(src_in..src_in + take),
-                dst.get_mut(dst_in..dst_in + take),
-            ) {
-                d.copy_from_slice(s);
+            // SAFETY: both ranges lie in their pages (`take` fits both), pages of
+            // two different zspages, which never share a page, so they do not
+            // overlap. Raw pointers only, as in `write_at`: the destination is a
+            // free slot, and the source is read, not borrowed past this copy.
+            unsafe {
+                let src = src_page.as_ptr().cast::<u8>().add(src_in);
+                let dst = dst_page.as_ptr().cast::<u8>().add(dst_in);
+                core::ptr::copy_nonoverlapping(src, dst, take);
             }
             done += take;
         }

@@ -38,6 +38,55 @@ fn objects_round_trip_with_tags_at_every_size() {
     assert_eq!(provider.pages_in_use(), 0);
 }
 
+/// Objects read in place (the backend's loads, outside the lock) are exactly what
+/// was stored, and stay so while other objects of the same pages come and go.
+#[test]
+fn objects_in_place_hold_their_bytes_while_neighbours_change() {
+    let mut store = ObjectStore::new(StdPageProvider).unwrap();
+    let mut kept = Vec::new();
+    // Four of each length, so slots of a class also straddle page boundaries.
+    for (i, len) in (1..=PAGE_SIZE).step_by(53).flat_map(|l| [l; 4]).enumerate() {
+        let bytes = object(i, len);
+        kept.push((store.store_object(&bytes, 3).unwrap(), bytes));
+    }
+    // Every other object freed, and as many new ones stored into the freed slots.
+    let (mut views, mut spanning) = (Vec::new(), 0);
+    for (i, (handle, bytes)) in kept.iter().enumerate() {
+        if i % 2 == 0 {
+            store.free(*handle).unwrap();
+            continue;
+        }
+        match store.object_in_place(*handle).unwrap() {
+            Some(view) => {
+                assert_eq!((view.len(), view.tag()), (bytes.len(), 3));
+                views.push((view, bytes.clone()));
+            }
+            None => spanning += 1,
+        }
+    }
+    let fresh: Vec<_> = (0..kept.len() / 2)
+        .map(|i| {
+            let len = 1 + (i * 53) % PAGE_SIZE;
+            store.store_object(&object(i + 9000, len), 4).unwrap()
+        })
+        .collect();
+    assert!(
+        !views.is_empty() && spanning > 0,
+        "both kinds of object occur"
+    );
+    for (view, bytes) in &views {
+        // SAFETY: these objects are live and the store neither frees nor moves
+        // them while the slices are used.
+        assert_eq!(unsafe { view.bytes() }, &bytes[..]);
+    }
+    let freed = fresh[0];
+    store.free(freed).unwrap();
+    assert_eq!(
+        store.object_in_place(freed).err(),
+        Some(Error::InvalidHandle)
+    );
+}
+
 #[test]
 fn stale_freed_and_unknown_handles_are_refused() {
     let mut store = ObjectStore::new(StdPageProvider).unwrap();

@@ -8,14 +8,14 @@ use foldswap_ladder::{
     Batch, BatchResult, Governor, Ladder, Next, RegionId, Tunables as LadderTunables,
 };
 use foldswap_mem::sync::{AtomicU64, Ordering};
-use foldswap_mem::{Error, PAGE_SIZE, PageProvider, as_page_bytes, as_page_bytes_mut};
+use foldswap_mem::{Error, PAGE_SIZE, PageProvider, ReaderCount, as_page_bytes, as_page_bytes_mut};
 use foldswap_pool::{CodecKind, StoreStats, TAG_DEFLATE, TAG_RAW, fill_page, same_filled_word};
 use foldswap_wake::{Notify, Parker, ScannerState, Wake, WakeStats};
-use spin::Mutex;
+use spin::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, SwapArea};
-use crate::content::{Content, Lookup, NONE, Released, TAG_DELTA, decode_snapshot};
+use crate::content::{Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot};
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
 use crate::scanner::ScanTunables;
@@ -146,6 +146,9 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     pub(crate) sampler: Sampler,
     /// Pool bytes added since the scanner's last burst (pressure).
     pub(crate) data_since_burst: AtomicU64,
+    /// Loads decoding a pool object in place, outside the content lock: the
+    /// scanner waits them out before it re-encodes or compacts.
+    pub(crate) readers: ReaderCount,
     pub(crate) stats: Stats,
 }
 
@@ -213,6 +216,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).wake).write(Wake::new(parker, ScanTunables::default()));
             addr_of_mut!((*ptr).sampler).write(sampler);
             addr_of_mut!((*ptr).data_since_burst).write(AtomicU64::new(0));
+            addr_of_mut!((*ptr).readers).write(ReaderCount::new());
             addr_of_mut!((*ptr).stats).write(Stats::default());
         }
         // SAFETY: every field was written above.
@@ -384,9 +388,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let out = as_page_bytes_mut(out)?;
         let area = self.area(swap_type)?;
         area.check_offset(offset)?;
-        let snapshot = {
-            // Holding the offset's lock keeps its entry alive while the bytes are
-            // copied out under the content lock (lock order: offset, then content).
+        let snapshot = 'copied: {
+            // Holding the offset's lock keeps its entry, and so its pool object,
+            // alive until the load is done (lock order: offset, then content).
             let table = area.shard(offset).lock();
             match table.get(offset) {
                 None => {
@@ -401,7 +405,28 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 }
                 Some(SlotValue::Entry(key)) => {
                     let content = self.content.lock();
-                    content.snapshot(entry_key(key)?, &mut scratch.decode)?
+                    let key = entry_key(key)?;
+                    let Some(object) = content.plain_in_place(key)? else {
+                        // A delta, deflate, or an object across two pool pages:
+                        // copied out here, decoded after the locks.
+                        break 'copied content.snapshot(key, &mut scratch.decode)?;
+                    };
+                    // lz4 or raw in one pool page: decoded where it lies, after
+                    // the content lock, as a reader the scanner waits out.
+                    let reading = self.readers.enter();
+                    drop(content);
+                    // SAFETY: the object stays live and in place while it is read:
+                    // the offset's lock (held until the end of this block) keeps
+                    // its entry referenced, so nothing frees it; the scanner, the
+                    // only one that re-encodes or compacts, waits for `reading`.
+                    let bytes = unsafe { object.bytes() };
+                    let decoded =
+                        decode_plain(object.tag(), bytes, out, &mut scratch.decode.decompress);
+                    drop(reading);
+                    drop(table);
+                    decoded?;
+                    Stats::add(&self.stats.loaded_pages, 1);
+                    return Ok(());
                 }
             }
         };
@@ -533,6 +558,15 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             None => {}
         }
         Ok(old.is_some())
+    }
+
+    /// The content lock, for a change that frees or moves pool objects a load may
+    /// be decoding in place (re-encoding, compaction): taken, then the loads still
+    /// reading outside it are waited out (none can start while it is held).
+    pub(crate) fn lock_content_to_move(&self) -> MutexGuard<'_, InPlace<Content<P>>> {
+        let content = self.content.lock();
+        self.readers.wait_for_none();
+        content
     }
 
     /// Pool growth past the watermark since the scanner's last burst is pressure:

@@ -24,8 +24,8 @@ use foldswap_merge::{
     MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared, Vacancy,
 };
 use foldswap_pool::{
-    CodecKind, DecompressScratch, Handle, ObjectStore, TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4,
-    TAG_RAW, decompress, lz4_matches,
+    CodecKind, DecompressScratch, Handle, ObjectInPlace, ObjectStore, TAG_DEFLATE, TAG_FIRST_HOST,
+    TAG_LZ4, TAG_RAW, decompress, lz4_matches,
 };
 
 use crate::scratch::DecodeScratch;
@@ -206,6 +206,18 @@ impl<P: PageProvider + Clone> Content<P> {
             .ok_or(Error::InvalidHandle)
     }
 
+    /// Where `key`'s bytes lie in the pool, if it is plain (lz4 or raw) and its
+    /// object lies in one pool page: a load decodes it there, outside this lock.
+    /// `None` for deltas, deflate, and objects across two pool pages.
+    pub fn plain_in_place(&self, key: u32) -> Result<Option<ObjectInPlace>, Error> {
+        let entry = self.entry(key)?;
+        if entry.tag != TAG_LZ4 && entry.tag != TAG_RAW {
+            return Ok(None);
+        }
+        let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
+        self.pool.object_in_place(handle)
+    }
+
     /// Copy `key`'s encoded bytes (and its base's, for a delta) into the scratch.
     pub fn snapshot(&self, key: u32, scratch: &mut DecodeScratch) -> Result<Snapshot, Error> {
         snapshot(&self.entries, &self.pool, key, scratch)
@@ -348,6 +360,8 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Replace the encoded bytes of `key` (same content, new encoding: `base` names
     /// the base entry and its generation for a delta) if the entry is still the one
     /// the caller read (`generation`) and still plain. Returns whether it was replaced.
+    /// It frees the old object: the caller has waited out the loads decoding in
+    /// place (`Backend::lock_content_to_move`), as for the pool's `compact`.
     pub fn reencode(
         &mut self,
         key: u32,
@@ -536,7 +550,8 @@ pub fn decode_snapshot(
     decode_plain(snapshot.tag, bytes, out, decompress)
 }
 
-fn decode_plain(
+/// Decode a plain (raw, lz4 or deflate) object's `bytes` into `out`.
+pub(crate) fn decode_plain(
     tag: u8,
     bytes: &[u8],
     out: &mut [u8; PAGE_SIZE],

@@ -185,7 +185,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 }
                 Next::RoundEnd => {
                     self.ladder.lock().end_round(clock.now_ns())?;
-                    self.content.lock().pool.compact();
+                    self.lock_content_to_move().pool.compact();
                     report.rounds_ended += 1;
                     Stats::add(&self.stats.scanner_rounds, 1);
                 }
@@ -303,10 +303,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 PageOutcome::Patched,
             ),
         };
-        let replaced = self
-            .content
-            .lock()
-            .reencode(key, entry.generation, bytes, tag, base);
+        let replaced =
+            self.lock_content_to_move()
+                .reencode(key, entry.generation, bytes, tag, base);
         match replaced {
             Ok(true) => {}
             // Memory is short: the entry keeps its encoding; the next round may retry.
