@@ -657,3 +657,36 @@ impl<P: PageProvider + Clone, K: Parker> Drop for Backend<P, K> {
 fn entry_key(value: u64) -> Result<u32, Error> {
     u32::try_from(value).map_err(|_| Error::Corrupt)
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use foldswap_mem::StdPageProvider;
+
+    use super::*;
+    use crate::StdParker;
+
+    /// The scanner re-encodes and compacts through `lock_content_to_move`: it must
+    /// not get the pool while a load decodes an object in place.
+    #[test]
+    fn moving_pool_objects_waits_for_loads_decoding_in_place() {
+        extern crate std;
+        let backend = Backend::new(StdPageProvider, Config::default(), StdParker::new()).unwrap();
+        let moved = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reading = backend.readers.enter();
+            s.spawn(|| {
+                let _content = backend.lock_content_to_move();
+                moved.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(core::time::Duration::from_millis(50));
+            assert!(
+                !moved.load(Ordering::SeqCst),
+                "the pool was taken to move objects while a load read one in place"
+            );
+            drop(reading);
+        });
+        assert!(moved.load(Ordering::SeqCst));
+    }
+}

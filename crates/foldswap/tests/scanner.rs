@@ -207,4 +207,7 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
     assert!(done.load(Ordering::SeqCst));
     let s = backend.stats().snapshot();
     assert!(s.duplicate_pages > 0 && s.scanned_pages > 0, "{s:?}");
+    // The scanner re-encoded pages while loads decoded others in place: the two
+    // sides of the reader protocol (`ReaderCount`) met.
+    assert!(s.recompressed_pages + s.patched_pages > 0, "{s:?}");
 }
