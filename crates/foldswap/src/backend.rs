@@ -388,49 +388,49 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let out = as_page_bytes_mut(out)?;
         let area = self.area(swap_type)?;
         area.check_offset(offset)?;
-        let snapshot = 'copied: {
-            // Holding the offset's lock keeps its entry, and so its pool object,
-            // alive until the load is done (lock order: offset, then content).
-            let table = area.shard(offset).lock();
-            match table.get(offset) {
-                None => {
-                    Stats::add(&self.stats.load_not_found, 1);
-                    return Err(Error::NotFound);
-                }
-                Some(SlotValue::SameFilled(word)) => {
-                    drop(table);
-                    fill_page(out, word);
-                    Stats::add(&self.stats.loaded_pages, 1);
-                    return Ok(());
-                }
-                Some(SlotValue::Entry(key)) => {
-                    let content = self.content.lock();
-                    let key = entry_key(key)?;
-                    let Some(object) = content.plain_in_place(key)? else {
-                        // A delta, deflate, or an object across two pool pages:
-                        // copied out here, decoded after the locks.
-                        break 'copied content.snapshot(key, &mut scratch.decode)?;
-                    };
-                    // lz4 or raw in one pool page: decoded where it lies, after
-                    // the content lock, as a reader the scanner waits out.
-                    let reading = self.readers.enter();
-                    drop(content);
-                    // SAFETY: the object stays live and in place while it is read:
-                    // the offset's lock (held until the end of this block) keeps
-                    // its entry referenced, so nothing frees it; the scanner, the
-                    // only one that re-encodes or compacts, waits for `reading`.
-                    let bytes = unsafe { object.bytes() };
-                    let decoded =
-                        decode_plain(object.tag(), bytes, out, &mut scratch.decode.decompress);
-                    drop(reading);
-                    drop(table);
-                    decoded?;
-                    Stats::add(&self.stats.loaded_pages, 1);
-                    return Ok(());
-                }
+        // Holding the offset's lock keeps its entry, and so its pool object, alive
+        // until the page is decoded (lock order: offset, then content).
+        let table = area.shard(offset).lock();
+        let key = match table.get(offset) {
+            None => {
+                Stats::add(&self.stats.load_not_found, 1);
+                return Err(Error::NotFound);
             }
+            Some(SlotValue::SameFilled(word)) => {
+                drop(table);
+                fill_page(out, word);
+                Stats::add(&self.stats.loaded_pages, 1);
+                return Ok(());
+            }
+            Some(SlotValue::Entry(key)) => entry_key(key)?,
         };
-        decode_snapshot(&snapshot, &mut scratch.decode, Some(out))?;
+        let content = self.content.lock();
+        match content.plain_in_place(key)? {
+            Some(object) => {
+                // lz4 or raw in one pool page: decoded where it lies, after the
+                // content lock, as a reader the scanner waits out.
+                let reading = self.readers.enter();
+                drop(content);
+                // SAFETY: the object stays live and in place while it is read: the
+                // offset's lock (`table`, held until after the decode) keeps its
+                // entry referenced, so nothing frees it; the scanner, the only code
+                // that re-encodes or compacts, waits for `reading` to drop.
+                let bytes = unsafe { object.bytes() };
+                let decoded =
+                    decode_plain(object.tag(), bytes, out, &mut scratch.decode.decompress);
+                drop(reading);
+                drop(table);
+                decoded?;
+            }
+            None => {
+                // A delta, deflate, or an object across two pool pages: copied out
+                // under the locks, decoded after them.
+                let snapshot = content.snapshot(key, &mut scratch.decode)?;
+                drop(content);
+                drop(table);
+                decode_snapshot(&snapshot, &mut scratch.decode, Some(out))?;
+            }
+        }
         Stats::add(&self.stats.loaded_pages, 1);
         Ok(())
     }
