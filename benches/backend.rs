@@ -322,19 +322,77 @@ fn store_rate(pages: &[[u8; PAGE_SIZE]], threads: usize, per_thread: usize) -> f
     (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn bench_threads(pages: &[[u8; PAGE_SIZE]]) {
-    let rounds = 5;
-    let best = |threads| {
-        (0..rounds)
-            .map(|_| store_rate(pages, threads, 20_000))
-            .fold(0.0, f64::max)
-    };
-    let one = best(1);
-    let two = best(2);
+/// A backend holding `pages` at offsets `0..pages.len()`.
+fn backend_holding(pages: &[[u8; PAGE_SIZE]]) -> Backend<&'static WarmPages, StdParker> {
+    let backend = new_backend();
+    let mut scratch = Scratch::boxed();
+    for (i, page) in pages.iter().enumerate() {
+        backend
+            .store(0, i as u64, page, &mut scratch)
+            .expect("store");
+    }
+    backend
+}
+
+/// Operations per second running `op(backend, thread, i, scratch)` `per_thread`
+/// times on each of `threads` threads.
+fn rate(
+    backend: &Backend<&'static WarmPages, StdParker>,
+    threads: usize,
+    per_thread: usize,
+    op: impl Fn(usize, usize, &mut Scratch) + Sync,
+) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let op = &op;
+            s.spawn(move || {
+                let mut scratch = Scratch::boxed();
+                for i in 0..per_thread {
+                    op(t, i, &mut scratch);
+                }
+            });
+        }
+    });
+    let _ = backend;
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Best of five 1-thread and 2-thread rates of `measure(threads)`; prints the scaling.
+fn scaling(name: &str, measure: impl Fn(usize) -> f64) {
+    let best = |threads| (0..5).map(|_| measure(threads)).fold(0.0, f64::max);
+    let (one, two) = (best(1), best(2));
     println!(
-        "backend_threads: 1 thread {one:.0} pages/s, 2 threads {two:.0} pages/s, scaling {:.2}x",
+        "backend_threads {name}: 1 thread {one:.0}/s, 2 threads {two:.0}/s, scaling {:.2}x",
         two / one
     );
+}
+
+fn bench_threads(pages: &[[u8; PAGE_SIZE]]) {
+    scaling("distinct stores", |threads| {
+        store_rate(pages, threads, 20_000)
+    });
+    // Duplicates of stored pages, each thread into offsets of its own.
+    scaling("duplicate stores", |threads| {
+        let backend = backend_holding(pages);
+        let base = pages.len();
+        rate(&backend, threads, 20_000, |t, i, scratch| {
+            let offset = (base + t * 20_000 + i) as u64;
+            let page = &pages[(i * 7 + t) % pages.len()];
+            black_box(backend.store(0, offset, page, scratch).ok());
+        })
+    });
+    scaling("loads", |threads| {
+        let backend = backend_holding(pages);
+        let outs: Vec<_> = (0..threads)
+            .map(|_| std::sync::Mutex::new(Aligned::zeroed()))
+            .collect();
+        rate(&backend, threads, 20_000, |t, i, scratch| {
+            let offset = ((i * 7 + t * 1000) % pages.len()) as u64;
+            let mut out = outs[t].lock().expect("out");
+            black_box(backend.load(0, offset, &mut out.0, scratch).ok());
+        })
+    });
 }
 
 /// The targets' ratios measured in alternation (see `paired_ratio`): every round
