@@ -13,7 +13,9 @@
 //!   the same pages walked as the backend walks it) against the same new store.
 //! - `backend_load`: `Backend::load` vs plain `lz4_flex` decompression of the same
 //!   bytes. Target: ≥ 0.9 × plain decompress.
-//! - `backend_threads`: pages/s storing with 1 and with 2 threads (own offsets each).
+//! - `backend_threads`: operations/s with 1 and with 2 threads: distinct stores,
+//!   duplicate stores (of the same stored pages, each thread into its own offsets)
+//!   and loads.
 //! - `paired …` lines: the targets' ratios again, measured in alternation (101
 //!   rounds, each timing one 1024-page batch of each side over the same pages; the
 //!   median and quartiles of the per-round ratios). Criterion times one side for

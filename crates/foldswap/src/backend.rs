@@ -15,7 +15,9 @@ use spin::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, SwapArea};
-use crate::content::{Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot};
+use crate::content::{
+    Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot, plain_matches,
+};
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
 use crate::scanner::ScanTunables;
@@ -485,7 +487,30 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let pending = {
             let mut table = area.shard(offset).lock();
             let mut content = self.content.lock();
-            match content.share_identical(hash, page, &mut scratch.decode)? {
+            let mut found = content.share_candidate(hash, page, &mut scratch.decode)?;
+            if let Lookup::Candidate { key, object } = found {
+                // The candidate's full comparison, outside the content lock: its
+                // sharer keeps it from being freed, `reading` keeps the scanner
+                // from re-encoding or compacting it away.
+                let reading = self.readers.enter();
+                drop(content);
+                // SAFETY: live and in place while compared, as just said.
+                let bytes = unsafe { object.bytes() };
+                let same = plain_matches(object.tag(), bytes, page);
+                drop(reading);
+                content = self.content.lock();
+                found = match same {
+                    Ok(true) => Lookup::Shared(key),
+                    differed => {
+                        // A hash match with other bytes: drop the candidate's
+                        // sharer and look again, comparing under the lock.
+                        self.note_unshared(content.unshare_unconfirmed(key));
+                        differed?;
+                        content.share_identical(hash, page, &mut scratch.decode)?
+                    }
+                };
+            }
+            match found {
                 Lookup::Shared(key) => {
                     Stats::add(&self.stats.duplicate_pages, 1);
                     let replaced = self.put(&mut table, &mut content, offset, key)?;
@@ -495,6 +520,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     return Ok(StoreKind::Duplicate);
                 }
                 Lookup::Vacant(pending) => pending,
+                Lookup::Candidate { .. } => return Err(Error::Corrupt),
             }
         };
         // Compress outside every lock; an identical page stored meanwhile by another

@@ -126,6 +126,21 @@ pub enum Lookup {
     Shared(u32),
     /// Nothing identical is stored; pass this to [`Content::insert_or_share`].
     Vacant(Pending),
+    /// From [`Content::share_candidate`]: a stored entry with the page's hash, not
+    /// yet compared, holding one sharer for the caller; its bytes lie in place.
+    Candidate {
+        /// The entry.
+        key: u32,
+        /// Its bytes in the pool.
+        object: ObjectInPlace,
+    },
+}
+
+/// A comparison a deferring lookup left to its caller.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    key: u32,
+    object: ObjectInPlace,
 }
 
 /// A lookup that found nothing, and when: if no page entered the tree since,
@@ -210,12 +225,7 @@ impl<P: PageProvider + Clone> Content<P> {
     /// object lies in one pool page: a load decodes it there, outside this lock.
     /// `None` for deltas, deflate, and objects across two pool pages.
     pub fn plain_in_place(&self, key: u32) -> Result<Option<ObjectInPlace>, Error> {
-        let entry = self.entry(key)?;
-        if entry.tag != TAG_LZ4 && entry.tag != TAG_RAW {
-            return Ok(None);
-        }
-        let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
-        self.pool.object_in_place(handle)
+        plain_in_place(&self.pool, self.entry(key)?)
     }
 
     /// Copy `key`'s encoded bytes (and its base's, for a delta) into the scratch.
@@ -225,20 +235,28 @@ impl<P: PageProvider + Clone> Content<P> {
 
     /// Look `page` (hash `hash`) up in the stable tree: sampled key, full hash, then
     /// a full byte comparison with the candidate.
+    ///
+    /// With `defer`, the comparison with a candidate whose bytes lie in place
+    /// (plain, in one pool page) is not made here: the candidate is taken as found
+    /// and returned as well, for the caller to compare outside the lock.
     fn lookup(
         &mut self,
         hash: u64,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch,
-    ) -> Result<StableLookup<u32>, Error> {
+        defer: bool,
+    ) -> Result<(StableLookup<u32>, Option<Deferred>), Error> {
         let mut view = View {
             entries: &self.entries,
             pool: &self.pool,
             scratch,
             incoming: page,
             incoming_hash: hash,
+            defer,
+            deferred: None,
         };
-        self.tree.lookup(&mut view, index_key(hash), INCOMING)
+        let found = self.tree.lookup(&mut view, index_key(hash), INCOMING)?;
+        Ok((found, view.deferred))
     }
 
     /// Find a stored entry byte-identical to `page` and add a sharer to it. A hash
@@ -249,7 +267,42 @@ impl<P: PageProvider + Clone> Content<P> {
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch,
     ) -> Result<Lookup, Error> {
-        match self.lookup(hash, page, scratch)? {
+        let (found, _) = self.lookup(hash, page, scratch, false)?;
+        self.share_found(found)
+    }
+
+    /// [`share_identical`](Self::share_identical), except that a candidate whose
+    /// bytes lie in place is not compared here but returned as
+    /// [`Lookup::Candidate`], holding one sharer for the caller: the caller
+    /// compares it outside the lock (as a reader of the backend's `ReaderCount`),
+    /// then keeps that sharer if the bytes are equal, or drops it with
+    /// [`unshare_unconfirmed`](Self::unshare_unconfirmed) and looks again with
+    /// `share_identical`. Until then the page is not merged: the sharer only keeps
+    /// the candidate from being freed.
+    pub fn share_candidate(
+        &mut self,
+        hash: u64,
+        page: &[u8; PAGE_SIZE],
+        scratch: &mut DecodeScratch,
+    ) -> Result<Lookup, Error> {
+        let (found, deferred) = self.lookup(hash, page, scratch, true)?;
+        match (found, deferred) {
+            (StableLookup::Found { node, kept }, Some(deferred)) if deferred.key == kept => {
+                self.tree.share(node)?;
+                Ok(Lookup::Candidate {
+                    key: kept,
+                    object: deferred.object,
+                })
+            }
+            // Nothing was deferred (every comparison was made here), or the node
+            // found is not the one deferred (a dup of a full chain): compare here.
+            (found, None) => self.share_found(found),
+            (_, Some(_)) => self.share_identical(hash, page, scratch),
+        }
+    }
+
+    fn share_found(&mut self, found: StableLookup<u32>) -> Result<Lookup, Error> {
+        match found {
             StableLookup::Found { node, kept } => {
                 self.tree.share(node)?;
                 Ok(Lookup::Shared(kept))
@@ -259,6 +312,15 @@ impl<P: PageProvider + Clone> Content<P> {
                 inserts: self.inserts,
             })),
         }
+    }
+
+    /// Drop the sharer a [`Lookup::Candidate`] held, its bytes having differed
+    /// (or failed to read): like [`unshare`](Self::unshare), but it was never a
+    /// stored page's reference, so only what it frees is reported.
+    pub fn unshare_unconfirmed(&mut self, key: u32) -> Result<Released, Error> {
+        let mut released = self.unshare(key)?;
+        released.still_shared = false;
+        Ok(released)
     }
 
     /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
@@ -277,7 +339,7 @@ impl<P: PageProvider + Clone> Content<P> {
         let vacancy = if pending.inserts == self.inserts {
             pending.vacancy
         } else {
-            match self.lookup(hash, page, scratch)? {
+            match self.lookup(hash, page, scratch, false)?.0 {
                 StableLookup::Found { node, kept } => {
                     self.tree.share(node)?;
                     return Ok((kept, false));
@@ -435,6 +497,10 @@ struct View<'a, P: PageProvider + Clone> {
     scratch: &'a mut DecodeScratch,
     incoming: &'a [u8; PAGE_SIZE],
     incoming_hash: u64,
+    /// Leave the comparison with a candidate in place to the caller.
+    defer: bool,
+    /// The candidate so left (then reported as equal to the tree).
+    deferred: Option<Deferred>,
 }
 
 impl<P: PageProvider + Clone> PageContents for View<'_, P> {
@@ -461,7 +527,44 @@ impl<P: PageProvider + Clone> PageContents for View<'_, P> {
             // merge different bytes.
             (false, false) => return Ok(a == b),
         };
+        if self.defer && self.deferred.is_none() {
+            let entry = self
+                .entries
+                .get(SlabKey(stored))
+                .ok_or(Error::InvalidHandle)?;
+            if let Some(object) = plain_in_place(self.pool, entry)? {
+                // Taken as equal for now: the caller compares before it merges.
+                self.deferred = Some(Deferred {
+                    key: stored,
+                    object,
+                });
+                return Ok(true);
+            }
+        }
         same_as_stored(self.entries, self.pool, stored, self.incoming, self.scratch)
+    }
+}
+
+/// Where `entry`'s bytes lie in the pool, if it is plain (lz4 or raw) and its
+/// object lies in one pool page.
+fn plain_in_place<P: PageProvider + Clone>(
+    pool: &ObjectStore<P>,
+    entry: &Entry,
+) -> Result<Option<ObjectInPlace>, Error> {
+    if entry.tag != TAG_LZ4 && entry.tag != TAG_RAW {
+        return Ok(None);
+    }
+    let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
+    pool.object_in_place(handle)
+}
+
+/// Whether plain `bytes` (tagged `tag`: lz4 or raw) decode to exactly `page`;
+/// every byte is compared.
+pub(crate) fn plain_matches(tag: u8, bytes: &[u8], page: &[u8; PAGE_SIZE]) -> Result<bool, Error> {
+    match tag {
+        TAG_LZ4 => lz4_matches(bytes, page),
+        TAG_RAW => Ok(bytes == page),
+        _ => Err(Error::Corrupt),
     }
 }
 
@@ -479,8 +582,7 @@ fn same_as_stored<P: PageProvider + Clone>(
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
     let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
     match pool.view_object(handle, &mut scratch.object)? {
-        (bytes, TAG_LZ4) => lz4_matches(bytes, page),
-        (bytes, TAG_RAW) => Ok(bytes == page),
+        (bytes, tag @ (TAG_LZ4 | TAG_RAW)) => plain_matches(tag, bytes, page),
         _ => {
             decode_into(entries, pool, key, scratch)?;
             Ok(scratch.page.as_bytes() == page)
@@ -636,6 +738,77 @@ mod tests {
         assert!(matches!(
             content.share_identical(xxh3_64(&other), &other, decode),
             Ok(Lookup::Shared(_))
+        ));
+    }
+
+    #[test]
+    fn a_deferred_candidate_is_only_a_reference_until_compared() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let (a, b) = (text(6), text(7));
+        let hash = xxh3_64(&a);
+        let Scratch {
+            compress, decode, ..
+        } = &mut *scratch;
+        let bytes = compress.compress(CodecKind::Lz4, &a).unwrap().unwrap();
+        let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, &a, decode) else {
+            panic!("stored before");
+        };
+        let (key_a, _) = content
+            .insert_or_share(hash, &a, bytes, TAG_LZ4, decode, pending)
+            .unwrap();
+        // `b` under `a`'s hash (a collision): `a` comes back as an uncompared candidate.
+        let Ok(Lookup::Candidate { key, object }) = content.share_candidate(hash, &b, decode)
+        else {
+            panic!("no candidate");
+        };
+        assert_eq!(key, key_a);
+        // SAFETY: the entry is live and nothing re-encodes or compacts meanwhile.
+        let in_place = unsafe { object.bytes() };
+        assert_eq!(plain_matches(object.tag(), in_place, &b), Ok(false));
+        assert_eq!(plain_matches(object.tag(), in_place, &a), Ok(true));
+        // The candidate's sharer keeps `a` alive after its own sharer goes...
+        assert!(content.unshare(key_a).unwrap().still_shared);
+        assert_eq!(content.len(), 1);
+        // ... and dropping it frees `a`, reported as freed, not as a duplicate gone.
+        let released = content.unshare_unconfirmed(key).unwrap();
+        assert_eq!((released.still_shared, released.plain_freed), (false, 1));
+        assert!(content.is_empty() && content.pool.is_empty());
+        assert!(matches!(
+            content.share_identical(hash, &b, decode),
+            Ok(Lookup::Vacant(_))
+        ));
+    }
+
+    #[test]
+    fn a_candidate_not_in_place_is_compared_under_the_lock() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let page = text(8);
+        let hash = xxh3_64(&page);
+        let Scratch {
+            compress, decode, ..
+        } = &mut *scratch;
+        let deflated = compress
+            .compress(CodecKind::Deflate, &page)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, &page, decode) else {
+            panic!("stored before");
+        };
+        let (key, _) = content
+            .insert_or_share(hash, &page, &deflated, TAG_DEFLATE, decode, pending)
+            .unwrap();
+        assert!(matches!(
+            content.share_candidate(hash, &page, decode),
+            Ok(Lookup::Shared(k)) if k == key
+        ));
+        let mut other = page;
+        other[100] ^= 1;
+        assert!(matches!(
+            content.share_candidate(hash, &other, decode),
+            Ok(Lookup::Vacant(_))
         ));
     }
 
