@@ -219,13 +219,8 @@ fn bench_duplicate(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
     group
         .measurement_time(Duration::from_secs(4))
         .sample_size(20);
-    let backend = new_backend();
+    let backend = backend_holding(pages);
     let mut scratch = Scratch::boxed();
-    for (i, page) in pages.iter().enumerate() {
-        backend
-            .store(0, i as u64, page, &mut scratch)
-            .expect("store");
-    }
     let base = pages.len() as u64;
     bench_stores_into_free_offsets(
         &mut group,
@@ -283,11 +278,8 @@ fn bench_load(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
             black_box(decompress_into(bytes, &mut page).ok());
         })
     });
-    let backend = new_backend();
+    let backend = backend_holding(pages);
     let mut scratch = Scratch::boxed();
-    for (i, p) in pages.iter().enumerate() {
-        backend.store(0, i as u64, p, &mut scratch).expect("store");
-    }
     group.bench_function("foldswap_load", |b| {
         let mut i = 0u64;
         on_cpu(b, || {
@@ -470,12 +462,8 @@ fn bench_paired(pages: &[[u8; PAGE_SIZE]]) {
     );
 
     // Duplicates of stored pages, into free offsets past them.
-    let dups = new_backend();
+    let dups = backend_holding(pages);
     let mut dup_scratch = Scratch::boxed();
-    for (i, page) in pages.iter().enumerate() {
-        dups.store(0, i as u64, page, &mut dup_scratch)
-            .expect("store");
-    }
     let base = pages.len() as u64;
     let mut next = 0usize;
     let mut duplicate_stores = || {
