@@ -489,26 +489,27 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             let mut content = self.content.lock();
             let mut found = content.share_candidate(hash, page, &mut scratch.decode)?;
             if let Lookup::Candidate { key, object } = found {
-                // The candidate's full comparison, outside the content lock: its
-                // sharer keeps it from being freed, `reading` keeps the scanner
-                // from re-encoding or compacting it away.
+                // The candidate's sharer counts as a duplicate from here on: it is
+                // one if the bytes are equal, and is released like one if not.
+                Stats::add(&self.stats.duplicate_pages, 1);
+                // Its full comparison, outside the content lock: the sharer keeps
+                // it from being freed, `reading` keeps the scanner from
+                // re-encoding or compacting it away.
                 let reading = self.readers.enter();
                 drop(content);
                 // SAFETY: live and in place while compared, as just said.
                 let bytes = unsafe { object.bytes() };
                 let same = plain_matches(object.tag(), bytes, page);
                 drop(reading);
+                if let Ok(true) = same {
+                    return self.share_into_slot(table, offset, key);
+                }
+                // A hash match with other bytes (or a corrupt object): drop the
+                // sharer and look again, comparing under the lock.
                 content = self.content.lock();
-                found = match same {
-                    Ok(true) => Lookup::Shared(key),
-                    differed => {
-                        // A hash match with other bytes: drop the candidate's
-                        // sharer and look again, comparing under the lock.
-                        self.note_unshared(content.unshare_unconfirmed(key));
-                        differed?;
-                        content.share_identical(hash, page, &mut scratch.decode)?
-                    }
-                };
+                self.note_unshared(content.unshare(key));
+                same?;
+                found = content.share_identical(hash, page, &mut scratch.decode)?;
             }
             match found {
                 Lookup::Shared(key) => {
@@ -554,6 +555,32 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         self.count_stored(kind, replaced);
         Ok(kind)
+    }
+
+    /// Point `offset` at entry `key`, whose compared candidate's sharer (already
+    /// counted as a duplicate) becomes the offset's reference: only the slot changes
+    /// under the offset's lock; what it held is released after. If the slot cannot
+    /// be stored (no memory for the offset table), the sharer is dropped again.
+    fn share_into_slot(
+        &self,
+        mut table: MutexGuard<'_, OffsetTable>,
+        offset: u64,
+        key: u32,
+    ) -> Result<StoreKind, Error> {
+        let old = match table.replace(&self.provider, offset, SlotValue::Entry(u64::from(key))) {
+            Ok(old) => old,
+            Err(e) => {
+                self.note_unshared(self.content.lock().unshare(key));
+                return Err(e);
+            }
+        };
+        drop(table);
+        let replaced = old.is_some();
+        if let Some(old) = old {
+            self.forget(old);
+        }
+        self.count_stored(StoreKind::Duplicate, replaced);
+        Ok(StoreKind::Duplicate)
     }
 
     /// Point `offset` at entry `key`, whose reference the caller took under

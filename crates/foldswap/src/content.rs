@@ -276,9 +276,9 @@ impl<P: PageProvider + Clone> Content<P> {
     /// [`Lookup::Candidate`], holding one sharer for the caller: the caller
     /// compares it outside the lock (as a reader of the backend's `ReaderCount`),
     /// then keeps that sharer if the bytes are equal, or drops it with
-    /// [`unshare_unconfirmed`](Self::unshare_unconfirmed) and looks again with
-    /// `share_identical`. Until then the page is not merged: the sharer only keeps
-    /// the candidate from being freed.
+    /// [`unshare`](Self::unshare) and looks again with `share_identical`. Until
+    /// then the page is not merged: the sharer only keeps the candidate from being
+    /// freed.
     pub fn share_candidate(
         &mut self,
         hash: u64,
@@ -312,15 +312,6 @@ impl<P: PageProvider + Clone> Content<P> {
                 inserts: self.inserts,
             })),
         }
-    }
-
-    /// Drop the sharer a [`Lookup::Candidate`] held, its bytes having differed
-    /// (or failed to read): like [`unshare`](Self::unshare), but it was never a
-    /// stored page's reference, so only what it frees is reported.
-    pub fn unshare_unconfirmed(&mut self, key: u32) -> Result<Released, Error> {
-        let mut released = self.unshare(key)?;
-        released.still_shared = false;
-        Ok(released)
     }
 
     /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
@@ -770,8 +761,8 @@ mod tests {
         // The candidate's sharer keeps `a` alive after its own sharer goes...
         assert!(content.unshare(key_a).unwrap().still_shared);
         assert_eq!(content.len(), 1);
-        // ... and dropping it frees `a`, reported as freed, not as a duplicate gone.
-        let released = content.unshare_unconfirmed(key).unwrap();
+        // ... and dropping it frees `a`.
+        let released = content.unshare(key).unwrap();
         assert_eq!((released.still_shared, released.plain_freed), (false, 1));
         assert!(content.is_empty() && content.pool.is_empty());
         assert!(matches!(

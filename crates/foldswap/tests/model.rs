@@ -120,7 +120,16 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
                 model.retain(|(mt, _), _| *mt != t);
             }
         }
-        prop_assert_eq!(backend.stats().snapshot().stored_pages, model.len() as u64);
+        let s = backend.stats().snapshot();
+        prop_assert_eq!(s.stored_pages, model.len() as u64);
+        // Every stored offset is counted once: same-filled, the first sharer of a
+        // distinct content (compressed or patched), or a duplicate of one.
+        prop_assert_eq!(
+            s.same_filled_pages + s.compressed_pages + s.patched_pages + s.duplicate_pages,
+            s.stored_pages,
+            "{:?}",
+            s
+        );
     }
     for ((t, o), page) in &model {
         backend.load(*t, *o, &mut out, &mut scratch).unwrap();
