@@ -210,4 +210,13 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
     // The scanner re-encoded pages while loads decoded others in place: the two
     // sides of the reader protocol (`ReaderCount`) met.
     assert!(s.recompressed_pages + s.patched_pages > 0, "{s:?}");
+    // Quiet again, the counters add up: no path (a duplicate candidate dropped or
+    // kept, a store racing an invalidate) lost or doubled one. Contents counted as
+    // compressed but kept only as a base of deltas hold no offset.
+    let bases_only = backend.census().bases_only;
+    assert_eq!(
+        s.same_filled_pages + s.compressed_pages + s.patched_pages + s.duplicate_pages,
+        s.stored_pages + bases_only,
+        "{s:?}, {bases_only} kept only as bases"
+    );
 }
