@@ -16,7 +16,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, SwapArea};
 use crate::content::{
-    Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot, plain_matches,
+    Candidate, Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot,
+    plain_matches,
 };
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
@@ -487,30 +488,32 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let pending = {
             let mut table = area.shard(offset).lock();
             let mut content = self.content.lock();
-            let mut found = content.share_candidate(hash, page, &mut scratch.decode)?;
-            if let Lookup::Candidate { key, object } = found {
-                // The candidate's sharer counts as a duplicate from here on: it is
-                // one if the bytes are equal, and is released like one if not.
-                Stats::add(&self.stats.duplicate_pages, 1);
-                // Its full comparison, outside the content lock: the sharer keeps
-                // it from being freed, `reading` keeps the scanner from
-                // re-encoding or compacting it away.
-                let reading = self.readers.enter();
-                drop(content);
-                // SAFETY: live and in place while compared, as just said.
-                let bytes = unsafe { object.bytes() };
-                let same = plain_matches(object.tag(), bytes, page);
-                drop(reading);
-                if let Ok(true) = same {
-                    return self.share_into_slot(table, offset, key);
+            let found = match content.share_candidate(hash, page, &mut scratch.decode)? {
+                Candidate::Compared(found) => found,
+                Candidate::InPlace { key, object } => {
+                    // The candidate's sharer counts as a duplicate from here on: it
+                    // is one if the bytes are equal, and is released like one if not.
+                    Stats::add(&self.stats.duplicate_pages, 1);
+                    // Its full comparison, outside the content lock: the sharer
+                    // keeps it from being freed, `reading` keeps the scanner from
+                    // re-encoding or compacting it away.
+                    let reading = self.readers.enter();
+                    drop(content);
+                    // SAFETY: live and in place while compared, as just said.
+                    let bytes = unsafe { object.bytes() };
+                    let same = plain_matches(object.tag(), bytes, page);
+                    drop(reading);
+                    if let Ok(true) = same {
+                        return self.share_into_slot(table, offset, key);
+                    }
+                    // A hash match with other bytes (or a corrupt object): drop the
+                    // sharer and look again, comparing under the lock.
+                    content = self.content.lock();
+                    self.note_unshared(content.unshare(key));
+                    same?;
+                    content.share_identical(hash, page, &mut scratch.decode)?
                 }
-                // A hash match with other bytes (or a corrupt object): drop the
-                // sharer and look again, comparing under the lock.
-                content = self.content.lock();
-                self.note_unshared(content.unshare(key));
-                same?;
-                found = content.share_identical(hash, page, &mut scratch.decode)?;
-            }
+            };
             match found {
                 Lookup::Shared(key) => {
                     Stats::add(&self.stats.duplicate_pages, 1);
@@ -521,7 +524,6 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     return Ok(StoreKind::Duplicate);
                 }
                 Lookup::Vacant(pending) => pending,
-                Lookup::Candidate { .. } => return Err(Error::Corrupt),
             }
         };
         // Compress outside every lock; an identical page stored meanwhile by another

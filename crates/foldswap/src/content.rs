@@ -126,9 +126,17 @@ pub enum Lookup {
     Shared(u32),
     /// Nothing identical is stored; pass this to [`Content::insert_or_share`].
     Vacant(Pending),
-    /// From [`Content::share_candidate`]: a stored entry with the page's hash, not
-    /// yet compared, holding one sharer for the caller; its bytes lie in place.
-    Candidate {
+}
+
+/// What [`Content::share_candidate`] found.
+#[derive(Debug, Clone, Copy)]
+pub enum Candidate {
+    /// Compared under the lock (or nothing to compare), as by
+    /// [`Content::share_identical`].
+    Compared(Lookup),
+    /// A stored entry with the page's hash, not yet compared, holding one sharer
+    /// for the caller; its bytes lie in place.
+    InPlace {
         /// The entry.
         key: u32,
         /// Its bytes in the pool.
@@ -273,7 +281,7 @@ impl<P: PageProvider + Clone> Content<P> {
 
     /// [`share_identical`](Self::share_identical), except that a candidate whose
     /// bytes lie in place is not compared here but returned as
-    /// [`Lookup::Candidate`], holding one sharer for the caller: the caller
+    /// [`Candidate::InPlace`], holding one sharer for the caller: the caller
     /// compares it outside the lock (as a reader of the backend's `ReaderCount`),
     /// then keeps that sharer if the bytes are equal, or drops it with
     /// [`unshare`](Self::unshare) and looks again with `share_identical`. Until
@@ -284,21 +292,22 @@ impl<P: PageProvider + Clone> Content<P> {
         hash: u64,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch,
-    ) -> Result<Lookup, Error> {
+    ) -> Result<Candidate, Error> {
         let (found, deferred) = self.lookup(hash, page, scratch, true)?;
-        match (found, deferred) {
+        let compared = match (found, deferred) {
             (StableLookup::Found { node, kept }, Some(deferred)) if deferred.key == kept => {
                 self.tree.share(node)?;
-                Ok(Lookup::Candidate {
+                return Ok(Candidate::InPlace {
                     key: kept,
                     object: deferred.object,
-                })
+                });
             }
             // Nothing was deferred (every comparison was made here), or the node
             // found is not the one deferred (a dup of a full chain): compare here.
-            (found, None) => self.share_found(found),
-            (_, Some(_)) => self.share_identical(hash, page, scratch),
-        }
+            (found, None) => self.share_found(found)?,
+            (_, Some(_)) => self.share_identical(hash, page, scratch)?,
+        };
+        Ok(Candidate::Compared(compared))
     }
 
     fn share_found(&mut self, found: StableLookup<u32>) -> Result<Lookup, Error> {
@@ -690,6 +699,25 @@ mod tests {
         }
     }
 
+    /// Store `page` (not stored before) as `bytes` encoded as `tag`; its key.
+    fn store_new(
+        content: &mut Content<StdPageProvider>,
+        page: &[u8; PAGE_SIZE],
+        bytes: &[u8],
+        tag: u8,
+        decode: &mut DecodeScratch,
+    ) -> u32 {
+        let hash = xxh3_64(page);
+        let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, page, decode) else {
+            panic!("stored before");
+        };
+        let (key, inserted) = content
+            .insert_or_share(hash, page, bytes, tag, decode, pending)
+            .unwrap();
+        assert!(inserted);
+        key
+    }
+
     #[test]
     fn a_page_stored_between_lookup_and_insert_is_shared_not_stored_twice() {
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
@@ -742,14 +770,9 @@ mod tests {
             compress, decode, ..
         } = &mut *scratch;
         let bytes = compress.compress(CodecKind::Lz4, &a).unwrap().unwrap();
-        let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, &a, decode) else {
-            panic!("stored before");
-        };
-        let (key_a, _) = content
-            .insert_or_share(hash, &a, bytes, TAG_LZ4, decode, pending)
-            .unwrap();
+        let key_a = store_new(&mut content, &a, bytes, TAG_LZ4, decode);
         // `b` under `a`'s hash (a collision): `a` comes back as an uncompared candidate.
-        let Ok(Lookup::Candidate { key, object }) = content.share_candidate(hash, &b, decode)
+        let Ok(Candidate::InPlace { key, object }) = content.share_candidate(hash, &b, decode)
         else {
             panic!("no candidate");
         };
@@ -785,21 +808,16 @@ mod tests {
             .unwrap()
             .unwrap()
             .to_vec();
-        let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, &page, decode) else {
-            panic!("stored before");
-        };
-        let (key, _) = content
-            .insert_or_share(hash, &page, &deflated, TAG_DEFLATE, decode, pending)
-            .unwrap();
+        let key = store_new(&mut content, &page, &deflated, TAG_DEFLATE, decode);
         assert!(matches!(
             content.share_candidate(hash, &page, decode),
-            Ok(Lookup::Shared(k)) if k == key
+            Ok(Candidate::Compared(Lookup::Shared(k))) if k == key
         ));
         let mut other = page;
         other[100] ^= 1;
         assert!(matches!(
             content.share_candidate(hash, &other, decode),
-            Ok(Lookup::Vacant(_))
+            Ok(Candidate::Compared(Lookup::Vacant(_)))
         ));
     }
 
@@ -816,15 +834,7 @@ mod tests {
                 TAG_RAW => &page[..],
                 _ => compress.compress(CodecKind::Lz4, page).unwrap().unwrap(),
             };
-            let hash = xxh3_64(page);
-            let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, page, decode) else {
-                panic!("stored before");
-            };
-            let (key, inserted) = content
-                .insert_or_share(hash, page, bytes, tag, decode, pending)
-                .unwrap();
-            assert!(inserted);
-            key
+            store_new(content, page, bytes, tag, decode)
         };
         let key_a = store(&mut content, &a, TAG_LZ4);
         let key_b = store(&mut content, &b, TAG_RAW);
