@@ -1,5 +1,5 @@
 //! The strategies on the real dev corpus, checked against its independent reference
-//! figures (`shared/corpus/dev-mixed.reference.txt`). Fails if the corpus is missing.
+//! figures (`samples/dev-mixed.reference.txt`). Fails if the corpus is missing.
 
 use foldswap_cli::analyze::analyze;
 use foldswap_cli::strategy::{all_strategies, dedup_only_copies_of};

@@ -3,9 +3,13 @@
 //! A corpus is raw 4096-byte pages back to back, optionally gzip-compressed
 //! (`.pages` / `.pages.gz`). This crate reads one with clear, typed errors (a size
 //! that is not a multiple of 4096, a truncated gzip stream, an unreadable file), and
-//! parses the independent reference figures shipped beside the dev corpus
-//! (`../shared/corpus/dev-mixed.reference.txt`), so foldswap's own counts can be
-//! checked against them.
+//! parses the independent reference figures shipped beside the dev corpus, so
+//! foldswap's own counts can be checked against them.
+//!
+//! The dev corpus is part of the repository: `samples/dev-mixed.pages.gz` and its
+//! figures `samples/dev-mixed.reference.txt` (see `samples/README.md` for what they
+//! are and how the figures were made). [`dev_mixed`] reads them from there; a clone
+//! needs nothing outside the repository.
 //!
 //! This is a std crate: it is never linked into the kernel.
 
@@ -128,7 +132,7 @@ pub fn read_corpus(path: &Path) -> Result<Corpus, CorpusError> {
 }
 
 /// The independent reference figures for a corpus (see
-/// `../shared/corpus/dev-mixed.reference.txt` for their definitions).
+/// `samples/dev-mixed.reference.txt` for their definitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Reference {
     /// 4096-byte pages in the file.
@@ -181,29 +185,40 @@ fn parse_reference_line(line: &str, key: &str) -> Result<u64, CorpusError> {
         .map_err(|e| CorpusError::Reference(format!("`{key}`: {e}")))
 }
 
-/// The shared material directory (`../shared` beside the project), or
-/// `$FOLDSWAP_SHARED` when set.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("FOLDSWAP_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
+/// The repository's `samples/` directory (the shipped corpora), or
+/// `$FOLDSWAP_SAMPLES` when set.
+pub fn samples_dir() -> PathBuf {
+    std::env::var_os("FOLDSWAP_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(repository_samples_dir)
 }
 
-/// Path of the dev corpus, `shared/corpus/dev-mixed.pages.gz`.
+/// `samples/` in the repository this crate was built from.
+fn repository_samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples")
+}
+
+/// Path of the dev corpus, `samples/dev-mixed.pages.gz`.
 pub fn dev_mixed_path() -> PathBuf {
-    shared_dir().join("corpus/dev-mixed.pages.gz")
+    samples_dir().join("dev-mixed.pages.gz")
+}
+
+/// Path of the dev corpus's independent reference figures,
+/// `samples/dev-mixed.reference.txt`.
+pub fn dev_mixed_reference_path() -> PathBuf {
+    samples_dir().join("dev-mixed.reference.txt")
 }
 
 /// The dev corpus and its reference figures, read once per process.
 ///
-/// Tests call this and fail (not skip) when the corpus is missing: CI always has it.
+/// Tests call this and fail (not skip) when the corpus is missing: it is part of the
+/// repository.
 pub fn dev_mixed() -> Result<&'static (Corpus, Reference), String> {
     static DEV_MIXED: OnceLock<Result<(Corpus, Reference), String>> = OnceLock::new();
     DEV_MIXED
         .get_or_init(|| {
             let corpus = read_corpus(&dev_mixed_path()).map_err(|e| e.to_string())?;
-            let ref_path = shared_dir().join("corpus/dev-mixed.reference.txt");
+            let ref_path = dev_mixed_reference_path();
             let text = std::fs::read_to_string(&ref_path)
                 .map_err(|e| format!("{}: {e}", ref_path.display()))?;
             let reference = parse_reference(&text).map_err(|e| e.to_string())?;
@@ -260,9 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn the_dev_corpus_ships_inside_the_repository() {
+        let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let samples = repository_samples_dir().canonicalize().unwrap();
+        assert!(samples.starts_with(repository.canonicalize().unwrap()));
+        assert!(samples.join("dev-mixed.pages.gz").is_file());
+        assert!(samples.join("dev-mixed.reference.txt").is_file());
+        let (corpus, reference) = dev_mixed().unwrap();
+        assert_eq!(corpus.len() as u64, reference.pages);
+        let zero = corpus.pages().filter(|p| p.iter().all(|&b| b == 0)).count();
+        assert_eq!(zero as u64, reference.zero);
+    }
+
+    #[test]
     fn parses_the_shipped_reference() {
-        let text = std::fs::read_to_string(shared_dir().join("corpus/dev-mixed.reference.txt"))
-            .expect("shared/corpus/dev-mixed.reference.txt must be beside the project");
+        let text = std::fs::read_to_string(dev_mixed_reference_path())
+            .expect("samples/dev-mixed.reference.txt is part of the repository");
         let r = parse_reference(&text).unwrap();
         assert_eq!(r.pages, r.zero + r.same_filled + r.nonfill);
         assert_eq!(r.nonfill, r.unique_nonfill + r.dup_nonfill);
