@@ -26,12 +26,15 @@
 //! readers.wait_for_none(); // a writer, under the lock: returns at once now
 //! ```
 
-use crate::sync::{AtomicUsize, Ordering, spin_loop};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, spin_loop};
 
 /// How many readers are reading outside the lock.
 #[derive(Debug, Default)]
 pub struct ReaderCount {
     inside: AtomicUsize,
+    /// A writer is spinning in [`ReaderCount::wait_for_none`] (set only once it
+    /// found a reader inside: the common path never touches it).
+    writer_waiting: AtomicBool,
 }
 
 /// One reader inside; it leaves when this drops.
@@ -47,6 +50,7 @@ impl ReaderCount {
     pub const fn new() -> Self {
         ReaderCount {
             inside: AtomicUsize::new(0),
+            writer_waiting: AtomicBool::new(false),
         }
     }
 
@@ -55,6 +59,7 @@ impl ReaderCount {
     pub fn new() -> Self {
         ReaderCount {
             inside: AtomicUsize::new(0),
+            writer_waiting: AtomicBool::new(false),
         }
     }
 
@@ -66,11 +71,24 @@ impl ReaderCount {
     }
 
     /// Spin until no reader is inside. Call it holding the lock, before freeing or
-    /// moving anything a reader may be reading.
-    pub fn wait_for_none(&self) {
+    /// moving anything a reader may be reading. Returns whether a reader was inside
+    /// (the writer had to wait), for statistics.
+    pub fn wait_for_none(&self) -> bool {
+        if self.inside.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        self.writer_waiting.store(true, Ordering::Relaxed);
         while self.inside.load(Ordering::Acquire) != 0 {
             spin_loop();
         }
+        self.writer_waiting.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether a writer is waiting for readers to leave now (for statistics and
+    /// tests: a test holding a reader sees a writer arrive; decides nothing).
+    pub fn writer_waiting(&self) -> bool {
+        self.writer_waiting.load(Ordering::Relaxed)
     }
 
     /// Whether a reader is inside (for statistics and tests; decides nothing).

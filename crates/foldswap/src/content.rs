@@ -48,7 +48,7 @@ pub struct Entry {
     /// xxh3-64 of the content.
     pub hash: u64,
     /// The pool object holding the encoded content.
-    pub handle: u64,
+    pub handle: Handle,
     /// Creation number: tells a reused slab key from the entry it replaced.
     pub generation: u32,
     /// The entry's stable-tree node, or [`NONE`] once its last sharer is gone.
@@ -168,6 +168,21 @@ pub struct Released {
     pub plain_freed: u32,
     /// Delta entries freed.
     pub deltas_freed: u32,
+    /// Inconsistencies met on the way (an object the pool would not free, a base
+    /// missing or without dependents): the release went on past each; the pool
+    /// bytes of such an object stay held until the backend is dropped.
+    pub leaked: u32,
+}
+
+/// What [`Content::reencode`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reencoded {
+    /// The entry now holds the new encoding.
+    Replaced,
+    /// The entry is not the one the caller read any more (freed, reused, patched,
+    /// or it became a base), or the delta's base changed: nothing was done. A
+    /// normal outcome for the scanner, which reads without the lock.
+    Stale,
 }
 
 impl<P: PageProvider + Clone> Content<P> {
@@ -353,7 +368,7 @@ impl<P: PageProvider + Clone> Content<P> {
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = Entry {
             hash,
-            handle: handle.to_raw(),
+            handle,
             generation: self.next_generation,
             node: NONE,
             dependents: 0,
@@ -387,8 +402,18 @@ impl<P: PageProvider + Clone> Content<P> {
 
     /// Drop one sharer of `key`; free the entry (and release its base) when nothing
     /// needs it any more.
+    ///
+    /// Fails, changing nothing, if `key` is not a live entry with a sharer. Once the
+    /// sharer is dropped the release runs to its end: an object the pool refuses to
+    /// free (a corrupt handle) or a base whose dependents do not add up is not a
+    /// reason to keep an entry nothing can reach; each is counted in
+    /// [`Released::leaked`] for the caller to report.
     pub fn unshare(&mut self, key: u32) -> Result<Released, Error> {
         let entry = *self.entry(key)?;
+        if entry.node == NONE {
+            // Kept only as a base: no offset holds a sharer of it.
+            return Err(Error::InvalidHandle);
+        }
         let mut released = Released::default();
         match self.tree.unshare(StableRef::from_index(entry.node))? {
             Unshared::Kept(_) => {
@@ -399,21 +424,29 @@ impl<P: PageProvider + Clone> Content<P> {
         }
         let mut next = Some(key);
         while let Some(key) = next.take() {
-            let entry = *self.entry(key)?;
+            let Some(&entry) = self.entries.get(SlabKey(key)) else {
+                // A delta's base that is gone: the books were wrong already.
+                released.leaked += 1;
+                break;
+            };
             if entry.node != NONE || entry.dependents > 0 {
                 break;
             }
-            if let Some(handle) = Handle::from_raw(entry.handle) {
-                self.pool.free(handle)?;
-            }
             self.entries.remove(SlabKey(key));
-            if entry.tag == TAG_DELTA {
-                released.deltas_freed += 1;
-                let base = self.entry_mut(entry.base)?;
-                base.dependents = base.dependents.checked_sub(1).ok_or(Error::Corrupt)?;
-                next = Some(entry.base);
-            } else {
+            if self.pool.free(entry.handle).is_err() {
+                released.leaked += 1;
+            }
+            if entry.tag != TAG_DELTA {
                 released.plain_freed += 1;
+                continue;
+            }
+            released.deltas_freed += 1;
+            match self.entries.get_mut(SlabKey(entry.base)) {
+                Some(base) if base.dependents > 0 => {
+                    base.dependents -= 1;
+                    next = Some(entry.base);
+                }
+                _ => released.leaked += 1,
             }
         }
         Ok(released)
@@ -421,9 +454,11 @@ impl<P: PageProvider + Clone> Content<P> {
 
     /// Replace the encoded bytes of `key` (same content, new encoding: `base` names
     /// the base entry and its generation for a delta) if the entry is still the one
-    /// the caller read (`generation`) and still plain. Returns whether it was replaced.
+    /// the caller read (`generation`) and still plain; [`Reencoded::Stale`] if not.
     /// It frees the old object: the caller has waited out the loads decoding in
     /// place (`Backend::lock_content_to_move`), as for the pool's `compact`.
+    /// All or nothing: on error the entry keeps its old encoding and the pool holds
+    /// no new object.
     pub fn reencode(
         &mut self,
         key: u32,
@@ -431,11 +466,11 @@ impl<P: PageProvider + Clone> Content<P> {
         bytes: &[u8],
         tag: u8,
         base: Option<(u32, u32)>,
-    ) -> Result<bool, Error> {
-        let entry = *self.entry(key)?;
-        if entry.generation != generation || entry.tag == TAG_DELTA {
-            return Ok(false);
-        }
+    ) -> Result<Reencoded, Error> {
+        let entry = match self.entries.get(SlabKey(key)) {
+            Some(&entry) if entry.generation == generation && entry.tag != TAG_DELTA => entry,
+            _ => return Ok(Reencoded::Stale),
+        };
         if let Some((base_key, base_generation)) = base {
             let base_ok = matches!(
                 self.entries.get(SlabKey(base_key)),
@@ -443,22 +478,24 @@ impl<P: PageProvider + Clone> Content<P> {
             );
             // Deltas never chain: an entry that is a base stays plain.
             if !base_ok || base_key == key || entry.dependents > 0 {
-                return Ok(false);
+                return Ok(Reencoded::Stale);
             }
         }
         let handle = self.pool.store_object(bytes, tag)?;
-        if let Some(old) = Handle::from_raw(entry.handle) {
-            self.pool.free(old)?;
+        if let Err(e) = self.pool.free(entry.handle) {
+            // Undo: the object just stored is live, so freeing it cannot fail.
+            let _ = self.pool.free(handle);
+            return Err(e);
         }
         let entry = self.entry_mut(key)?;
-        entry.handle = handle.to_raw();
+        entry.handle = handle;
         entry.tag = tag;
         entry.age = 0;
         if let Some((base_key, _)) = base {
             entry.base = base_key;
             self.entry_mut(base_key)?.dependents += 1;
         }
-        Ok(true)
+        Ok(Reencoded::Replaced)
     }
 
     /// Mark `key` one scanner round older; returns its new age.
@@ -554,8 +591,7 @@ fn plain_in_place<P: PageProvider + Clone>(
     if entry.tag != TAG_LZ4 && entry.tag != TAG_RAW {
         return Ok(None);
     }
-    let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
-    pool.object_in_place(handle)
+    pool.object_in_place(entry.handle)
 }
 
 /// Whether plain `bytes` (tagged `tag`: lz4 or raw) decode to exactly `page`;
@@ -580,8 +616,7 @@ fn same_as_stored<P: PageProvider + Clone>(
     scratch: &mut DecodeScratch,
 ) -> Result<bool, Error> {
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-    let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
-    match pool.view_object(handle, &mut scratch.object)? {
+    match pool.view_object(entry.handle, &mut scratch.object)? {
         (bytes, tag @ (TAG_LZ4 | TAG_RAW)) => plain_matches(tag, bytes, page),
         _ => {
             decode_into(entries, pool, key, scratch)?;
@@ -597,13 +632,11 @@ fn snapshot<P: PageProvider + Clone>(
     scratch: &mut DecodeScratch,
 ) -> Result<Snapshot, Error> {
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-    let handle = Handle::from_raw(entry.handle).ok_or(Error::Corrupt)?;
-    let (len, tag) = pool.read_object(handle, &mut scratch.object)?;
+    let (len, tag) = pool.read_object(entry.handle, &mut scratch.object)?;
     let (mut base_tag, mut base_len) = (TAG_RAW, 0);
     if tag == TAG_DELTA {
         let base = entries.get(SlabKey(entry.base)).ok_or(Error::Corrupt)?;
-        let base_handle = Handle::from_raw(base.handle).ok_or(Error::Corrupt)?;
-        (base_len, base_tag) = pool.read_object(base_handle, &mut scratch.base_object)?;
+        (base_len, base_tag) = pool.read_object(base.handle, &mut scratch.base_object)?;
     }
     Ok(Snapshot {
         tag,
@@ -852,7 +885,7 @@ mod tests {
         let generation = content.entry(key_a).unwrap().generation;
         assert_eq!(
             content.reencode(key_a, generation, &deflated, TAG_DEFLATE, None),
-            Ok(true)
+            Ok(Reencoded::Replaced)
         );
         check_only(&content, key_a, &a);
 
@@ -864,7 +897,7 @@ mod tests {
         let generation = content.entry(key_c).unwrap().generation;
         assert_eq!(
             content.reencode(key_c, generation, &out[..n], TAG_DELTA, Some(base)),
-            Ok(true)
+            Ok(Reencoded::Replaced)
         );
         check_only(&content, key_c, &c);
     }

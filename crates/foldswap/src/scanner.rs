@@ -32,7 +32,7 @@ use foldswap_pool::{CodecKind, TAG_LZ4};
 use foldswap_wake::{Parker, Tunables, WaitOutcome};
 
 use crate::backend::Backend;
-use crate::content::{Entry, TAG_DELTA, decode_snapshot};
+use crate::content::{Entry, Reencoded, TAG_DELTA, decode_snapshot};
 use crate::offsets::SlotValue;
 use crate::scratch::Scratch;
 use crate::stats::Stats;
@@ -128,14 +128,20 @@ enum PageOutcome {
 
 impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// The scanner thread's whole life: claim the scanner side of the wake protocol,
-    /// then burst / sleep until [`Backend::shutdown`]. Returns when stopped.
+    /// then burst / sleep until [`Backend::shutdown`]. Returns when stopped, and
+    /// only then: a burst that fails (the ladder's bookkeeping, never one page) is
+    /// counted in `scanner_burst_errors` and the scanner sleeps and tries again.
     pub fn run_scanner<C: Clock>(&self, scratch: &mut Scratch, clock: &C) -> Result<(), Error> {
         let mut scanner = self.wake.claim_scanner()?;
+        let max_sleep_ns = |tunables: &ScanTunables| u64::from(tunables.sleep_msecs) * 1_000_000;
         while let Ok(tunables) = scanner.begin_round() {
-            let report = self.scan_burst(&tunables, scratch, clock)?;
-            let sleep_ns = report
-                .sleep_ns
-                .min(u64::from(tunables.sleep_msecs) * 1_000_000);
+            let sleep_ns = match self.scan_burst(&tunables, scratch, clock) {
+                Ok(report) => report.sleep_ns.min(max_sleep_ns(&tunables)),
+                Err(_) => {
+                    Stats::add(&self.stats.scanner_burst_errors, 1);
+                    max_sleep_ns(&tunables)
+                }
+            };
             if scanner.wait(Duration::from_nanos(sleep_ns)) == WaitOutcome::Stopped {
                 break;
             }
@@ -146,6 +152,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// Run ladder batches until the ladder's CPU budget says sleep, or
     /// `max_batches` ran. Ladder rounds that end are closed here (entries age, the
     /// pool is compacted).
+    ///
+    /// A page that cannot be scanned (its entry vanished or changed meanwhile, which
+    /// is normal; or an error, counted in `scanner_page_errors`) is skipped: every
+    /// batch the ladder hands out is completed. Only the ladder's own errors end
+    /// the burst early.
     pub fn scan_burst<C: Clock>(
         &self,
         tunables: &ScanTunables,
@@ -164,12 +175,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     if let Some(area) = self.area_by_tag(batch.tag) {
                         for offset in batch.pages() {
                             result.pages_scanned += 1;
-                            match self.scan_offset(area, offset, tunables, scratch)? {
-                                PageOutcome::Patched | PageOutcome::Recompressed => {
+                            match self.scan_offset(area, offset, tunables, scratch) {
+                                Ok(PageOutcome::Patched | PageOutcome::Recompressed) => {
                                     result.merged += 1;
                                     report.improved += 1;
                                 }
-                                PageOutcome::Skipped | PageOutcome::Unchanged => {}
+                                Ok(PageOutcome::Skipped | PageOutcome::Unchanged) => {}
+                                Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
                             }
                         }
                     }
@@ -307,11 +319,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             self.lock_content_to_move()
                 .reencode(key, entry.generation, bytes, tag, base);
         match replaced {
-            Ok(true) => {}
+            Ok(Reencoded::Replaced) => {}
+            // Freed, reused or changed since it was read (an invalidate, a store,
+            // another re-encode): nothing to do.
+            Ok(Reencoded::Stale) => return Ok(PageOutcome::Skipped),
             // Memory is short: the entry keeps its encoding; the next round may retry.
-            Ok(false) | Err(Error::OutOfMemory | Error::PoolFull) => {
-                return Ok(PageOutcome::Unchanged);
-            }
+            Err(Error::OutOfMemory | Error::PoolFull) => return Ok(PageOutcome::Unchanged),
             Err(e) => return Err(e),
         }
         match outcome {
@@ -402,3 +415,196 @@ enum Encoding {
 }
 
 const _: () = assert!(PAGE_SIZE == 4096);
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    extern crate std;
+
+    use std::thread;
+
+    use foldswap_ladder::{Governor, Tunables as LadderTunables};
+    use foldswap_mem::{SlabKey, StdPageProvider};
+    use foldswap_pool::{Handle, StdClock};
+    use foldswap_wake::StdParker;
+
+    use super::*;
+    use crate::{Config, StoreKind};
+
+    type TestBackend = Backend<StdPageProvider, StdParker>;
+
+    /// A backend whose ladder may use a whole CPU, so a burst never waits for
+    /// scan credit, with one area of `pages` offsets.
+    fn backend(pages: u64) -> TestBackend {
+        let mut ladder = LadderTunables::governor(Governor::Full);
+        for rung in ladder.rungs.iter_mut() {
+            rung.cpu_ratio = 10_000;
+        }
+        ladder.max_cpu = 10_000;
+        let config = Config {
+            ladder,
+            ..Config::default()
+        };
+        let backend = Backend::new(StdPageProvider, config, StdParker::new()).unwrap();
+        backend.init(0, pages).unwrap();
+        backend
+    }
+
+    /// Words in random order: lz4 keeps it, deflate makes it smaller still, so the
+    /// scanner recompresses it.
+    fn text(seed: u64) -> [u8; PAGE_SIZE] {
+        const WORDS: [&[u8]; 8] = [
+            b"swap ", b"page ", b"merge ", b"pool ", b"delta ", b"zstd ", b"ksm ", b"lru ",
+        ];
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut page = [0u8; PAGE_SIZE];
+        let mut at = 0;
+        while at < PAGE_SIZE {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for &b in WORDS[(x % 8) as usize] {
+                if let Some(byte) = page.get_mut(at) {
+                    *byte = b;
+                }
+                at += 1;
+            }
+        }
+        page
+    }
+
+    fn due_now() -> ScanTunables {
+        ScanTunables {
+            cold_rounds: 0,
+            ..ScanTunables::default()
+        }
+    }
+
+    /// Run bursts as the scanner thread would (sleeping as long as the ladder asks,
+    /// at most 5 ms: it earns CPU credit with wall time) until `ladder_rounds`
+    /// rounds ended; what they improved.
+    fn scan_rounds(backend: &TestBackend, scratch: &mut Scratch, ladder_rounds: u32) -> u64 {
+        let clock = StdClock::new();
+        let (mut rounds, mut improved) = (0, 0);
+        for _ in 0..10_000 {
+            let report = backend.scan_burst(&due_now(), scratch, &clock).unwrap();
+            rounds += report.rounds_ended;
+            improved += report.improved;
+            if rounds >= ladder_rounds {
+                return improved;
+            }
+            thread::sleep(core::time::Duration::from_nanos(
+                report.sleep_ns.min(5_000_000),
+            ));
+        }
+        panic!("{ladder_rounds} ladder rounds never ended");
+    }
+
+    fn entry_key_at(backend: &TestBackend, offset: u64) -> u32 {
+        match backend.areas[0].shard(offset).lock().get(offset) {
+            Some(SlotValue::Entry(key)) => u32::try_from(key).unwrap(),
+            other => panic!("offset {offset} holds {other:?}"),
+        }
+    }
+
+    /// An exclusive swap-in invalidates an offset while the scanner encodes its
+    /// page outside the lock: the entry is gone when the scanner commits. That is
+    /// a page to skip, not an error (it used to end the scanner for good).
+    #[test]
+    fn an_entry_freed_while_the_scanner_encodes_is_skipped() {
+        let backend = backend(4);
+        let mut scratch = Scratch::boxed();
+        let page = text(1);
+        assert_eq!(
+            backend.store(0, 0, &page, &mut scratch),
+            Ok(StoreKind::Compressed)
+        );
+        let key = entry_key_at(&backend, 0);
+        let entry = *backend.content.lock().entry(key).unwrap();
+        // What the scanner would commit: the page recompressed.
+        scratch.recompressed[..PAGE_SIZE].copy_from_slice(&page);
+        let choice = Some(Encoding::Deflate(PAGE_SIZE / 2));
+        assert_eq!(backend.invalidate_page(0, 0), Ok(true));
+        assert!(backend.content.lock().is_empty());
+        assert_eq!(
+            backend.commit(key, &entry, choice, &scratch),
+            Ok(PageOutcome::Skipped)
+        );
+        // The key reused by another page: still not the entry that was read.
+        backend.store(0, 1, &text(2), &mut scratch).unwrap();
+        assert_eq!(entry_key_at(&backend, 1), key);
+        assert_eq!(
+            backend.commit(key, &entry, choice, &scratch),
+            Ok(PageOutcome::Skipped)
+        );
+        let mut out = [0u8; PAGE_SIZE];
+        backend.load(0, 1, &mut out, &mut scratch).unwrap();
+        assert_eq!(out, text(2));
+        assert_eq!(backend.stats().snapshot().recompressed_pages, 0);
+    }
+
+    /// A page the scanner cannot decode is counted and skipped: the other pages of
+    /// the batch are still scanned, the batch is completed, and later bursts run.
+    #[test]
+    fn a_page_that_fails_to_decode_does_not_end_the_burst() {
+        let backend = backend(3);
+        let mut scratch = Scratch::boxed();
+        for offset in 0..3 {
+            backend
+                .store(0, offset, &text(10 + offset), &mut scratch)
+                .unwrap();
+        }
+        // Offset 1's entry names an object the pool does not hold.
+        let broken = entry_key_at(&backend, 1);
+        backend
+            .content
+            .lock()
+            .entries
+            .get_mut(SlabKey(broken))
+            .unwrap()
+            .handle = Handle::from_raw(0xffff_0000_0001).unwrap();
+        // Three ladder rounds: the broken page fails in each, and each round ends.
+        assert_eq!(scan_rounds(&backend, &mut scratch, 3), 2);
+        let s = backend.stats().snapshot();
+        assert_eq!(s.recompressed_pages, 2, "{s:?}");
+        assert!(s.scanner_page_errors >= 1, "{s:?}");
+        let mut out = [0u8; PAGE_SIZE];
+        for offset in [0, 2] {
+            backend.load(0, offset, &mut out, &mut scratch).unwrap();
+            assert_eq!(out, text(10 + offset));
+        }
+        assert!(backend.load(0, 1, &mut out, &mut scratch).is_err());
+    }
+
+    /// The scanner's re-encode frees the object a load may be decoding in place:
+    /// while a load reads, the scanner must wait before it changes anything.
+    #[test]
+    fn the_scanner_waits_for_a_load_decoding_in_place_before_it_reencodes() {
+        let backend = backend(1);
+        let mut scratch = Scratch::boxed();
+        backend.store(0, 0, &text(3), &mut scratch).unwrap();
+        let key = entry_key_at(&backend, 0);
+        let before = backend.content.lock().entry(key).unwrap().handle;
+        thread::scope(|s| {
+            // A load in the middle of decoding in place.
+            let reading = backend.readers.enter();
+            let scanner = s.spawn(|| scan_rounds(&backend, &mut Scratch::boxed(), 1));
+            while !backend.readers.writer_waiting() {
+                assert!(
+                    !scanner.is_finished(),
+                    "the scanner finished its burst without waiting for the load"
+                );
+                thread::yield_now();
+            }
+            // The scanner waits under the content lock: nothing re-encoded yet.
+            assert_eq!(backend.stats().snapshot().recompressed_pages, 0);
+            drop(reading);
+            assert_eq!(scanner.join().unwrap(), 1);
+        });
+        let s = backend.stats().snapshot();
+        assert_eq!((s.recompressed_pages, s.scanner_waits_for_loads), (1, 1));
+        assert_ne!(backend.content.lock().entry(key).unwrap().handle, before);
+        let mut out = [0u8; PAGE_SIZE];
+        backend.load(0, 0, &mut out, &mut scratch).unwrap();
+        assert_eq!(out, text(3));
+    }
+}

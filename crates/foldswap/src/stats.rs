@@ -7,17 +7,17 @@
 use foldswap_mem::sync::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($(#[doc = $doc:literal] $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])+ $name:ident,)*) => {
         /// Live counters (relaxed atomics).
         #[derive(Debug, Default)]
         pub struct Stats {
-            $(#[doc = $doc] pub(crate) $name: AtomicU64,)*
+            $($(#[doc = $doc])+ pub(crate) $name: AtomicU64,)*
         }
 
         /// A copy of every counter at one moment.
         #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
         pub struct Snapshot {
-            $(#[doc = $doc] pub $name: u64,)*
+            $($(#[doc = $doc])+ pub $name: u64,)*
         }
 
         impl Stats {
@@ -77,6 +77,17 @@ counters! {
     recompressed_pages,
     /// Pages the scanner examined.
     scanned_pages,
+    /// Pages the scanner skipped on an error (corrupt bytes, a failed decode): a
+    /// vanished or changed entry is not one.
+    scanner_page_errors,
+    /// Scanner bursts ended early by an error of the ladder's bookkeeping (the
+    /// scanner sleeps and tries again).
+    scanner_burst_errors,
+    /// Times a re-encode or compaction waited for loads decoding in place.
+    scanner_waits_for_loads,
+    /// Releases of a stored page that failed or found the books wrong (a stale
+    /// entry, a pool object that would not free, a base without dependents).
+    release_errors,
 }
 
 impl Stats {

@@ -28,6 +28,36 @@ fn similar_page(family: u64, member: u64) -> Vec<u8> {
     page
 }
 
+/// Words in random order: lz4 keeps it compressed and the scanner recompresses it
+/// with deflate (a page whose entry it re-encodes).
+fn words_page(seed: u64) -> Vec<u8> {
+    const WORDS: [&[u8]; 8] = [
+        b"swap ", b"page ", b"merge ", b"pool ", b"delta ", b"zstd ", b"ksm ", b"lru ",
+    ];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut page = Vec::with_capacity(PAGE_SIZE + 8);
+    while page.len() < PAGE_SIZE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        page.extend_from_slice(WORDS[(x % 8) as usize]);
+    }
+    page.truncate(PAGE_SIZE);
+    page
+}
+
+/// Page `member` of `family`: families below [`UNIQUE`] are similar pages, the
+/// others word pages of their own.
+fn family_page(family: u64, member: u64) -> Vec<u8> {
+    match family {
+        UNIQUE.. => words_page(family * 1_000_003 + member),
+        _ => similar_page(family, member),
+    }
+}
+
+/// First family of pages no other offset holds.
+const UNIQUE: u64 = 1 << 20;
+
 #[test]
 fn scanner_patches_similar_pages_and_loads_stay_exact() {
     let provider = CountingProvider::unlimited(StdPageProvider);
@@ -107,6 +137,7 @@ fn scanner_patches_similar_pages_and_loads_stay_exact() {
 fn many_threads_with_the_scanner_running_lose_nothing() {
     const THREADS: u64 = 4;
     const OFFSETS: u64 = 256;
+    const MAX_STEPS: u64 = 400_000;
     let backend = Backend::new(
         StdPageProvider,
         Config {
@@ -134,9 +165,17 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
                 s.spawn(move || {
                     let mut scratch = Scratch::boxed();
                     let mut out = vec![0u8; PAGE_SIZE];
-                    let mut version = vec![None::<u64>; OFFSETS as usize];
+                    let mut version = vec![None::<(u64, u64)>; OFFSETS as usize];
                     let mut x = t + 1;
-                    for step in 0..6000u64 {
+                    // 6000 steps, then on until the scanner has had to wait for a
+                    // load decoding in place (asserted below), within a bound.
+                    for step in 0..MAX_STEPS {
+                        if step >= 6000
+                            && step % 256 == 0
+                            && backend.stats().snapshot().scanner_waits_for_loads > 0
+                        {
+                            break;
+                        }
                         x = x
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
@@ -144,16 +183,22 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
                         let offset = t * OFFSETS + slot;
                         match (x >> 20) % 8 {
                             0..=3 => {
-                                // Families shared across threads: duplicates and similar pages.
-                                let member = (x >> 40) % 6;
-                                let page = similar_page(slot % 7, member);
+                                // Families shared across threads: duplicates and similar
+                                // pages; one store in four a page no other offset holds,
+                                // whose entry goes with its offset's next store or
+                                // invalidate, under the scanner's feet.
+                                let (family, member) = match (x >> 50) % 4 {
+                                    0 => (UNIQUE + offset, step),
+                                    _ => (slot % 7, (x >> 40) % 6),
+                                };
+                                let page = family_page(family, member);
                                 backend.store(0, offset, &page, &mut scratch).unwrap();
-                                version[slot as usize] = Some(slot % 7 * 100 + member);
+                                version[slot as usize] = Some((family, member));
                             }
                             4..=6 => match version[slot as usize] {
-                                Some(v) => {
+                                Some((family, member)) => {
                                     backend.load(0, offset, &mut out, &mut scratch).unwrap();
-                                    assert_eq!(out, similar_page(v / 100, v % 100), "step {step}");
+                                    assert_eq!(out, family_page(family, member), "step {step}");
                                 }
                                 None => assert!(
                                     backend.load(0, offset, &mut out, &mut scratch).is_err()
@@ -195,11 +240,11 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
         let mut out = vec![0u8; PAGE_SIZE];
         for (t, version) in versions.iter().enumerate() {
             for (slot, v) in version.iter().enumerate() {
-                if let Some(v) = v {
+                if let Some((family, member)) = *v {
                     backend
                         .load(0, t as u64 * OFFSETS + slot as u64, &mut out, &mut scratch)
                         .unwrap();
-                    assert_eq!(out, similar_page(v / 100, v % 100));
+                    assert_eq!(out, family_page(family, member));
                 }
             }
         }
@@ -207,9 +252,19 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
     assert!(done.load(Ordering::SeqCst));
     let s = backend.stats().snapshot();
     assert!(s.duplicate_pages > 0 && s.scanned_pages > 0, "{s:?}");
-    // The scanner re-encoded pages while loads decoded others in place: the two
-    // sides of the reader protocol (`ReaderCount`) met.
+    // The scanner re-encoded pages, and at least once it had to wait for a load
+    // decoding in place: the two sides of the reader protocol (`ReaderCount`) met.
     assert!(s.recompressed_pages + s.patched_pages > 0, "{s:?}");
+    assert!(s.scanner_waits_for_loads > 0, "{s:?}");
+    // Entries vanished under the scanner (their last offset stored over or
+    // invalidated while it encoded them): skipped, never an error, and the scanner
+    // ran to the end (`run_scanner` returned Ok above).
+    assert_eq!(
+        (s.scanner_page_errors, s.scanner_burst_errors),
+        (0, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.release_errors, 0, "{s:?}");
     // Quiet again, the counters add up: no path (a duplicate candidate dropped or
     // kept, a store racing an invalidate) lost or doubled one. Contents counted as
     // compressed but kept only as a base of deltas hold no offset.
