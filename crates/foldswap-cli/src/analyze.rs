@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use foldswap_corpus::{Corpus, read_corpus};
+use foldswap_corpus::{Corpus, CorpusError, read_corpus_bounded};
 use foldswap_mem::PAGE_SIZE;
 use indicatif::ProgressBar;
 
@@ -47,18 +47,34 @@ impl Source {
     }
 }
 
-/// Read all pages of `source`. Fails with an [`InputError`] if the source is
-/// unreadable, malformed or holds no pages.
-pub fn read_source(source: &Source) -> Result<Corpus, InputError> {
+/// Read all pages of `source`, at most `max_pages` of them. Fails with an
+/// [`InputError`] if the source is unreadable, malformed, holds more than
+/// `max_pages` pages or none.
+pub fn read_source(source: &Source, max_pages: usize) -> Result<Corpus, InputError> {
     let corpus = match source {
-        Source::File(path) => read_corpus(path)?,
+        Source::File(path) => read_corpus_bounded(path, max_pages)?,
         Source::Processes(pids) => {
             check_processes_exist(pids)?;
+            let label = PathBuf::from(source.label());
             let mut bytes = Vec::new();
+            let mut too_many = false;
             for &pid in pids {
-                read_process_pages(pid, &mut |page| bytes.extend_from_slice(page))?;
+                read_process_pages(pid, &mut |page| {
+                    if bytes.len() / PAGE_SIZE < max_pages {
+                        bytes.extend_from_slice(page);
+                    } else {
+                        too_many = true;
+                    }
+                })?;
+                if too_many {
+                    return Err(CorpusError::TooManyPages {
+                        path: label,
+                        max_pages,
+                    }
+                    .into());
+                }
             }
-            Corpus::from_bytes(bytes, std::path::Path::new(&source.label()))?
+            Corpus::from_bytes(bytes, &label)?
         }
     };
     if corpus.is_empty() {
@@ -278,7 +294,26 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("empty.pages");
         std::fs::write(&path, b"").unwrap();
-        let err = read_source(&Source::File(path)).unwrap_err();
+        let err = read_source(&Source::File(path), 10).unwrap_err();
         assert!(matches!(err, InputError::Empty(_)), "{err}");
+    }
+
+    #[test]
+    fn a_process_with_more_pages_than_the_bound_is_an_input_error() {
+        let pid = std::process::id();
+        let err = read_source(&Source::Processes(vec![pid]), 1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::Corpus(CorpusError::TooManyPages { max_pages: 1, .. })
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            read_source(&Source::Processes(vec![pid]), usize::MAX)
+                .map(|c| c.is_empty())
+                .ok(),
+            Some(false)
+        );
     }
 }

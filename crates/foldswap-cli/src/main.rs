@@ -73,6 +73,10 @@ struct AnalyzeArgs {
     /// Also write an SVG bar chart of the bytes each strategy holds.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Refuse an input of more than N pages (default: 4 GiB of pages). Reading
+    /// stops as soon as the input passes N, before anything past it is held.
+    #[arg(long, value_name = "N", default_value_t = foldswap_corpus::DEFAULT_MAX_PAGES)]
+    max_pages: usize,
 }
 
 #[derive(Args)]
@@ -120,7 +124,7 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let plot = args.plot.as_deref().map(AtomicFile::create).transpose()?;
     let reading = ProgressBar::new_spinner().with_message(format!("reading {}", source.label()));
     reading.enable_steady_tick(core::time::Duration::from_millis(100));
-    let corpus = read_source(&source);
+    let corpus = read_source(&source, args.max_pages);
     reading.finish_and_clear();
     let corpus = corpus?;
     let strategies = all_strategies()?;

@@ -269,6 +269,33 @@ fn bad_corpus_files_are_one_line_errors_with_code_2() {
 }
 
 #[test]
+fn the_name_decides_gzip_and_max_pages_bounds_the_input() {
+    let dir = test_dir("bound");
+    // Raw pages that happen to start with gzip's magic bytes are raw pages.
+    let mut magic = small_corpus();
+    magic[..4].copy_from_slice(&[0x1f, 0x8b, 0x08, 0x00]);
+    let raw = dir.join("magic.pages");
+    std::fs::write(&raw, &magic).unwrap();
+    let output = run(foldswap().arg("analyze").arg(&raw).arg("--json"));
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(field(&report["input"], "pages"), 12);
+
+    let gz = dir.join("small.pages.gz");
+    std::fs::write(&gz, gzip(&small_corpus())).unwrap();
+    let output = run(foldswap()
+        .arg("analyze")
+        .arg(&gz)
+        .args(["--max-pages", "11"]));
+    assert_input_error(&output, &["small.pages.gz", "more than 11 pages"]);
+    let output = run(foldswap()
+        .arg("analyze")
+        .arg(&gz)
+        .args(["--max-pages", "12", "--json"]));
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
 fn usage_errors_keep_clap_exit_code_2() {
     let output = run(foldswap().args(["analyze", "--bogus"]));
     assert_eq!(output.status.code(), Some(2));

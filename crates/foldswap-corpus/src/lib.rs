@@ -2,7 +2,8 @@
 //!
 //! A corpus is raw 4096-byte pages back to back, optionally gzip-compressed
 //! (`.pages` / `.pages.gz`). This crate reads one with clear, typed errors (a size
-//! that is not a multiple of 4096, a truncated gzip stream, an unreadable file), and
+//! that is not a multiple of 4096, a truncated gzip stream, an unreadable file, more
+//! pages than the reader's bound), and
 //! parses the independent reference figures shipped beside the dev corpus, so
 //! foldswap's own counts can be checked against them.
 //!
@@ -14,7 +15,7 @@
 //! This is a std crate: it is never linked into the kernel.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -47,6 +48,23 @@ pub enum CorpusError {
         path: PathBuf,
         /// Its (decompressed) length.
         len: usize,
+    },
+    /// The corpus holds more pages than the reader was allowed to read. Reading
+    /// stopped there: the pages past the bound were never read or decompressed.
+    #[error("{path}: more than {max_pages} pages (the bound on pages read)")]
+    TooManyPages {
+        /// The file.
+        path: PathBuf,
+        /// The bound.
+        max_pages: usize,
+    },
+    /// Memory for the pages could not be allocated.
+    #[error("{path}: cannot allocate {bytes} bytes for its pages")]
+    OutOfMemory {
+        /// The file.
+        path: PathBuf,
+        /// The buffer size that could not be allocated.
+        bytes: usize,
     },
     /// The reference file lacks a field or has a malformed one.
     #[error("reference figures: {0}")]
@@ -107,28 +125,153 @@ impl core::fmt::Debug for Corpus {
     }
 }
 
-/// Read a `.pages` or `.pages.gz` file (gzip is detected by its magic bytes).
+/// Pages [`read_corpus`] reads at most: 4 GiB of pages. Larger corpora need
+/// [`read_corpus_bounded`].
+pub const DEFAULT_MAX_PAGES: usize = (4 << 30) / PAGE_SIZE;
+
+/// The first two bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Bytes read (and, for gzip, decompressed) per step.
+const READ_CHUNK: usize = 64 * PAGE_SIZE;
+
+/// How a corpus file is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Raw pages back to back.
+    Raw,
+    /// Raw pages, gzip-compressed (one or more gzip members).
+    Gzip,
+}
+
+impl Encoding {
+    /// The encoding a file name says: `Gzip` if it ends in `.gz`, `Raw` if it ends
+    /// in `.pages`, `None` if it says neither.
+    pub fn from_name(path: &Path) -> Option<Encoding> {
+        let name = path.file_name()?.to_string_lossy();
+        if name.ends_with(".gz") {
+            Some(Encoding::Gzip)
+        } else if name.ends_with(".pages") {
+            Some(Encoding::Raw)
+        } else {
+            None
+        }
+    }
+}
+
+/// Read a `.pages` or `.pages.gz` file of at most [`DEFAULT_MAX_PAGES`] pages; see
+/// [`read_corpus_bounded`].
 pub fn read_corpus(path: &Path) -> Result<Corpus, CorpusError> {
-    let io_err = |source| CorpusError::Io {
+    read_corpus_bounded(path, DEFAULT_MAX_PAGES)
+}
+
+/// Read a corpus file of at most `max_pages` pages.
+///
+/// The name decides the encoding: a name ending in `.gz` is gzip, one ending in
+/// `.pages` is raw pages, whatever its first bytes (raw memory may well start with
+/// gzip's magic bytes `1f 8b`). Only a name that says neither is decided by its
+/// first two bytes: gzip's magic means gzip.
+///
+/// The file is read (and decompressed) as a stream, a chunk at a time: a file that
+/// holds, or expands to, more than `max_pages` pages is refused with
+/// [`CorpusError::TooManyPages`] as soon as the bound is passed, before anything
+/// past it is decompressed or allocated.
+pub fn read_corpus_bounded(path: &Path, max_pages: usize) -> Result<Corpus, CorpusError> {
+    let file = File::open(path).map_err(|source| CorpusError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let mut file = File::open(path).map_err(io_err)?;
-    let mut raw = Vec::new();
-    file.read_to_end(&mut raw).map_err(io_err)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|source| CorpusError::Gzip {
+    })?;
+    let mut file = BufReader::with_capacity(READ_CHUNK, file);
+    match Encoding::from_name(path) {
+        Some(encoding) => read_pages(file, encoding, path, max_pages),
+        None => {
+            let mut magic = [0u8; 2];
+            let seen = read_up_to(&mut file, &mut magic).map_err(|source| CorpusError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        out
-    } else {
-        raw
-    };
-    Corpus::from_bytes(bytes, path)
+            let encoding = if magic[..seen] == GZIP_MAGIC {
+                Encoding::Gzip
+            } else {
+                Encoding::Raw
+            };
+            read_pages((&magic[..seen]).chain(file), encoding, path, max_pages)
+        }
+    }
+}
+
+/// Read at most `max_pages` pages from `input`, stored as `encoding`; `origin`
+/// names the input in errors. See [`read_corpus_bounded`].
+pub fn read_pages(
+    input: impl Read,
+    encoding: Encoding,
+    origin: &Path,
+    max_pages: usize,
+) -> Result<Corpus, CorpusError> {
+    match encoding {
+        Encoding::Raw => read_bounded(input, origin, max_pages, |source| CorpusError::Io {
+            path: origin.to_path_buf(),
+            source,
+        }),
+        Encoding::Gzip => read_bounded(MultiGzDecoder::new(input), origin, max_pages, |source| {
+            CorpusError::Gzip {
+                path: origin.to_path_buf(),
+                source,
+            }
+        }),
+    }
+}
+
+/// Read `input` to its end, a chunk at a time, into a buffer that never grows past
+/// `max_pages` pages; fail as soon as the input holds more.
+fn read_bounded(
+    mut input: impl Read,
+    origin: &Path,
+    max_pages: usize,
+    read_error: impl Fn(io::Error) -> CorpusError,
+) -> Result<Corpus, CorpusError> {
+    let max_bytes = max_pages.saturating_mul(PAGE_SIZE);
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let read = read_up_to(&mut input, &mut chunk).map_err(&read_error)?;
+        if read == 0 {
+            break;
+        }
+        let len = bytes.len() + read;
+        if len > max_bytes {
+            return Err(CorpusError::TooManyPages {
+                path: origin.to_path_buf(),
+                max_pages,
+            });
+        }
+        if len > bytes.capacity() {
+            // Double as usual, but never past the bound.
+            let capacity = len.max(bytes.capacity().saturating_mul(2)).min(max_bytes);
+            bytes
+                .try_reserve_exact(capacity - bytes.len())
+                .map_err(|_| CorpusError::OutOfMemory {
+                    path: origin.to_path_buf(),
+                    bytes: capacity,
+                })?;
+        }
+        bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    }
+    Corpus::from_bytes(bytes, origin)
+}
+
+/// Fill `buf` from `input` as far as it goes: returns fewer bytes than `buf` holds
+/// only at the end of the input.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(buf.get_mut(filled..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The independent reference figures for a corpus (see
@@ -272,6 +415,82 @@ mod tests {
         assert!(matches!(err, CorpusError::Gzip { .. }), "{err}");
         let err = read_corpus(Path::new("/nonexistent/x.pages")).unwrap_err();
         assert!(matches!(err, CorpusError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_raw_corpus_starting_with_gzip_magic_is_read_as_raw() {
+        let mut bytes = vec![0u8; 2 * PAGE_SIZE];
+        bytes[..4].copy_from_slice(&[0x1f, 0x8b, 0x08, 0x00]);
+        let corpus = read_corpus(&temp("magic.pages", &bytes)).unwrap();
+        assert_eq!(corpus.as_bytes(), &bytes[..]);
+        // A name that says nothing: the magic bytes decide.
+        let raw = read_corpus(&temp("magic-raw", &bytes));
+        assert!(matches!(raw, Err(CorpusError::Gzip { .. })), "{raw:?}");
+        let gz = read_corpus(&temp("magic-gz", &gzip(&bytes))).unwrap();
+        assert_eq!(gz.as_bytes(), &bytes[..]);
+        let plain = read_corpus(&temp("plain", &[5u8; PAGE_SIZE])).unwrap();
+        assert_eq!(plain.len(), 1);
+        // A `.gz` name that is not gzip is a damaged gzip stream, not raw pages.
+        let err = read_corpus(&temp("not-gzip.pages.gz", &[5u8; PAGE_SIZE])).unwrap_err();
+        assert!(matches!(err, CorpusError::Gzip { .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_up_to_the_page_bound_and_refuses_past_it() {
+        let bytes = vec![9u8; 3 * PAGE_SIZE];
+        for (name, file) in [
+            ("bound.pages", bytes.clone()),
+            ("bound.pages.gz", gzip(&bytes)),
+        ] {
+            let path = temp(name, &file);
+            assert_eq!(read_corpus_bounded(&path, 3).unwrap().len(), 3);
+            let err = read_corpus_bounded(&path, 2).unwrap_err();
+            assert!(
+                matches!(err, CorpusError::TooManyPages { max_pages: 2, .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("more than 2 pages"), "{err}");
+        }
+    }
+
+    /// Counts the bytes read through it.
+    struct Counting<R> {
+        inner: R,
+        read: usize,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let read = self.inner.read(buf)?;
+            self.read += read;
+            Ok(read)
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_bound_without_being_decompressed() {
+        // 256 gzip members of 1 MiB of zeros each: 256 MiB of pages from ~260 KiB.
+        let member = gzip(&vec![0u8; 1 << 20]);
+        let bomb = member.repeat(256);
+        let path = temp("bomb.pages.gz", &bomb);
+        let err = read_corpus_bounded(&path, 8).unwrap_err();
+        assert!(
+            matches!(err, CorpusError::TooManyPages { max_pages: 8, .. }),
+            "{err}"
+        );
+        // Only the start of the stream was read: the rest was never decompressed.
+        let mut input = Counting {
+            inner: &bomb[..],
+            read: 0,
+        };
+        let err = read_pages(&mut input, Encoding::Gzip, &path, 8).unwrap_err();
+        assert!(matches!(err, CorpusError::TooManyPages { .. }), "{err}");
+        assert!(
+            input.read < bomb.len() / 8,
+            "read {} of {} compressed bytes",
+            input.read,
+            bomb.len()
+        );
     }
 
     #[test]
