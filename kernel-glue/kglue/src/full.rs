@@ -513,6 +513,31 @@ mod tests {
         assert_eq!(pages.in_use(), 0);
     }
 
+    /// What the module returns to the patch for loads: only a slot the
+    /// backend does not hold is -ENOENT (the kernel then reads the device).
+    #[test]
+    fn load_codes_fall_through_only_for_slots_not_held() {
+        use crate::{errno, load_status};
+        let stopped: Instance = Foldswap::new(cpu);
+        let mut out = [0u8; PAGE_SIZE];
+        let code = load_status(stopped.load(0, 0, &mut out));
+        assert!(code < 0 && code != -errno::ENOENT, "stopped: {code}");
+
+        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(usize::MAX)));
+        let fs = started(pages, 1);
+        fs.init(0, 16).unwrap();
+        let page = text_page(5);
+        fs.store(0, 3, &page).unwrap();
+        assert_eq!(load_status(fs.load(0, 3, &mut out)), 0);
+        assert_eq!(out, page);
+        assert_eq!(load_status(fs.load(0, 4, &mut out)), -errno::ENOENT);
+        // An area never set up, an offset past the area: bugs, not "not held".
+        for (ty, offset) in [(5, 0), (0, 1 << 40)] {
+            let code = load_status(fs.load(ty, offset, &mut out));
+            assert!(code < 0 && code != -errno::ENOENT, "{ty}:{offset}: {code}");
+        }
+    }
+
     #[test]
     fn workers_beyond_the_scratches_share_them() {
         fn cpu_seven() -> usize {

@@ -10,6 +10,8 @@
 //!   dedup → lz4 pool, and the scanner that patches similar cold pages) in
 //!   static storage with one scratch per CPU: what the module runs.
 //! - [`Report`]: the statistics the guest reads.
+//! - [`load_status`] / [`status`]: the return codes the patch reads (a load
+//!   returns `-ENOENT` only for "not stored here").
 //!
 //! Everything is `no_std` and `core`-only; all memory comes from the host's
 //! `PageProvider`, nothing panics on a caller-reachable path, and no frame is
@@ -21,6 +23,7 @@ extern crate std;
 
 mod full;
 mod report;
+mod status;
 #[cfg(test)]
 mod test_pages;
 
@@ -32,6 +35,7 @@ pub use foldswap_pool as pool;
 pub use foldswap_mem::{Error, PAGE_SIZE};
 pub use full::{Foldswap, MAX_WORKERS};
 pub use report::{Report, SliceWriter, TextBuf};
+pub use status::{errno, load_status, status};
 
 /// frontswap's operations, as the kernel patch calls them. None may sleep
 /// except `init` and `invalidate_area`.
@@ -42,8 +46,9 @@ pub trait SwapBackend {
     /// there. On error the caller writes the page to the swap device (and drops
     /// whatever the backend held for the slot).
     fn store(&self, ty: u32, offset: u64, page: &[u8; PAGE_SIZE]) -> Result<(), Error>;
-    /// Fill `page` with the content of slot `(ty, offset)`; `NotFound` if the
-    /// backend does not hold it.
+    /// Fill `page` with the content of slot `(ty, offset)`; `NotFound` if,
+    /// and only if, the backend does not hold it (any other error fails the
+    /// swap-in: see [`load_status`]).
     fn load(&self, ty: u32, offset: u64, page: &mut [u8; PAGE_SIZE]) -> Result<(), Error>;
     /// Slot `(ty, offset)` is free: drop what is held for it.
     fn invalidate_page(&self, ty: u32, offset: u64);
