@@ -18,6 +18,14 @@ pub enum InputError {
         /// The process id the user named.
         pid: u32,
     },
+    /// The process is a kernel thread: it has no user memory to read.
+    #[error("process {pid} ({name}): a kernel thread, it has no user memory to read")]
+    KernelThread {
+        /// The process id the user named.
+        pid: u32,
+        /// Its command name.
+        name: String,
+    },
     /// A file under `/proc/PID/` could not be opened or read.
     #[error("process {pid}: cannot read {what}: {source}")]
     ProcessUnreadable {

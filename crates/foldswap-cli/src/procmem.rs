@@ -1,7 +1,9 @@
 //! Reading the anonymous resident pages of a live process.
 //!
-//! Three files under `/proc/PID/` are used, and nothing else:
+//! Four files under `/proc/PID/` are used, and nothing else:
 //!
+//! * `stat` says whether the process is a kernel thread (`PF_KTHREAD` in its
+//!   flags): a kernel thread has no user memory, and is refused as such.
 //! * `maps` lists the mappings. Only *private anonymous* ones are taken: private
 //!   (`p` in the permissions), readable, and either without a path, `[heap]`,
 //!   `[stack]`, or a name given with `PR_SET_VMA_ANON_NAME` (`[anon:...]`). File
@@ -110,13 +112,75 @@ pub fn anonymous_mappings(pid: u32) -> Result<Vec<Mapping>, InputError> {
     Ok(mappings)
 }
 
-/// Fail with [`InputError::NoSuchProcess`] unless every process in `pids` exists, so
-/// a command naming a gone process fails before it reads or writes anything.
+/// Fail with [`InputError::NoSuchProcess`] unless every process in `pids` exists,
+/// and with [`InputError::KernelThread`] if one is a kernel thread (it has no user
+/// memory), so a command naming either fails before it reads or writes anything.
 pub fn check_processes_exist(pids: &[u32]) -> Result<(), InputError> {
-    match pids.iter().find(|&&pid| !process_exists(pid)) {
-        Some(&pid) => Err(InputError::NoSuchProcess { pid }),
-        None => Ok(()),
+    for &pid in pids {
+        if !process_exists(pid) {
+            return Err(InputError::NoSuchProcess { pid });
+        }
+        if let Some(stat) = process_stat(pid)?
+            && stat.is_kernel_thread()
+        {
+            return Err(InputError::KernelThread {
+                pid,
+                name: stat.name,
+            });
+        }
     }
+    Ok(())
+}
+
+/// `PF_KTHREAD` in the flags of `/proc/PID/stat` (`include/linux/sched.h`): the
+/// task is a kernel thread.
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// What `/proc/PID/stat` says of a process that matters here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The command name (`comm`, field 2, without its parentheses).
+    pub name: String,
+    /// The kernel's task flags (field 9, `PF_*`).
+    pub flags: u64,
+}
+
+impl ProcStat {
+    /// A kernel thread: it has no user address space, so no anonymous pages.
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// Parse the text of `/proc/PID/stat`; `None` if it does not parse. The command
+/// name may hold spaces and parentheses: it runs to the *last* `)`.
+///
+/// ```
+/// use foldswap_cli::procmem::parse_stat;
+/// let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25";
+/// let stat = parse_stat(kthreadd).unwrap();
+/// assert_eq!(stat.name, "kthreadd");
+/// assert!(stat.is_kernel_thread());
+/// ```
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_owned();
+    // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = text
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(6)?
+        .parse()
+        .ok()?;
+    Some(ProcStat { name, flags })
+}
+
+/// `/proc/PID/stat` of a process, parsed; `None` if it does not parse.
+fn process_stat(pid: u32) -> Result<Option<ProcStat>, InputError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| proc_error(pid, path, e))?;
+    Ok(parse_stat(&text))
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -296,6 +360,56 @@ mod tests {
         assert!(reader.still_mapped(mapping.start, mapping.end).unwrap());
         // The first page of the address space is never mapped.
         assert!(!reader.still_mapped(0, PAGE_SIZE as u64).unwrap());
+    }
+
+    #[test]
+    fn stat_says_which_tasks_are_kernel_threads() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25 0";
+        assert_eq!(
+            parse_stat(kthreadd),
+            Some(ProcStat {
+                name: "kthreadd".into(),
+                flags: 2_129_984
+            })
+        );
+        assert!(parse_stat(kthreadd).unwrap().is_kernel_thread());
+        // A user process whose name holds spaces and parentheses.
+        let user = "77 (a) b (c)) R 1 77 77 0 -1 4194560 12 0 0 0 1 0 0 0 20 0 1 0 9";
+        let stat = parse_stat(user).unwrap();
+        assert_eq!(stat.name, "a) b (c)");
+        assert!(!stat.is_kernel_thread());
+        assert!(parse_stat("").is_none());
+        assert!(parse_stat("3 (x) S 1 2").is_none());
+        assert!(parse_stat("3 (x) S 1 2 3 4 5 zz").is_none());
+        let own = process_stat(std::process::id()).unwrap().unwrap();
+        assert!(!own.is_kernel_thread(), "{own:?}");
+    }
+
+    #[test]
+    fn a_kernel_thread_is_named_as_one() {
+        let Some(pid) = kernel_thread() else {
+            // A PID namespace without kernel threads in it: nothing to name.
+            eprintln!("no kernel thread visible in /proc");
+            return;
+        };
+        let err = check_processes_exist(&[pid]).unwrap_err();
+        assert!(matches!(err, InputError::KernelThread { .. }), "{err}");
+        let err = read_process_pages(pid, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, InputError::KernelThread { .. }), "{err}");
+        assert!(err.to_string().contains("kernel thread"), "{err}");
+    }
+
+    /// A kernel thread visible in `/proc` (kthreadd is PID 2 outside containers).
+    fn kernel_thread() -> Option<u32> {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&pid| {
+                process_stat(pid)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.is_kernel_thread())
+            })
     }
 
     #[test]

@@ -323,6 +323,47 @@ fn assert_no_output(dir: &Path, keep: &[&str]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A kernel thread visible in `/proc` (kthreadd is PID 2 outside containers).
+fn kernel_thread() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            foldswap_cli::procmem::parse_stat(
+                &std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default(),
+            )
+            .is_some_and(|stat| stat.is_kernel_thread())
+        })
+}
+
+#[test]
+fn a_kernel_thread_is_named_as_one_and_leaves_no_file() {
+    let Some(pid) = kernel_thread() else {
+        // A PID namespace without kernel threads in it: nothing to name.
+        eprintln!("no kernel thread visible in /proc");
+        return;
+    };
+    let dir = test_dir("kthread");
+    let pid = pid.to_string();
+    let out = dir.join("k.pages");
+    for command in [
+        foldswap().args(["analyze", "--pid", &pid]),
+        foldswap().args(["dump", "--pid", &pid, "-o"]).arg(&out),
+        foldswap().args(["scan", "--pid", &pid]),
+    ] {
+        let output = run(command);
+        assert_input_error(
+            &output,
+            &[
+                &format!("process {pid} ("),
+                "a kernel thread",
+                "no user memory",
+            ],
+        );
+    }
+    assert_no_output(&dir, &[]);
+}
+
 #[test]
 fn a_gone_process_is_a_one_line_error_and_leaves_no_file() {
     let dir = test_dir("gone");
