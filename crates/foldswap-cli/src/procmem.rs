@@ -92,6 +92,39 @@ fn is_anonymous_label(label: &str) -> bool {
         || label.starts_with("[anon:")
 }
 
+/// Whether a `/proc/PID/pagemap` entry says its page is present in RAM (bit 63)
+/// and not in swap (bit 62): a page to read.
+pub fn page_present(entry: u64) -> bool {
+    entry & PAGEMAP_PRESENT != 0 && entry & PAGEMAP_SWAPPED == 0
+}
+
+/// The runs of consecutive present pages (see [`page_present`]) in a block of
+/// pagemap entries (8 bytes each, little-endian, as `pagemap` gives them): each run
+/// as `(index of its first entry, pages)`, in order. A trailing partial entry is
+/// ignored.
+///
+/// ```
+/// use foldswap_cli::procmem::present_runs;
+/// let present = (1u64 << 63).to_le_bytes();
+/// let absent = 0u64.to_le_bytes();
+/// let entries = [absent, present, present, absent, present].concat();
+/// assert_eq!(present_runs(&entries), [(1, 2), (4, 1)]);
+/// ```
+pub fn present_runs(entries: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (index, entry) in entries.chunks_exact(8).enumerate() {
+        let entry = u64::from_le_bytes(entry.try_into().unwrap_or([0; 8]));
+        if !page_present(entry) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((first, pages)) if *first + *pages == index => *pages += 1,
+            _ => runs.push((index, 1)),
+        }
+    }
+    runs
+}
+
 /// The readable private anonymous mappings of process `pid`.
 pub fn anonymous_mappings(pid: u32) -> Result<Vec<Mapping>, InputError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
@@ -250,22 +283,8 @@ impl PageReader {
             self.pagemap
                 .read_exact_at(bytes, vpage * 8)
                 .map_err(|e| proc_error(self.pid, format!("/proc/{}/pagemap", self.pid), e))?;
-            let present: Vec<bool> = bytes
-                .chunks_exact(8)
-                .map(|entry| {
-                    let entry = u64::from_le_bytes(entry.try_into().unwrap_or([0; 8]));
-                    entry & PAGEMAP_PRESENT != 0 && entry & PAGEMAP_SWAPPED == 0
-                })
-                .collect();
-            let mut run_start = 0;
-            while run_start < count {
-                if !present[run_start] {
-                    run_start += 1;
-                    continue;
-                }
-                let run_len = present[run_start..].iter().take_while(|&&p| p).count();
-                self.read_run(vpage + run_start as u64, run_len, page)?;
-                run_start += run_len;
+            for (first, pages) in present_runs(bytes) {
+                self.read_run(vpage + first as u64, pages, page)?;
             }
             vpage += count as u64;
         }
@@ -410,6 +429,22 @@ mod tests {
                     .flatten()
                     .is_some_and(|s| s.is_kernel_thread())
             })
+    }
+
+    #[test]
+    fn present_runs_take_present_unswapped_pages_only() {
+        let entry = |bits: u64| bits.to_le_bytes();
+        let present = entry(PAGEMAP_PRESENT | 0x1234);
+        let swapped = entry(PAGEMAP_PRESENT | PAGEMAP_SWAPPED);
+        let absent = entry(0);
+        let entries = [
+            present, present, swapped, absent, present, present, present, absent,
+        ]
+        .concat();
+        assert_eq!(present_runs(&entries), [(0, 2), (4, 3)]);
+        assert_eq!(present_runs(&entries[..8 * 5 + 3]), [(0, 2), (4, 1)]);
+        assert!(present_runs(&[]).is_empty());
+        assert!(!page_present(PAGEMAP_SWAPPED));
     }
 
     #[test]
