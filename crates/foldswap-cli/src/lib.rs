@@ -20,7 +20,8 @@
 //!   file under a temporary name and renames it only when complete).
 //! * `foldswap scan --pid PID... --passes N` runs the resident face over live
 //!   processes: the scan ladder picks pages, the merge trees decide merges after a
-//!   full byte comparison, and merging is counted per pass ([`scan`]).
+//!   full byte comparison, and merging is counted per pass ([`scan`]; the pages are
+//!   read and compared by [`process_host`], the table drawn by [`scan_table`]).
 //!
 //! Bad input — a corpus whose size is not a whole number of pages, a truncated gzip
 //! stream, an unreadable file, a PID that is gone, process memory that cannot be
@@ -34,9 +35,11 @@ pub mod analyze;
 pub mod error;
 pub mod output;
 pub mod plot;
+pub mod process_host;
 pub mod procmem;
 pub mod report;
 pub mod scan;
+pub mod scan_table;
 pub mod strategy;
 
 pub use error::InputError;

@@ -11,7 +11,8 @@ use foldswap_cli::output::AtomicFile;
 use foldswap_cli::plot::render_svg;
 use foldswap_cli::procmem::{check_processes_exist, read_process_pages};
 use foldswap_cli::report::{human_bytes, render_table, thousands};
-use foldswap_cli::scan::{Budget, render_scan_table, scan};
+use foldswap_cli::scan::{Budget, scan};
+use foldswap_cli::scan_table::render_scan_table;
 use foldswap_cli::strategy::all_strategies;
 use indicatif::{ProgressBar, ProgressStyle};
 

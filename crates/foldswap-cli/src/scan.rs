@@ -8,10 +8,9 @@
 //! tree, volatility gate, unstable tree, full byte comparison).
 //!
 //! One process cannot remap another's pages, so merging is *counted*, not done:
-//! [`ProcessHost`] answers the trees' requests by reading the pages again and
-//! comparing bytes; a merged page's shared copy is snapshotted, and the page counts
-//! as still merged while its bytes equal that snapshot (a write to it "breaks" the
-//! merge, as copy-on-write would).
+//! the [`ProcessHost`] answers the trees by reading pages and comparing bytes
+//! (module [`process_host`](crate::process_host)). The table is rendered by
+//! [`scan_table`](crate::scan_table).
 //!
 //! Time: the ladder works on a host clock. Here that clock is *virtual*: it
 //! advances by the measured CPU cost of each batch and jumps over the sleeps the
@@ -23,23 +22,17 @@
 //! its pages (with a stride when its budget cannot pay for every page).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use foldswap_ladder::{
     Batch, BatchResult, Governor, HashWork, Ladder, Next, RegionId, SampledHasher, Tunables,
 };
 use foldswap_mem::{Error, PAGE_SIZE, StdPageProvider};
-use foldswap_merge::{ItemRef, MergeHost, MergeResult, PageContents, Resident, ScanOutcome};
+use foldswap_merge::{ItemRef, Resident, ScanOutcome};
 use serde::Serialize;
-use xxhash_rust::xxh3::xxh3_64;
-use xxhash_rust::xxh32::xxh32;
 
-use crate::error::InputError;
-use crate::procmem::{
-    Mapping, PAGEMAP_PRESENT, anonymous_mappings, check_processes_exist, open_proc_file,
-};
+use crate::process_host::{Buffer, PageId, ProcessHost};
+use crate::procmem::{Mapping, anonymous_mappings, check_processes_exist};
 
 /// Seed of the sampled hash's permutation and the ladder's random starts.
 pub const DEFAULT_SEED: u64 = 0x666f_6c64_7377_6170;
@@ -79,181 +72,6 @@ impl Budget {
             Budget::Medium => Tunables::governor(Governor::Medium),
             Budget::Low => Tunables::governor(Governor::Low),
             Budget::Quiet => Tunables::governor(Governor::Quiet),
-        }
-    }
-}
-
-/// A page as the merge trees know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PageId {
-    /// Virtual page `vpage` of process number `process` (index in the host's list).
-    Live {
-        /// Index of the process.
-        process: u32,
-        /// Virtual address / 4096.
-        vpage: u64,
-    },
-    /// A snapshot of a merged (shared) page's bytes.
-    Kept(u32),
-}
-
-/// One process being scanned.
-struct Process {
-    mem: File,
-    pagemap: File,
-}
-
-/// The merge trees' host over live processes; see the module documentation.
-pub struct ProcessHost {
-    processes: Vec<Process>,
-    kept: Vec<Option<Box<[u8; PAGE_SIZE]>>>,
-    free_kept: Vec<u32>,
-    a: Box<[u8; PAGE_SIZE]>,
-    b: Box<[u8; PAGE_SIZE]>,
-    read_ns: u64,
-}
-
-impl ProcessHost {
-    /// Open `/proc/PID/mem` and `pagemap` of every process.
-    pub fn open(pids: &[u32]) -> Result<Self, InputError> {
-        let processes = pids
-            .iter()
-            .map(|&pid| {
-                Ok(Process {
-                    mem: open_proc_file(pid, "mem")?,
-                    pagemap: open_proc_file(pid, "pagemap")?,
-                })
-            })
-            .collect::<Result<_, InputError>>()?;
-        Ok(ProcessHost {
-            processes,
-            kept: Vec::new(),
-            free_kept: Vec::new(),
-            a: Box::new([0; PAGE_SIZE]),
-            b: Box::new([0; PAGE_SIZE]),
-            read_ns: 0,
-        })
-    }
-
-    /// Whether virtual page `vpage` of `process` is present in RAM.
-    fn present(&self, process: u32, vpage: u64) -> bool {
-        let mut entry = [0u8; 8];
-        self.processes
-            .get(process as usize)
-            .is_some_and(|p| p.pagemap.read_exact_at(&mut entry, vpage * 8).is_ok())
-            && u64::from_le_bytes(entry) & PAGEMAP_PRESENT != 0
-    }
-
-    /// Read page `id` into `out`; false if it cannot be read (unmapped meanwhile).
-    fn read(&mut self, id: PageId, which: Buffer) -> bool {
-        let start = Instant::now();
-        let out = match which {
-            Buffer::A => &mut self.a,
-            Buffer::B => &mut self.b,
-        };
-        let ok = match id {
-            PageId::Live { process, vpage } => {
-                self.processes.get(process as usize).is_some_and(|p| {
-                    p.mem
-                        .read_exact_at(&mut out[..], vpage * PAGE_SIZE as u64)
-                        .is_ok()
-                })
-            }
-            PageId::Kept(slot) => match self.kept.get(slot as usize) {
-                Some(Some(bytes)) => {
-                    out.copy_from_slice(&bytes[..]);
-                    true
-                }
-                _ => false,
-            },
-        };
-        self.read_ns += u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        ok
-    }
-
-    /// Read both pages and compare them; false if either cannot be read.
-    fn equal(&mut self, a: PageId, b: PageId) -> bool {
-        self.read(a, Buffer::A) && self.read(b, Buffer::B) && self.a == self.b
-    }
-
-    /// Keep a snapshot of buffer A as a shared page.
-    fn keep_a(&mut self) -> PageId {
-        let copy = self.a.clone();
-        match self.free_kept.pop() {
-            Some(slot) => {
-                if let Some(entry) = self.kept.get_mut(slot as usize) {
-                    *entry = Some(copy);
-                }
-                PageId::Kept(slot)
-            }
-            None => {
-                self.kept.push(Some(copy));
-                PageId::Kept(self.kept.len() as u32 - 1)
-            }
-        }
-    }
-}
-
-/// The host's two page buffers.
-#[derive(Clone, Copy)]
-enum Buffer {
-    A,
-    B,
-}
-
-impl PageContents for ProcessHost {
-    type Id = PageId;
-
-    fn full_hash(&mut self, page: PageId) -> Result<u64, Error> {
-        if self.read(page, Buffer::A) {
-            Ok(xxh3_64(&self.a[..]))
-        } else {
-            Err(Error::NotFound)
-        }
-    }
-
-    fn same_contents(&mut self, a: PageId, b: PageId) -> Result<bool, Error> {
-        Ok(self.equal(a, b))
-    }
-}
-
-impl MergeHost for ProcessHost {
-    fn checksum(&mut self, page: PageId) -> Result<u32, Error> {
-        if self.read(page, Buffer::A) {
-            Ok(xxh32(&self.a[..], 0))
-        } else {
-            Err(Error::NotFound)
-        }
-    }
-
-    fn merge_pair(&mut self, page: PageId, partner: PageId) -> Result<MergeResult<PageId>, Error> {
-        if self.equal(page, partner) {
-            Ok(MergeResult::Merged {
-                kept: self.keep_a(),
-            })
-        } else {
-            Ok(MergeResult::PageChanged)
-        }
-    }
-
-    fn merge_into(&mut self, page: PageId, kept: PageId) -> Result<MergeResult<PageId>, Error> {
-        if self.equal(page, kept) {
-            Ok(MergeResult::Merged { kept })
-        } else {
-            Ok(MergeResult::PageChanged)
-        }
-    }
-
-    fn still_merged(&mut self, page: PageId, kept: PageId) -> Result<bool, Error> {
-        Ok(self.equal(page, kept))
-    }
-
-    fn release_kept(&mut self, kept: PageId) {
-        if let PageId::Kept(slot) = kept
-            && let Some(entry) = self.kept.get_mut(slot as usize)
-        {
-            *entry = None;
-            self.free_kept.push(slot);
         }
     }
 }
@@ -407,7 +225,7 @@ impl Scanner {
     /// the merge trees' pass, a re-key if the strength changed, and the figures.
     fn run_pass(&mut self, pass: u64) -> anyhow::Result<PassReport> {
         let strength = self.ladder.strength();
-        let read_before = self.host.read_ns;
+        let read_before = self.host.read_ns();
         let mut totals = BatchTotals::default();
         let mut batches = 0u64;
         loop {
@@ -456,7 +274,7 @@ impl Scanner {
             broken: totals.broken,
             saved_bytes: stats.pages_sharing * PAGE_SIZE as u64,
             scan_ns_per_page: per_page(totals.cost_ns),
-            read_ns_per_page: per_page(self.host.read_ns.saturating_sub(read_before)),
+            read_ns_per_page: per_page(self.host.read_ns().saturating_sub(read_before)),
             strength,
             regions_per_rung: self.regions_per_rung(),
         })
@@ -517,7 +335,9 @@ impl Scanner {
         if !self.host.present(process, vpage) || !self.host.read(id, Buffer::A) {
             return Ok(None);
         }
-        let sampled = self.hasher.hash_at(&self.host.a, self.ladder.strength());
+        let sampled = self
+            .hasher
+            .hash_at(self.host.page_a(), self.ladder.strength());
         let item = match self.items.get(&id) {
             Some(&item) => item,
             None => {
@@ -544,7 +364,7 @@ impl Scanner {
         self.resident
             .rekey(|kept, old| {
                 if host.read(kept, Buffer::A) {
-                    Ok(hasher.rehash(old, from, to, &host.a))
+                    Ok(hasher.rehash(old, from, to, host.page_a()))
                 } else {
                     Err(Error::NotFound)
                 }
@@ -563,74 +383,6 @@ impl Scanner {
             })
             .collect()
     }
-}
-
-/// The scan report as a table for a terminal.
-pub fn render_scan_table(report: &ScanReport) -> String {
-    use core::fmt::Write as _;
-
-    use crate::report::{human_bytes, thousands};
-
-    let mut out = String::new();
-    let pids: Vec<String> = report.pids.iter().map(u32::to_string).collect();
-    let _ = writeln!(
-        out,
-        "pid {}: {} anonymous mappings, {} pages mapped ({}); budget {}",
-        pids.join(","),
-        report.regions,
-        thousands(report.mapped_pages),
-        human_bytes(report.mapped_pages * PAGE_SIZE as u64),
-        report.budget
-    );
-    let _ = writeln!(
-        out,
-        "merging is counted, not done: a page is merged after a full byte comparison"
-    );
-    let _ = writeln!(
-        out,
-        "\n{:>4}  {:>9}  {:>6}  {:>6}  {:>6}  {:>7}  {:>8}  {:>8}  {:>10}  {:>8}  {:>7}  {:>8}",
-        "pass",
-        "scanned",
-        "cover",
-        "merged",
-        "shared",
-        "sharing",
-        "unshared",
-        "volatile",
-        "saved",
-        "ns/page",
-        "read ns",
-        "strength"
-    );
-    for p in &report.passes {
-        let _ = writeln!(
-            out,
-            "{:>4}  {:>9}  {:>5.1}%  {:>6}  {:>6}  {:>7}  {:>8}  {:>8}  {:>10}  {:>8}  {:>7}  {:>8}",
-            p.pass,
-            thousands(p.scanned),
-            p.coverage * 100.0,
-            thousands(p.merged),
-            thousands(p.pages_shared),
-            thousands(p.pages_sharing),
-            thousands(p.pages_unshared),
-            thousands(p.pages_volatile),
-            human_bytes(p.saved_bytes),
-            thousands(p.scan_ns_per_page),
-            thousands(p.read_ns_per_page),
-            p.strength
-        );
-    }
-    if let Some(last) = report.passes.last() {
-        let rungs: Vec<String> = last.regions_per_rung.iter().map(u64::to_string).collect();
-        let _ = writeln!(
-            out,
-            "\nshared/sharing/unshared/volatile: KSM's pages_* after the pass; saved = sharing x 4 KiB\n\
-             ns/page: scan CPU per scanned page, of which read ns reading /proc/PID/mem\n\
-             regions per rung after the last pass: {}",
-            rungs.join(" / ")
-        );
-    }
-    out
 }
 
 #[cfg(test)]
