@@ -1,0 +1,127 @@
+//! The kernel module's statistics writer (kernel-glue/kglue/src/report.rs): any
+//! figures, into buffers of any size up to the sysfs page the module hands it.
+//! It never panics, never writes outside the slice it was given, reports a
+//! too-small buffer as an error with only a prefix of the text written, and
+//! when it succeeds writes exactly 25 well-formed `name value` lines holding
+//! the figures.
+#![no_main]
+
+use std::fmt::Write as _;
+
+use arbitrary::Arbitrary;
+use foldswap_kglue::{Report, SliceWriter, TextBuf};
+use libfuzzer_sys::fuzz_target;
+
+/// The sysfs page the module renders into.
+const SYSFS_PAGE: usize = 4096;
+/// Bytes after the slice that must stay untouched.
+const GUARD: usize = 64;
+const CANARY: u8 = 0xa5;
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    figures: [u64; 24],
+    /// The buffer's length (taken modulo SYSFS_PAGE + 1).
+    len: u16,
+    /// Where the buffer starts in a larger allocation (alignment does not matter).
+    start: u8,
+}
+
+fn report(f: &[u64; 24]) -> Report {
+    Report {
+        stored_pages: f[0],
+        same_filled_pages: f[1],
+        duplicate_pages: f[2],
+        patched_pages: f[3],
+        compressed_pages: f[4],
+        raw_pages: f[5],
+        stores: f[6],
+        dedup_hits: f[7],
+        loads: f[8],
+        load_misses: f[9],
+        invalidates: f[10],
+        areas: f[11],
+        reject_pool_full: f[12],
+        reject_alloc_fail: f[13],
+        reject_compress_poor: f[14],
+        reject_other: f[15],
+        compressed_bytes: f[16],
+        pool_bytes: f[17],
+        index_bytes: f[18],
+        limit_bytes: f[19],
+        scanner_rounds: f[20],
+        scanner_wakeups: f[21],
+        scanned_pages: f[22],
+        recompressed_pages: f[23],
+    }
+}
+
+/// The text a large enough buffer gets, checked line by line against the figures.
+fn reference(r: &Report, f: &[u64; 24]) -> String {
+    let mut text = String::new();
+    r.render(&mut text)
+        .expect("a String never runs out of room");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 25, "{text}");
+    assert!(text.ends_with('\n'));
+    let mut want: Vec<u64> = f[..19].to_vec();
+    want.push(r.pool_bytes.saturating_add(r.index_bytes)); // total_bytes
+    want.extend_from_slice(&f[19..]);
+    let mut names = std::collections::HashSet::new();
+    for (line, want) in lines.iter().zip(want) {
+        let (name, value) = line.split_once(' ').expect("name value");
+        assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        assert!(names.insert(name), "{name} twice");
+        assert_eq!(value.parse::<u64>(), Ok(want), "{line}");
+    }
+    assert!(
+        text.len() <= SYSFS_PAGE,
+        "the statistics must fit the sysfs page"
+    );
+    text
+}
+
+fuzz_target!(|input: Input| {
+    let r = report(&input.figures);
+    let text = reference(&r, &input.figures);
+
+    // The module's path: a SliceWriter over part of a larger allocation.
+    let len = usize::from(input.len) % (SYSFS_PAGE + 1);
+    let start = usize::from(input.start);
+    let mut mem = vec![CANARY; start + len + GUARD];
+    let (written, ok) = {
+        let mut w = SliceWriter::new(&mut mem[start..start + len]);
+        let ok = r.render(&mut w).is_ok();
+        (w.len(), ok)
+    };
+    assert!(written <= len);
+    assert_eq!(ok, text.len() <= len, "len {len}, text {}", text.len());
+    if ok {
+        assert_eq!(written, text.len());
+    }
+    assert_eq!(&mem[start..start + written], &text.as_bytes()[..written]);
+    assert!(
+        mem[..start].iter().all(|&b| b == CANARY),
+        "wrote before the slice"
+    );
+    assert!(
+        mem[start + written..].iter().all(|&b| b == CANARY),
+        "wrote past what it reports"
+    );
+
+    // The fixed-size buffer the tests use: always a prefix, complete if it fits.
+    fn text_buf<const N: usize>(r: &Report, text: &str) {
+        let mut b = TextBuf::<N>::new();
+        let ok = r.render(&mut b).is_ok();
+        assert_eq!(ok, text.len() <= N);
+        assert!(text.starts_with(b.as_str()));
+        if ok {
+            assert_eq!(b.as_str(), text);
+        }
+    }
+    text_buf::<0>(&r, &text);
+    text_buf::<1>(&r, &text);
+    text_buf::<300>(&r, &text);
+    text_buf::<700>(&r, &text);
+    text_buf::<1024>(&r, &text);
+});
