@@ -49,13 +49,28 @@ RS
 	python3 "$GLUE_DIR/tools/kcrates.py" "$KSRC" "$probe/.probe.o.cmd" \
 		"$GLUE_DIR/kglue/Cargo.toml" "$mod/crates"
 
-	log "foldswap.ko"
-	out=$(kmake M="$mod" modules 2>&1) || { echo "$out"; die "module build failed"; }
-	echo "$out"
-	if grep -qE 'WARNING: modpost|ERROR: modpost|undefined!' <<<"$out"; then
-		die "modpost is not clean"
-	fi
-	"$GLUE_DIR/tools/check-ko.sh" "$mod/foldswap.ko" "$FRAME_LIMIT" || die "module gates failed"
+	# The module as shipped, gated; then the test build the guest runs (the
+	# same plus the load fault injector: FOLDSWAP_FAULT_INJECT, see Kbuild).
+	local inject
+	for inject in n y; do
+		log "foldswap.ko (FOLDSWAP_FAULT_INJECT=$inject)"
+		out=$(kmake M="$mod" FOLDSWAP_FAULT_INJECT=$inject modules 2>&1) ||
+			{ echo "$out"; die "module build failed"; }
+		echo "$out"
+		if grep -qE 'WARNING: modpost|ERROR: modpost|undefined!' <<<"$out"; then
+			die "modpost is not clean"
+		fi
+		"$GLUE_DIR/tools/check-ko.sh" "$mod/foldswap.ko" "$FRAME_LIMIT" || die "module gates failed"
+		# (grep without -q: with pipefail, -q's early exit fails `strings`.)
+		if [ "$inject" = n ]; then
+			strings "$mod/foldswap.ko" | grep inject_load_errors >/dev/null &&
+				die "the shipped module has the fault injector"
+			cp "$mod/foldswap.ko" "$RUN/foldswap-shipped.ko"
+		else
+			strings "$mod/foldswap.ko" | grep inject_load_errors >/dev/null ||
+				die "the test build has no fault injector"
+		fi
+	done
 	KO=$mod/foldswap.ko
 }
 
@@ -64,6 +79,11 @@ build_initramfs() {
 	rm -rf "$root"
 	mkdir -p "$root"/{bin,proc,sys,dev,tmp}
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/swaptest" "$GLUE_DIR/guest/swaptest.c"
+	gcc -O2 -Wall -Wextra -Werror -static -o "$root/mthptest" "$GLUE_DIR/guest/mthptest.c"
+	# An unprivileged user for the stats permission check (busybox su).
+	mkdir -p "$root/etc"
+	printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$root/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 	cp /bin/busybox "$root/bin/busybox"
 	for a in $(/bin/busybox --list); do
 		[ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
@@ -83,11 +103,17 @@ run_guest() {
 		-initrd "$RUN/initramfs.cpio.gz" -m "$GUEST_MEM" -smp 2 -nographic -no-reboot \
 		-append "console=ttyS0 panic=-1 swaptest.mib=$SWAPTEST_MIB swaptest.rounds=$SWAPTEST_ROUNDS" \
 		-drive file="$RUN/swap.img",format=raw,if=virtio >"$RUN/console.log" 2>&1 || true
+	# The same kernel booted with kernel preemption: the module must refuse it.
+	log "booting qemu with preempt=full (console in $RUN/console-preempt.log)"
+	timeout 300 qemu-system-x86_64 -kernel "$KSRC/arch/x86/boot/bzImage" \
+		-initrd "$RUN/initramfs.cpio.gz" -m "$GUEST_MEM" -smp 2 -nographic -no-reboot \
+		-append "console=ttyS0 panic=-1 preempt=full guest.mode=preempt" \
+		>"$RUN/console-preempt.log" 2>&1 || true
 }
 
-# Pass/fail from the console log only.
+# Pass/fail from the console logs only: decide [LOG [PREEMPT_LOG]].
 decide() {
-	local log=$RUN/console.log ok=1 p
+	local log=${1:-$RUN/console.log} plog=${2:-$RUN/console-preempt.log} ok=1 p
 	tr -d '\r' <"$log" >"$log.txt"
 	log=$log.txt
 	grep -q '^GUEST done' "$log" || { echo "verdict: the guest did not finish"; ok=0; }
@@ -97,9 +123,50 @@ decide() {
 			ok=0
 		fi
 	done
-	if grep -nE 'Oops|WARNING:|BUG:|Kernel panic|general protection|stack guard page|circular locking|inconsistent lock state|recursive locking|suspicious RCU|DEBUG_LOCKS_WARN_ON|soft lockup|hung_task|blocked for more than|Call Trace|insmod failed|rmmod failed|swapon failed|swapoff failed' "$log"; then
+	# Large swap-ins from the RAM disk happen without foldswap, never with it.
+	for p in mthp-device mthp-foldswap; do
+		if ! grep -q "^\[$p\] MTHPTEST PASS bad_pages=0 " "$log"; then
+			echo "verdict: phase $p has no 'MTHPTEST PASS bad_pages=0'"
+			ok=0
+		fi
+	done
+	# Loads that fail inside the backend fail the swap-in (the hold's victim
+	# pages are lost, its swaptest -e checks nothing else is), each with a log
+	# line; none may fall through to the disk's stale bytes (bad_bytes=0).
+	if ! grep -q '^\[foldswap-hold\] SWAPTEST PASS bad_bytes=0 lost_pages=[1-9]' "$log"; then
+		echo "verdict: no victim page of the hold was lost to an injected load error"
+		ok=0
+	fi
+	if ! grep -q 'swap_backend: load of [0-9]*:[0-9]* failed (-5)' "$log"; then
+		echo "verdict: no 'swap_backend: load of ... failed' line"
+		ok=0
+	fi
+	# Absurd parameter values are refused and change nothing; stats are root's.
+	for p in 'pool_limit_pages 4503599627370496 refused old 0 now 0' \
+		'pool_limit_pages 18446744073709551615 refused old 0 now 0' \
+		'max_pool_percent 101 refused old 20 now 20' \
+		'pool_limit_pages 1000 accepted old 0 now 1000' \
+		'stats mode 400' 'stats nobody cannot read'; do
+		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }
+	done
+	# "PARAM stats limit limit_bytes N -> limit_bytes N"
+	if ! awk '$1 == "PARAM" && $2 == "stats" && $3 == "limit" { seen = 1; same = $5 == $8 && $5 > 0 }
+		END { exit !(seen && same) }' "$log"; then
+		echo "verdict: the pool limit changed after the refused writes"
+		ok=0
+	fi
+	# Anything the module logs as an error fails the run, as does a kernel splat.
+	if grep -nE 'Oops|WARNING:|BUG:|Kernel panic|general protection|stack guard page|circular locking|inconsistent lock state|recursive locking|suspicious RCU|DEBUG_LOCKS_WARN_ON|soft lockup|hung_task|blocked for more than|Call Trace|scanner stopped|foldswap: scanner:|cannot build the backend|cannot unregister|insmod failed|rmmod failed|swapon failed|swapoff failed|cannot arm' "$log"; then
 		echo "verdict: kernel splat or failed step in the log (lines above)"
 		ok=0
+	fi
+	if [ -n "$plog" ]; then
+		tr -d '\r' <"$plog" >"$plog.txt"
+		if ! grep -q '^PREEMPT insmod refused' "$plog.txt" ||
+			! grep -q 'foldswap: needs a kernel without kernel preemption' "$plog.txt"; then
+			echo "verdict: the module did not refuse a preempt=full kernel ($plog.txt)"
+			ok=0
+		fi
 	fi
 	figures "$log" || ok=0
 	[ "$ok" = 1 ]
@@ -107,6 +174,9 @@ decide() {
 
 # The figures of each phase, and the checks on them.
 figures() {
+	sed -n -e 's/^\[\(mthp-[a-z]*\)\] MTHPTEST \(.*\)/figures \1: \2/p' \
+		-e 's/^INJECT \(.*\)/figures injected load errors: \1/p' \
+		-e 's/^\[foldswap-hold\] SWAPTEST \(.*\)/figures foldswap-hold: \1/p' "$1"
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
@@ -131,6 +201,8 @@ figures() {
 						stored["[" p "]"], held["[" p "]"] / 1048576, delta(p, "stores"), delta(p, "loads"),
 						delta(p, "dedup_hits"), delta(p, "reject_pool_full"), delta(p, "reject_compress_poor")
 			}
+			printf "figures mthp-foldswap: foldswap stores %d loads %d\n", delta("mthp-foldswap", "stores"), delta("mthp-foldswap", "loads")
+			if (delta("mthp-foldswap", "loads") <= 0) { print "verdict: the mTHP test loaded nothing from foldswap"; fail = 1 }
 			if (delta("foldswap", "stores") <= 0 || delta("foldswap", "loads") <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }
 			if (delta("foldswap", "dedup_hits") <= 0) { print "verdict: foldswap found no duplicate page"; fail = 1 }
 			if (s["foldswap,swapoff,loads"] <= s["foldswap,after,loads"]) { print "verdict: swapoff loaded nothing back from foldswap"; fail = 1 }
@@ -143,6 +215,7 @@ figures() {
 }
 
 main() {
+	"$GLUE_DIR/tools/verdict-test.sh" || die "the verdict's self-test failed"
 	install_packages
 	install_bindgen
 	kernel_tree
@@ -161,4 +234,7 @@ main() {
 	fi
 }
 
-main "$@"
+# Sourced (tools/verdict-test.sh) it only defines the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	main "$@"
+fi

@@ -29,9 +29,20 @@
  * -x flips one byte after the barrier of round 0: a self-test that the check
  * can fail (the run must then end in "SWAPTEST FAIL ... bad_bytes=1").
  *
- * usage: swaptest [-m TOTAL_MIB] [-r ROUNDS] [-p PROCS] [-s FILE]... [-w FILE] [-x]
+ * -v N marks N pages of each process (spread over its share) as victims: they
+ * begin with "FOLDSWAP-INJECT!", which a test build of the module fails to
+ * load (parameter inject_load_errors).  A page whose swap-in failed raises
+ * SIGBUS when touched: it is counted as lost, never compared.  Lost pages
+ * fail the run unless -e is given; with -e the run passes only if at least
+ * one victim page, and nothing but victim pages, was lost (the swap-in
+ * failed rather than returning stale bytes from the device).
+ *
+ * usage: swaptest [-m TOTAL_MIB] [-r ROUNDS] [-p PROCS] [-s FILE]... [-w FILE]
+ *                 [-x] [-v N [-e]]
  */
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +103,26 @@ static void fill_text(unsigned char *p, size_t len, uint64_t seed)
 	}
 }
 
+#define VICTIM_MAGIC "FOLDSWAP-INJECT!"
+static uint64_t victims, victim_stride;
+
+static int is_victim(uint64_t idx)
+{
+	return victims && idx % victim_stride == victim_stride / 2 &&
+	       idx / victim_stride < victims;
+}
+
+static void base_page(unsigned char *p, uint64_t idx, uint64_t round);
+
 /* The expected content of page `idx` in round `round`. */
 static void expected_page(unsigned char *p, uint64_t idx, uint64_t round)
+{
+	base_page(p, idx, round);
+	if (is_victim(idx))
+		memcpy(p, VICTIM_MAGIC, sizeof(VICTIM_MAGIC) - 1);
+}
+
+static void base_page(unsigned char *p, uint64_t idx, uint64_t round)
 {
 	uint64_t h = mix64(idx * 0x100000001b3ULL + 7);
 	uint64_t seed = mix64(idx ^ (round << 40));
@@ -158,17 +187,36 @@ static int full_read(int fd, void *p, size_t n)
 static int corrupt_once;
 static const char *hold_file;
 
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Pages lost to a failed swap-in (SIGBUS), and of those not victims. */
+static uint64_t lost, lost_other;
+
 /* Count the bytes of `pages` pages at `mem` that differ from round `round`. */
 static uint64_t check_pages(unsigned char *mem, uint64_t first, uint64_t pages, int round)
 {
 	unsigned char expect[PAGE];
-	uint64_t i, bad = 0;
+	volatile uint64_t i, bad = 0;
 
 	for (i = 0; i < pages; i++) {
 		unsigned char *p = mem + i * PAGE;
 		size_t b;
 
 		expected_page(expect, first + i, round);
+		if (sigsetjmp(bus_jmp, 1)) {
+			lost++;
+			lost_other += !is_victim(first + i);
+			fprintf(stderr, "swaptest[%d]: page %llu lost (SIGBUS)%s\n", getpid(),
+				(unsigned long long)(first + i),
+				is_victim(first + i) ? "" : " NOT A VICTIM");
+			continue;
+		}
 		if (memcmp(p, expect, PAGE) == 0)
 			continue;
 		for (b = 0; b < PAGE; b++)
@@ -217,29 +265,35 @@ static uint64_t run_share(uint64_t first, uint64_t pages, int rounds,
 		while (access(hold_file, F_OK) != 0)
 			usleep(100000);
 		held_bad = check_pages(mem, first, pages, rounds - 1);
-		printf("swaptest[%d]: after hold pages %llu bad_bytes %llu\n", getpid(),
-		       (unsigned long long)pages, (unsigned long long)held_bad);
+		printf("swaptest[%d]: after hold pages %llu bad_bytes %llu lost_pages %llu\n",
+		       getpid(), (unsigned long long)pages, (unsigned long long)held_bad,
+		       (unsigned long long)lost);
 		fflush(stdout);
 		bad += held_bad;
 	}
-	munmap(mem, pages * PAGE);
+	/* A lost page stays poisoned: touching it again would SIGBUS again. */
+	if (!lost)
+		munmap(mem, pages * PAGE);
 	return bad;
 }
 
 int main(int argc, char **argv)
 {
 	uint64_t total_mib = 384, pages_each, bad = 0;
-	int rounds = 3, procs = 2, nsnap = 0, opt, i, round, failed = 0;
+	int rounds = 3, procs = 2, nsnap = 0, opt, i, round, failed = 0, expect_loss = 0;
+	uint64_t nlost = 0, nlost_other = 0;
 	char *snap[MAX_SNAP];
 	int ready[2], go[2], result[2];
 
-	while ((opt = getopt(argc, argv, "m:r:p:s:w:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:r:p:s:w:xv:e")) != -1) {
 		switch (opt) {
 		case 'm': total_mib = strtoull(optarg, NULL, 0); break;
 		case 'r': rounds = atoi(optarg); break;
 		case 'p': procs = atoi(optarg); break;
 		case 'x': corrupt_once = 1; break;
 		case 'w': hold_file = optarg; break;
+		case 'v': victims = strtoull(optarg, NULL, 0); break;
+		case 'e': expect_loss = 1; break;
 		case 's':
 			if (nsnap < MAX_SNAP)
 				snap[nsnap++] = optarg;
@@ -252,6 +306,20 @@ int main(int argc, char **argv)
 	if (procs < 1 || rounds < 1 || total_mib < 1)
 		return 2;
 	pages_each = total_mib * 256 / procs;
+	if (victims) {
+		struct sigaction sa;
+
+		if (victims > pages_each)
+			victims = pages_each;
+		victim_stride = pages_each / victims;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_sigbus;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, NULL)) {
+			perror("sigaction");
+			return 2;
+		}
+	}
 	if (pipe(ready) || pipe(go) || pipe(result)) {
 		perror("pipe");
 		return 2;
@@ -268,11 +336,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		if (pid == 0) {
-			uint64_t b = run_share(i * pages_each, pages_each, rounds,
-					       ready[1], go[0]);
-			if (write(result[1], &b, sizeof(b)) != sizeof(b))
+			uint64_t r[3];
+
+			r[0] = run_share(i * pages_each, pages_each, rounds, ready[1], go[0]);
+			r[1] = lost;
+			r[2] = lost_other;
+			if (write(result[1], r, sizeof(r)) != sizeof(r))
 				_exit(2);
-			_exit(b ? 1 : 0);
+			_exit(r[0] ? 1 : 0);
 		}
 	}
 
@@ -306,18 +377,20 @@ int main(int argc, char **argv)
 	}
 	close(result[1]);
 	for (i = 0; i < procs; i++) {
-		uint64_t b;
+		uint64_t r[3];
 
-		if (full_read(result[0], &b, sizeof(b))) {
+		if (full_read(result[0], r, sizeof(r))) {
 			failed = 1;
 			break;
 		}
-		bad += b;
+		bad += r[0];
+		nlost += r[1];
+		nlost_other += r[2];
 	}
-	if (bad)
+	if (bad || nlost_other || (expect_loss ? nlost == 0 : nlost != 0))
 		failed = 1;
-	printf("SWAPTEST %s bad_bytes=%llu pages=%llu rounds=%d procs=%d\n",
-	       failed ? "FAIL" : "PASS", (unsigned long long)bad,
+	printf("SWAPTEST %s bad_bytes=%llu lost_pages=%llu pages=%llu rounds=%d procs=%d\n",
+	       failed ? "FAIL" : "PASS", (unsigned long long)bad, (unsigned long long)nlost,
 	       (unsigned long long)(pages_each * procs), rounds, procs);
 	return failed;
 }

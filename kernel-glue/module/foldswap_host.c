@@ -25,7 +25,18 @@
  *     pool_limit_pages  rw  pool limit in pages (0: max_pool_percent of RAM)
  *     max_pool_percent  rw  default limit, percent of RAM (20, like zswap)
  *     enabled           rw  accept new stores (loads always work)
- *     stats             r   the backend's statistics, "name value" lines
+ *     stats             r   the backend's statistics, "name value" lines;
+ *                           root only (0400): dedup hits and stored pages
+ *                           tell whether another process holds a page
+ * - Preemption: the backend's locks are spin locks that do not disable
+ *   preemption, so the module loads only on a kernel that does not preempt
+ *   kernel code (preempt_model_none()): a preempted lock holder would leave
+ *   the other CPUs spinning.
+ * - Loads return -ENOENT only for "not stored here"; any other error fails
+ *   the swap-in (the patch never reads the device for a slot the backend
+ *   holds).
+ * - FOLDSWAP_FAULT_INJECT (test builds only, set by qemu-test.sh; never in
+ *   a production build): parameter inject_load_errors.
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -36,6 +47,9 @@
 #include <linux/kthread.h>
 #include <linux/mempool.h>
 #include <linux/sched.h>
+#include <linux/preempt.h>
+#include <linux/atomic.h>
+#include <linux/string.h>
 #include <linux/smp.h>
 #include <linux/vmalloc.h>
 #include <linux/swap_backend.h>
@@ -71,6 +85,7 @@ int foldswap_host_register(void);
 int foldswap_host_unregister(void);
 void foldswap_host_params_on(void);
 void foldswap_host_params_off(void);
+int foldswap_host_check_preempt(void);
 
 static int foldswap_init_area(unsigned int type, unsigned long nr_pages)
 {
@@ -86,11 +101,58 @@ static int foldswap_store(unsigned int type, pgoff_t offset, struct page *page)
 	return ret;
 }
 
+#ifdef FOLDSWAP_FAULT_INJECT
+/*
+ * Test builds only: the next inject_load_errors loads of a held page whose
+ * first bytes are INJECT_MAGIC (only the guest test writes it) fail with
+ * -EIO, as a page the backend holds but cannot decode would.
+ */
+#define INJECT_MAGIC "FOLDSWAP-INJECT!"
+static atomic_t inject_left = ATOMIC_INIT(0);
+
+static int inject_load_error(const void *dst)
+{
+	if (memcmp(dst, INJECT_MAGIC, sizeof(INJECT_MAGIC) - 1) ||
+	    atomic_dec_if_positive(&inject_left) < 0)
+		return 0;
+	return -EIO;
+}
+
+static int set_inject(const char *val, const struct kernel_param *kp)
+{
+	unsigned int n;
+	int ret = kstrtouint(val, 0, &n);
+
+	if (!ret)
+		atomic_set(&inject_left, n);
+	return ret;
+}
+
+static int get_inject(char *buf, const struct kernel_param *kp)
+{
+	return scnprintf(buf, PAGE_SIZE, "%d\n", atomic_read(&inject_left));
+}
+
+static const struct kernel_param_ops inject_ops = {
+	.set = set_inject,
+	.get = get_inject,
+};
+module_param_cb(inject_load_errors, &inject_ops, NULL, 0600);
+MODULE_PARM_DESC(inject_load_errors, "TEST BUILD: fail the next N loads of marked pages");
+#else
+static int inject_load_error(const void *dst)
+{
+	return 0;
+}
+#endif
+
 static int foldswap_load(unsigned int type, pgoff_t offset, struct page *page)
 {
 	void *dst = kmap_local_page(page);
 	int ret = foldswap_rs_load(type, offset, dst);
 
+	if (!ret)
+		ret = inject_load_error(dst);
 	kunmap_local(dst);
 	return ret;
 }
@@ -122,6 +184,22 @@ int foldswap_host_register(void)
 int foldswap_host_unregister(void)
 {
 	return swap_backend_unregister(&foldswap_ops);
+}
+
+/*
+ * The backend's spin locks (the spin crate) do not disable preemption: on a
+ * kernel that preempts kernel code, a holder preempted in a store could
+ * leave every other CPU spinning in the backend for a whole time slice, or
+ * for ever behind a real-time task.  With preempt=none a holder runs until it
+ * unlocks.  (A PREEMPT_DYNAMIC kernel can still be switched later through
+ * /sys/kernel/debug/sched/preempt; that is not checked.)
+ */
+int foldswap_host_check_preempt(void)
+{
+	if (preempt_model_none())
+		return 0;
+	pr_err("foldswap: needs a kernel without kernel preemption (preempt=none): its spin locks do not disable preemption\n");
+	return -EINVAL;
 }
 
 /* Pages the backend keeps for itself (4 MiB): what stores use while the
@@ -277,13 +355,20 @@ void foldswap_host_params_off(void)
 	kernel_param_unlock(THIS_MODULE);
 }
 
+/* At most the machine's memory: pages * PAGE_SIZE must not wrap. */
 static int set_pool_limit(const char *val, const struct kernel_param *kp)
 {
-	int ret = param_set_ulong(val, kp);
+	unsigned long pages;
+	int ret = kstrtoul(val, 0, &pages);
 
-	if (!ret && backend_ready)
+	if (ret)
+		return ret;
+	if (pages > totalram_pages())
+		return -EINVAL;
+	pool_limit_pages = pages;
+	if (backend_ready)
 		apply_limit();
-	return ret;
+	return 0;
 }
 
 static const struct kernel_param_ops pool_limit_ops = {
@@ -341,5 +426,6 @@ static int get_stats(char *buf, const struct kernel_param *kp)
 static const struct kernel_param_ops stats_ops = {
 	.get = get_stats,
 };
-module_param_cb(stats, &stats_ops, NULL, 0444);
-MODULE_PARM_DESC(stats, "Statistics (read-only)");
+/* Root only: what is stored (dedup hits) leaks across tenants. */
+module_param_cb(stats, &stats_ops, NULL, 0400);
+MODULE_PARM_DESC(stats, "Statistics (read-only, root only)");

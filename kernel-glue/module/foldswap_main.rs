@@ -20,7 +20,9 @@ use core::time::Duration;
 use foldswap_kglue::backend::{Config, Parker, ScanTunables, Scratch};
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
-use foldswap_kglue::{Foldswap, MAX_WORKERS, PAGE_SIZE, SliceWriter, SwapBackend};
+use foldswap_kglue::{
+    Foldswap, MAX_WORKERS, PAGE_SIZE, SliceWriter, SwapBackend, errno, load_status, status,
+};
 use kernel::prelude::*;
 
 module! {
@@ -51,6 +53,7 @@ extern "C" {
     fn foldswap_host_unregister() -> c_int;
     fn foldswap_host_params_on();
     fn foldswap_host_params_off();
+    fn foldswap_host_check_preempt() -> c_int;
 }
 
 /// Pages from the kernel's page allocator, through the module's page mempool
@@ -168,24 +171,6 @@ pub extern "C" fn foldswap_rs_scanner_main() {
     free_scratch(scratch);
 }
 
-fn errno(e: Error) -> c_int {
-    match e {
-        Error::OutOfMemory => -12,             // ENOMEM
-        Error::PoolFull => -28,                // ENOSPC
-        Error::NotFound => -2,                 // ENOENT
-        Error::Incompressible => -61,          // ENODATA
-        Error::Corrupt => -5,                  // EIO
-        _ => -22,                              // EINVAL
-    }
-}
-
-fn status(r: Result<(), Error>) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(e) => errno(e),
-    }
-}
-
 /// swapon of type `ty`.
 #[no_mangle]
 pub extern "C" fn foldswap_rs_init(ty: u32, nr_pages: u64) -> c_int {
@@ -203,7 +188,8 @@ pub unsafe extern "C" fn foldswap_rs_store(ty: u32, offset: u64, src: *const u8)
     status(BACKEND.store(ty, offset, page))
 }
 
-/// Fill the page at `dst` from slot `(ty, offset)`.
+/// Fill the page at `dst` from slot `(ty, offset)`: 0, `-ENOENT` only if
+/// the slot is not held here, another error if it is held but unreadable.
 ///
 /// # Safety
 /// `dst` points to 4096 writable bytes nobody else touches during the call.
@@ -211,7 +197,7 @@ pub unsafe extern "C" fn foldswap_rs_store(ty: u32, offset: u64, src: *const u8)
 pub unsafe extern "C" fn foldswap_rs_load(ty: u32, offset: u64, dst: *mut u8) -> c_int {
     // SAFETY: per the caller, a mapped, locked page of PAGE_SIZE bytes.
     let page = unsafe { &mut *dst.cast::<[u8; PAGE_SIZE]>() };
-    status(BACKEND.load(ty, offset, page))
+    load_status(BACKEND.load(ty, offset, page))
 }
 
 /// Slot `(ty, offset)` was freed.
@@ -249,7 +235,7 @@ pub unsafe extern "C" fn foldswap_rs_stats(buf: *mut u8, len: usize) -> c_long {
     let mut w = SliceWriter::new(buf);
     match BACKEND.report().render(&mut w) {
         Ok(()) => w.len() as c_long,
-        Err(_) => -28,
+        Err(_) => c_long::from(-errno::ENOSPC),
     }
 }
 
@@ -299,6 +285,10 @@ fn start_backend() -> Result<(), Error> {
 
 impl kernel::Module for FoldswapModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: plain C call (preempt_model_none; logs why on refusal).
+        if unsafe { foldswap_host_check_preempt() } != 0 {
+            return Err(EINVAL);
+        }
         // SAFETY: plain C call (mempool_create_page_pool, may sleep: module init).
         if unsafe { foldswap_host_reserve_create() } != 0 {
             return Err(ENOMEM);

@@ -1,0 +1,96 @@
+#!/bin/bash
+# The qemu test's verdict (qemu-test.sh: decide) judged on made-up console
+# logs: a log with every line a good run has must pass, and each defect the
+# verdict is there to catch, added to it, must fail it. Runs in a second;
+# qemu-test.sh runs it first.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../qemu-test.sh"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+good() {
+	local p
+	cat <<'LOG'
+GUEST start: 6.12.117 mib=384 rounds=2 limit=64 min_free_kbytes=8192
+[mthp-device] MTHPTEST PASS bad_pages=0 large_pages=256 swapped=1024 resident=1024 pages=1024 expect=large
+FSSTAT mthp-foldswap before stores 0
+FSSTAT mthp-foldswap before loads 0
+[mthp-foldswap] MTHPTEST PASS bad_pages=0 large_pages=0 swapped=1024 resident=1024 pages=1024 expect=order-0
+FSSTAT mthp-foldswap after stores 1024
+FSSTAT mthp-foldswap after loads 1024
+PARAM pool_limit_pages 4503599627370496 refused old 0 now 0
+PARAM pool_limit_pages 18446744073709551615 refused old 0 now 0
+PARAM max_pool_percent 101 refused old 20 now 20
+PARAM pool_limit_pages 1000 accepted old 0 now 1000
+PARAM pool_limit_pages 0 accepted old 1000 now 0
+PARAM stats limit limit_bytes 53686272 -> limit_bytes 53686272
+PARAM stats mode 400
+PARAM stats nobody cannot read
+LOG
+	for p in foldswap limited zswap; do
+		echo "DISK $p before out 0"
+		echo "DISK $p after out 1000"
+		echo "DISK $p before in 0"
+		echo "DISK $p after in 900"
+		echo "FSSTAT $p before stores 0"
+		echo "FSSTAT $p after stores 500"
+		echo "FSSTAT $p before loads 0"
+		echo "FSSTAT $p after loads 400"
+		echo "FSSTAT $p swapoff loads 450"
+		echo "FSSTAT $p swapoff stored_pages 0"
+		echo "FSSTAT $p before dedup_hits 0"
+		echo "FSSTAT $p after dedup_hits 10"
+		echo "FSSTAT $p before reject_pool_full 0"
+		echo "FSSTAT $p after reject_pool_full 7"
+		echo "[$p] SWAPTEST PASS bad_bytes=0 lost_pages=0 pages=98304 rounds=2 procs=2"
+	done
+	cat <<'LOG'
+[   99.1] swap_backend: load of 0:1234 failed (-5)
+INJECT foldswap armed 8 left 7
+[foldswap-hold] SWAPTEST PASS bad_bytes=0 lost_pages=1 pages=16384 rounds=1 procs=2
+[zswap-hold] SWAPTEST PASS bad_bytes=0 lost_pages=0 pages=16384 rounds=1 procs=2
+[zswap] SNAPSHOT round=0 file=/sys/kernel/debug/zswap/stored_pages
+[zswap] 3000
+GUEST done
+LOG
+}
+
+preempt_good() {
+	printf '%s\n' '[    1.0] foldswap: needs a kernel without kernel preemption (preempt=none): its spin locks do not disable preemption' \
+		'PREEMPT insmod refused' 'GUEST done'
+}
+
+# judge NAME WANT(pass|fail) SED_SCRIPT [PREEMPT_SED_SCRIPT]
+judge() {
+	good | sed -e "$3" >"$dir/log"
+	preempt_good | sed -e "${4:-}" >"$dir/plog"
+	local got=fail
+	decide "$dir/log" "$dir/plog" >"$dir/out" 2>&1 && got=pass
+	if [ "$got" != "$2" ]; then
+		echo "verdict-test: $1: expected $2, got $got" >&2
+		cat "$dir/out" >&2
+		return 1
+	fi
+}
+
+fails=0
+judge "a good run" pass '' || fails=1
+judge "the scanner stopped" fail '$a [  50.0] foldswap: scanner stopped: Corrupt' || fails=1
+judge "the scanner had no scratch" fail '$a [  50.0] foldswap: scanner: no memory for its scratch; not scanning' || fails=1
+judge "a WARNING" fail '$a [  50.0] WARNING: CPU: 0 PID: 1 at mm/swap_backend.c:120' || fails=1
+judge "a failed load read stale bytes" fail \
+	's/^\[foldswap-hold\] SWAPTEST PASS bad_bytes=0 lost_pages=1/[foldswap-hold] SWAPTEST FAIL bad_bytes=4096 lost_pages=0/' || fails=1
+judge "no load failed" fail '/swap_backend: load of/d' || fails=1
+judge "no injected loss" fail 's/^\(\[foldswap-hold\] SWAPTEST PASS bad_bytes=0\) lost_pages=1/\1 lost_pages=0/' || fails=1
+judge "a large swap-in bypassed foldswap" fail \
+	's/^\[mthp-foldswap\] MTHPTEST PASS bad_pages=0 large_pages=0/[mthp-foldswap] MTHPTEST FAIL bad_pages=64 large_pages=64/' || fails=1
+judge "no large swap-in at all" fail '/^\[mthp-device\]/d' || fails=1
+judge "an absurd pool limit accepted" fail \
+	's/^PARAM pool_limit_pages 4503599627370496 refused old 0 now 0/PARAM pool_limit_pages 4503599627370496 accepted old 0 now 4503599627370496/' || fails=1
+judge "max_pool_percent 101 accepted" fail 's/^PARAM max_pool_percent 101 refused old 20 now 20/PARAM max_pool_percent 101 accepted old 20 now 101/' || fails=1
+judge "the limit changed" fail 's/-> limit_bytes 53686272/-> limit_bytes 0/' || fails=1
+judge "stats world-readable" fail 's/^PARAM stats mode 400/PARAM stats mode 444/' || fails=1
+judge "nobody reads stats" fail 's/^PARAM stats nobody cannot read/PARAM stats nobody can read/' || fails=1
+judge "loaded under preempt=full" fail '' 's/^PREEMPT insmod refused/PREEMPT insmod loaded/' || fails=1
+[ "$fails" = 0 ] && echo "verdict-test: the verdict passes a good log and fails each defect"
+exit "$fails"
