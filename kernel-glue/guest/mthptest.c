@@ -77,15 +77,20 @@ static uint64_t mix64(uint64_t x)
 	return x;
 }
 
+/* Distinct per run: the RAM disk keeps what an earlier run wrote at the
+ * same offsets, which must not pass for this run's pages. */
+static unsigned long salt;
+
 /* Compressible, distinct per page: the backend stores it compressed. */
 static void fill(unsigned char *p, uint64_t idx)
 {
 	static const char *const words[] = { "large ", "folio ", "swap ", "in ",
 		"backend ", "device ", "stale ", "page " };
-	uint64_t s = mix64(idx + 1);
+	uint64_t s = mix64(idx + 1 + ((uint64_t)salt << 32));
 	size_t i = 0;
 
-	i = (size_t)snprintf((char *)p, PAGE, "mthptest page %llu ", (unsigned long long)idx);
+	i = (size_t)snprintf((char *)p, PAGE, "mthptest run %lu page %llu ", salt,
+			     (unsigned long long)idx);
 	while (i < PAGE) {
 		const char *w;
 		size_t n;
@@ -130,6 +135,7 @@ int main(int argc, char **argv)
 	pages -= pages % (PARTS * ALIGN / PAGE);
 	if (expect_large < 0 || pages == 0)
 		return 2;
+	salt = (unsigned long)getpid();
 	CPU_ZERO(&cpus);
 	CPU_SET(0, &cpus);
 	if (sched_setaffinity(0, sizeof(cpus), &cpus))
