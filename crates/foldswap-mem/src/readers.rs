@@ -170,7 +170,7 @@ mod models {
     /// Without the wait, loom finds the writer racing a reader: the protocol's
     /// wait is what makes the other model pass.
     #[test]
-    #[should_panic]
+    #[should_panic(expected = "Causality violation: Concurrent read and write accesses")]
     fn loom_without_the_wait_a_writer_races_a_reader() {
         loom::model(|| {
             let shared = shared();

@@ -663,14 +663,25 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         } else {
             self.new_zspage(class)?
         };
-        let slot = match self.pop_slot(key, shape, may_grow) {
-            Ok(slot) => slot,
+        let (key, slot) = match self.pop_slot(key, shape, may_grow) {
+            Ok(slot) => (key, slot),
             Err(e) => {
                 // A zspage made for this object and left empty goes back at once.
                 if self.zspage(key)?.used == 0 {
                     self.release_zspage(key)?;
                 }
-                return Err(e);
+                // The head needed a page the limit (or the provider) refused: another
+                // partial zspage may still have a free slot in pages it holds. (With
+                // zspages linked at the head, only a class's newest zspage can lack
+                // pages, and it is created when no other is partial, so this finds
+                // nothing today; it keeps a store from failing while room is held
+                // if the list order ever changes.)
+                match (e, self.partial_with_room(class, shape)) {
+                    (Error::PoolFull | Error::OutOfMemory, Some(other)) if may_grow => {
+                        (other, self.pop_slot(other, shape, false)?)
+                    }
+                    _ => return Err(e),
+                }
             }
         };
         let zs = self.zspage_mut(key)?;

@@ -160,6 +160,35 @@ fn limit_gives_pool_full_and_out_of_memory_loses_nothing() {
     }
 }
 
+/// At the limit, a store takes a free slot from any partial zspage of its class,
+/// not only from the first one (which may need a page the limit refuses).
+#[test]
+fn at_the_limit_a_free_slot_in_any_partial_zspage_is_used() {
+    const LEN: usize = 1500;
+    for stored in 2..40 {
+        let mut store = ObjectStore::new(StdPageProvider).unwrap();
+        let handles: Vec<_> = (0..stored)
+            .map(|i| store.store_object(&object(i, LEN), 1).unwrap())
+            .collect();
+        // The first zspage gets a free slot in pages it holds; no store may grow
+        // the pool now.
+        store.free(handles[0]).unwrap();
+        store.set_limit_bytes(store.bytes_held());
+        let again = store.store_object(&object(999, LEN), 2);
+        assert!(
+            again.is_ok(),
+            "{stored} objects: {again:?} with a free slot held"
+        );
+        let mut buf = vec![0u8; PAGE_SIZE];
+        assert_eq!(store.read_object(again.unwrap(), &mut buf), Ok((LEN, 2)));
+        assert_eq!(&buf[..LEN], &object(999, LEN)[..]);
+        for (i, handle) in handles.iter().enumerate().skip(1) {
+            assert_eq!(store.read_object(*handle, &mut buf), Ok((LEN, 1)));
+            assert_eq!(&buf[..LEN], &object(i, LEN)[..]);
+        }
+    }
+}
+
 #[test]
 fn compaction_frees_sparse_zspages_and_keeps_every_handle() {
     let provider = CountingProvider::unlimited(StdPageProvider);

@@ -358,11 +358,47 @@ impl NaiveWake {
     }
 }
 
-/// Must FAIL (loom: deadlock) — proof that the models catch a lost wake-up.
-/// Run with `-- --ignored loom_naive`.
+/// The broken twin: a check-then-sleep protocol loses wake-ups, and the model must
+/// say so (loom: deadlock) — proof that the models above can fail.
+///
+/// loom reports the deadlock by panicking with both threads still parked; the
+/// unwinding then drops loom objects outside the execution, which panics again and
+/// aborts the process, so `should_panic` cannot catch it in-process. The model runs
+/// in a child process (this test binary, the ignored
+/// [`naive_check_then_sleep_model`] alone) and this test panics with loom's verdict
+/// from the child's output.
 #[test]
-#[ignore = "negative model: the naive protocol loses wake-ups and loom must report it"]
+#[should_panic(expected = "loom found a lost wake-up: deadlock; threads")]
 fn loom_naive_check_then_sleep_loses_a_wakeup() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "models::naive_check_then_sleep_model",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    // loom prints its verdict on stdout (from the model's own thread, outside
+    // libtest's capture), the abort's message on stderr: search both.
+    let stdout = std::string::String::from_utf8_lossy(&output.stdout);
+    let stderr = std::string::String::from_utf8_lossy(&output.stderr);
+    let verdict = stdout
+        .lines()
+        .chain(stderr.lines())
+        .find_map(|line| line.find("deadlock; threads").map(|at| &line[at..]));
+    match (output.status.success(), verdict) {
+        (false, Some(verdict)) => panic!("loom found a lost wake-up: {verdict}"),
+        (false, None) => std::println!("the model failed another way:\n{stdout}\n{stderr}"),
+        (true, _) => std::println!("loom explored the naive protocol and found nothing"),
+    }
+}
+
+/// The naive protocol under loom; run by [`loom_naive_check_then_sleep_loses_a_wakeup`]
+/// in a child process (it aborts the process it runs in).
+#[test]
+#[ignore = "run in a child process by loom_naive_check_then_sleep_loses_a_wakeup"]
+fn naive_check_then_sleep_model() {
     check("naive_check_then_sleep_loses_a_wakeup", || {
         run_model(
             1,

@@ -1,4 +1,4 @@
-//! The backend on the real dev corpus (`../shared/corpus/dev-mixed.pages.gz`): its
+//! The backend on the real dev corpus (`samples/dev-mixed.pages.gz`, see `samples/README.md`): its
 //! counts agree with the independent reference figures, every page loads back
 //! byte-exactly, and after the scanner has settled the backend holds at most 0.80 ×
 //! what Linux zram-lz4 held for the same pages.
