@@ -312,6 +312,11 @@ pub struct Ladder<P: PageProvider> {
 }
 
 impl<P: PageProvider> Ladder<P> {
+    /// Bytes of region storage held from the provider.
+    pub fn bytes_held(&self) -> usize {
+        self.regions.bytes_held()
+    }
+
     /// A ladder with no regions, taking region storage from `provider`. `seed` draws
     /// the random pass starts. Fails if `tunables` are invalid (see
     /// [`Tunables::validated`]).

@@ -7,14 +7,14 @@ use foldswap_delta::{Sampler, SimilarityConfig};
 use foldswap_ladder::{
     Batch, BatchResult, Governor, Ladder, Next, RegionId, Tunables as LadderTunables,
 };
-use foldswap_mem::sync::{AtomicU64, Ordering};
+use foldswap_mem::sync::{AtomicBool, AtomicU64, Ordering};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, ReaderCount, as_page_bytes, as_page_bytes_mut};
 use foldswap_pool::{CodecKind, StoreStats, TAG_DEFLATE, TAG_RAW, fill_page, same_filled_word};
 use foldswap_wake::{Notify, Parker, ScannerState, Wake, WakeStats};
 use spin::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::area::{MAX_SWAP_TYPES, SwapArea};
+use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
 use crate::content::{
     Candidate, Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot,
     plain_matches,
@@ -28,7 +28,10 @@ use crate::stats::Stats;
 /// The backend's tunables, fixed at construction (the pool limit can change later).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
-    /// Pool size limit in bytes (pages held by the pool); `usize::MAX` for none.
+    /// Limit in bytes on everything the backend holds from its provider: pool
+    /// pages and metadata (entries, indexes, offset tables; see [`BytesHeld`]);
+    /// `usize::MAX` for none. A store that would pass it fails with
+    /// [`Error::PoolFull`].
     pub pool_limit_bytes: usize,
     /// The codec of the store path (lz4: fast; the scanner may recompress).
     pub store_codec: CodecKind,
@@ -76,12 +79,20 @@ pub struct BytesHeld {
     pub similarity_index: usize,
     /// The per-area offset tables.
     pub offset_tables: usize,
+    /// The scanner's ladder (its regions: one per swap area, a constant page or
+    /// two).
+    pub ladder: usize,
 }
 
 impl BytesHeld {
-    /// Everything: pool, entries, indexes and offset tables.
+    /// Everything: pool, entries, indexes, offset tables and ladder.
     pub fn total(&self) -> usize {
-        self.pool + self.entries + self.dedup_index + self.similarity_index + self.offset_tables
+        self.pool
+            + self.entries
+            + self.dedup_index
+            + self.similarity_index
+            + self.offset_tables
+            + self.ladder
     }
 }
 
@@ -149,6 +160,10 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     pub(crate) sampler: Sampler,
     /// Pool bytes added since the scanner's last burst (pressure).
     pub(crate) data_since_burst: AtomicU64,
+    /// Whether a limit is set ([`Config::pool_limit_bytes`] not `usize::MAX`): a
+    /// store checks the room left only then (the limit itself lives with the
+    /// content, under its lock).
+    limited: AtomicBool,
     /// Loads decoding a pool object in place, outside the content lock: the
     /// scanner waits them out before it re-encodes or compacts.
     pub(crate) readers: ReaderCount,
@@ -194,8 +209,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Content::init_in((*content).get_mut().slot(), provider.clone(), similarity)?;
             (*content)
                 .get_mut()
-                .pool
-                .set_limit_bytes(config.pool_limit_bytes);
+                .set_limit_bytes(config.pool_limit_bytes, 0);
             let ladder = addr_of_mut!((*ptr).ladder);
             ladder.write(Mutex::new(InPlace::empty()));
             let state = (*ladder).get_mut().slot().as_mut_ptr();
@@ -219,6 +233,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).wake).write(Wake::new(parker, ScanTunables::default()));
             addr_of_mut!((*ptr).sampler).write(sampler);
             addr_of_mut!((*ptr).data_since_burst).write(AtomicU64::new(0));
+            addr_of_mut!((*ptr).limited)
+                .write(AtomicBool::new(config.pool_limit_bytes != usize::MAX));
             addr_of_mut!((*ptr).readers).write(ReaderCount::new());
             addr_of_mut!((*ptr).stats).write(Stats::default());
         }
@@ -263,14 +279,41 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         &self.stats
     }
 
-    /// Change the pool limit. Pages stored above it stay; new stores fail.
+    /// Change the limit on everything held ([`Config::pool_limit_bytes`]). Pages
+    /// stored above it stay; new stores fail until enough is freed.
     pub fn set_pool_limit_bytes(&self, limit: usize) {
-        self.content.lock().pool.set_limit_bytes(limit);
+        let tables = self.offset_table_bytes();
+        let mut content = self.content.lock();
+        content.set_limit_bytes(limit, tables);
+        self.limited.store(limit != usize::MAX, Ordering::Relaxed);
     }
 
-    /// The pool limit now (`usize::MAX`: none).
+    /// [`Error::PoolFull`] if everything held has reached the limit. Checked at
+    /// the start of every store, as zswap checks its pool: a store may then add
+    /// at most an entry, a tree node and offset-table pages past the limit, so
+    /// what is held stays within a few pages of it (per storing thread).
+    fn check_room(&self) -> Result<(), Error> {
+        if !self.limited.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let tables = self.offset_table_bytes();
+        let content = self.content.lock();
+        let held = content.held_bytes().saturating_add(tables);
+        if held >= content.limit_bytes() {
+            return Err(Error::PoolFull);
+        }
+        Ok(())
+    }
+
+    /// The limit on everything held now (`usize::MAX`: none).
     pub fn pool_limit_bytes(&self) -> usize {
-        self.content.lock().pool.limit_bytes()
+        self.content.lock().limit_bytes()
+    }
+
+    /// Bytes held by the offset tables of every area (no lock taken).
+    fn offset_table_bytes(&self) -> usize {
+        let pages: u64 = self.areas.iter().map(SwapArea::pages_held).sum();
+        usize::try_from(pages).map_or(usize::MAX, |pages| pages.saturating_mul(PAGE_SIZE))
     }
 
     /// Swap areas served now (initialised and not invalidated).
@@ -314,17 +357,17 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Bytes held from the provider, part by part.
     pub fn bytes_held(&self) -> BytesHeld {
-        // Offset shards first, released before the content lock: the lock order is
-        // offset shard → content, and taking them the other way round deadlocks
-        // against a load or store holding a shard while it waits for the content.
-        let tables: u64 = self.areas.iter().map(SwapArea::pages_held).sum();
+        let offset_tables = self.offset_table_bytes();
+        // One lock at a time: the ladder's, then the content's.
+        let ladder = self.ladder.lock().ladder.bytes_held();
         let content = self.content.lock();
         BytesHeld {
             pool: content.pool.bytes_held(),
             entries: content.entries.bytes_held(),
             dedup_index: content.tree.bytes_held(),
             similarity_index: content.similar.pages_held() * PAGE_SIZE,
-            offset_tables: tables as usize * PAGE_SIZE,
+            offset_tables,
+            ladder,
         }
     }
 
@@ -393,7 +436,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         area.check_offset(offset)?;
         // Holding the offset's lock keeps its entry, and so its pool object, alive
         // until the page is decoded (lock order: offset, then content).
-        let table = area.shard(offset).lock();
+        let table = area.lock_shard(offset);
         let key = match table.get(offset) {
             None => {
                 Stats::add(&self.stats.load_not_found, 1);
@@ -476,6 +519,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         page: &[u8; PAGE_SIZE],
         scratch: &mut Scratch,
     ) -> Result<StoreKind, Error> {
+        self.check_room()?;
         if let Some(word) = same_filled_word(page) {
             let old = area.replace(&self.provider, offset, SlotValue::SameFilled(word))?;
             self.count_stored(StoreKind::SameFilled, old.is_some());
@@ -486,7 +530,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         let hash = xxh3_64(page);
         let pending = {
-            let mut table = area.shard(offset).lock();
+            let mut table = area.lock_shard(offset);
             let mut content = self.content.lock();
             let found = match content.share_candidate(hash, page, &mut scratch.decode)? {
                 Candidate::Compared(found) => found,
@@ -539,8 +583,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             _ if self.config.keep_incompressible => (&page[..], TAG_RAW, StoreKind::Raw),
             _ => return Err(Error::Incompressible),
         };
-        let mut table = area.shard(offset).lock();
+        let mut table = area.lock_shard(offset);
         let mut content = self.content.lock();
+        content.fit_pool_to_limit(self.offset_table_bytes());
         let (key, inserted) = content.insert_or_share(hash, page, bytes, tag, decode, pending)?;
         let kind = if inserted {
             Stats::add(&self.stats.compressed_pages, 1);
@@ -565,7 +610,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// be stored (no memory for the offset table), the sharer is dropped again.
     fn share_into_slot(
         &self,
-        mut table: MutexGuard<'_, OffsetTable>,
+        mut table: ShardGuard<'_>,
         offset: u64,
         key: u32,
     ) -> Result<StoreKind, Error> {

@@ -113,6 +113,9 @@ pub struct Content<P: PageProvider + Clone> {
     pub(crate) pool: ObjectStore<P>,
     pub(crate) similar: SimilarityIndex<u32, P>,
     next_generation: u32,
+    /// The limit on everything the backend holds (pool and metadata, the offset
+    /// tables included); the pool gets what the rest leaves ([`Self::fit_pool_to_limit`]).
+    limit_bytes: usize,
     /// Stable-tree insertions so far: a lookup that found nothing stays true
     /// while this is unchanged (removals cannot make a missing page appear).
     inserts: u64,
@@ -221,6 +224,7 @@ impl<P: PageProvider + Clone> Content<P> {
             addr_of_mut!((*this).tree).write(tree);
             addr_of_mut!((*this).similar).write(similar);
             addr_of_mut!((*this).next_generation).write(0);
+            addr_of_mut!((*this).limit_bytes).write(usize::MAX);
             addr_of_mut!((*this).inserts).write(0);
             Ok(slot.assume_init_mut())
         }
@@ -516,6 +520,39 @@ impl<P: PageProvider + Clone> Content<P> {
     }
 
     /// Bytes of metadata this store holds (entries and tree; the pool counts its own).
+    pub fn limit_bytes(&self) -> usize {
+        self.limit_bytes
+    }
+
+    /// Limit everything the backend holds to `limit` bytes (`usize::MAX`: none).
+    /// Held bytes above it stay; stores that would grow the pool fail with
+    /// [`Error::PoolFull`] until enough is freed.
+    pub fn set_limit_bytes(&mut self, limit: usize, outside_bytes: usize) {
+        self.limit_bytes = limit;
+        self.fit_pool_to_limit(outside_bytes);
+    }
+
+    /// Give the pool what the limit leaves after the metadata and `outside_bytes`
+    /// (the offset tables, which live outside the content lock). Called before
+    /// every pool growth a store makes; metadata the same store then allocates
+    /// (an entry, a tree node, an offset-table page) may pass the limit by those
+    /// few pages, and is counted against the next store.
+    pub fn fit_pool_to_limit(&mut self, outside_bytes: usize) {
+        let pool_limit = if self.limit_bytes == usize::MAX {
+            usize::MAX
+        } else {
+            let elsewhere = self.metadata_bytes().saturating_add(outside_bytes);
+            self.limit_bytes.saturating_sub(elsewhere)
+        };
+        self.pool.set_limit_bytes(pool_limit);
+    }
+
+    /// Bytes held under the content lock: the pool and the metadata.
+    pub fn held_bytes(&self) -> usize {
+        self.pool.bytes_held().saturating_add(self.metadata_bytes())
+    }
+
+    /// Bytes of metadata: entries, the stable tree and the similarity index.
     pub fn metadata_bytes(&self) -> usize {
         self.entries.bytes_held() + self.tree.bytes_held() + self.similar.pages_held() * PAGE_SIZE
     }

@@ -219,7 +219,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         tunables: &ScanTunables,
         scratch: &mut Scratch,
     ) -> Result<PageOutcome, Error> {
-        let key = match area.shard(offset).lock().get(offset) {
+        let key = match area.lock_shard(offset).get(offset) {
             Some(SlotValue::Entry(key)) => u32::try_from(key).map_err(|_| Error::Corrupt)?,
             _ => return Ok(PageOutcome::Skipped),
         };
@@ -500,7 +500,7 @@ mod tests {
     }
 
     fn entry_key_at(backend: &TestBackend, offset: u64) -> u32 {
-        match backend.areas[0].shard(offset).lock().get(offset) {
+        match backend.areas[0].lock_shard(offset).get(offset) {
             Some(SlotValue::Entry(key)) => u32::try_from(key).unwrap(),
             other => panic!("offset {offset} holds {other:?}"),
         }

@@ -327,3 +327,57 @@ fn a_backend_built_in_place_works_and_gives_everything_back() {
     );
     assert_eq!(provider.pages_in_use(), 0);
 }
+
+/// The limit bounds everything the backend holds, not only the pool: with pages
+/// spread over a large area (so offset tables grow) stored until the limit
+/// refuses them, the provider's pages in use pass the limit by at most the few
+/// metadata pages one store may add after its check.
+#[test]
+fn the_limit_bounds_everything_held_not_only_the_pool() {
+    const LIMIT_PAGES: usize = 48;
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let backend = Backend::new(
+        &provider,
+        Config {
+            pool_limit_bytes: LIMIT_PAGES * PAGE_SIZE,
+            ..Config::default()
+        },
+        StdParker::new(),
+    )
+    .unwrap();
+    let mut scratch = Scratch::boxed();
+    const AREA: u64 = 1 << 24;
+    backend.init(0, AREA).unwrap();
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for o in 0..2000u64 {
+        // A new leaf of the offset table for nearly every page.
+        let offset = (o * 65_521) % AREA;
+        let mut page = page_of(2 + 5 * (o as u16 % 200));
+        page[..8].copy_from_slice(&o.to_le_bytes());
+        match backend.store(0, offset, &page, &mut scratch) {
+            Ok(_) => stored.push((offset, page)),
+            Err(Error::PoolFull) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        let held = backend.bytes_held();
+        assert!(
+            held.total() <= (LIMIT_PAGES + 3) * PAGE_SIZE,
+            "{} stored: {held:?} passes the limit of {LIMIT_PAGES} pages",
+            stored.len()
+        );
+    }
+    assert!(refused > 0, "the limit never refused a store");
+    let held = backend.bytes_held();
+    assert!(held.offset_tables > 0 && held.entries > 0, "{held:?}");
+    let mut out = vec![0u8; PAGE_SIZE];
+    for (offset, page) in &stored {
+        backend.load(0, *offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(&out, page);
+    }
+    // Every page the backend took from its provider is counted somewhere.
+    assert_eq!(
+        provider.pages_in_use() * PAGE_SIZE,
+        backend.bytes_held().total()
+    );
+}
