@@ -16,7 +16,7 @@
  *   mempool's own pages, and frees refill those first. An empty mempool is a
  *   rejected store: the page goes to disk.
  * - Time: ktime_get_ns().
- * - Scratch memory (one per CPU, ~45 KiB each): vzalloc.
+ * - Scratch memory (one per CPU, 68 KiB each): vzalloc.
  * - The scanner kthread "foldswap_scan": its body is foldswap_rs_scanner_main;
  *   it parks with set_current_state / schedule_timeout and is woken with
  *   wake_up_process (foldswap-wake's Parker contract: a wake-up after

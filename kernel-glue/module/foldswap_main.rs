@@ -10,7 +10,7 @@
 //! side: pages from the page allocator (`GFP_NOWAIT | __GFP_NOWARN`, never
 //! sleeping), time from ktime, and the scanner kthread's parking
 //! (`set_current_state` / `schedule_timeout` / `wake_up_process`). Each CPU
-//! has its own 64 KiB-class scratch (vmalloc); the scanner has one more.
+//! has its own 68 KiB scratch (vmalloc); the scanner has one more.
 
 use core::ffi::{c_int, c_long, c_void};
 use core::mem::MaybeUninit;

@@ -8,7 +8,8 @@ use crate::{Error, Page};
 /// The host's page allocator. Every allocation may fail; the cores turn a failure
 /// into [`Error::OutOfMemory`] and leave what they already hold untouched.
 ///
-/// The kernel host backs this with `alloc_page(GFP_NOWAIT | __GFP_NOWARN)` and
+/// The kernel host backs this with a mempool over `alloc_page` (`GFP_NOWAIT | __GFP_HIGH`,
+/// never sleeping; see kernel-glue/module/foldswap_host.c) and
 /// `page_address`; userspace uses [`StdPageProvider`] (feature `std`).
 ///
 /// # Safety

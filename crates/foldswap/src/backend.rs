@@ -488,7 +488,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         area.check_offset(offset)?;
         match area.take(&self.provider, offset) {
             Some(old) => {
-                self.release(old);
+                self.drop_stored_page(old);
                 Stats::add(&self.stats.invalidated_pages, 1);
                 Ok(true)
             }
@@ -502,7 +502,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         if !area.is_active() {
             return Err(Error::InvalidArgument("swap type not initialized"));
         }
-        area.drain(&self.provider, |value| self.release(value));
+        area.drain(&self.provider, |value| self.drop_stored_page(value));
         Stats::add(&self.stats.invalidated_areas, 1);
         Ok(())
     }
@@ -524,7 +524,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             let old = area.replace(&self.provider, offset, SlotValue::SameFilled(word))?;
             self.count_stored(StoreKind::SameFilled, old.is_some());
             if let Some(old) = old {
-                self.forget(old);
+                self.drop_slot_reference(old);
             }
             return Ok(StoreKind::SameFilled);
         }
@@ -553,7 +553,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     // A hash match with other bytes (or a corrupt object): drop the
                     // sharer and look again, comparing under the lock.
                     content = self.content.lock();
-                    self.note_unshared(content.unshare(key));
+                    self.count_unshared(content.unshare(key));
                     same?;
                     content.share_identical(hash, page, &mut scratch.decode)?
                 }
@@ -561,7 +561,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             match found {
                 Lookup::Shared(key) => {
                     Stats::add(&self.stats.duplicate_pages, 1);
-                    let replaced = self.put(&mut table, &mut content, offset, key)?;
+                    let replaced = self.point_offset_at(&mut table, &mut content, offset, key)?;
                     drop(content);
                     drop(table);
                     self.count_stored(StoreKind::Duplicate, replaced);
@@ -594,7 +594,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Stats::add(&self.stats.duplicate_pages, 1);
             StoreKind::Duplicate
         };
-        let replaced = self.put(&mut table, &mut content, offset, key)?;
+        let replaced = self.point_offset_at(&mut table, &mut content, offset, key)?;
         drop(content);
         drop(table);
         if inserted {
@@ -617,14 +617,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let old = match table.replace(&self.provider, offset, SlotValue::Entry(u64::from(key))) {
             Ok(old) => old,
             Err(e) => {
-                self.note_unshared(self.content.lock().unshare(key));
+                self.count_unshared(self.content.lock().unshare(key));
                 return Err(e);
             }
         };
         drop(table);
         let replaced = old.is_some();
         if let Some(old) = old {
-            self.forget(old);
+            self.drop_slot_reference(old);
         }
         self.count_stored(StoreKind::Duplicate, replaced);
         Ok(StoreKind::Duplicate)
@@ -634,7 +634,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// `content`, and drop the reference of what the offset held (returns whether
     /// it held something). If the slot cannot be stored (no memory for the offset
     /// table), `key`'s reference is dropped again and nothing changed.
-    fn put(
+    fn point_offset_at(
         &self,
         table: &mut OffsetTable,
         content: &mut Content<P>,
@@ -644,14 +644,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let old = match table.replace(&self.provider, offset, SlotValue::Entry(u64::from(key))) {
             Ok(old) => old,
             Err(e) => {
-                self.note_unshared(content.unshare(key));
+                self.count_unshared(content.unshare(key));
                 return Err(e);
             }
         };
         match old {
             Some(SlotValue::Entry(old)) => {
                 if let Ok(old) = entry_key(old) {
-                    self.note_unshared(content.unshare(old));
+                    self.count_unshared(content.unshare(old));
                 }
             }
             Some(SlotValue::SameFilled(_)) => Stats::sub(&self.stats.same_filled_pages, 1),
@@ -684,19 +684,19 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Forget a stored slot value: drop its reference and count it gone.
-    fn release(&self, value: SlotValue) {
-        self.forget(value);
+    fn drop_stored_page(&self, value: SlotValue) {
+        self.drop_slot_reference(value);
         Stats::sub(&self.stats.stored_pages, 1);
     }
 
     /// Drop the reference a slot value carries (same-filled values carry none) and
     /// count what it held gone, but not the stored page itself (a replacement).
-    fn forget(&self, value: SlotValue) {
+    fn drop_slot_reference(&self, value: SlotValue) {
         match value {
             SlotValue::SameFilled(_) => Stats::sub(&self.stats.same_filled_pages, 1),
             SlotValue::Entry(key) => {
                 if let Ok(key) = entry_key(key) {
-                    self.note_unshared(self.content.lock().unshare(key));
+                    self.count_unshared(self.content.lock().unshare(key));
                 }
             }
         }
@@ -704,7 +704,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Count one reference dropped from an entry; a release that failed or leaked
     /// is counted in `release_errors`.
-    fn note_unshared(&self, released: Result<Released, Error>) {
+    fn count_unshared(&self, released: Result<Released, Error>) {
         let released = match released {
             Ok(released) => released,
             Err(_) => {

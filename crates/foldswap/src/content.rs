@@ -33,9 +33,12 @@ use crate::scratch::DecodeScratch;
 /// Pool tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
 pub const TAG_DELTA: u8 = TAG_FIRST_HOST;
 /// `Entry::base` of an entry that is not a delta; `Entry::node` of an entry that
-/// left the stable tree.
+/// left the stable tree. (Slab keys and tree node indexes never reach it: both
+/// stop below `u32::MAX`.)
 pub const NONE: u32 = u32::MAX;
-/// The stable-tree id of the page being stored (not yet an entry).
+/// The stable-tree id of the page being stored, which is not an entry yet. The
+/// tree's ids are entry keys, which never reach `u32::MAX`; the value is shared
+/// with [`NONE`] only by coincidence of that bound, the two are never compared.
 const INCOMING: u32 = u32::MAX;
 
 /// Most pages the similarity index may grow to (it is a cache of candidates: when
@@ -43,6 +46,17 @@ const INCOMING: u32 = u32::MAX;
 pub const SIMILARITY_INDEX_MAX_PAGES: usize = 512;
 
 /// One distinct stored content. 40 bytes.
+///
+/// # Invariants
+///
+/// Under the content lock, for a live entry `e` with key `k`:
+/// - `e.node != NONE` ⇔ some offset points at `k`, and the node's sharer count is
+///   the number of offsets that do (a store or share adds one, an unshare drops one).
+/// - `e.dependents` is the number of live entries whose `base` is `k`.
+/// - `e.base != NONE` ⇔ `e.tag == TAG_DELTA`, and the base's tag is not `TAG_DELTA`
+///   (deltas never chain).
+/// - `e.node != NONE || e.dependents > 0`: an entry nothing needs is freed at once.
+/// - `e.handle` is a live pool object tagged `e.tag`.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     /// xxh3-64 of the content.
@@ -106,7 +120,20 @@ pub fn index_key(hash: u64) -> u32 {
     (hash >> 32) as u32 ^ hash as u32
 }
 
-/// Entries, stable tree and pool, behind the backend's content lock.
+/// Entries, stable tree and pool, behind the backend's content lock (every field:
+/// the backend holds `Mutex<InPlace<Content>>`, and a change that frees or moves a
+/// pool object a load may read in place also waits out the readers, see
+/// `Backend::lock_content_to_move`).
+///
+/// # Invariants
+///
+/// - Every entry keeps the [`Entry`] invariants; every tree node's id is a live
+///   entry key whose `node` is that node.
+/// - The similarity index holds keys of entries that could be bases when indexed;
+///   it is a cache and may name freed or changed entries: every use checks the
+///   key's generation and tag again.
+/// - `inserts` grows with every stable-tree insertion (a [`Pending`] lookup stays
+///   valid while it is unchanged).
 pub struct Content<P: PageProvider + Clone> {
     pub(crate) entries: Slab<Entry, P>,
     pub(crate) tree: StableTree<u32, P>,

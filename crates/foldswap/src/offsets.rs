@@ -5,8 +5,11 @@
 //!
 //! ```text
 //!   root page: 512 pointers ─► mid page: 512 pointers ─► leaf page: 256 slots × 16 B
-//!   offset = [ root index : 9 bits | mid index : 9 bits | leaf index : 8 bits ]
+//!   offset = (root index × 512 + mid index) × 255 + leaf slot − 1
 //! ```
+//!
+//! Slot 0 of a leaf is its header (the count of used slots), so a leaf serves 255
+//! offsets and an offset splits by division, not by bit fields.
 //!
 //! A slot is 16 bytes: a tag word and a value word. It holds either nothing, a
 //! same-filled page (the repeated word, no other storage) or a reference to a content

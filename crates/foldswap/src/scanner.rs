@@ -4,7 +4,8 @@
 //! looked at once more, outside the store path:
 //!
 //! 1. **Patching** (Difference Engine). The page's similarity signature (hashes of
-//!    64-byte blocks at fixed pseudo-random offsets) is looked up in the similarity
+//!    16-byte blocks at fixed pseudo-random offsets, foldswap-delta's default; the
+//!    paper used 64) is looked up in the similarity
 //!    index; a candidate that is a plain (non-delta) entry serves as the base of a
 //!    delta. Deltas never chain and a base never becomes a delta itself.
 //! 2. **Recompression.** An lz4 page is recompressed with deflate (feature `alloc`).
