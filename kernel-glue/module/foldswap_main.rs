@@ -279,7 +279,7 @@ fn start_backend() -> Result<(), Error> {
     BACKEND.backend()?.stage_scan_tunables(ScanTunables {
         sleep_msecs: SCAN_SLEEP_MSECS,
         ..ScanTunables::default()
-    });
+    })?;
     Ok(())
 }
 

@@ -28,6 +28,8 @@ pub const TAG_RAW: u8 = 0;
 pub const TAG_LZ4: u8 = 1;
 /// Tag of a raw deflate stream.
 pub const TAG_DEFLATE: u8 = 2;
+/// Tag of a zstd frame (the cold codec, see [`crate::ColdCodec`]).
+pub const TAG_ZSTD: u8 = 3;
 /// First tag free for hosts (the backend's own encodings, e.g. deltas).
 pub const TAG_FIRST_HOST: u8 = 16;
 
@@ -37,6 +39,7 @@ pub enum CodecKind {
     /// lz4 block format (fast; the default).
     Lz4,
     /// Raw deflate, level 1 (smaller, ≈ 4× slower to compress). Needs feature `alloc`.
+    /// (The scanner's cold codec is separate: [`crate::ColdCodec`].)
     Deflate,
 }
 

@@ -12,7 +12,10 @@
 //!    table, the deflate compressor, the output buffer) lives in a per-worker
 //!    [`CompressScratch`] kept in host storage, never on the stack, so a backend
 //!    compresses *outside* its lock. Decompression is checked and bounded: corrupt
-//!    bytes give [`Error::Corrupt`], never a panic or a write past the page.
+//!    bytes give [`Error::Corrupt`], never a panic or a write past the page. The
+//!    scanner's *cold* codec is the host's ([`ColdCodec`]): zstd through libzstd
+//!    ([`ZstdCodec`], feature `zstd`) or the kernel's `lib/zstd`, deflate for hosts
+//!    without it.
 //! 3. **The object store** ([`ObjectStore`]): zsmalloc-like packing of any bytes up
 //!    to a page. Objects are rounded up to a size class (16-byte steps, merged when
 //!    their zspages have the same shape) and packed back to back into *zspages* of
@@ -58,6 +61,7 @@ extern crate std;
 mod class;
 mod clock;
 mod codec;
+mod cold;
 mod lz4_match;
 mod page_pool;
 mod same_filled;
@@ -73,10 +77,15 @@ pub use clock::StdClock;
 pub use clock::{Clock, NoClock};
 pub use codec::{
     COMPRESS_BOUND, Codec, CodecKind, CompressScratch, DecompressScratch, InflateSlot, Lz4,
-    TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4, TAG_RAW, decompress, decompress_lz4,
+    TAG_DEFLATE, TAG_FIRST_HOST, TAG_LZ4, TAG_RAW, TAG_ZSTD, decompress, decompress_lz4,
 };
 #[cfg(feature = "alloc")]
 pub use codec::{DEFLATE_LEVEL, Deflate, Inflater};
+#[cfg(feature = "alloc")]
+pub use cold::DeflateCodec;
+#[cfg(feature = "zstd")]
+pub use cold::ZstdCodec;
+pub use cold::{ColdCodec, ColdKind, DefaultColdCodec, NoColdCodec};
 pub use foldswap_mem::Error;
 pub use lz4_match::lz4_matches;
 pub use page_pool::{

@@ -9,7 +9,9 @@ use foldswap_ladder::{
 };
 use foldswap_mem::sync::{AtomicBool, AtomicU64, Ordering};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, ReaderCount, as_page_bytes, as_page_bytes_mut};
-use foldswap_pool::{CodecKind, StoreStats, TAG_DEFLATE, TAG_RAW, fill_page, same_filled_word};
+use foldswap_pool::{
+    CodecKind, ColdCodec, StoreStats, TAG_DEFLATE, TAG_RAW, TAG_ZSTD, fill_page, same_filled_word,
+};
 use foldswap_wake::{Notify, Parker, ScannerState, Wake, WakeStats};
 use spin::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
@@ -21,7 +23,7 @@ use crate::content::{
 };
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
-use crate::scanner::ScanTunables;
+use crate::scanner::{MAX_COLD_LEVEL, ScanTunables};
 use crate::scratch::Scratch;
 use crate::stats::Stats;
 
@@ -101,8 +103,8 @@ impl BytesHeld {
 pub struct Census {
     /// Entries compressed with lz4.
     pub lz4: u64,
-    /// Entries compressed with deflate (recompressed by the scanner).
-    pub deflate: u64,
+    /// Entries the scanner recompressed with the cold codec (zstd or deflate).
+    pub cold: u64,
     /// Entries kept raw (compressed too poorly).
     pub raw: u64,
     /// Entries kept as a delta against a base entry.
@@ -243,9 +245,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Stage new scanner tunables (any thread); the scanner applies them between
-    /// rounds.
-    pub fn stage_scan_tunables(&self, tunables: ScanTunables) {
+    /// rounds. A cold level past [`MAX_COLD_LEVEL`] is refused and nothing is
+    /// staged.
+    pub fn stage_scan_tunables(&self, tunables: ScanTunables) -> Result<(), Error> {
+        if tunables.cold_level > MAX_COLD_LEVEL {
+            return Err(Error::InvalidArgument("cold level past the highest"));
+        }
         self.wake.stage(tunables);
+        Ok(())
     }
 
     /// Stage new ladder tunables (validated now, applied at the ladder's next round
@@ -344,7 +351,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             let count = match entry.tag {
                 TAG_DELTA => &mut census.delta,
                 TAG_RAW => &mut census.raw,
-                TAG_DEFLATE => &mut census.deflate,
+                TAG_DEFLATE | TAG_ZSTD => &mut census.cold,
                 _ => &mut census.lz4,
             };
             *count += 1;
@@ -405,12 +412,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// frontswap `store`: keep `page` for (`swap_type`, `offset`), replacing what the
     /// offset held. On any error nothing changed and the host keeps the page.
-    pub fn store(
+    pub fn store<C: ColdCodec>(
         &self,
         swap_type: usize,
         offset: u64,
         page: &[u8],
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<C>,
     ) -> Result<StoreKind, Error> {
         let page = as_page_bytes(page)?;
         let area = self.area(swap_type)?;
@@ -424,12 +431,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// frontswap `load`: copy the page stored at (`swap_type`, `offset`) into `out`.
     /// [`Error::NotFound`] for an offset that holds nothing.
-    pub fn load(
+    pub fn load<C: ColdCodec>(
         &self,
         swap_type: usize,
         offset: u64,
         out: &mut [u8],
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<C>,
     ) -> Result<(), Error> {
         let out = as_page_bytes_mut(out)?;
         let area = self.area(swap_type)?;
@@ -462,14 +469,19 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 // entry referenced, so nothing frees it; the scanner, the only code
                 // that re-encodes or compacts, waits for `reading` to drop.
                 let bytes = unsafe { object.bytes() };
-                let decoded =
-                    decode_plain(object.tag(), bytes, out, &mut scratch.decode.decompress);
+                let decoded = decode_plain(
+                    object.tag(),
+                    bytes,
+                    out,
+                    &mut scratch.decode.decompress,
+                    &mut scratch.decode.cold,
+                );
                 drop(reading);
                 drop(table);
                 decoded?;
             }
             None => {
-                // A delta, deflate, or an object across two pool pages: copied out
+                // A delta, a cold-codec object, or an object across two pool pages: copied out
                 // under the locks, decoded after them.
                 let snapshot = content.snapshot(key, &mut scratch.decode)?;
                 drop(content);
@@ -512,12 +524,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// same-filled, the slot and the entries change together under the offset's
     /// lock and the content lock: once for a duplicate, twice for a new page, with
     /// the compression outside every lock between the two.
-    fn store_in(
+    fn store_in<C: ColdCodec>(
         &self,
         area: &SwapArea,
         offset: u64,
         page: &[u8; PAGE_SIZE],
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<C>,
     ) -> Result<StoreKind, Error> {
         self.check_room()?;
         if let Some(word) = same_filled_word(page) {

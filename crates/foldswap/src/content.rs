@@ -24,8 +24,8 @@ use foldswap_merge::{
     MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared, Vacancy,
 };
 use foldswap_pool::{
-    CodecKind, DecompressScratch, Handle, ObjectInPlace, ObjectStore, TAG_DEFLATE, TAG_FIRST_HOST,
-    TAG_LZ4, TAG_RAW, decompress, lz4_matches,
+    CodecKind, ColdCodec, DecompressScratch, Handle, ObjectInPlace, ObjectStore, TAG_DEFLATE,
+    TAG_FIRST_HOST, TAG_LZ4, TAG_RAW, TAG_ZSTD, decompress, lz4_matches,
 };
 
 use crate::scratch::DecodeScratch;
@@ -283,7 +283,11 @@ impl<P: PageProvider + Clone> Content<P> {
     }
 
     /// Copy `key`'s encoded bytes (and its base's, for a delta) into the scratch.
-    pub fn snapshot(&self, key: u32, scratch: &mut DecodeScratch) -> Result<Snapshot, Error> {
+    pub fn snapshot<C: ColdCodec>(
+        &self,
+        key: u32,
+        scratch: &mut DecodeScratch<C>,
+    ) -> Result<Snapshot, Error> {
         snapshot(&self.entries, &self.pool, key, scratch)
     }
 
@@ -293,11 +297,11 @@ impl<P: PageProvider + Clone> Content<P> {
     /// With `defer`, the comparison with a candidate whose bytes lie in place
     /// (plain, in one pool page) is not made here: the candidate is taken as found
     /// and returned as well, for the caller to compare outside the lock.
-    fn lookup(
+    fn lookup<C: ColdCodec>(
         &mut self,
         hash: u64,
         page: &[u8; PAGE_SIZE],
-        scratch: &mut DecodeScratch,
+        scratch: &mut DecodeScratch<C>,
         defer: bool,
     ) -> Result<(StableLookup<u32>, Option<Deferred>), Error> {
         let mut view = View {
@@ -315,11 +319,11 @@ impl<P: PageProvider + Clone> Content<P> {
 
     /// Find a stored entry byte-identical to `page` and add a sharer to it. A hash
     /// match is only a candidate: the tree has it compared in full.
-    pub fn share_identical(
+    pub fn share_identical<C: ColdCodec>(
         &mut self,
         hash: u64,
         page: &[u8; PAGE_SIZE],
-        scratch: &mut DecodeScratch,
+        scratch: &mut DecodeScratch<C>,
     ) -> Result<Lookup, Error> {
         let (found, _) = self.lookup(hash, page, scratch, false)?;
         self.share_found(found)
@@ -333,11 +337,11 @@ impl<P: PageProvider + Clone> Content<P> {
     /// [`unshare`](Self::unshare) and looks again with `share_identical`. Until
     /// then the page is not merged: the sharer only keeps the candidate from being
     /// freed.
-    pub fn share_candidate(
+    pub fn share_candidate<C: ColdCodec>(
         &mut self,
         hash: u64,
         page: &[u8; PAGE_SIZE],
-        scratch: &mut DecodeScratch,
+        scratch: &mut DecodeScratch<C>,
     ) -> Result<Candidate, Error> {
         let (found, deferred) = self.lookup(hash, page, scratch, true)?;
         let compared = match (found, deferred) {
@@ -373,13 +377,13 @@ impl<P: PageProvider + Clone> Content<P> {
     /// identical page was stored since `pending`'s lookup (then share that one and
     /// return it). The tree is searched again only if a page entered it since.
     /// All or nothing.
-    pub fn insert_or_share(
+    pub fn insert_or_share<C: ColdCodec>(
         &mut self,
         hash: u64,
         page: &[u8; PAGE_SIZE],
         bytes: &[u8],
         tag: u8,
-        scratch: &mut DecodeScratch,
+        scratch: &mut DecodeScratch<C>,
         pending: Pending,
     ) -> Result<(u32, bool), Error> {
         let vacancy = if pending.inserts == self.inserts {
@@ -592,10 +596,10 @@ impl<P: PageProvider + Clone> Content<P> {
 
 /// The stable tree's window on stored contents: entries are decoded on demand into
 /// the worker's scratch; `INCOMING` is the page being stored.
-struct View<'a, P: PageProvider + Clone> {
+struct View<'a, P: PageProvider + Clone, C: ColdCodec> {
     entries: &'a Slab<Entry, P>,
     pool: &'a ObjectStore<P>,
-    scratch: &'a mut DecodeScratch,
+    scratch: &'a mut DecodeScratch<C>,
     incoming: &'a [u8; PAGE_SIZE],
     incoming_hash: u64,
     /// Leave the comparison with a candidate in place to the caller.
@@ -604,7 +608,7 @@ struct View<'a, P: PageProvider + Clone> {
     deferred: Option<Deferred>,
 }
 
-impl<P: PageProvider + Clone> PageContents for View<'_, P> {
+impl<P: PageProvider + Clone, C: ColdCodec> PageContents for View<'_, P, C> {
     type Id = u32;
 
     fn full_hash(&mut self, page: u32) -> Result<u64, Error> {
@@ -672,12 +676,12 @@ pub(crate) fn plain_matches(tag: u8, bytes: &[u8], page: &[u8; PAGE_SIZE]) -> Re
 /// is compared against its stream as it is walked ([`lz4_matches`]: no decode, no
 /// copy when the object lies in one pool page), a raw one directly; deflate and
 /// delta entries are decoded into `scratch.page` first.
-fn same_as_stored<P: PageProvider + Clone>(
+fn same_as_stored<P: PageProvider + Clone, C: ColdCodec>(
     entries: &Slab<Entry, P>,
     pool: &ObjectStore<P>,
     key: u32,
     page: &[u8; PAGE_SIZE],
-    scratch: &mut DecodeScratch,
+    scratch: &mut DecodeScratch<C>,
 ) -> Result<bool, Error> {
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
     match pool.view_object(entry.handle, &mut scratch.object)? {
@@ -689,11 +693,11 @@ fn same_as_stored<P: PageProvider + Clone>(
     }
 }
 
-fn snapshot<P: PageProvider + Clone>(
+fn snapshot<P: PageProvider + Clone, C: ColdCodec>(
     entries: &Slab<Entry, P>,
     pool: &ObjectStore<P>,
     key: u32,
-    scratch: &mut DecodeScratch,
+    scratch: &mut DecodeScratch<C>,
 ) -> Result<Snapshot, Error> {
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
     let (len, tag) = pool.read_object(entry.handle, &mut scratch.object)?;
@@ -711,11 +715,11 @@ fn snapshot<P: PageProvider + Clone>(
 }
 
 /// Decode `key`'s content into `scratch.page`.
-pub(crate) fn decode_into<P: PageProvider + Clone>(
+pub(crate) fn decode_into<P: PageProvider + Clone, C: ColdCodec>(
     entries: &Slab<Entry, P>,
     pool: &ObjectStore<P>,
     key: u32,
-    scratch: &mut DecodeScratch,
+    scratch: &mut DecodeScratch<C>,
 ) -> Result<(), Error> {
     let snapshot = snapshot(entries, pool, key, scratch)?;
     decode_snapshot(&snapshot, scratch, None)
@@ -723,9 +727,9 @@ pub(crate) fn decode_into<P: PageProvider + Clone>(
 
 /// Decode a snapshot's bytes (in `scratch`) into `out`, or into `scratch.page` when
 /// `out` is `None`.
-pub fn decode_snapshot(
+pub fn decode_snapshot<C: ColdCodec>(
     snapshot: &Snapshot,
-    scratch: &mut DecodeScratch,
+    scratch: &mut DecodeScratch<C>,
     out: Option<&mut [u8; PAGE_SIZE]>,
 ) -> Result<(), Error> {
     let DecodeScratch {
@@ -734,6 +738,7 @@ pub fn decode_snapshot(
         page,
         base_page,
         decompress,
+        cold,
     } = scratch;
     let out = match out {
         Some(out) => out,
@@ -743,18 +748,19 @@ pub fn decode_snapshot(
     if snapshot.tag == TAG_DELTA {
         let base_bytes = base_object.get(..snapshot.base_len).ok_or(Error::Corrupt)?;
         let base_page = base_page.as_bytes_mut();
-        decode_plain(snapshot.base_tag, base_bytes, base_page, decompress)?;
+        decode_plain(snapshot.base_tag, base_bytes, base_page, decompress, cold)?;
         return foldswap_delta::decode(base_page, bytes, out);
     }
-    decode_plain(snapshot.tag, bytes, out, decompress)
+    decode_plain(snapshot.tag, bytes, out, decompress, cold)
 }
 
-/// Decode a plain (raw, lz4 or deflate) object's `bytes` into `out`.
-pub(crate) fn decode_plain(
+/// Decode a plain (raw, lz4 or cold-codec) object's `bytes` into `out`.
+pub(crate) fn decode_plain<C: ColdCodec>(
     tag: u8,
     bytes: &[u8],
     out: &mut [u8; PAGE_SIZE],
     scratch: &mut DecompressScratch,
+    cold: &mut C,
 ) -> Result<(), Error> {
     match tag {
         TAG_RAW => {
@@ -762,7 +768,7 @@ pub(crate) fn decode_plain(
             out.copy_from_slice(raw);
         }
         TAG_LZ4 => decompress(CodecKind::Lz4, bytes, out, scratch)?,
-        TAG_DEFLATE => decompress(CodecKind::Deflate, bytes, out, scratch)?,
+        TAG_DEFLATE | TAG_ZSTD => cold.decode_tagged(tag, bytes, out)?,
         _ => return Err(Error::Corrupt),
     }
     Ok(())
@@ -797,12 +803,12 @@ mod tests {
     }
 
     /// Store `page` (not stored before) as `bytes` encoded as `tag`; its key.
-    fn store_new(
+    fn store_new<C: ColdCodec>(
         content: &mut Content<StdPageProvider>,
         page: &[u8; PAGE_SIZE],
         bytes: &[u8],
         tag: u8,
-        decode: &mut DecodeScratch,
+        decode: &mut DecodeScratch<C>,
     ) -> u32 {
         let hash = xxh3_64(page);
         let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, page, decode) else {
@@ -891,21 +897,22 @@ mod tests {
         ));
     }
 
+    /// `page` compressed with the scratch's cold codec, and its tag.
+    fn cold_encoded(decode: &mut DecodeScratch, page: &[u8; PAGE_SIZE]) -> (std::vec::Vec<u8>, u8) {
+        let mut out = [0u8; PAGE_SIZE];
+        let len = decode.cold.compress_page(page, &mut out).unwrap().unwrap();
+        (out[..len].to_vec(), decode.cold.kind().unwrap().tag())
+    }
+
     #[test]
     fn a_candidate_not_in_place_is_compared_under_the_lock() {
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
         let mut scratch = Scratch::boxed();
         let page = text(8);
         let hash = xxh3_64(&page);
-        let Scratch {
-            compress, decode, ..
-        } = &mut *scratch;
-        let deflated = compress
-            .compress(CodecKind::Deflate, &page)
-            .unwrap()
-            .unwrap()
-            .to_vec();
-        let key = store_new(&mut content, &page, &deflated, TAG_DEFLATE, decode);
+        let decode = &mut scratch.decode;
+        let (cold, tag) = cold_encoded(decode, &page);
+        let key = store_new(&mut content, &page, &cold, tag, decode);
         assert!(matches!(
             content.share_candidate(hash, &page, decode),
             Ok(Candidate::Compared(Lookup::Shared(k))) if k == key
@@ -939,16 +946,11 @@ mod tests {
         check_only(&content, key_a, &a);
         check_only(&content, key_b, &b);
 
-        // a recompressed with deflate.
-        let deflated = scratch
-            .compress
-            .compress(CodecKind::Deflate, &a)
-            .unwrap()
-            .unwrap()
-            .to_vec();
+        // a recompressed with the cold codec.
+        let (cold, tag) = cold_encoded(&mut scratch.decode, &a);
         let generation = content.entry(key_a).unwrap().generation;
         assert_eq!(
-            content.reencode(key_a, generation, &deflated, TAG_DEFLATE, None),
+            content.reencode(key_a, generation, &cold, tag, None),
             Ok(Reencoded::Replaced)
         );
         check_only(&content, key_a, &a);

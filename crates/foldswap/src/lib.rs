@@ -68,11 +68,16 @@ pub mod stats;
 pub use backend::{Backend, BytesHeld, Census, Config, StoreKind};
 pub use foldswap_mem::Error;
 pub use foldswap_pool::Clock;
+#[cfg(feature = "alloc")]
+pub use foldswap_pool::DeflateCodec;
 #[cfg(feature = "std")]
 pub use foldswap_pool::StdClock;
+#[cfg(feature = "zstd")]
+pub use foldswap_pool::ZstdCodec;
+pub use foldswap_pool::{ColdCodec, ColdKind, DefaultColdCodec, NoColdCodec};
 #[cfg(feature = "std")]
 pub use foldswap_wake::StdParker;
 pub use foldswap_wake::{Parker, ScannerState, WakeStats};
-pub use scanner::{BurstReport, ScanTunables};
+pub use scanner::{BurstReport, MAX_COLD_LEVEL, ScanTunables};
 pub use scratch::Scratch;
 pub use stats::{Snapshot, Stats};

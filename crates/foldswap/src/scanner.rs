@@ -8,9 +8,10 @@
 //!    paper used 64) is looked up in the similarity
 //!    index; a candidate that is a plain (non-delta) entry serves as the base of a
 //!    delta. Deltas never chain and a base never becomes a delta itself.
-//! 2. **Recompression.** An lz4 page is recompressed with deflate (feature `alloc`).
+//! 2. **Recompression.** An lz4 page is recompressed with the host's cold codec
+//!    (zstd; deflate for hosts without it; none: the scanner only patches).
 //!
-//! The smallest of {current encoding, deflate, delta} wins; an entry is re-encoded
+//! The smallest of {current encoding, cold codec, delta} wins; an entry is re-encoded
 //! only if it is still the one that was read (its generation) and, for a delta, its
 //! base is still the one encoded against. Every byte is read and written through the
 //! same snapshot/decode path as `load`, so a re-encoded entry still loads exactly.
@@ -27,9 +28,7 @@ use core::time::Duration;
 use foldswap_delta::{EncodeScratch, Signature, encode};
 use foldswap_ladder::{BatchResult, Next};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
-use foldswap_pool::{Clock, TAG_DEFLATE};
-#[cfg(feature = "alloc")]
-use foldswap_pool::{CodecKind, TAG_LZ4};
+use foldswap_pool::{Clock, ColdCodec, TAG_LZ4};
 use foldswap_wake::{Parker, Tunables, WaitOutcome};
 
 use crate::backend::Backend;
@@ -37,6 +36,9 @@ use crate::content::{Entry, Reencoded, TAG_DELTA, decode_snapshot};
 use crate::offsets::SlotValue;
 use crate::scratch::Scratch;
 use crate::stats::Stats;
+
+/// The highest cold-codec level any codec takes (zstd's strongest ordinary level).
+pub const MAX_COLD_LEVEL: u32 = 19;
 
 /// The scanner's tunables: staged by any thread through foldswap-wake, applied by
 /// the scanner between rounds only.
@@ -49,13 +51,15 @@ pub struct ScanTunables {
     pub cold_rounds: u32,
     /// Look for similar pages and keep deltas (1) or not (0).
     pub patch: u32,
-    /// Recompress lz4 pages with deflate (1) or not (0); needs feature `alloc`.
+    /// Recompress lz4 pages with the host's cold codec (1) or not (0).
     pub recompress: u32,
     /// Most batches in one burst before the scanner checks for shutdown again.
     pub max_batches: u32,
-    /// Deflate level of recompression (1..=9). Background work can afford more than
-    /// zswap's level 1: on the dev corpus level 6 is 7 % smaller than level 1.
-    pub deflate_level: u32,
+    /// The cold codec's level; 0 keeps the codec's default
+    /// ([`foldswap_pool::ColdKind::default_level`]). A level the codec does not
+    /// take is refused when staged ([`MAX_COLD_LEVEL`]) or, past the codec's own
+    /// range, counted as a page error while the codec keeps its level.
+    pub cold_level: u32,
 }
 
 impl Default for ScanTunables {
@@ -66,7 +70,7 @@ impl Default for ScanTunables {
             patch: 1,
             recompress: 1,
             max_batches: 4096,
-            deflate_level: 6,
+            cold_level: 0,
         }
     }
 }
@@ -82,7 +86,7 @@ impl Tunables for ScanTunables {
             self.patch,
             self.recompress,
             self.max_batches,
-            self.deflate_level,
+            self.cold_level,
         ];
         for (word, field) in words.iter_mut().zip(fields) {
             *word = field;
@@ -98,7 +102,7 @@ impl Tunables for ScanTunables {
             patch: word(2),
             recompress: word(3),
             max_batches: word(4),
-            deflate_level: word(5),
+            cold_level: word(5),
         }
     }
 }
@@ -132,7 +136,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// then burst / sleep until [`Backend::shutdown`]. Returns when stopped, and
     /// only then: a burst that fails (the ladder's bookkeeping, never one page) is
     /// counted in `scanner_burst_errors` and the scanner sleeps and tries again.
-    pub fn run_scanner<C: Clock>(&self, scratch: &mut Scratch, clock: &C) -> Result<(), Error> {
+    pub fn run_scanner<T: Clock, C: ColdCodec>(
+        &self,
+        scratch: &mut Scratch<C>,
+        clock: &T,
+    ) -> Result<(), Error> {
         let mut scanner = self.wake.claim_scanner()?;
         let max_sleep_ns = |tunables: &ScanTunables| u64::from(tunables.sleep_msecs) * 1_000_000;
         while let Ok(tunables) = scanner.begin_round() {
@@ -158,11 +166,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// is normal; or an error, counted in `scanner_page_errors`) is skipped: every
     /// batch the ladder hands out is completed. Only the ladder's own errors end
     /// the burst early.
-    pub fn scan_burst<C: Clock>(
+    pub fn scan_burst<T: Clock, C: ColdCodec>(
         &self,
         tunables: &ScanTunables,
-        scratch: &mut Scratch,
-        clock: &C,
+        scratch: &mut Scratch<C>,
+        clock: &T,
     ) -> Result<BurstReport, Error> {
         let mut report = BurstReport::default();
         self.data_since_burst
@@ -213,12 +221,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Age, patch or recompress the entry at `offset`.
-    fn scan_offset(
+    fn scan_offset<C: ColdCodec>(
         &self,
         area: &crate::area::SwapArea,
         offset: u64,
         tunables: &ScanTunables,
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<C>,
     ) -> Result<PageOutcome, Error> {
         let key = match area.lock_shard(offset).get(offset) {
             Some(SlotValue::Entry(key)) => u32::try_from(key).map_err(|_| Error::Corrupt)?,
@@ -244,29 +252,29 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             &mut scratch.decode,
             Some(scratch.target.as_bytes_mut()),
         )?;
-        #[cfg_attr(not(feature = "alloc"), allow(unused_mut))]
         let mut best_len = snapshot.encoded_len();
         let mut choice = None;
-        // 3. Recompress with deflate.
-        #[cfg(feature = "alloc")]
-        scratch
-            .compress
-            .set_deflate_level(u8::try_from(tunables.deflate_level).unwrap_or(9));
-        #[cfg(feature = "alloc")]
+        // 3. Recompress with the cold codec.
+        let cold = &mut scratch.decode.cold;
         if tunables.recompress != 0
             && entry.tag == TAG_LZ4
-            && let Some(bytes) = scratch
-                .compress
-                .compress(CodecKind::Deflate, scratch.target.as_bytes())?
-            && bytes.len() < best_len
+            && let Some(kind) = cold.kind()
         {
-            best_len = bytes.len();
-            let kept = scratch
-                .recompressed
-                .get_mut(..best_len)
-                .ok_or(Error::Corrupt)?;
-            kept.copy_from_slice(bytes);
-            choice = Some(Encoding::Deflate(best_len));
+            let level = u8::try_from(tunables.cold_level)
+                .map_err(|_| Error::InvalidArgument("cold level"))?;
+            if level != 0 && level != cold.level() {
+                cold.set_level(level)?;
+            }
+            if let Some(len) =
+                cold.compress_page(scratch.target.as_bytes(), &mut scratch.recompressed)?
+                && len < best_len
+            {
+                best_len = len;
+                choice = Some(Encoding::Cold {
+                    tag: kind.tag(),
+                    len,
+                });
+            }
         }
         // 4. Patch against a similar stored page.
         let signature = self.sampler.signature(scratch.target.as_bytes());
@@ -291,21 +299,21 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Re-encode `key` as `choice` if nothing changed since it was read.
-    fn commit(
+    fn commit<C: ColdCodec>(
         &self,
         key: u32,
         entry: &Entry,
         choice: Option<Encoding>,
-        scratch: &Scratch,
+        scratch: &Scratch<C>,
     ) -> Result<PageOutcome, Error> {
         let Some(choice) = choice else {
             return Ok(PageOutcome::Unchanged);
         };
         // 5. Under the lock: re-encode if nothing changed meanwhile.
         let (bytes, tag, base, outcome) = match choice {
-            Encoding::Deflate(len) => (
+            Encoding::Cold { tag, len } => (
                 scratch.recompressed.get(..len).ok_or(Error::Corrupt)?,
-                TAG_DEFLATE,
+                tag,
                 None,
                 PageOutcome::Recompressed,
             ),
@@ -340,13 +348,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Find a similar plain entry and encode `scratch.target` against it; `Some` if
     /// the delta is shorter than `limit` bytes.
-    fn try_patch(
+    fn try_patch<C: ColdCodec>(
         &self,
         key: u32,
         entry: &Entry,
         signature: &Signature,
         limit: usize,
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<C>,
     ) -> Result<Option<Patch>, Error> {
         if entry.dependents > 0 {
             // A base stays plain: deltas never chain.
@@ -410,8 +418,12 @@ struct Patch {
 
 #[derive(Debug, Clone, Copy)]
 enum Encoding {
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    Deflate(usize),
+    /// Recompressed with the cold codec (its pool tag), `len` bytes in
+    /// `scratch.recompressed`.
+    Cold {
+        tag: u8,
+        len: usize,
+    },
     Delta(Patch),
 }
 
@@ -483,7 +495,11 @@ mod tests {
     /// Run bursts as the scanner thread would (sleeping as long as the ladder asks,
     /// at most 5 ms: it earns CPU credit with wall time) until `ladder_rounds`
     /// rounds ended; what they improved.
-    fn scan_rounds(backend: &TestBackend, scratch: &mut Scratch, ladder_rounds: u32) -> u64 {
+    fn scan_rounds<C: ColdCodec>(
+        backend: &TestBackend,
+        scratch: &mut Scratch<C>,
+        ladder_rounds: u32,
+    ) -> u64 {
         let clock = StdClock::new();
         let (mut rounds, mut improved) = (0, 0);
         for _ in 0..10_000 {
@@ -523,7 +539,10 @@ mod tests {
         let entry = *backend.content.lock().entry(key).unwrap();
         // What the scanner would commit: the page recompressed.
         scratch.recompressed[..PAGE_SIZE].copy_from_slice(&page);
-        let choice = Some(Encoding::Deflate(PAGE_SIZE / 2));
+        let choice = Some(Encoding::Cold {
+            tag: foldswap_pool::TAG_ZSTD,
+            len: PAGE_SIZE / 2,
+        });
         assert_eq!(backend.invalidate_page(0, 0), Ok(true));
         assert!(backend.content.lock().is_empty());
         assert_eq!(

@@ -9,10 +9,10 @@ use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 
 use foldswap_mem::{PAGE_SIZE, Page};
-use foldswap_pool::{CompressScratch, DecompressScratch};
+use foldswap_pool::{ColdCodec, CompressScratch, DecompressScratch, DefaultColdCodec, NoColdCodec};
 
 /// What decoding a stored entry needs.
-pub struct DecodeScratch {
+pub struct DecodeScratch<C: ColdCodec = DefaultColdCodec> {
     /// Bytes of the entry's object, copied out of the pool under its lock.
     pub(crate) object: [u8; PAGE_SIZE],
     /// Bytes of a delta's base object.
@@ -21,15 +21,23 @@ pub struct DecodeScratch {
     pub(crate) page: Page,
     /// A delta's decoded base.
     pub(crate) base_page: Page,
-    /// Inflater state (deflate, feature `alloc`).
+    /// The spill buffer of objects across two pool pages.
     pub(crate) decompress: DecompressScratch,
+    /// The host's cold codec: decodes cold objects, and the scanner recompresses
+    /// with it.
+    pub(crate) cold: C,
 }
 
-/// Working memory of one worker: 68 KiB (the inflater itself, under `alloc`, is
-/// made on the heap on first use).
-pub struct Scratch {
+/// Working memory of one worker: 68 KiB, plus the cold codec's (a host codec
+/// keeps its workspaces where it chooses; libzstd's and miniz_oxide's are on the
+/// heap).
+///
+/// `C` is the host's cold codec ([`ColdCodec`]): every scratch used with one
+/// backend has the same one. The default is this build's [`DefaultColdCodec`];
+/// a host that brings its own (the kernel) names it.
+pub struct Scratch<C: ColdCodec = DefaultColdCodec> {
     pub(crate) compress: CompressScratch,
-    pub(crate) decode: DecodeScratch,
+    pub(crate) decode: DecodeScratch<C>,
     /// The scanner's target page.
     pub(crate) target: Page,
     /// Delta-encoder index.
@@ -42,17 +50,41 @@ pub struct Scratch {
     pub(crate) recompressed: [u8; PAGE_SIZE],
 }
 
-impl Scratch {
-    /// Build a scratch in place (never as a stack temporary).
-    pub fn init_in(slot: &mut MaybeUninit<Scratch>) -> &mut Scratch {
+impl Scratch<NoColdCodec> {
+    /// Build a scratch without a cold codec in place (never as a stack temporary).
+    pub fn init_in(slot: &mut MaybeUninit<Self>) -> &mut Self {
+        Self::init_in_with(slot, NoColdCodec)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Scratch<DefaultColdCodec> {
+    /// A scratch on the heap with this build's default cold codec (zstd with
+    /// feature `zstd`, else deflate), built in place. Panics only if libzstd
+    /// cannot make its contexts (out of memory at set-up).
+    pub fn boxed() -> alloc::boxed::Box<Self> {
+        #[cfg(feature = "zstd")]
+        let cold = DefaultColdCodec::new().expect("libzstd contexts");
+        #[cfg(not(feature = "zstd"))]
+        let cold = DefaultColdCodec::new();
+        Self::boxed_with(cold)
+    }
+}
+
+impl<C: ColdCodec> Scratch<C> {
+    /// Build a scratch with cold codec `cold` in place (never as a stack
+    /// temporary).
+    pub fn init_in_with(slot: &mut MaybeUninit<Self>, cold: C) -> &mut Self {
         let ptr = slot.as_mut_ptr();
         // SAFETY: `ptr` is valid, aligned storage for a Scratch. Every field is written
         // in place below: byte arrays and pages are valid when zeroed;
-        // MaybeUninit<CompressScratch> has CompressScratch's layout.
+        // MaybeUninit<CompressScratch> has CompressScratch's layout; `cold` is moved
+        // in whole.
         unsafe {
             CompressScratch::init_in(&mut *addr_of_mut!((*ptr).compress).cast());
             let decode = addr_of_mut!((*ptr).decode);
             addr_of_mut!((*decode).decompress).write(DecompressScratch::new());
+            addr_of_mut!((*decode).cold).write(cold);
             addr_of_mut!((*decode).object).write_bytes(0, 1);
             addr_of_mut!((*decode).base_object).write_bytes(0, 1);
             addr_of_mut!((*decode).page).write_bytes(0, 1);
@@ -67,11 +99,12 @@ impl Scratch {
         unsafe { slot.assume_init_mut() }
     }
 
-    /// A scratch on the heap (feature `alloc`), built in place.
+    /// A scratch on the heap with cold codec `cold` (feature `alloc`), built in
+    /// place.
     #[cfg(feature = "alloc")]
-    pub fn boxed() -> alloc::boxed::Box<Scratch> {
-        let mut slot = alloc::boxed::Box::<Scratch>::new_uninit();
-        Scratch::init_in(&mut slot);
+    pub fn boxed_with(cold: C) -> alloc::boxed::Box<Self> {
+        let mut slot = alloc::boxed::Box::<Self>::new_uninit();
+        Self::init_in_with(&mut slot, cold);
         // SAFETY: `init_in` initialised every field.
         unsafe { slot.assume_init() }
     }
@@ -79,11 +112,11 @@ impl Scratch {
 
 #[cfg(test)]
 mod size_tests {
-    use super::Scratch;
+    use super::{NoColdCodec, Scratch};
 
     /// The size the type's doc states (so the doc cannot drift from the type).
     #[test]
     fn scratch_is_what_its_doc_says() {
-        assert_eq!(size_of::<Scratch>().div_ceil(1024), 68);
+        assert_eq!(size_of::<Scratch<NoColdCodec>>().div_ceil(1024), 68);
     }
 }

@@ -148,11 +148,13 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
     )
     .unwrap();
     backend.init(0, THREADS * OFFSETS).unwrap();
-    backend.stage_scan_tunables(ScanTunables {
-        cold_rounds: 0,
-        sleep_msecs: 5,
-        ..ScanTunables::default()
-    });
+    backend
+        .stage_scan_tunables(ScanTunables {
+            cold_rounds: 0,
+            sleep_msecs: 5,
+            ..ScanTunables::default()
+        })
+        .unwrap();
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let scanner = s.spawn(|| {

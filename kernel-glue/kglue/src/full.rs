@@ -22,7 +22,10 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use foldswap::{Backend, Config, Parker, Scratch};
+use foldswap::{Backend, Config, NoColdCodec, Parker};
+
+/// A worker's scratch. The module has no cold codec yet: its scanner patches only.
+type Scratch = foldswap::Scratch<NoColdCodec>;
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::Clock;
 use spin::Mutex;

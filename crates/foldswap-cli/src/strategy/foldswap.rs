@@ -8,7 +8,7 @@
 //!   swapped out);
 //! * `foldswap`: then the scanner runs until a whole ladder round improves nothing
 //!   (similar pages become deltas against a stored base, cold lz4 pages are
-//!   recompressed with deflate) before the pages are loaded back.
+//!   recompressed with the cold codec, zstd) before the pages are loaded back.
 //!
 //! Bytes held are what the backend took from its page provider: data = the pool's
 //! zspage pages; metadata = the pool's metadata pages, the content entries, the
@@ -134,7 +134,7 @@ impl Strategy for Foldswap {
     fn model(&self) -> &'static str {
         if self.run_scanner {
             "the real backend (crates/foldswap) after its scanner settled: same-filled, \
-             byte-verified dedup, deltas against similar pages, deflate for cold pages; \
+             byte-verified dedup, deltas against similar pages, zstd for cold pages; \
              held = pool pages + entries + indexes + offset tables"
         } else {
             "the real backend's store path alone (crates/foldswap): same-filled, \
@@ -195,7 +195,7 @@ impl Strategy for Foldswap {
         let census = self.backend.census();
         let held = self.backend.bytes_held();
         let pool = self.backend.pool_stats();
-        let distinct = census.lz4 + census.deflate + census.raw + census.delta - census.bases_only;
+        let distinct = census.lz4 + census.cold + census.raw + census.delta - census.bases_only;
         let fills = self.zero + self.same_filled;
         let page = PAGE_SIZE as u64;
         let data_bytes = pool.zspage_pages as u64 * page;
@@ -205,7 +205,7 @@ impl Strategy for Foldswap {
                 same_filled: self.same_filled,
                 identical: self.stored.saturating_sub(fills + distinct),
                 patched: census.delta,
-                compressed: census.lz4 + census.deflate,
+                compressed: census.lz4 + census.cold,
                 raw: census.raw,
             }
             .without_bases(census.bases_only),
