@@ -130,6 +130,12 @@ fn page_words(page: &[u8; PAGE_SIZE]) -> &[[u8; 4]; WORD_POSITIONS] {
 /// 16 KiB, builds it where it lives with [`init_in_place`](Self::init_in_place) (or
 /// keeps one and calls [`reseed`](Self::reseed)) so no 2 KiB temporary is made.
 ///
+/// # Invariants
+///
+/// `positions` is a permutation of `0..WORD_POSITIONS` (each word position exactly
+/// once), the one `seed` draws: so the first `s ≤ 1024` steps read `s` distinct words,
+/// and `rehash` can undo exactly the steps it knows.
+///
 /// ```
 /// use foldswap_ladder::SampledHasher;
 /// let hasher = SampledHasher::new(42);
@@ -196,6 +202,7 @@ impl SampledHasher {
         }
         let mut rng = crate::rng::SplitMix64::new(seed);
         // Fisher-Yates.
+        // INVARIANT: swaps of the identity keep a permutation.
         for i in (1..WORD_POSITIONS).rev() {
             let j = rng.below(i as u32 + 1) as usize;
             self.positions.swap(i, j.min(i));

@@ -236,6 +236,14 @@ pub struct StrengthChange {
 
 /// The adaptive hash strength; see the module documentation.
 ///
+/// # Invariants
+///
+/// - `tunables` are clamped ([`AdapterTunables::clamped`]): `1 ≤ min_strength ≤
+///   initial_strength ≤ max_strength ≤ MAX_STRENGTH`.
+/// - `strength` is within `min_strength..=max_strength`, and so is the `base` of a
+///   probe under way: every move is clamped to the range, or goes back to a probe's
+///   base, which was the strength under the same tunables (new tunables end a probe).
+///
 /// ```
 /// use foldswap_ladder::{AdapterTunables, HashWork, StrengthAdapter};
 /// let mut adapter = StrengthAdapter::new(AdapterTunables::default());
@@ -261,6 +269,7 @@ impl StrengthAdapter {
     /// An adapter at `tunables.initial_strength` (tunables are clamped first).
     pub fn new(tunables: AdapterTunables) -> Self {
         let (tunables, _) = tunables.clamped();
+        // INVARIANT: clamped tunables; their initial strength is within their range.
         StrengthAdapter {
             strength: tunables.initial_strength,
             tunables,
@@ -298,6 +307,8 @@ impl StrengthAdapter {
     /// running probe is abandoned.
     pub fn set_tunables(&mut self, tunables: AdapterTunables) -> Option<StrengthChange> {
         let (tunables, _) = tunables.clamped();
+        // INVARIANT: clamped tunables, no probe, and the strength clamped into the new
+        // range just below.
         self.tunables = tunables;
         self.state = AdapterState::Steady;
         let target = self
