@@ -104,8 +104,10 @@ extern crate std;
 
 mod parker;
 mod scanner;
+mod shared;
 mod staged;
 mod state;
+mod stats;
 mod wake;
 
 #[cfg(all(test, loom))]
@@ -121,6 +123,7 @@ pub use parker::StdParker;
 pub use scanner::{Scanner, WaitOutcome};
 pub use staged::{MAX_TUNABLE_WORDS, Staged, TunableWords, Tunables};
 pub use state::ScannerState;
-pub use wake::{Notify, Wake, WakeStats};
+pub use stats::WakeStats;
+pub use wake::{Notify, Wake};
 
 pub use foldswap_mem::Error;

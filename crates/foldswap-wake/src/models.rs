@@ -177,7 +177,7 @@ fn no_lost_wakeup(notifiers: usize, self_notify: bool) {
     run_model(
         notifiers,
         |parker| Wake::new(parker, 0u32),
-        |wake| &wake.parker,
+        |wake| &wake.shared.parker,
         |wake| assert_ne!(wake.notify(), Notify::Stopped),
         |wake| wake.state() == ScannerState::Sleeping,
         |wake| wake.stop(),

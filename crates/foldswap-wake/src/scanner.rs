@@ -7,9 +7,10 @@ use foldswap_mem::Error;
 use foldswap_mem::sync::Ordering;
 
 use crate::parker::Parker;
-use crate::staged::{StagedRead, Tunables};
+use crate::shared::Shared;
+use crate::staged::{Staged, StagedRead, Tunables};
 use crate::state::{NOTIFIED, RUNNING, SLEEPING, STOPPED};
-use crate::wake::{Wake, bump};
+use crate::stats::bump;
 
 /// How a [`Scanner::wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,21 +25,32 @@ pub enum WaitOutcome {
     Stopped,
 }
 
-/// The single scanner's handle on a [`Wake`], from
-/// [`Wake::claim_scanner`]. It holds the tunables in force for the current round.
+/// The single scanner's handle on a [`Wake`](crate::Wake), from
+/// [`Wake::claim_scanner`](crate::Wake::claim_scanner). It holds the tunables in force
+/// for the current round.
+///
+/// # Invariants
+///
+/// - It holds the protocol's scanner claim for as long as it lives (released on
+///   drop), so it is the only scanner.
+/// - `tunables` is the value published at version `applied_version` of the staged
+///   tunables (the initial tunables at the initial version), so a round always runs
+///   on one whole update.
 #[derive(Debug)]
 pub struct Scanner<'w, P: Parker, T: Tunables> {
-    wake: &'w Wake<P, T>,
+    shared: &'w Shared<P, T>,
     tunables: T,
     applied_version: u32,
 }
 
 impl<'w, P: Parker, T: Tunables> Scanner<'w, P, T> {
-    pub(crate) fn new(wake: &'w Wake<P, T>) -> Self {
+    /// The scanner of `shared`, whose scanner claim the caller just took.
+    pub(crate) fn new(shared: &'w Shared<P, T>) -> Self {
+        // INVARIANT: `Staged::new` published `initial_tunables` at `INITIAL_VERSION`.
         Scanner {
-            wake,
-            tunables: wake.initial_tunables,
-            applied_version: crate::staged::Staged::<T>::INITIAL_VERSION,
+            shared,
+            tunables: shared.initial_tunables,
+            applied_version: Staged::<T>::INITIAL_VERSION,
         }
     }
 
@@ -46,12 +58,12 @@ impl<'w, P: Parker, T: Tunables> Scanner<'w, P, T> {
     /// notifiers wrote before notifying) and apply staged tunables. Returns the
     /// tunables for this round, or [`Error::ShutDown`].
     pub fn begin_round(&mut self) -> Result<T, Error> {
-        let before = self.wake.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
+        let before = self.shared.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
         if before & STOPPED != 0 {
             return Err(Error::ShutDown);
         }
         self.apply_staged_tunables();
-        bump(&self.wake.counters.rounds);
+        bump(&self.shared.counters.rounds);
         Ok(self.tunables)
     }
 
@@ -59,8 +71,9 @@ impl<'w, P: Parker, T: Tunables> Scanner<'w, P, T> {
     /// the middle of an update, keep the current ones until the next round.
     fn apply_staged_tunables(&mut self) {
         if let StagedRead::Fresh(tunables, version) =
-            self.wake.tunables.try_load(Some(self.applied_version))
+            self.shared.tunables.try_load(Some(self.applied_version))
         {
+            // INVARIANT: `try_load` returned a whole value with its version.
             self.tunables = tunables;
             self.applied_version = version;
         }
@@ -74,28 +87,32 @@ impl<'w, P: Parker, T: Tunables> Scanner<'w, P, T> {
     /// End a round: sleep for at most `timeout` unless a notification is already
     /// pending, in which case return at once so the next round follows it.
     pub fn wait(&mut self, timeout: Duration) -> WaitOutcome {
-        let wake = self.wake;
-        wake.parker.prepare_park();
+        let shared = self.shared;
+        shared.parker.prepare_park();
+        // INVARIANT: `SLEEPING` is set only here, from `RUNNING` (nothing pending, not
+        // stopped), after `prepare_park`; the `fetch_and` below clears it once
+        // `park_timeout` returned.
         if let Err(current) =
-            wake.state
+            shared
+                .state
                 .compare_exchange(RUNNING, SLEEPING, Ordering::AcqRel, Ordering::Acquire)
         {
-            wake.parker.cancel_park();
+            shared.parker.cancel_park();
             if current & STOPPED != 0 {
                 return WaitOutcome::Stopped;
             }
-            bump(&wake.counters.reruns);
+            bump(&shared.counters.reruns);
             return WaitOutcome::AlreadyNotified;
         }
-        wake.parker.park_timeout(timeout);
-        let before = wake.state.fetch_and(!SLEEPING, Ordering::AcqRel);
+        shared.parker.park_timeout(timeout);
+        let before = shared.state.fetch_and(!SLEEPING, Ordering::AcqRel);
         if before & STOPPED != 0 {
             WaitOutcome::Stopped
         } else if before & NOTIFIED != 0 {
-            bump(&wake.counters.wakeups);
+            bump(&shared.counters.wakeups);
             WaitOutcome::Woken
         } else {
-            bump(&wake.counters.timeouts);
+            bump(&shared.counters.timeouts);
             WaitOutcome::TimedOut
         }
     }
@@ -114,6 +131,6 @@ impl<'w, P: Parker, T: Tunables> Scanner<'w, P, T> {
 
 impl<P: Parker, T: Tunables> Drop for Scanner<'_, P, T> {
     fn drop(&mut self) {
-        self.wake.release_scanner();
+        self.shared.release_scanner();
     }
 }

@@ -120,7 +120,16 @@ pub(crate) enum StagedRead<T> {
 }
 
 /// A seqlock-protected [`Tunables`] value: any thread writes, readers never see a
-/// torn value and never wait for a writer (they get [`StagedRead::Busy`] instead).
+/// torn value and never wait for a writer (a read that overlaps a write is detected:
+/// the scanner keeps what it has, [`load`](Staged::load) reads again).
+///
+/// # Invariants
+///
+/// - `version` is even except while exactly one writer holds it odd, between
+///   `lock_for_writing` and publishing the next even version; writers wait only for
+///   each other there.
+/// - At an even version, the words `T` uses hold `to_words()` of the value published
+///   with that version (the value given to [`new`](Staged::new) at version 0).
 #[derive(Debug)]
 pub struct Staged<T> {
     version: AtomicU32,
@@ -139,6 +148,7 @@ impl<T: Tunables> Staged<T> {
     /// Start with `value` at version 0.
     pub fn new(value: T) -> Self {
         let words = value.to_words();
+        // INVARIANT: version 0 (even) with `value`'s words.
         Staged {
             version: AtomicU32::new(0),
             words: core::array::from_fn(|i| AtomicU32::new(words.get(i).copied().unwrap_or(0))),
@@ -161,6 +171,8 @@ impl<T: Tunables> Staged<T> {
         {
             slot.store(word, Ordering::Release);
         }
+        // INVARIANT: the words are `value`'s; the next even version publishes them and
+        // lets the next writer in.
         self.version
             .store(stable.wrapping_add(2), Ordering::Release);
     }

@@ -60,12 +60,12 @@ fn notifications_while_running_coalesce_into_one_rerun() {
     assert_eq!(wake.notify(), Notify::Coalesced);
     assert_eq!(scanner.wait(TICK), WaitOutcome::AlreadyNotified);
     assert_eq!(
-        wake.parker.parks.get(),
+        wake.shared.parker.parks.get(),
         0,
         "must not sleep with a notification pending"
     );
-    assert_eq!(wake.parker.cancels.get(), 1);
-    assert_eq!(wake.parker.unparks.get(), 0, "nobody was asleep");
+    assert_eq!(wake.shared.parker.cancels.get(), 1);
+    assert_eq!(wake.shared.parker.unparks.get(), 0, "nobody was asleep");
     scanner.begin_round().unwrap();
     assert_eq!(
         wake.state(),
@@ -73,7 +73,7 @@ fn notifications_while_running_coalesce_into_one_rerun() {
         "the round consumed all three"
     );
     assert_eq!(scanner.wait(TICK), WaitOutcome::TimedOut);
-    assert_eq!(wake.parker.parks.get(), 1);
+    assert_eq!(wake.shared.parker.parks.get(), 1);
     let stats = wake.stats();
     assert_eq!(
         (stats.rounds, stats.reruns, stats.timeouts, stats.wakeups),
@@ -85,21 +85,22 @@ fn notifications_while_running_coalesce_into_one_rerun() {
 fn notify_on_a_sleeping_scanner_unparks_exactly_once() {
     let wake = Wake::new(RecordingParker::default(), 0u32);
     // Put the word where a parked scanner leaves it.
-    wake.state
+    wake.shared
+        .state
         .store(SLEEPING, foldswap_mem::sync::Ordering::Relaxed);
     assert_eq!(wake.state(), ScannerState::Sleeping);
     assert_eq!(wake.notify(), Notify::WokeScanner);
     assert_eq!(wake.state(), ScannerState::Waking);
     assert_eq!(wake.notify(), Notify::Coalesced);
-    assert_eq!(wake.parker.unparks.get(), 1);
+    assert_eq!(wake.shared.parker.unparks.get(), 1);
     wake.stop();
     assert_eq!(
-        wake.parker.unparks.get(),
+        wake.shared.parker.unparks.get(),
         2,
         "stop unparks a sleeping scanner too"
     );
     wake.stop();
-    assert_eq!(wake.parker.unparks.get(), 2, "stop is idempotent");
+    assert_eq!(wake.shared.parker.unparks.get(), 2, "stop is idempotent");
 }
 
 #[test]
@@ -111,12 +112,12 @@ fn stop_ends_rounds_and_waits_and_silences_notify() {
     assert!(wake.is_stopped());
     assert_eq!(wake.state(), ScannerState::Stopped);
     assert_eq!(
-        wake.parker.unparks.get(),
+        wake.shared.parker.unparks.get(),
         0,
         "a running scanner needs no unpark"
     );
     assert_eq!(scanner.wait(TICK), WaitOutcome::Stopped);
-    assert_eq!(wake.parker.parks.get(), 0);
+    assert_eq!(wake.shared.parker.parks.get(), 0);
     assert_eq!(scanner.begin_round(), Err(Error::ShutDown));
     assert_eq!(wake.notify(), Notify::Stopped);
     assert_eq!(wake.stats().rounds, 1);
@@ -167,7 +168,7 @@ fn a_stage_in_flight_is_skipped_not_waited_for() {
     let mut scanner = wake.claim_scanner().unwrap();
     wake.stage(6);
     // A stager that took the version odd and has not finished.
-    let version = &wake.tunables;
+    let version = &wake.shared.tunables;
     let stable = version.updates() * 2;
     assert_eq!(
         version.try_load(None),
@@ -175,13 +176,13 @@ fn a_stage_in_flight_is_skipped_not_waited_for() {
     );
     scanner.begin_round().unwrap();
     assert_eq!(scanner.tunables(), 6);
-    wake.tunables.force_version_for_test(stable + 1);
+    wake.shared.tunables.force_version_for_test(stable + 1);
     assert_eq!(
         scanner.begin_round(),
         Ok(6),
         "keeps the old value, does not wait"
     );
-    wake.tunables.force_version_for_test(stable);
+    wake.shared.tunables.force_version_for_test(stable);
 }
 
 #[cfg(feature = "std")]
