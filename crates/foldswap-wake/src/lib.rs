@@ -1,12 +1,12 @@
 //! # foldswap-wake — waking the merge scanner without losing a wake-up
 //!
 //! The swap-out path (any CPU, many at once) tells the merge scanner "memory is
-//! short, run a round". The research foldswap grows out of did this with a wait
-//! queue and a "-1 means running" flag and lost wake-ups: the store path's wake landed
-//! between the scanner's "anything to do?" check and its sleep, or touched a wait
-//! queue entry that was already gone. This crate is the replacement: one atomic word,
-//! a handshake with the host's parking primitive, and loom models that try every
-//! interleaving.
+//! short, run a round". A flag that the scanner checks before it sleeps loses such
+//! wake-ups: one that lands between the scanner's "anything to do?" check and its
+//! sleep wakes nobody, and a wake through a wait-queue entry can touch an entry that
+//! is already gone. So this crate has no flag to check and no wait queue: one atomic
+//! word, a handshake with the host's parking primitive, and loom models that try
+//! every interleaving.
 //!
 //! ## The state word
 //!
@@ -16,21 +16,23 @@
 //! - `SLEEPING` — the scanner has announced it is about to park (or is parked);
 //! - `STOPPED`  — shutdown; sticky.
 //!
+//! Their combinations are the [`ScannerState`]s (`Running` = no bit set):
+//!
 //! ```text
-//!               notify: fetch_or(NOTIFIED)                 notify: fetch_or(NOTIFIED)
-//!    RUNNING ─────────────────────────────▶ RUNNING+PENDING     (coalesces)
+//!               notify: fetch_or(NOTIFIED)               notify: fetch_or(NOTIFIED)
+//!    Running ─────────────────────────────▶ RunningNotified     (coalesces)
 //!      ▲  │                                      │
 //!      │  │ wait: CAS(0 → SLEEPING)              │ wait: CAS fails → no sleep,
 //!      │  │  (only when nothing is pending)      │   next round at once
 //!      │  ▼                                      ▼
-//!      │ SLEEPING ──notify: fetch_or(NOTIFIED)──▶ WAKING ── the notifier that set the bit
+//!      │ Sleeping ──notify: fetch_or(NOTIFIED)──▶ Waking ── the notifier that set the bit
 //!      │  │           saw SLEEPING → unpark()        │        on SLEEPING unparks (exactly one)
 //!      │  │ park returns (timeout)                   │ park returns
 //!      │  ▼                                          ▼
 //!      └──── fetch_and(!SLEEPING) ◀──────────────────┘
 //!            begin_round: fetch_and(!NOTIFIED) consumes the notification
 //!
-//!    any state ── stop: fetch_or(STOPPED), unpark() if SLEEPING ──▶ STOPPED (scanner exits)
+//!    any state ── stop: fetch_or(STOPPED), unpark() if SLEEPING ──▶ Stopped (scanner exits)
 //! ```
 //!
 //! ## Why no wake-up is lost

@@ -23,30 +23,39 @@ const FOREVER: Duration = Duration::from_secs(3600);
 /// Run `model` under loom (preemption bound from `LOOM_MAX_PREEMPTIONS`) and print
 /// how many executions it explored.
 fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
-    check_bounded(name, usize::MAX, model);
+    check_with_cap(name, None, model);
 }
 
 /// [`check`] with the preemption bound lowered to at most `max_preemptions` (for the
 /// largest models, to keep the whole loom run to minutes on two cores).
 fn check_bounded(name: &str, max_preemptions: usize, model: impl Fn() + Sync + Send + 'static) {
+    check_with_cap(name, Some(max_preemptions), model);
+}
+
+/// [`check`] with the preemption bound `LOOM_MAX_PREEMPTIONS` (if set) lowered to
+/// `cap` (if any); with neither, loom explores without a bound.
+fn check_with_cap(name: &str, cap: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
     static EXECUTIONS: [IterationCounter; 8] = [const { IterationCounter::new(0) }; 8];
     static NEXT_SLOT: IterationCounter = IterationCounter::new(0);
     let slot = NEXT_SLOT.fetch_add(1, CounterOrdering::Relaxed) % EXECUTIONS.len();
     let counter = &EXECUTIONS[slot];
     let mut builder = loom::model::Builder::new();
-    let bound = builder
-        .preemption_bound
-        .unwrap_or(max_preemptions)
-        .min(max_preemptions);
-    builder.preemption_bound = Some(bound);
+    let bound = match (builder.preemption_bound, cap) {
+        (Some(env), Some(cap)) => Some(env.min(cap)),
+        (env, cap) => env.or(cap),
+    };
+    builder.preemption_bound = bound;
     builder.check(move || {
         counter.fetch_add(1, CounterOrdering::Relaxed);
         model();
     });
-    std::println!(
-        "loom model {name}: {} executions (preemption bound {bound})",
-        counter.load(CounterOrdering::Relaxed)
-    );
+    let executions = counter.load(CounterOrdering::Relaxed);
+    match bound {
+        Some(bound) => {
+            std::println!("loom model {name}: {executions} executions (preemption bound {bound})")
+        }
+        None => std::println!("loom model {name}: {executions} executions (no preemption bound)"),
+    }
 }
 
 /// Per-notifier work flags: `work[i]` is written (relaxed) before notifier `i`
@@ -306,7 +315,7 @@ fn loom_staged_tunables_never_torn() {
     });
 }
 
-/// The research's protocol: check for pending work, then sleep; the waker wakes only
+/// The naive protocol: check for pending work, then sleep; the waker wakes only
 /// a scanner that says it sleeps. No handshake between the check and the sleep.
 ///
 /// Every access is a read-modify-write (`swap` / `fetch_or`), so each reads the

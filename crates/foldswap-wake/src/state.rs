@@ -12,8 +12,8 @@ pub(crate) const RUNNING: u32 = 0;
 
 /// What the scanner is doing, as seen by one atomic load of the state word.
 ///
-/// This is the race-free form of the research's "−1 means running" flag: it is a
-/// snapshot for statistics, never a condition anyone waits on.
+/// A snapshot for statistics, never a condition anyone waits on or decides by: by
+/// the time the caller looks at it, the scanner may have moved on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScannerState {
     /// Running a round (or between rounds); no notification pending.
