@@ -101,9 +101,13 @@ impl<P: PageProvider + Clone> StableIndex<P> {
     }
 
     /// Keys stored.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// No keys stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Bytes held from the provider.

@@ -18,8 +18,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
 use crate::content::{
-    Candidate, Content, Lookup, NONE, Released, TAG_DELTA, decode_plain, decode_snapshot,
-    plain_matches,
+    Candidate, Content, Lookup, Released, TAG_DELTA, decode_plain, decode_snapshot, plain_matches,
 };
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
@@ -75,7 +74,7 @@ pub struct BytesHeld {
     pub pool: usize,
     /// Content entries (one per distinct stored content).
     pub entries: usize,
-    /// The stable tree: nodes and their hash index.
+    /// The dedup index: one bucket per distinct content.
     pub dedup_index: usize,
     /// The similarity index (candidates for patching).
     pub similarity_index: usize,
@@ -355,7 +354,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 _ => &mut census.lz4,
             };
             *count += 1;
-            if entry.node == NONE {
+            if entry.sharers == 0 {
                 census.bases_only += 1;
             }
         });
@@ -371,7 +370,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         BytesHeld {
             pool: content.pool.bytes_held(),
             entries: content.entries.bytes_held(),
-            dedup_index: content.tree.bytes_held(),
+            dedup_index: content.index.bytes_held(),
             similarity_index: content.similar.pages_held() * PAGE_SIZE,
             offset_tables,
             ladder,
@@ -544,7 +543,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let pending = {
             let mut table = area.lock_shard(offset);
             let mut content = self.content.lock();
-            let found = match content.share_candidate(hash, page, &mut scratch.decode)? {
+            let candidate = content.share_candidate(hash, page, &mut scratch.decode);
+            self.count_dedup_work(&mut content);
+            let found = match candidate? {
                 Candidate::Compared(found) => found,
                 Candidate::InPlace { key, object } => {
                     // The candidate's sharer counts as a duplicate from here on: it
@@ -559,15 +560,19 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     let bytes = unsafe { object.bytes() };
                     let same = plain_matches(object.tag(), bytes, page);
                     drop(reading);
+                    Stats::add(&self.stats.dedup_comparisons, 1);
                     if let Ok(true) = same {
                         return self.share_into_slot(table, offset, key);
                     }
                     // A hash match with other bytes (or a corrupt object): drop the
                     // sharer and look again, comparing under the lock.
+                    Stats::add(&self.stats.dedup_collisions, 1);
                     content = self.content.lock();
                     self.count_unshared(content.unshare(key));
                     same?;
-                    content.share_identical(hash, page, &mut scratch.decode)?
+                    let found = content.share_identical(hash, page, &mut scratch.decode);
+                    self.count_dedup_work(&mut content);
+                    found?
                 }
             };
             match found {
@@ -598,7 +603,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let mut table = area.lock_shard(offset);
         let mut content = self.content.lock();
         content.fit_pool_to_limit(self.offset_table_bytes());
-        let (key, inserted) = content.insert_or_share(hash, page, bytes, tag, decode, pending)?;
+        let inserted = content.insert_or_share(hash, page, bytes, tag, decode, pending);
+        self.count_dedup_work(&mut content);
+        let (key, inserted) = inserted?;
         let kind = if inserted {
             Stats::add(&self.stats.compressed_pages, 1);
             kind
@@ -756,6 +763,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             StoreKind::Compressed => {}
             StoreKind::Raw => Stats::add(&s.incompressible_kept, 1),
         }
+    }
+
+    /// Move the dedup work counted under the content lock into the statistics.
+    fn count_dedup_work(&self, content: &mut Content<P>) {
+        let counts = content.take_dedup_counts();
+        Stats::add(&self.stats.dedup_comparisons, counts.comparisons);
+        Stats::add(&self.stats.dedup_collisions, counts.collisions);
     }
 
     fn count_reject(&self, error: Error) {

@@ -1,15 +1,21 @@
 //! Content entries: one per distinct stored content.
 //!
 //! Every swap offset that holds a non-same-filled page points at an entry. An entry
-//! says where its bytes are (a pool object: lz4, deflate, raw, or a delta against a
-//! base entry), its full hash (xxh3-64), its stable-tree node (whose sharer count is
-//! the number of offsets pointing here), and how many delta entries use it as their
-//! base. It is freed when its last sharer goes and no delta needs it: a base outlives
-//! its last offset while a delta still depends on it (it then leaves the stable tree,
-//! so nothing new is deduplicated against it).
+//! says where its bytes are (a pool object: lz4, a cold codec's, raw, or a delta
+//! against a base entry), its full hash (xxh3-64), its sharer count (the number of
+//! offsets pointing here), and how many delta entries use it as their base. It is
+//! freed when its last sharer goes and no delta needs it: a base outlives its last
+//! offset while a delta still depends on it (it then leaves the dedup index, so
+//! nothing new is deduplicated against it).
 //!
-//! The entries, the stable tree (foldswap-merge, keyed by the content hash) and the
-//! pool live together behind one lock (`Content`). Slow work — compressing,
+//! The dedup index is an open-addressing hash table (foldswap-merge's
+//! [`StableIndex`]) from a 32-bit key sampled from the full hash to entry keys:
+//! one 8-byte bucket per distinct content, where a stable tree would add a node
+//! per content (34 bytes a page on the dev corpus). A bucket is only a candidate:
+//! the full hash must match and then every byte is compared.
+//!
+//! The entries, the dedup index and the pool live together behind one lock
+//! (`Content`). Slow work — compressing,
 //! decompressing for a load, encoding a delta — happens outside it on bytes copied in
 //! or out; only bookkeeping and, on a hash match, the confirming full comparison
 //! run inside (for lz4 entries against the compressed stream itself, without
@@ -20,9 +26,7 @@ use core::ptr::addr_of_mut;
 
 use foldswap_delta::{IndexCapacity, SimilarityConfig, SimilarityIndex};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
-use foldswap_merge::{
-    MergeStats, PageContents, StableLookup, StableRef, StableTree, Unshared, Vacancy,
-};
+use foldswap_merge::StableIndex;
 use foldswap_pool::{
     CodecKind, ColdCodec, DecompressScratch, Handle, ObjectInPlace, ObjectStore, TAG_DEFLATE,
     TAG_FIRST_HOST, TAG_LZ4, TAG_RAW, TAG_ZSTD, decompress, lz4_matches,
@@ -32,14 +36,9 @@ use crate::scratch::DecodeScratch;
 
 /// Pool tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
 pub const TAG_DELTA: u8 = TAG_FIRST_HOST;
-/// `Entry::base` of an entry that is not a delta; `Entry::node` of an entry that
-/// left the stable tree. (Slab keys and tree node indexes never reach it: both
+/// `Entry::base` of an entry that is not a delta. (Slab keys never reach it: they
 /// stop below `u32::MAX`.)
 pub const NONE: u32 = u32::MAX;
-/// The stable-tree id of the page being stored, which is not an entry yet. The
-/// tree's ids are entry keys, which never reach `u32::MAX`; the value is shared
-/// with [`NONE`] only by coincidence of that bound, the two are never compared.
-const INCOMING: u32 = u32::MAX;
 
 /// Most pages the similarity index may grow to (it is a cache of candidates: when
 /// full, old candidates are replaced). 512 pages index about a million entries.
@@ -50,12 +49,13 @@ pub const SIMILARITY_INDEX_MAX_PAGES: usize = 512;
 /// # Invariants
 ///
 /// Under the content lock, for a live entry `e` with key `k`:
-/// - `e.node != NONE` ⇔ some offset points at `k`, and the node's sharer count is
-///   the number of offsets that do (a store or share adds one, an unshare drops one).
+/// - `e.sharers` is the number of offsets pointing at `k` (a store or share adds
+///   one, an unshare drops one), and `k` is in the dedup index under
+///   `index_key(e.hash)` exactly while `e.sharers > 0`.
 /// - `e.dependents` is the number of live entries whose `base` is `k`.
 /// - `e.base != NONE` ⇔ `e.tag == TAG_DELTA`, and the base's tag is not `TAG_DELTA`
 ///   (deltas never chain).
-/// - `e.node != NONE || e.dependents > 0`: an entry nothing needs is freed at once.
+/// - `e.sharers > 0 || e.dependents > 0`: an entry nothing needs is freed at once.
 /// - `e.handle` is a live pool object tagged `e.tag`.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
@@ -65,8 +65,8 @@ pub struct Entry {
     pub handle: Handle,
     /// Creation number: tells a reused slab key from the entry it replaced.
     pub generation: u32,
-    /// The entry's stable-tree node, or [`NONE`] once its last sharer is gone.
-    pub node: u32,
+    /// Offsets pointing here; 0 once the last is gone (kept only as a base).
+    pub sharers: u32,
     /// Delta entries whose base this is.
     pub dependents: u32,
     /// Slab key of the base entry if this is a delta, else [`NONE`].
@@ -127,25 +127,37 @@ pub fn index_key(hash: u64) -> u32 {
 ///
 /// # Invariants
 ///
-/// - Every entry keeps the [`Entry`] invariants; every tree node's id is a live
-///   entry key whose `node` is that node.
+/// - Every entry keeps the [`Entry`] invariants; every key in the dedup index is a
+///   live entry with sharers, stored under `index_key` of its hash.
 /// - The similarity index holds keys of entries that could be bases when indexed;
 ///   it is a cache and may name freed or changed entries: every use checks the
 ///   key's generation and tag again.
-/// - `inserts` grows with every stable-tree insertion (a [`Pending`] lookup stays
+/// - `inserts` grows with every dedup-index insertion (a [`Pending`] lookup stays
 ///   valid while it is unchanged).
 pub struct Content<P: PageProvider + Clone> {
     pub(crate) entries: Slab<Entry, P>,
-    pub(crate) tree: StableTree<u32, P>,
+    pub(crate) index: StableIndex<P>,
     pub(crate) pool: ObjectStore<P>,
     pub(crate) similar: SimilarityIndex<u32, P>,
     next_generation: u32,
     /// The limit on everything the backend holds (pool and metadata, the offset
     /// tables included); the pool gets what the rest leaves ([`Self::fit_pool_to_limit`]).
     limit_bytes: usize,
-    /// Stable-tree insertions so far: a lookup that found nothing stays true
+    /// Dedup-index insertions so far: a lookup that found nothing stays true
     /// while this is unchanged (removals cannot make a missing page appear).
     inserts: u64,
+    /// Full byte comparisons made for dedup, and candidates that differed (by
+    /// full hash or by bytes), since the backend last took them.
+    dedup_counts: DedupCounts,
+}
+
+/// Dedup work counted under the content lock ([`Content::take_dedup_counts`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DedupCounts {
+    /// Full byte comparisons with a stored candidate.
+    pub comparisons: u64,
+    /// Candidates whose sampled key matched but whose content differed.
+    pub collisions: u64,
 }
 
 /// What a store's first lookup found: a stored identical page (now shared), or
@@ -181,11 +193,10 @@ struct Deferred {
     object: ObjectInPlace,
 }
 
-/// A lookup that found nothing, and when: if no page entered the tree since,
-/// [`Content::insert_or_share`] inserts there without looking again.
+/// A lookup that found nothing, and when: if no page entered the index since,
+/// [`Content::insert_or_share`] inserts without looking again.
 #[derive(Debug, Clone, Copy)]
 pub struct Pending {
-    vacancy: Vacancy,
     inserts: u64,
 }
 
@@ -233,8 +244,7 @@ impl<P: PageProvider + Clone> Content<P> {
         provider: P,
         similarity: SimilarityConfig,
     ) -> Result<&mut Self, Error> {
-        let mut tree = StableTree::new(provider.clone())?;
-        tree.set_max_page_sharing(1 << 30)?;
+        let index = StableIndex::new(provider.clone())?;
         let entries = Slab::new(provider.clone())?;
         let similar = SimilarityIndex::new(
             provider.clone(),
@@ -248,11 +258,12 @@ impl<P: PageProvider + Clone> Content<P> {
         unsafe {
             addr_of_mut!((*this).pool).write(pool);
             addr_of_mut!((*this).entries).write(entries);
-            addr_of_mut!((*this).tree).write(tree);
+            addr_of_mut!((*this).index).write(index);
             addr_of_mut!((*this).similar).write(similar);
             addr_of_mut!((*this).next_generation).write(0);
             addr_of_mut!((*this).limit_bytes).write(usize::MAX);
             addr_of_mut!((*this).inserts).write(0);
+            addr_of_mut!((*this).dedup_counts).write(DedupCounts::default());
             Ok(slot.assume_init_mut())
         }
     }
@@ -291,34 +302,63 @@ impl<P: PageProvider + Clone> Content<P> {
         snapshot(&self.entries, &self.pool, key, scratch)
     }
 
-    /// Look `page` (hash `hash`) up in the stable tree: sampled key, full hash, then
-    /// a full byte comparison with the candidate.
+    /// Look `page` (hash `hash`) up in the dedup index: sampled key, full hash,
+    /// then a full byte comparison with the candidate. Returns the entry found
+    /// (no sharer added) and, with `defer`, the candidate left uncompared.
     ///
-    /// With `defer`, the comparison with a candidate whose bytes lie in place
-    /// (plain, in one pool page) is not made here: the candidate is taken as found
-    /// and returned as well, for the caller to compare outside the lock.
+    /// With `defer`, the comparison with the first candidate whose bytes lie in
+    /// place (plain, in one pool page) is not made here: the candidate is taken as
+    /// found and returned as well, for the caller to compare outside the lock.
     fn lookup<C: ColdCodec>(
         &mut self,
         hash: u64,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch<C>,
         defer: bool,
-    ) -> Result<(StableLookup<u32>, Option<Deferred>), Error> {
-        let mut view = View {
-            entries: &self.entries,
-            pool: &self.pool,
-            scratch,
-            incoming: page,
-            incoming_hash: hash,
-            defer,
-            deferred: None,
-        };
-        let found = self.tree.lookup(&mut view, index_key(hash), INCOMING)?;
-        Ok((found, view.deferred))
+    ) -> Result<(Option<u32>, Option<Deferred>), Error> {
+        let (entries, pool, counts) = (&self.entries, &self.pool, &mut self.dedup_counts);
+        let mut deferred = None;
+        let found = self.index.find_map(index_key(hash), |key| {
+            let Some(entry) = entries.get(SlabKey(key)) else {
+                return Some(Err(Error::Corrupt));
+            };
+            if entry.hash != hash {
+                counts.collisions += 1;
+                return None;
+            }
+            if defer && deferred.is_none() {
+                match plain_in_place(pool, entry) {
+                    Ok(Some(object)) => {
+                        // Taken as equal for now: the caller compares before it merges.
+                        deferred = Some(Deferred { key, object });
+                        return Some(Ok(key));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            counts.comparisons += 1;
+            match same_as_stored(entries, pool, key, page, scratch) {
+                Ok(true) => Some(Ok(key)),
+                Ok(false) => {
+                    counts.collisions += 1;
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            }
+        });
+        Ok((found.transpose()?, deferred))
+    }
+
+    /// Add a sharer to live entry `key`.
+    fn add_sharer(&mut self, key: u32) -> Result<(), Error> {
+        let entry = self.entry_mut(key)?;
+        entry.sharers = entry.sharers.checked_add(1).ok_or(Error::Corrupt)?;
+        Ok(())
     }
 
     /// Find a stored entry byte-identical to `page` and add a sharer to it. A hash
-    /// match is only a candidate: the tree has it compared in full.
+    /// match is only a candidate: every byte is compared.
     pub fn share_identical<C: ColdCodec>(
         &mut self,
         hash: u64,
@@ -344,30 +384,25 @@ impl<P: PageProvider + Clone> Content<P> {
         scratch: &mut DecodeScratch<C>,
     ) -> Result<Candidate, Error> {
         let (found, deferred) = self.lookup(hash, page, scratch, true)?;
-        let compared = match (found, deferred) {
-            (StableLookup::Found { node, kept }, Some(deferred)) if deferred.key == kept => {
-                self.tree.share(node)?;
-                return Ok(Candidate::InPlace {
-                    key: kept,
+        match (found, deferred) {
+            (Some(key), Some(deferred)) if deferred.key == key => {
+                self.add_sharer(key)?;
+                Ok(Candidate::InPlace {
+                    key,
                     object: deferred.object,
-                });
+                })
             }
-            // Nothing was deferred (every comparison was made here), or the node
-            // found is not the one deferred (a dup of a full chain): compare here.
-            (found, None) => self.share_found(found)?,
-            (_, Some(_)) => self.share_identical(hash, page, scratch)?,
-        };
-        Ok(Candidate::Compared(compared))
+            (found, _) => Ok(Candidate::Compared(self.share_found(found)?)),
+        }
     }
 
-    fn share_found(&mut self, found: StableLookup<u32>) -> Result<Lookup, Error> {
+    fn share_found(&mut self, found: Option<u32>) -> Result<Lookup, Error> {
         match found {
-            StableLookup::Found { node, kept } => {
-                self.tree.share(node)?;
-                Ok(Lookup::Shared(kept))
+            Some(key) => {
+                self.add_sharer(key)?;
+                Ok(Lookup::Shared(key))
             }
-            StableLookup::Vacant(vacancy) => Ok(Lookup::Vacant(Pending {
-                vacancy,
+            None => Ok(Lookup::Vacant(Pending {
                 inserts: self.inserts,
             })),
         }
@@ -375,7 +410,7 @@ impl<P: PageProvider + Clone> Content<P> {
 
     /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
     /// identical page was stored since `pending`'s lookup (then share that one and
-    /// return it). The tree is searched again only if a page entered it since.
+    /// return it). The index is searched again only if a page entered it since.
     /// All or nothing.
     pub fn insert_or_share<C: ColdCodec>(
         &mut self,
@@ -386,18 +421,13 @@ impl<P: PageProvider + Clone> Content<P> {
         scratch: &mut DecodeScratch<C>,
         pending: Pending,
     ) -> Result<(u32, bool), Error> {
-        let vacancy = if pending.inserts == self.inserts {
-            pending.vacancy
-        } else {
-            match self.lookup(hash, page, scratch, false)?.0 {
-                StableLookup::Found { node, kept } => {
-                    self.tree.share(node)?;
-                    return Ok((kept, false));
-                }
-                StableLookup::Vacant(vacancy) => vacancy,
-            }
-        };
-        self.tree.reserve_insert()?;
+        if pending.inserts != self.inserts
+            && let (Some(key), _) = self.lookup(hash, page, scratch, false)?
+        {
+            self.add_sharer(key)?;
+            return Ok((key, false));
+        }
+        self.index.reserve_one()?;
         self.entries.reserve(1)?;
         let handle = self.pool.store_object(bytes, tag)?;
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -405,34 +435,28 @@ impl<P: PageProvider + Clone> Content<P> {
             hash,
             handle,
             generation: self.next_generation,
-            node: NONE,
+            sharers: 1,
             dependents: 0,
             base: NONE,
             tag,
             age: 0,
             flags: 0,
         };
-        let undo = |content: &mut Self, e: Error| {
-            let _ = content.pool.free(handle);
-            e
-        };
         let key = match self.entries.insert(entry) {
             Ok(key) => key.0,
-            Err(e) => return Err(undo(self, e)),
-        };
-        match self.tree.insert(vacancy, key) {
-            Ok(node) => {
-                self.inserts += 1;
-                if let Some(entry) = self.entries.get_mut(SlabKey(key)) {
-                    entry.node = node.index();
-                }
-                Ok((key, true))
-            }
             Err(e) => {
-                self.entries.remove(SlabKey(key));
-                Err(undo(self, e))
+                let _ = self.pool.free(handle);
+                return Err(e);
             }
+        };
+        // INVARIANT: the entry has a sharer, so it enters the index.
+        if let Err(e) = self.index.insert(index_key(hash), key) {
+            self.entries.remove(SlabKey(key));
+            let _ = self.pool.free(handle);
+            return Err(e);
         }
+        self.inserts += 1;
+        Ok((key, true))
     }
 
     /// Drop one sharer of `key`; free the entry (and release its base) when nothing
@@ -445,17 +469,19 @@ impl<P: PageProvider + Clone> Content<P> {
     /// [`Released::leaked`] for the caller to report.
     pub fn unshare(&mut self, key: u32) -> Result<Released, Error> {
         let entry = *self.entry(key)?;
-        if entry.node == NONE {
+        if entry.sharers == 0 {
             // Kept only as a base: no offset holds a sharer of it.
             return Err(Error::InvalidHandle);
         }
         let mut released = Released::default();
-        match self.tree.unshare(StableRef::from_index(entry.node))? {
-            Unshared::Kept(_) => {
-                released.still_shared = true;
-                return Ok(released);
-            }
-            Unshared::Released(_) => self.entry_mut(key)?.node = NONE,
+        self.entry_mut(key)?.sharers = entry.sharers - 1;
+        if entry.sharers > 1 {
+            released.still_shared = true;
+            return Ok(released);
+        }
+        // INVARIANT: the last sharer is gone, so the entry leaves the index.
+        if !self.index.remove(index_key(entry.hash), key) {
+            released.leaked += 1;
         }
         let mut next = Some(key);
         while let Some(key) = next.take() {
@@ -464,7 +490,7 @@ impl<P: PageProvider + Clone> Content<P> {
                 released.leaked += 1;
                 break;
             };
-            if entry.node != NONE || entry.dependents > 0 {
+            if entry.sharers > 0 || entry.dependents > 0 {
                 break;
             }
             self.entries.remove(SlabKey(key));
@@ -583,70 +609,14 @@ impl<P: PageProvider + Clone> Content<P> {
         self.pool.bytes_held().saturating_add(self.metadata_bytes())
     }
 
-    /// Bytes of metadata: entries, the stable tree and the similarity index.
+    /// Bytes of metadata: entries, the dedup index and the similarity index.
     pub fn metadata_bytes(&self) -> usize {
-        self.entries.bytes_held() + self.tree.bytes_held() + self.similar.pages_held() * PAGE_SIZE
+        self.entries.bytes_held() + self.index.bytes_held() + self.similar.pages_held() * PAGE_SIZE
     }
 
-    /// The stable tree's statistics (comparisons, collisions).
-    pub fn merge_stats(&self) -> MergeStats {
-        self.tree.stats()
-    }
-}
-
-/// The stable tree's window on stored contents: entries are decoded on demand into
-/// the worker's scratch; `INCOMING` is the page being stored.
-struct View<'a, P: PageProvider + Clone, C: ColdCodec> {
-    entries: &'a Slab<Entry, P>,
-    pool: &'a ObjectStore<P>,
-    scratch: &'a mut DecodeScratch<C>,
-    incoming: &'a [u8; PAGE_SIZE],
-    incoming_hash: u64,
-    /// Leave the comparison with a candidate in place to the caller.
-    defer: bool,
-    /// The candidate so left (then reported as equal to the tree).
-    deferred: Option<Deferred>,
-}
-
-impl<P: PageProvider + Clone, C: ColdCodec> PageContents for View<'_, P, C> {
-    type Id = u32;
-
-    fn full_hash(&mut self, page: u32) -> Result<u64, Error> {
-        if page == INCOMING {
-            return Ok(self.incoming_hash);
-        }
-        Ok(self
-            .entries
-            .get(SlabKey(page))
-            .ok_or(Error::InvalidHandle)?
-            .hash)
-    }
-
-    fn same_contents(&mut self, a: u32, b: u32) -> Result<bool, Error> {
-        let stored = match (a == INCOMING, b == INCOMING) {
-            (true, true) => return Ok(true),
-            (true, false) => b,
-            (false, true) => a,
-            // Two stored entries: the swap face never asks this (every lookup is for
-            // the incoming page). Answering "different" can only lose a dedup, never
-            // merge different bytes.
-            (false, false) => return Ok(a == b),
-        };
-        if self.defer && self.deferred.is_none() {
-            let entry = self
-                .entries
-                .get(SlabKey(stored))
-                .ok_or(Error::InvalidHandle)?;
-            if let Some(object) = plain_in_place(self.pool, entry)? {
-                // Taken as equal for now: the caller compares before it merges.
-                self.deferred = Some(Deferred {
-                    key: stored,
-                    object,
-                });
-                return Ok(true);
-            }
-        }
-        same_as_stored(self.entries, self.pool, stored, self.incoming, self.scratch)
+    /// The dedup work counted since the last call, and reset.
+    pub fn take_dedup_counts(&mut self) -> DedupCounts {
+        core::mem::take(&mut self.dedup_counts)
     }
 }
 
@@ -966,5 +936,51 @@ mod tests {
             Ok(Reencoded::Replaced)
         );
         check_only(&content, key_c, &c);
+    }
+
+    /// Every page stored under one hash (the worst a hash can do): each lookup
+    /// meets all the others as candidates, and still each page is shared only with
+    /// its own bytes; when a page's last sharer goes, it leaves the index and the
+    /// others stay found.
+    #[test]
+    fn an_all_colliding_hash_never_merges_different_pages() {
+        const HASH: u64 = 0x5eed;
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let pages: std::vec::Vec<[u8; PAGE_SIZE]> = (0..40).map(text).collect();
+        let mut keys = std::vec::Vec::new();
+        for page in &pages {
+            let Scratch {
+                compress, decode, ..
+            } = &mut *scratch;
+            let Ok(Lookup::Vacant(pending)) = content.share_identical(HASH, page, decode) else {
+                panic!("a different page under the same hash was taken as this one");
+            };
+            let bytes = compress.compress(CodecKind::Lz4, page).unwrap().unwrap();
+            let (key, inserted) = content
+                .insert_or_share(HASH, page, bytes, TAG_LZ4, decode, pending)
+                .unwrap();
+            assert!(inserted);
+            keys.push(key);
+        }
+        let counts = content.take_dedup_counts();
+        assert_eq!(counts.comparisons, 40 * 39 / 2, "{counts:?}");
+        assert_eq!(counts.collisions, counts.comparisons);
+        for (page, &key) in pages.iter().zip(&keys) {
+            let found = content.share_identical(HASH, page, &mut scratch.decode);
+            assert!(matches!(found, Ok(Lookup::Shared(k)) if k == key));
+            assert_eq!(content.entry(key).unwrap().sharers, 2);
+        }
+        // Page 7 loses both sharers: it leaves the index; the rest are still found.
+        for _ in 0..2 {
+            content.unshare(keys[7]).unwrap();
+        }
+        assert!(content.entry(keys[7]).is_err());
+        let found = content.share_identical(HASH, &pages[7], &mut scratch.decode);
+        assert!(matches!(found, Ok(Lookup::Vacant(_))));
+        for (i, page) in pages.iter().enumerate().filter(|(i, _)| *i != 7) {
+            let found = content.share_identical(HASH, page, &mut scratch.decode);
+            assert!(matches!(found, Ok(Lookup::Shared(k)) if k == keys[i]), "page {i}");
+        }
     }
 }
