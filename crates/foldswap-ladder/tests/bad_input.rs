@@ -350,8 +350,8 @@ proptest! {
 #[test]
 fn the_ladder_and_the_hasher_fit_a_small_stack() {
     // Returned by value from `new`: keep them near the house's ~2 KiB frame rule. The
-    // ladder is 2272 bytes today, 536 of them the region slab's inline directory; the
-    // hasher's 2 KiB permutation can also be built in place.
+    // ladder is 2272 bytes, 536 of them the region slab's inline directory; both can be
+    // built in place instead (`Ladder::init_in`, `SampledHasher::init_in_place`).
     let ladder = core::mem::size_of::<Ladder<StdPageProvider>>();
     let hasher = core::mem::size_of::<foldswap_ladder::SampledHasher>();
     assert!(ladder <= 2304, "Ladder is {ladder} bytes");

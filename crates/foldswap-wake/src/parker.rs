@@ -21,9 +21,9 @@ use core::time::Duration;
 ///
 /// ```text
 /// prepare_park  = set_current_state(TASK_INTERRUPTIBLE)
-/// park_timeout  = schedule_timeout(msecs_to_jiffies(ms))
+/// park_timeout  = schedule_timeout(nsecs_to_jiffies(ns)); __set_current_state(TASK_RUNNING)
 /// cancel_park   = __set_current_state(TASK_RUNNING)
-/// unpark        = wake_up_process(scanner_task)   // task held by get_task_struct
+/// unpark        = wake_up_process(scanner_task)   // the task must outlive every notifier
 /// ```
 ///
 /// `park_timeout` may return early for any reason (spurious wake-up, a stale unpark
