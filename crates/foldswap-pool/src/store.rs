@@ -32,6 +32,9 @@ use crate::class::{
     CLASS_COUNT, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
 };
 
+#[cfg(feature = "testing")]
+mod testing;
+
 const NONE: u32 = u32::MAX;
 const NO_SLOT: u16 = u16::MAX;
 
