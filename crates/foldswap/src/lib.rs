@@ -64,6 +64,8 @@ pub mod offsets;
 mod scanner;
 mod scratch;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use backend::{Backend, BytesHeld, Census, Config, StoreKind};
 pub use foldswap_mem::Error;

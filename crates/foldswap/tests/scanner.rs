@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
 
-use common::unthrottled;
+use common::{mark_member, unthrottled, words_page};
 use foldswap::{Backend, Config, ScanTunables, Scratch, StdClock, StdParker};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 
@@ -21,28 +21,7 @@ fn similar_page(family: u64, member: u64) -> Vec<u8> {
         x ^= x << 17;
         *b = b'a' + (x % 26) as u8;
     }
-    for k in 0..4 {
-        let at = ((member * 977 + k * 131) % (PAGE_SIZE as u64 - 8)) as usize;
-        page[at..at + 8].copy_from_slice(&(member * 31 + k).to_le_bytes());
-    }
-    page
-}
-
-/// Words in random order: lz4 keeps it compressed and the scanner recompresses it
-/// with deflate (a page whose entry it re-encodes).
-fn words_page(seed: u64) -> Vec<u8> {
-    const WORDS: [&[u8]; 8] = [
-        b"swap ", b"page ", b"merge ", b"pool ", b"delta ", b"zstd ", b"ksm ", b"lru ",
-    ];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut page = Vec::with_capacity(PAGE_SIZE + 8);
-    while page.len() < PAGE_SIZE {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        page.extend_from_slice(WORDS[(x % 8) as usize]);
-    }
-    page.truncate(PAGE_SIZE);
+    mark_member(&mut page, member);
     page
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the backend's integration tests.
 
 use foldswap::Config;
+use foldswap_mem::PAGE_SIZE;
 
 /// A config whose ladder may use a whole CPU on every rung, so tests need not wait
 /// for scan credit, and which keeps poorly compressible pages raw.
@@ -14,5 +15,34 @@ pub fn unthrottled() -> Config {
         ladder,
         keep_incompressible: true,
         ..Config::default()
+    }
+}
+
+/// Words in random order: lz4 keeps it compressed and the scanner recompresses it
+/// with the cold codec (a page whose entry it re-encodes).
+#[allow(dead_code)] // not every test uses every helper
+pub fn words_page(seed: u64) -> Vec<u8> {
+    const WORDS: [&[u8]; 8] = [
+        b"swap ", b"page ", b"merge ", b"pool ", b"delta ", b"zstd ", b"ksm ", b"lru ",
+    ];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut page = Vec::with_capacity(PAGE_SIZE + 8);
+    while page.len() < PAGE_SIZE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        page.extend_from_slice(WORDS[(x % 8) as usize]);
+    }
+    page.truncate(PAGE_SIZE);
+    page
+}
+
+/// Make `page` member `member` of its family: a few bytes changed, so members are
+/// distinct and similar (the scanner patches them against each other).
+#[allow(dead_code)] // not every test uses every helper
+pub fn mark_member(page: &mut [u8], member: u64) {
+    for k in 0..4 {
+        let at = ((member * 977 + k * 131) % (PAGE_SIZE as u64 - 8)) as usize;
+        page[at..at + 8].copy_from_slice(&(member * 31 + k).to_le_bytes());
     }
 }

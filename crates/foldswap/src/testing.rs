@@ -1,0 +1,145 @@
+//! Test-only hooks (feature `testing`, never enabled in normal builds): see which
+//! pool objects hold an offset's content and damage them in place, so tests and
+//! fuzz targets can check that a load of damaged bytes gives a typed error or other
+//! bytes, never a panic, and that offsets not built on them still load exactly.
+//!
+//! Both hooks reach the entry the way [`Backend::load`] does: the offset's shard
+//! lock, then the content lock (lock order: offset shard → content).
+
+use foldswap_mem::{Error, PageProvider};
+use foldswap_pool::Handle;
+use foldswap_wake::Parker;
+
+use crate::Backend;
+use crate::area::ShardGuard;
+use crate::content::{Content, NONE};
+use crate::offsets::SlotValue;
+
+/// One pool object behind an offset's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its pool handle: stable across compaction, new when the scanner re-encodes.
+    pub handle: Handle,
+    /// Its length in bytes.
+    pub len: usize,
+    /// Its pool tag (lz4, deflate, raw, or the backend's delta tag).
+    pub tag: u8,
+}
+
+/// The pool objects an offset's content is decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredObjects {
+    /// The entry's own object.
+    pub object: StoredObject,
+    /// For a delta, its base's object.
+    pub base: Option<StoredObject>,
+}
+
+/// Which object of an offset's content to damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The entry's own object.
+    Object,
+    /// The object of the base a delta entry is patched against.
+    DeltaBase,
+}
+
+impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
+    /// The pool objects behind (`swap_type`, `offset`): `None` if it holds nothing
+    /// or a same-filled page (no pool object). The argument checks and errors of
+    /// [`load`](Self::load).
+    pub fn stored_objects(
+        &self,
+        swap_type: usize,
+        offset: u64,
+    ) -> Result<Option<StoredObjects>, Error> {
+        let (_table, Some(key)) = self.lock_entry_key(swap_type, offset)? else {
+            return Ok(None);
+        };
+        let content = self.content.lock();
+        let entry = content.entry(key)?;
+        let base = match entry.base {
+            NONE => None,
+            base => Some(object(&content, content.entry(base)?.handle)?),
+        };
+        Ok(Some(StoredObjects {
+            object: object(&content, entry.handle)?,
+            base,
+        }))
+    }
+
+    /// Xor `xor` into byte `at` of the entry's own object behind (`swap_type`,
+    /// `offset`); see [`corrupt_stored_part`](Self::corrupt_stored_part).
+    pub fn corrupt_stored_object(
+        &self,
+        swap_type: usize,
+        offset: u64,
+        at: usize,
+        xor: u8,
+    ) -> Result<bool, Error> {
+        self.corrupt_stored_part(swap_type, offset, Part::Object, at, xor)
+    }
+
+    /// Xor `xor` into byte `at` of `part` of the content behind (`swap_type`,
+    /// `offset`), where it lies in the pool. Every offset sharing that object (and,
+    /// for a base, every delta patched against it) now decodes the damaged bytes.
+    ///
+    /// `Ok(false)` when nothing changed: the offset holds nothing, or a same-filled
+    /// page, `part` is [`Part::DeltaBase`] and the entry is not a delta, or `at`
+    /// lies past the object's end. The argument checks and errors of
+    /// [`load`](Self::load).
+    ///
+    /// The bytes change under the content lock taken as the scanner takes it to
+    /// move objects, so a load decoding this object in place finishes first.
+    pub fn corrupt_stored_part(
+        &self,
+        swap_type: usize,
+        offset: u64,
+        part: Part,
+        at: usize,
+        xor: u8,
+    ) -> Result<bool, Error> {
+        let (table, Some(key)) = self.lock_entry_key(swap_type, offset)? else {
+            return Ok(false);
+        };
+        let mut content = self.lock_content_to_move();
+        let entry = *content.entry(key)?;
+        let handle = match (part, entry.base) {
+            (Part::Object, _) => entry.handle,
+            (Part::DeltaBase, NONE) => return Ok(false),
+            (Part::DeltaBase, base) => content.entry(base)?.handle,
+        };
+        let changed = content.pool.corrupt_object(handle, at, xor);
+        drop(content);
+        drop(table);
+        changed
+    }
+
+    /// The offset's shard, locked (as `load` locks it: held while its entry is
+    /// used), and the entry key the offset holds, if it holds one.
+    fn lock_entry_key(
+        &self,
+        swap_type: usize,
+        offset: u64,
+    ) -> Result<(ShardGuard<'_>, Option<u32>), Error> {
+        let area = self
+            .areas
+            .get(swap_type)
+            .ok_or(Error::InvalidArgument("swap type out of range"))?;
+        area.check_offset(offset)?;
+        let table = area.lock_shard(offset);
+        let key = match table.get(offset) {
+            Some(SlotValue::Entry(key)) => Some(u32::try_from(key).map_err(|_| Error::Corrupt)?),
+            _ => None,
+        };
+        Ok((table, key))
+    }
+}
+
+fn object<P: PageProvider + Clone>(
+    content: &Content<P>,
+    handle: Handle,
+) -> Result<StoredObject, Error> {
+    let (len, tag) = content.pool.object_info(handle)?;
+    Ok(StoredObject { handle, len, tag })
+}
