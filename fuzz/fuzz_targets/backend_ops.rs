@@ -6,9 +6,13 @@
 use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
-use foldswap::{Backend, Clock, Config, Error, ScanTunables, Scratch, StdParker};
+use common::{TickClock, page, scan_at_once, unthrottled};
+use foldswap::{Backend, Error, Scratch, StdParker};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "backend_common.rs"]
+mod common;
 
 const TYPES: usize = 2;
 const OFFSETS: u64 = 64;
@@ -45,55 +49,12 @@ enum Op {
     },
 }
 
-/// A counting clock: every read advances 50 µs, so the ladder always has budget.
-struct TickClock(std::cell::Cell<u64>);
-
-impl Clock for TickClock {
-    fn now_ns(&self) -> u64 {
-        let now = self.0.get() + 50_000;
-        self.0.set(now);
-        now
-    }
-}
-
-fn page(family: u8, edits: u8) -> Vec<u8> {
-    let mut page = vec![0u8; PAGE_SIZE];
-    let mut x = u64::from(family).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for chunk in page.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&(x % 6).to_le_bytes());
-    }
-    if family % 4 == 0 {
-        page.fill(family);
-    }
-    for e in 0..edits % 8 {
-        let at = (usize::from(edits) * 131 + usize::from(e) * 977) % PAGE_SIZE;
-        page[at] ^= 0x5a;
-    }
-    page
-}
-
 fuzz_target!(|ops: Vec<Op>| {
     let provider = CountingProvider::unlimited(StdPageProvider);
-    let mut ladder = foldswap_ladder::Tunables::governor(foldswap_ladder::Governor::Full);
-    for rung in ladder.rungs.iter_mut() {
-        rung.cpu_ratio = 10_000;
-    }
-    let config = Config {
-        keep_incompressible: true,
-        ladder,
-        ..Config::default()
-    };
-    let backend = Backend::new(&provider, config, StdParker::new()).expect("backend");
+    let backend = Backend::new(&provider, unthrottled(), StdParker::new()).expect("backend");
     let mut scratch = Scratch::boxed();
-    let clock = TickClock(std::cell::Cell::new(0));
-    let scan = ScanTunables {
-        cold_rounds: 0,
-        max_batches: 8,
-        ..ScanTunables::default()
-    };
+    let clock = TickClock::new();
+    let scan = scan_at_once(8);
     let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
     for ty in 0..TYPES {
         backend.init(ty, OFFSETS).expect("init");
