@@ -180,19 +180,6 @@ fuzz_target!(|ops: Vec<Op>| {
                     assert_eq!(got, Ok(()), "init({ty}, {nr})");
                     model.areas[ty] = Some(nr);
                     model.pages.retain(|k, _| k.0 != ty);
-                } else if nr == 0 && model.area(ty).is_some() {
-                    // KNOWN BUG (regressions/backend_args/init-0-pages-drops-the-area):
-                    // re-initialising an active area with 0 pages empties the area,
-                    // then refuses (the ladder takes no empty region). Refused it
-                    // must be; until `Backend::init` checks before it drops, either
-                    // nothing changed or the whole area is gone (it stays active at
-                    // its old size), nothing in between.
-                    assert_refused(got, None, &format!("init({ty}, 0)"));
-                    let stored = backend.stats().snapshot().stored_pages;
-                    if stored != model.pages.len() as u64 {
-                        model.pages.retain(|k, _| k.0 != ty);
-                        assert_eq!(stored, model.pages.len() as u64, "init({ty}, 0)");
-                    }
                 } else {
                     assert_refused(got, None, &format!("init({ty}, {nr})"));
                 }

@@ -392,11 +392,20 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             ));
         }
         let area = self.area(swap_type)?;
-        if area.is_active() {
-            self.invalidate_area(swap_type)?;
+        // The new ladder region first: if it is refused (no pages, no memory),
+        // nothing changed and what the area holds stays.
+        let region = self
+            .ladder
+            .lock()
+            .ladder
+            .add_region(nr_pages, swap_type as u64)?;
+        if area.is_active()
+            && let Err(e) = self.invalidate_area(swap_type)
+        {
+            let _ = self.ladder.lock().ladder.remove_region(region);
+            return Err(e);
         }
         let mut scan = self.ladder.lock();
-        let region = scan.ladder.add_region(nr_pages, swap_type as u64)?;
         let old = scan
             .regions
             .get_mut(swap_type)

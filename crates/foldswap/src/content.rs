@@ -980,7 +980,10 @@ mod tests {
         assert!(matches!(found, Ok(Lookup::Vacant(_))));
         for (i, page) in pages.iter().enumerate().filter(|(i, _)| *i != 7) {
             let found = content.share_identical(HASH, page, &mut scratch.decode);
-            assert!(matches!(found, Ok(Lookup::Shared(k)) if k == keys[i]), "page {i}");
+            assert!(
+                matches!(found, Ok(Lookup::Shared(k)) if k == keys[i]),
+                "page {i}"
+            );
         }
     }
 }

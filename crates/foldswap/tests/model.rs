@@ -381,3 +381,20 @@ fn the_limit_bounds_everything_held_not_only_the_pool() {
         backend.bytes_held().total()
     );
 }
+
+/// A refused re-initialisation (0 pages: the ladder takes no empty region)
+/// changes nothing: the area keeps its pages and its size.
+#[test]
+fn a_refused_init_keeps_what_the_area_holds() {
+    let backend = Backend::new(StdPageProvider, Config::default(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(3, 36).unwrap();
+    let page = page_of(7);
+    backend.store(3, 22, &page, &mut scratch).unwrap();
+    assert!(backend.init(3, 0).is_err());
+    let mut out = vec![0u8; PAGE_SIZE];
+    backend.load(3, 22, &mut out, &mut scratch).unwrap();
+    assert_eq!(out, page);
+    assert_eq!(backend.stats().snapshot().stored_pages, 1);
+    assert!(backend.store(3, 35, &page, &mut scratch).is_ok());
+}
