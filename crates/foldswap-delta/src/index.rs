@@ -439,6 +439,21 @@ impl<Id: Copy + PartialEq, P: PageProvider> SimilarityIndex<Id, P> {
         found
     }
 
+    /// Forget every key and shrink the table to one page (a host whose stored
+    /// pages are all gone gives the grown table back). On [`Error::OutOfMemory`]
+    /// for the new page nothing changed.
+    pub fn clear_and_shrink(&mut self) -> Result<(), Error> {
+        if self.table.pages <= 1 && self.entries == 0 {
+            return Ok(());
+        }
+        let small = Table::allocate(&self.provider, 1)?;
+        let mut old = core::mem::replace(&mut self.table, small);
+        old.free(&self.provider);
+        self.entries = 0;
+        self.inserts_before_retry = 0;
+        Ok(())
+    }
+
     /// Keys currently held.
     pub fn len(&self) -> usize {
         self.entries
@@ -538,6 +553,29 @@ mod tests {
         capacity: IndexCapacity,
     ) -> Result<SimilarityIndex<u32, &CountingProvider<StdPageProvider>>, Error> {
         SimilarityIndex::new(provider, SimilarityConfig::default(), capacity)
+    }
+
+    #[test]
+    fn a_grown_index_cleared_gives_its_pages_back() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut idx = index(&provider, IndexCapacity::growable(64)).unwrap();
+        for i in 1..20_000u32 {
+            idx.insert(&sig([i, i.wrapping_mul(7919) | 1, 0, 0]), i);
+        }
+        assert!(idx.pages_held() > 4, "{} pages", idx.pages_held());
+        idx.clear_and_shrink().unwrap();
+        assert_eq!(
+            (idx.pages_held(), provider.pages_in_use(), idx.len()),
+            (2, 2, 0)
+        );
+        assert!(idx.candidates(&sig([5, (5 * 7919) | 1, 0, 0])).is_empty());
+        idx.insert(&sig([3, 4, 0, 0]), 9);
+        assert_eq!(
+            idx.candidates(&sig([3, 4, 0, 0]))
+                .iter()
+                .collect::<Vec<_>>(),
+            [9]
+        );
     }
 
     #[test]

@@ -359,8 +359,33 @@ impl<T, P: PageProvider> Slab<T, P> {
     }
 }
 
-impl<T, P: PageProvider> Drop for Slab<T, P> {
-    fn drop(&mut self) {
+impl<T, P: PageProvider> Slab<T, P> {
+    /// With no live object, give every page back to the provider and start over
+    /// (keys are handed out from 0 again). Returns whether pages were freed; with
+    /// live objects it does nothing.
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.len != 0 || self.pages_held() == 0 {
+            return false;
+        }
+        self.clear();
+        true
+    }
+
+    /// Drop every live object and give every page back to the provider (keys are
+    /// handed out from 0 again).
+    pub fn clear(&mut self) {
+        self.free_all_pages();
+        // INVARIANT: no page is held, so no slot is live or free either.
+        self.roots = [None; DIR_ROOTS];
+        self.data_pages = 0;
+        self.free_head = NO_KEY;
+        self.free_slots = 0;
+        self.len = 0;
+    }
+
+    /// Drop every live object and free every page (the slab's fields still name
+    /// them: the caller resets or forgets them).
+    fn free_all_pages(&mut self) {
         let per_page = Self::GEOMETRY.per_page;
         for page_index in 0..self.data_pages as usize {
             let Some(page) = self.data_page(page_index) else {
@@ -381,6 +406,12 @@ impl<T, P: PageProvider> Drop for Slab<T, P> {
             // SAFETY: directory pages came from this provider and are freed once.
             unsafe { self.provider.free_page(*dir) };
         }
+    }
+}
+
+impl<T, P: PageProvider> Drop for Slab<T, P> {
+    fn drop(&mut self) {
+        self.free_all_pages();
     }
 }
 
@@ -411,6 +442,27 @@ mod tests {
         assert_eq!(Slab::<[u8; 32], StdPageProvider>::objects_per_page(), 126);
         assert_eq!(Slab::<[u64; 4], StdPageProvider>::objects_per_page(), 126);
         assert!(Slab::<[u8; 4096], StdPageProvider>::new(StdPageProvider).is_err());
+    }
+
+    #[test]
+    fn an_emptied_slab_gives_its_pages_back_and_starts_over() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut slab = Slab::<[u64; 8], _>::new(&provider).unwrap();
+        let keys: Vec<_> = (0..1000).map(|i| slab.insert([i; 8]).unwrap()).collect();
+        assert!(!slab.release_if_empty(), "live objects: nothing released");
+        for key in &keys[1..] {
+            slab.remove(*key);
+        }
+        assert!(!slab.release_if_empty());
+        assert!(provider.pages_in_use() > 5);
+        slab.remove(keys[0]);
+        assert!(slab.release_if_empty());
+        assert_eq!((provider.pages_in_use(), slab.pages_held()), (0, 0));
+        assert_eq!(slab.get(keys[500]), None);
+        let key = slab.insert([7; 8]).unwrap();
+        assert_eq!((key, slab.get(key)), (SlabKey(0), Some(&[7; 8])));
+        slab.clear();
+        assert_eq!((provider.pages_in_use(), slab.len()), (0, 0));
     }
 
     #[test]

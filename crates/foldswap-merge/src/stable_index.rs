@@ -115,6 +115,21 @@ impl<P: PageProvider + Clone> StableIndex<P> {
         self.buckets.bytes_held()
     }
 
+    /// With no key stored, give the table back (the next insert makes a new one).
+    /// Returns whether pages were freed.
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.len != 0 || self.buckets.len() == 0 {
+            return false;
+        }
+        match PageArray::zeroed(self.buckets.provider().clone(), 0) {
+            Ok(empty) => {
+                self.buckets = empty;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Make sure one more insert cannot fail: grow now if the load calls for it.
     pub fn reserve_one(&mut self) -> Result<(), Error> {
         let capacity = self.buckets.len();

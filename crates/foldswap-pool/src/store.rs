@@ -245,6 +245,8 @@ pub struct ObjectStore<P: PageProvider + Clone> {
     classes: NonNull<Page>,
     free_handle: u32,
     handle_high_water: u32,
+    /// The generation a newly made handle entry starts with.
+    fresh_generation: u16,
     limit_bytes: usize,
     objects: usize,
     object_bytes: usize,
@@ -285,6 +287,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             zspages,
             classes,
             free_handle: NONE,
+            fresh_generation: 0,
             handle_high_water: 0,
             limit_bytes: usize::MAX,
             objects: 0,
@@ -431,7 +434,29 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         self.objects -= 1;
         self.object_bytes -= entry.len as usize;
         self.release_handle_entry(handle.key());
+        if self.objects == 0 {
+            self.give_back_metadata();
+        }
         Ok(())
+    }
+
+    /// With no object left, give the handle table and the zspage descriptors back
+    /// (a store that held a million objects keeps nothing of it once empty). Fresh
+    /// handle entries then start from a generation past every one issued before,
+    /// so a stale handle still meets a different generation.
+    fn give_back_metadata(&mut self) {
+        if self.zspages.is_empty() {
+            self.zspages.release_if_empty();
+        }
+        let mut newest = self.fresh_generation;
+        self.handles
+            .for_each(|_, entry| newest = newest.max(entry.generation));
+        // INVARIANT: no object is live, so no handle entry is in use: dropping them
+        // all and the free list with them loses nothing.
+        self.handles.clear();
+        self.free_handle = NONE;
+        self.handle_high_water = 0;
+        self.fresh_generation = newest.wrapping_add(1);
     }
 
     /// Live objects.
@@ -540,7 +565,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             zspage: NONE,
             slot: 0,
             len: 0,
-            generation: 0,
+            generation: self.fresh_generation,
             tag: 0,
             live: false,
         })?;

@@ -268,3 +268,32 @@ fn class_occupancy_and_fragmentation_follow_the_objects() {
     assert_eq!(store.stats().fragmentation_permille, 0);
     assert!(store.class_occupancy(foldswap_pool::CLASS_COUNT).is_none());
 }
+
+/// Once the last object is freed the store gives its metadata back (handle table,
+/// zspage descriptors), keeping only its class page; handles issued before are
+/// still refused after new objects take their entries.
+#[test]
+fn an_emptied_store_gives_its_metadata_back_and_old_handles_stay_stale() {
+    let mut store = ObjectStore::new(StdPageProvider).unwrap();
+    let empty = store.bytes_held();
+    let handles: Vec<_> = (0..3000)
+        .map(|i| store.store_object(&object(i, 300 + i % 700), 1).unwrap())
+        .collect();
+    assert!(store.bytes_held() > 100 * PAGE_SIZE);
+    for handle in &handles {
+        store.free(*handle).unwrap();
+    }
+    assert_eq!(store.bytes_held(), empty);
+    let fresh: Vec<_> = (0..10)
+        .map(|i| store.store_object(&object(i + 5000, 100), 2).unwrap())
+        .collect();
+    let mut buf = vec![0u8; PAGE_SIZE];
+    for old in handles.iter().take(10) {
+        assert_eq!(store.read_object(*old, &mut buf), Err(Error::InvalidHandle));
+        assert_eq!(store.free(*old), Err(Error::InvalidHandle));
+    }
+    for (i, handle) in fresh.iter().enumerate() {
+        assert_eq!(store.read_object(*handle, &mut buf), Ok((100, 2)));
+        assert_eq!(&buf[..100], &object(i + 5000, 100)[..]);
+    }
+}

@@ -510,7 +510,20 @@ impl<P: PageProvider + Clone> Content<P> {
                 _ => released.leaked += 1,
             }
         }
+        if self.entries.is_empty() {
+            self.give_back_when_empty();
+        }
         Ok(released)
+    }
+
+    /// With no entry left, give back what the metadata grew to: the entries'
+    /// pages, the dedup index's table, the similarity index's (its keys are all
+    /// stale now), and the pool's empty zspages. Best effort: a refused page for
+    /// the smaller similarity table keeps the old one.
+    fn give_back_when_empty(&mut self) {
+        self.entries.release_if_empty();
+        self.index.release_if_empty();
+        let _ = self.similar.clear_and_shrink();
     }
 
     /// Replace the encoded bytes of `key` (same content, new encoding: `base` names
