@@ -244,11 +244,16 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Stage new scanner tunables (any thread); the scanner applies them between
-    /// rounds. A cold level past [`MAX_COLD_LEVEL`] is refused and nothing is
-    /// staged.
+    /// rounds. A cold level past [`MAX_COLD_LEVEL`], or cold rounds an entry's
+    /// age cannot reach (126 or more), is refused and nothing is staged.
     pub fn stage_scan_tunables(&self, tunables: ScanTunables) -> Result<(), Error> {
         if tunables.cold_level > MAX_COLD_LEVEL {
             return Err(Error::InvalidArgument("cold level past the highest"));
+        }
+        if tunables.cold_rounds >= u32::from(crate::content::MAX_AGE) {
+            return Err(Error::InvalidArgument(
+                "cold rounds past the oldest age an entry records",
+            ));
         }
         self.wake.stage(tunables);
         Ok(())

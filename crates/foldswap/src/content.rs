@@ -44,7 +44,7 @@ pub const NONE: u32 = u32::MAX;
 /// full, old candidates are replaced). 512 pages index about a million entries.
 pub const SIMILARITY_INDEX_MAX_PAGES: usize = 512;
 
-/// One distinct stored content. 40 bytes.
+/// One distinct stored content. 32 bytes (checked at compile time).
 ///
 /// # Invariants
 ///
@@ -67,20 +67,25 @@ pub struct Entry {
     pub generation: u32,
     /// Offsets pointing here; 0 once the last is gone (kept only as a base).
     pub sharers: u32,
-    /// Delta entries whose base this is.
-    pub dependents: u32,
     /// Slab key of the base entry if this is a delta, else [`NONE`].
     pub base: u32,
+    /// Delta entries whose base this is (at most [`MAX_DEPENDENTS`]).
+    pub dependents: u16,
     /// Pool tag: how the object is encoded.
     pub tag: u8,
-    /// Scanner rounds since the content was stored or last re-encoded.
-    pub age: u8,
-    /// [`EXAMINED`] once the scanner has tried to patch or recompress it.
-    pub flags: u8,
+    /// Scanner rounds since the content was stored or last re-encoded (low seven
+    /// bits, saturating at [`MAX_AGE`]) and [`EXAMINED`].
+    age_and_examined: u8,
 }
 
-/// `Entry::flags`: the scanner has looked at this entry already.
-pub const EXAMINED: u8 = 1;
+const _: () = assert!(size_of::<Entry>() == 32);
+
+/// `Entry::age_and_examined`: the scanner has looked at this entry already.
+const EXAMINED: u8 = 0x80;
+/// The oldest age an entry records (scanner rounds); older entries stay at it.
+pub const MAX_AGE: u8 = 0x7f;
+/// Most deltas one base may carry; a base that has them takes no more.
+pub const MAX_DEPENDENTS: u16 = u16::MAX;
 
 impl Entry {
     /// Whether the entry may serve as the base of a delta (deltas never chain).
@@ -90,7 +95,26 @@ impl Entry {
 
     /// Whether the scanner has looked at this entry already.
     pub fn examined(&self) -> bool {
-        self.flags & EXAMINED != 0
+        self.age_and_examined & EXAMINED != 0
+    }
+
+    /// Scanner rounds since the content was stored or last re-encoded.
+    pub fn age(&self) -> u8 {
+        self.age_and_examined & MAX_AGE
+    }
+
+    /// A new entry: one sharer, age 0, not examined, no base.
+    fn new(hash: u64, handle: Handle, generation: u32, tag: u8) -> Self {
+        Entry {
+            hash,
+            handle,
+            generation,
+            sharers: 1,
+            base: NONE,
+            dependents: 0,
+            tag,
+            age_and_examined: 0,
+        }
     }
 }
 
@@ -271,7 +295,7 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Mark `key` as looked at by the scanner.
     pub fn mark_examined(&mut self, key: u32) {
         if let Some(entry) = self.entries.get_mut(SlabKey(key)) {
-            entry.flags |= EXAMINED;
+            entry.age_and_examined |= EXAMINED;
         }
     }
 
@@ -431,17 +455,7 @@ impl<P: PageProvider + Clone> Content<P> {
         self.entries.reserve(1)?;
         let handle = self.pool.store_object(bytes, tag)?;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry {
-            hash,
-            handle,
-            generation: self.next_generation,
-            sharers: 1,
-            dependents: 0,
-            base: NONE,
-            tag,
-            age: 0,
-            flags: 0,
-        };
+        let entry = Entry::new(hash, handle, self.next_generation, tag);
         let key = match self.entries.insert(entry) {
             Ok(key) => key.0,
             Err(e) => {
@@ -548,7 +562,9 @@ impl<P: PageProvider + Clone> Content<P> {
         if let Some((base_key, base_generation)) = base {
             let base_ok = matches!(
                 self.entries.get(SlabKey(base_key)),
-                Some(b) if b.generation == base_generation && b.can_be_base()
+                Some(b) if b.generation == base_generation
+                    && b.can_be_base()
+                    && b.dependents < MAX_DEPENDENTS
             );
             // Deltas never chain: an entry that is a base stays plain.
             if !base_ok || base_key == key || entry.dependents > 0 {
@@ -564,7 +580,8 @@ impl<P: PageProvider + Clone> Content<P> {
         let entry = self.entry_mut(key)?;
         entry.handle = handle;
         entry.tag = tag;
-        entry.age = 0;
+        // Age back to 0; whether it was examined stays.
+        entry.age_and_examined &= EXAMINED;
         if let Some((base_key, _)) = base {
             entry.base = base_key;
             self.entry_mut(base_key)?.dependents += 1;
@@ -575,8 +592,10 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Mark `key` one scanner round older; returns its new age.
     pub fn age(&mut self, key: u32) -> Option<u8> {
         let entry = self.entries.get_mut(SlabKey(key))?;
-        entry.age = entry.age.saturating_add(1);
-        Some(entry.age)
+        if entry.age() < MAX_AGE {
+            entry.age_and_examined += 1;
+        }
+        Some(entry.age())
     }
 
     /// Live entries.

@@ -398,3 +398,29 @@ fn a_refused_init_keeps_what_the_area_holds() {
     assert_eq!(backend.stats().snapshot().stored_pages, 1);
     assert!(backend.store(3, 35, &page, &mut scratch).is_ok());
 }
+
+/// Absurd scanner tunables are refused when staged, with a typed error.
+#[test]
+fn absurd_scan_tunables_are_refused() {
+    use foldswap::{MAX_COLD_LEVEL, ScanTunables};
+    let backend = Backend::new(StdPageProvider, Config::default(), StdParker::new()).unwrap();
+    let refused = |tunables| {
+        matches!(
+            backend.stage_scan_tunables(tunables),
+            Err(Error::InvalidArgument(_))
+        )
+    };
+    assert!(refused(ScanTunables {
+        cold_level: MAX_COLD_LEVEL + 1,
+        ..ScanTunables::default()
+    }));
+    assert!(refused(ScanTunables {
+        cold_rounds: 127,
+        ..ScanTunables::default()
+    }));
+    assert!(!refused(ScanTunables {
+        cold_level: MAX_COLD_LEVEL,
+        cold_rounds: 126,
+        ..ScanTunables::default()
+    }));
+}
