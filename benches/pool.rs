@@ -6,6 +6,9 @@
 //! - `pool_load`: `PagePool::load_page` vs plain `decompress_into` of the same
 //!   compressed bytes. Target: load ≤ 1.10 × plain decompress.
 //! - `pool_store_deflate`: the same with deflate-1 vs plain miniz_oxide.
+//! - `cold_zstd`: the cold codec trait's `ZstdCodec` (level 3, frames without
+//!   checksum or dictionary id) vs plain libzstd (`zstd::bulk`, same level and
+//!   frame flags) on the same pages, compress and decompress. Target ≤ 1.05.
 //! - `pool_verify`: the duplicate check's full comparison of a page with its stored
 //!   lz4 copy: `lz4_matches` (walks the stream, compares as it goes) vs plain
 //!   `decompress_into` + memcmp vs memcmp of two uncompressed copies alone.
@@ -303,6 +306,65 @@ fn bench_store_deflate(
     group.finish();
 }
 
+fn bench_cold_zstd(c: &mut Criterion<ThreadCpuTime>, pages: &[&[u8; PAGE_SIZE]]) {
+    use foldswap_pool::building_blocks::zstd::bulk::{Compressor, Decompressor};
+    use foldswap_pool::{ColdCodec, ColdKind, ZstdCodec};
+    let level = ColdKind::Zstd.default_level();
+    let mut group = c.benchmark_group("cold_zstd");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    let mut plain = Compressor::new(i32::from(level)).unwrap();
+    plain.include_checksum(false).unwrap();
+    plain.include_dictid(false).unwrap();
+    plain.include_contentsize(true).unwrap();
+    let mut codec = ZstdCodec::new().unwrap();
+    let mut out = vec![0u8; 2 * PAGE_SIZE];
+    group.bench_function("plain_zstd_compress", |b| {
+        b.iter(|| {
+            for page in pages {
+                black_box(plain.compress_to_buffer(&page[..], &mut out[..]).unwrap());
+            }
+        })
+    });
+    group.bench_function("codec_compress", |b| {
+        b.iter(|| {
+            for page in pages {
+                black_box(codec.compress_page(page, &mut out).unwrap());
+            }
+        })
+    });
+    let frames: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|page| {
+            let len = codec.compress_page(page, &mut out).unwrap().unwrap();
+            out[..len].to_vec()
+        })
+        .collect();
+    let mut plain = Decompressor::new().unwrap();
+    let mut page_out = [0u8; PAGE_SIZE];
+    group.bench_function("plain_zstd_decompress", |b| {
+        b.iter(|| {
+            for frame in &frames {
+                black_box(
+                    plain
+                        .decompress_to_buffer(frame, &mut page_out[..])
+                        .unwrap(),
+                );
+            }
+        })
+    });
+    group.bench_function("codec_decompress", |b| {
+        b.iter(|| {
+            for frame in &frames {
+                codec.decompress_page(frame, &mut page_out).unwrap();
+                black_box(&page_out);
+            }
+        })
+    });
+    group.finish();
+}
+
 /// Bytes held for the whole corpus vs the sum of compressed sizes (lz4, and
 /// raw pages counted as 4096), printed like the time ratios.
 fn report_bytes(all: &[&[u8; PAGE_SIZE]]) {
@@ -335,6 +397,7 @@ fn main() {
     bench_load(&mut c, &sample, &warm);
     bench_verify(&mut c, &sample);
     bench_store_deflate(&mut c, &sample, &warm);
+    bench_cold_zstd(&mut c, &sample);
     c.final_summary();
     report_ratio("pool_store", "store_page", "plain_lz4_compress");
     report_ratio("pool_store", "codec_only", "plain_lz4_compress");
@@ -346,5 +409,7 @@ fn main() {
         "store_page",
         "plain_deflate1_compress",
     );
+    report_ratio("cold_zstd", "codec_compress", "plain_zstd_compress");
+    report_ratio("cold_zstd", "codec_decompress", "plain_zstd_decompress");
     report_bytes(&all);
 }

@@ -100,4 +100,6 @@ pub use store::{ClassOccupancy, CompactStats, Handle, ObjectInPlace, ObjectStore
 pub mod building_blocks {
     pub use lz4_flex;
     pub use miniz_oxide;
+    #[cfg(feature = "zstd")]
+    pub use zstd;
 }
