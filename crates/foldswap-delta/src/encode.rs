@@ -5,12 +5,15 @@
 //!    caller's [`EncodeScratch`].
 //! 2. Walk the target. At each position first try the previous displacement (pages
 //!    similar at the same offsets match there without a lookup), then a run of one
-//!    byte (FILL), then the table. A candidate counts only after its 8 bytes compare
+//!    byte (FILL), then the table; when the table's offset gives a short match,
+//!    displacements near the previous one ([`nearer_match`]: an edit shifts what
+//!    follows by a little). A candidate counts only after its 8 bytes compare
 //!    equal; it is then extended backward over pending literals and forward a word
 //!    at a time.
 //! 3. Where nothing matches, the byte waits as a literal for the next ADD. After
 //!    2^[`SKIP_TRIGGER`] misses in a row the walk steps faster (like lz4), so an
-//!    unrelated page costs little before it fails.
+//!    unrelated page costs little before it fails; the steps stay odd so that they
+//!    never fall into step with the index's stride ([`skip_after`]).
 //!
 //! Every write goes through a [`Writer`] bounded by the caller's `out`: the moment the
 //! delta would not fit, encoding stops with [`Error::Incompressible`].
@@ -31,6 +34,12 @@ pub const BASE_STRIDE: usize = 8;
 const KEY_BYTES: usize = 8;
 /// Misses in a row (as a power of two) before the walk starts stepping faster.
 pub const SKIP_TRIGGER: u32 = 5;
+/// How far (in bytes, either way) [`nearer_match`] looks from the previous
+/// displacement: inserts and deletes of up to this many bytes are found without
+/// the index.
+const SEAM_WINDOW: isize = 64;
+/// A match this long is taken without looking further away ([`nearer_match`]).
+const SEAM_GOOD_ENOUGH: usize = 64;
 /// The shortest run of one byte worth a FILL instead of literals.
 const MIN_FILL: usize = 8;
 /// The largest delta [`encode`] can produce: an `out` this long never fails
@@ -123,30 +132,45 @@ pub fn encode(
     let mut misses = 0u32;
     while at + KEY_BYTES <= PAGE_SIZE {
         let key = load_key(target, at);
-        let predicted = predicted_match(base, at, key, delta.displacement);
-        let fill = if predicted.is_none() {
-            fill_run(target, at, key)
-        } else {
-            None
+        let anchor = match predicted_match(base, at, key, delta.displacement) {
+            Some(from) => Some((at, from)),
+            None => match fill_run(target, at, key) {
+                Some(run) => {
+                    let across =
+                        match_across_run(&mut index, target, base, at, run, delta.displacement);
+                    if across.is_none() {
+                        delta.literals(target, literals_from, at)?;
+                        delta.fill(key as u8, run)?;
+                        literals_from = at + run;
+                        at += run;
+                        misses = 0;
+                        continue;
+                    }
+                    across
+                }
+                None => index
+                    .find_near(target, base, at, delta.displacement)
+                    .map(|from| (at, from)),
+            },
         };
-        if let Some(run) = fill {
-            delta.literals(target, literals_from, at)?;
-            delta.fill(key as u8, run)?;
-            literals_from = at + run;
-            at += run;
-            misses = 0;
-        } else if let Some(from) = predicted.or_else(|| index.find(base, key)) {
-            let (start, base_start) = extend_backward(target, base, literals_from, at, from);
-            let end = at + common_prefix(target, base, at, from);
-            delta.literals(target, literals_from, start)?;
-            delta.copy(start, base_start, end - start)?;
-            literals_from = end;
-            at = end;
-            misses = 0;
-        } else {
-            at += 1 + (misses >> SKIP_TRIGGER) as usize;
+        let Some((anchor_at, from)) = anchor else {
+            at += skip_after(misses);
             misses += 1;
+            continue;
+        };
+        let (start, base_start) = extend_backward(target, base, literals_from, anchor_at, from);
+        let end = anchor_at + common_prefix(target, base, anchor_at, from);
+        if start > at {
+            // A match found past a run covers only its tail: the run's head is a FILL.
+            delta.literals(target, literals_from, at)?;
+            delta.fill(key as u8, start - at)?;
+        } else {
+            delta.literals(target, literals_from, start)?;
         }
+        delta.copy(start, base_start, end - start)?;
+        literals_from = end;
+        at = end;
+        misses = 0;
     }
     delta.literals(target, literals_from, PAGE_SIZE)?;
     Ok(delta.out.len())
@@ -160,6 +184,20 @@ struct LazyBaseIndex<'a> {
 }
 
 impl LazyBaseIndex<'_> {
+    /// A base offset whose 8 bytes equal the target's at `at`: the indexed one, or,
+    /// when that gives a short match, a nearer one ([`nearer_match`]).
+    fn find_near(
+        &mut self,
+        target: &[u8; PAGE_SIZE],
+        base: &[u8; PAGE_SIZE],
+        at: usize,
+        displacement: isize,
+    ) -> Option<usize> {
+        let key = key_at(target, at)?;
+        let found = self.find(base, key)?;
+        Some(nearer_match(target, base, at, key, found, displacement))
+    }
+
     /// The indexed base offset whose 8 bytes equal `key`, if any.
     fn find(&mut self, base: &[u8; PAGE_SIZE], key: u64) -> Option<usize> {
         if !self.built {
@@ -207,6 +245,67 @@ fn predicted_match(
     (key_at(base, from) == Some(key)).then_some(from)
 }
 
+/// A run of one byte at `at` would be a FILL, but the base may hold the same run
+/// inside content the target continues with: then one COPY covers both, and (in
+/// sparse content whose keys are mostly runs) it may be the only way to find the
+/// copy at all, for the walk skips every key inside the run. Probe the keys that
+/// straddle the run's end and return the first match (position, base offset); the
+/// caller extends it backward into the run.
+fn match_across_run(
+    index: &mut LazyBaseIndex<'_>,
+    target: &[u8; PAGE_SIZE],
+    base: &[u8; PAGE_SIZE],
+    at: usize,
+    run: usize,
+    displacement: isize,
+) -> Option<(usize, usize)> {
+    let end = at + run;
+    let first = (end + 1).saturating_sub(KEY_BYTES).max(at + 1);
+    (first..end).find_map(|probe| {
+        let key = key_at(target, probe)?;
+        predicted_match(base, probe, key, displacement)
+            .or_else(|| index.find(base, key))
+            .map(|from| (probe, from))
+    })
+}
+
+/// The index keeps one offset per key, the earliest; in sparse, zero-heavy content
+/// a key recurs all over the base and that offset is often the wrong one. When its
+/// match is short, look at displacements within [`SEAM_WINDOW`] of the previous
+/// one (an insert or delete shifts what follows by a little) and take the longest
+/// match, or the nearest of at least [`SEAM_GOOD_ENOUGH`] bytes.
+fn nearer_match(
+    target: &[u8; PAGE_SIZE],
+    base: &[u8; PAGE_SIZE],
+    at: usize,
+    key: u64,
+    found: usize,
+    displacement: isize,
+) -> usize {
+    let mut best = (
+        found,
+        common_prefix_up_to(target, base, at, found, SEAM_GOOD_ENOUGH),
+    );
+    for distance in 1..=SEAM_WINDOW {
+        if best.1 >= SEAM_GOOD_ENOUGH {
+            break;
+        }
+        for shift in [-distance, distance] {
+            let Some(from) = usize::try_from(at as isize + displacement + shift).ok() else {
+                continue;
+            };
+            if key_at(base, from) != Some(key) {
+                continue;
+            }
+            let len = common_prefix_up_to(target, base, at, from, SEAM_GOOD_ENOUGH);
+            if len > best.1 {
+                best = (from, len);
+            }
+        }
+    }
+    best.0
+}
+
 /// Grow a match at (`at`, `from`) backward while the bytes before agree, but not
 /// past `floor` (the first byte not yet emitted). Returns the new starts.
 fn extend_backward(
@@ -230,13 +329,30 @@ fn common_prefix(
     at: usize,
     from: usize,
 ) -> usize {
+    common_prefix_up_to(target, base, at, from, PAGE_SIZE)
+}
+
+/// [`common_prefix`], but stopping once `limit` bytes (rounded up to a word) are
+/// known to agree.
+fn common_prefix_up_to(
+    target: &[u8; PAGE_SIZE],
+    base: &[u8; PAGE_SIZE],
+    at: usize,
+    from: usize,
+    limit: usize,
+) -> usize {
     let mut len = 0;
-    while let (Some(a), Some(b)) = (key_at(target, at + len), key_at(base, from + len)) {
+    while len < limit
+        && let (Some(a), Some(b)) = (key_at(target, at + len), key_at(base, from + len))
+    {
         let diff = a ^ b;
         if diff != 0 {
             return len + (diff.trailing_zeros() / 8) as usize;
         }
         len += KEY_BYTES;
+    }
+    if len >= limit {
+        return len;
     }
     while let (Some(a), Some(b)) = (target.get(at + len), base.get(from + len)) {
         if a != b {
@@ -245,6 +361,16 @@ fn common_prefix(
         len += 1;
     }
     len
+}
+
+/// How far the walk steps after `misses` misses in a row: 1, then 3, 5, 7, ...
+/// growing every 2^[`SKIP_TRIGGER`] misses. The step stays odd, so coprime with
+/// [`BASE_STRIDE`]: eight steps visit every residue modulo the stride, and a match
+/// at any displacement is found within `8 * step` bytes of where it begins (an
+/// even step could keep landing beside the indexed offsets of periodic content and
+/// skip a long match altogether).
+fn skip_after(misses: u32) -> usize {
+    1 + 2 * (misses >> SKIP_TRIGGER) as usize
 }
 
 /// If `key` (the 8 bytes at `at`) is one byte repeated, the length of that run.
