@@ -19,7 +19,9 @@ use indicatif::ProgressBar;
 
 use crate::error::InputError;
 use crate::procmem::{check_processes_exist, read_process_pages};
-use crate::report::{AnalyzeReport, InputReport, SCHEMA, StageReport, StrategyReport};
+use crate::report::{
+    AnalyzeReport, InputReport, MetadataTableReport, SCHEMA, StageReport, StrategyReport,
+};
 use crate::strategy::{COMPRESS_ONLY, Strategy};
 
 /// Pages loaded into the buffer before they are compared with the originals.
@@ -179,6 +181,16 @@ pub fn run_strategy(
         counts,
         data_bytes: summary.data_bytes,
         metadata_bytes: summary.metadata_bytes,
+        metadata_bytes_per_page: summary.metadata_bytes as f64 / pages.max(1) as f64,
+        metadata_tables: summary
+            .metadata_tables
+            .iter()
+            .map(|table| MetadataTableReport {
+                name: table.name.to_owned(),
+                bytes: table.bytes,
+                bytes_per_page: table.bytes as f64 / pages.max(1) as f64,
+            })
+            .collect(),
         bytes_held,
         ratio: if bytes_held == 0 {
             0.0
@@ -285,6 +297,9 @@ mod tests {
             assert_eq!(row.verified_pages, 4);
             assert_eq!(row.counts.total(), 4, "{}", row.name);
             assert_eq!(row.bytes_held, row.data_bytes + row.metadata_bytes);
+            let tables: u64 = row.metadata_tables.iter().map(|t| t.bytes).sum();
+            assert_eq!(tables, row.metadata_bytes, "{}", row.name);
+            assert!(!row.metadata_tables.is_empty(), "{}", row.name);
         }
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::strategy::Counts;
 
 /// Version tag of the JSON layout; bumped when a field changes meaning or goes.
-pub const SCHEMA: &str = "foldswap-analyze/1";
+pub const SCHEMA: &str = "foldswap-analyze/2";
 
 /// Everything `foldswap analyze` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,10 @@ pub struct StrategyReport {
     pub data_bytes: u64,
     /// Bytes of bookkeeping held.
     pub metadata_bytes: u64,
+    /// `metadata_bytes` / pages.
+    pub metadata_bytes_per_page: f64,
+    /// The bookkeeping table by table (they add up to `metadata_bytes`).
+    pub metadata_tables: Vec<MetadataTableReport>,
     /// `data_bytes + metadata_bytes`.
     pub bytes_held: u64,
     /// Input bytes / `bytes_held` (higher is better).
@@ -64,6 +68,17 @@ pub struct StrategyReport {
     pub load_ns_per_page: u64,
     /// The strategy's own stages, each as total time / input pages.
     pub stages: Vec<StageReport>,
+}
+
+/// One table of a strategy's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataTableReport {
+    /// Stable table name (`offset_slots`, `entries`, `pool_metadata`, ...).
+    pub name: String,
+    /// Bytes it holds.
+    pub bytes: u64,
+    /// `bytes` / pages.
+    pub bytes_per_page: f64,
 }
 
 /// Time in one stage of a strategy.

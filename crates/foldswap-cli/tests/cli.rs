@@ -107,7 +107,7 @@ fn analyze_json_counts_every_page_of_a_small_corpus() {
         let output = run(foldswap().arg("analyze").arg(path).arg("--json"));
         assert!(output.status.success(), "{output:?}");
         let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
-        assert_eq!(report["schema"], "foldswap-analyze/1");
+        assert_eq!(report["schema"], "foldswap-analyze/2");
         assert_eq!(report["input"]["source"], path.display().to_string());
         assert_eq!(field(&report["input"], "pages"), 12);
         assert_eq!(field(&report["input"], "bytes"), 12 * PAGE as u64);

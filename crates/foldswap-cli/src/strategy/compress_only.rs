@@ -187,12 +187,15 @@ impl Strategy for CompressOnly {
     fn summary(&self) -> Summary {
         let pages = self.counts.total();
         let objects = self.counts.compressed + self.counts.raw;
-        Summary {
-            counts: self.counts,
-            data_bytes: self.data_bytes,
-            metadata_bytes: pages * SLOT_BYTES + objects * HANDLE_BYTES,
-            stages: self.clock.stages(),
-        }
+        Summary::new(
+            self.counts,
+            self.data_bytes,
+            &[
+                ("offset_slots", pages * SLOT_BYTES),
+                ("handles", objects * HANDLE_BYTES),
+            ],
+            self.clock.stages(),
+        )
     }
 }
 

@@ -169,13 +169,15 @@ impl Strategy for DedupOnly {
 
     fn summary(&self) -> Summary {
         let shared_copies = self.sharers.iter().filter(|&&n| n >= 2).count() as u64;
-        Summary {
-            counts: self.counts,
-            data_bytes: self.sharers.len() as u64 * PAGE_SIZE as u64,
-            metadata_bytes: self.counts.total() * RMAP_ITEM_BYTES
-                + shared_copies * STABLE_NODE_BYTES,
-            stages: self.clock.stages(),
-        }
+        Summary::new(
+            self.counts,
+            self.sharers.len() as u64 * PAGE_SIZE as u64,
+            &[
+                ("rmap_items", self.counts.total() * RMAP_ITEM_BYTES),
+                ("stable_nodes", shared_copies * STABLE_NODE_BYTES),
+            ],
+            self.clock.stages(),
+        )
     }
 }
 

@@ -199,8 +199,8 @@ impl Strategy for Foldswap {
         let fills = self.zero + self.same_filled;
         let page = PAGE_SIZE as u64;
         let data_bytes = pool.zspage_pages as u64 * page;
-        Summary {
-            counts: Counts {
+        Summary::new(
+            Counts {
                 zero: self.zero,
                 same_filled: self.same_filled,
                 identical: self.stored.saturating_sub(fills + distinct),
@@ -210,11 +210,18 @@ impl Strategy for Foldswap {
             }
             .without_bases(census.bases_only),
             data_bytes,
-            metadata_bytes: (held.pool as u64).saturating_sub(data_bytes)
-                + (held.entries + held.dedup_index + held.similarity_index + held.offset_tables)
-                    as u64,
-            stages: self.clock.stages(),
-        }
+            &[
+                ("offset_tables", held.offset_tables as u64),
+                ("entries", held.entries as u64),
+                ("dedup_index", held.dedup_index as u64),
+                ("similarity_index", held.similarity_index as u64),
+                (
+                    "pool_metadata",
+                    (held.pool as u64).saturating_sub(data_bytes),
+                ),
+            ],
+            self.clock.stages(),
+        )
     }
 }
 

@@ -99,10 +99,44 @@ pub struct Summary {
     pub counts: Counts,
     /// Bytes holding page data (compressed objects, raw copies, deltas).
     pub data_bytes: u64,
-    /// Bytes of bookkeeping the modelled system spends (tables, handles, nodes).
+    /// Bytes of bookkeeping the modelled system spends (tables, handles, nodes):
+    /// the sum of `metadata_tables`.
     pub metadata_bytes: u64,
+    /// The bookkeeping table by table.
+    pub metadata_tables: Vec<MetadataTable>,
     /// Time per stage, in the order the stages run.
     pub stages: Vec<StageTime>,
+}
+
+/// One table of a strategy's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataTable {
+    /// Stable name (`offset_slots`, `entries`, ...).
+    pub name: &'static str,
+    /// Bytes it holds.
+    pub bytes: u64,
+}
+
+impl Summary {
+    /// A summary whose `metadata_bytes` is the sum of `tables`.
+    pub fn new(
+        counts: Counts,
+        data_bytes: u64,
+        tables: &[(&'static str, u64)],
+        stages: Vec<StageTime>,
+    ) -> Self {
+        let metadata_tables: Vec<MetadataTable> = tables
+            .iter()
+            .map(|&(name, bytes)| MetadataTable { name, bytes })
+            .collect();
+        Summary {
+            counts,
+            data_bytes,
+            metadata_bytes: metadata_tables.iter().map(|t| t.bytes).sum(),
+            metadata_tables,
+            stages,
+        }
+    }
 }
 
 /// One way of storing pages; see the module documentation.

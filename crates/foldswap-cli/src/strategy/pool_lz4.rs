@@ -101,18 +101,20 @@ impl Strategy for PoolLz4 {
         let lz4 = CodecKind::Lz4.index();
         let non_zero_fills = stats.same_filled_pages - stats.zero_pages;
         let page = PAGE_SIZE as u64;
-        Summary {
-            counts: Counts {
+        Summary::new(
+            Counts {
                 zero: stats.zero_pages,
                 same_filled: non_zero_fills,
                 compressed: stats.compressed_pages,
                 raw: stats.raw_pages,
                 ..Counts::default()
             },
-            data_bytes: store.zspage_pages as u64 * page,
-            metadata_bytes: store.metadata_pages as u64 * page
-                + self.slots.len() as u64 * SLOT_BYTES,
-            stages: vec![
+            store.zspage_pages as u64 * page,
+            &[
+                ("offset_slots", self.slots.len() as u64 * SLOT_BYTES),
+                ("pool_metadata", store.metadata_pages as u64 * page),
+            ],
+            vec![
                 StageTime {
                     name: "compress",
                     nanos: stats.compress_ns.get(lz4).copied().unwrap_or(0),
@@ -122,7 +124,7 @@ impl Strategy for PoolLz4 {
                     nanos: stats.decompress_ns.get(lz4).copied().unwrap_or(0),
                 },
             ],
-        }
+        )
     }
 }
 
