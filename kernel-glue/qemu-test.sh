@@ -113,7 +113,7 @@ decide() {
 	tr -d '\r' <"$log" >"$log.txt"
 	log=$log.txt
 	grep -q '^GUEST done' "$log" || { echo "verdict: the guest did not finish"; ok=0; }
-	for p in foldswap foldswap-hold limited zswap zswap-hold; do
+	for p in foldswap foldswap-hold limited zswap zswap-hold zswap-zstd; do
 		if ! grep -q "^\[$p\] SWAPTEST PASS bad_bytes=0 " "$log"; then
 			echo "verdict: phase $p has no 'SWAPTEST PASS bad_bytes=0'"
 			ok=0
@@ -152,7 +152,7 @@ decide() {
 		ok=0
 	fi
 	# Anything the module logs as an error fails the run, as does a kernel splat.
-	if grep -nE 'Oops|WARNING:|BUG:|Kernel panic|general protection|stack guard page|circular locking|inconsistent lock state|recursive locking|suspicious RCU|DEBUG_LOCKS_WARN_ON|soft lockup|hung_task|blocked for more than|Call Trace|scanner stopped|foldswap: scanner:|cannot build the backend|cannot unregister|insmod failed|rmmod failed|swapon failed|swapoff failed|cannot arm' "$log"; then
+	if grep -nE 'Oops|WARNING:|BUG:|Kernel panic|general protection|stack guard page|circular locking|inconsistent lock state|recursive locking|suspicious RCU|DEBUG_LOCKS_WARN_ON|soft lockup|hung_task|blocked for more than|Call Trace|scanner stopped|foldswap: scanner:|cannot build the backend|cannot unregister|insmod failed|rmmod failed|zswap zstd failed|swapon failed|swapoff failed|cannot arm' "$log"; then
 		echo "verdict: kernel splat or failed step in the log (lines above)"
 		ok=0
 	fi
@@ -176,27 +176,41 @@ figures() {
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
+		$1 == "ZSWAP" { z[$2 "," $3 "," $4] = $5 }
 		/^\[(foldswap|limited)\] total_bytes / { if ($3 > held[$1]) held[$1] = $3 }
 		/^\[(foldswap|limited)\] stored_pages / { if ($3 > stored[$1]) stored[$1] = $3 }
-		/^\[zswap\] Zswap: / { kb = $3; if (kb * 1024 > zheld) zheld = kb * 1024 }
-		/^\[zswap\] SNAPSHOT round=.* file=.*stored_pages/ { want = "stored"; next }
-		/^\[zswap\] SNAPSHOT round=.* file=.*pool_total_size/ { want = "size"; next }
-		want == "stored" { if ($2 > zstored) zstored = $2; want = "" }
-		want == "size" { if ($2 > zheld) zheld = $2; want = "" }
+		/^\[zswap(-zstd)?\] SNAPSHOT round=.* file=.*stored_pages/ { want = "stored"; wp = $1; next }
+		/^\[zswap(-zstd)?\] SNAPSHOT round=.* file=.*pool_total_size/ { want = "size"; wp = $1; next }
+		want == "stored" { if ($2 > zstored[wp]) zstored[wp] = $2; want = "" }
+		want == "size" { if ($2 > zheld[wp]) zheld[wp] = $2; want = "" }
 		function delta(p, x) { return s[p ",after," x] - s[p ",before," x] }
+		function per_page(bytes, pages) { return pages > 0 ? bytes / pages : 0 }
 		END {
 			fail = 0
-			for (i = 0; i < 3; i++) {
-				p = i == 0 ? "foldswap" : i == 1 ? "limited" : "zswap"
-				printf "figures %-8s pages to disk %7d  from disk %7d", p,
+			for (i = 0; i < 4; i++) {
+				p = i == 0 ? "foldswap" : i == 1 ? "limited" : i == 2 ? "zswap" : "zswap-zstd"
+				printf "figures %-10s pages to disk %7d  from disk %7d", p,
 					d[p ",after,out"] - d[p ",before,out"], d[p ",after,in"] - d[p ",before,in"]
-				if (p == "zswap")
-					printf "  at fullest: %6d pages in %6.1f MiB (zswap pool)\n", zstored, zheld / 1048576
+				if (p ~ /^zswap/)
+					printf "  at fullest: %6d pages in %6.1f MiB (zswap pool, %d B/page)\n", zstored["[" p "]"],
+						zheld["[" p "]"] / 1048576, per_page(zheld["[" p "]"], zstored["[" p "]"])
 				else
 					printf "  at fullest: %6d pages in %6.1f MiB  stores %d loads %d dedup_hits %d reject_pool_full %d reject_compress_poor %d\n",
 						stored["[" p "]"], held["[" p "]"] / 1048576, delta(p, "stores"), delta(p, "loads"),
 						delta(p, "dedup_hits"), delta(p, "reject_pool_full"), delta(p, "reject_compress_poor")
 			}
+			printf "figures settled    foldswap   %6d pages in %6.1f MiB (%d B/page; pool %.1f MiB, metadata %.1f MiB), recompressed %d, patched %d, scanned %d\n",
+				s["foldswap,settled,stored_pages"], s["foldswap,settled,total_bytes"] / 1048576,
+				per_page(s["foldswap,settled,total_bytes"], s["foldswap,settled,stored_pages"]),
+				s["foldswap,settled,pool_bytes"] / 1048576, s["foldswap,settled,index_bytes"] / 1048576,
+				s["foldswap,settled,recompressed_pages"], s["foldswap,settled,patched_pages"], s["foldswap,settled,scanned_pages"]
+			for (i = 0; i < 2; i++) {
+				p = i == 0 ? "zswap" : "zswap-zstd"
+				printf "figures settled    %-10s %6d pages in %6.1f MiB (%d B/page)\n", p,
+					z[p ",settled,stored_pages"], z[p ",settled,pool_total_size"] / 1048576,
+					per_page(z[p ",settled,pool_total_size"], z[p ",settled,stored_pages"])
+			}
+			if (s["foldswap,settled,recompressed_pages"] <= 0) { print "verdict: the scanner recompressed no cold page (zstd)"; fail = 1 }
 			printf "figures mthp-foldswap: foldswap stores %d loads %d\n", delta("mthp-foldswap", "stores"), delta("mthp-foldswap", "loads")
 			if (delta("mthp-foldswap", "loads") <= 0) { print "verdict: the mTHP test loaded nothing from foldswap"; fail = 1 }
 			if (delta("foldswap", "stores") <= 0 || delta("foldswap", "loads") <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }
@@ -205,7 +219,8 @@ figures() {
 			if (s["foldswap,swapoff,stored_pages"] != 0) { print "verdict: foldswap holds pages after swapoff"; fail = 1 }
 			if (delta("limited", "reject_pool_full") <= 0) { print "verdict: the limited run rejected nothing"; fail = 1 }
 			if (d["limited,after,out"] - d["limited,before,out"] <= 0) { print "verdict: the limited run wrote nothing to disk"; fail = 1 }
-			if (zstored <= 0) { print "verdict: stock zswap stored nothing"; fail = 1 }
+			if (zstored["[zswap]"] <= 0) { print "verdict: stock zswap stored nothing"; fail = 1 }
+			if (zstored["[zswap-zstd]"] <= 0) { print "verdict: stock zswap with zstd stored nothing"; fail = 1 }
 			exit fail
 		}' "$1"
 }

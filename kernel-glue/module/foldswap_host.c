@@ -17,6 +17,12 @@
  *   rejected store: the page goes to disk.
  * - Time: ktime_get_ns().
  * - Scratch memory (one per CPU, 68 KiB each): vzalloc.
+ * - The cold codec: the kernel's lib/zstd (zstd_compress_cctx /
+ *   zstd_decompress_dctx) over contexts in vzalloc'd workspaces, made once
+ *   per scratch when the module loads (a decompression context for each;
+ *   a compression context only for the scanner's) and never in a store or
+ *   load. Frames as the userspace codec writes them: content size, no
+ *   checksum, no dictionary.
  * - The scanner kthread "foldswap_scan": its body is foldswap_rs_scanner_main;
  *   it parks with set_current_state / schedule_timeout and is woken with
  *   wake_up_process (foldswap-wake's Parker contract: a wake-up after
@@ -52,6 +58,7 @@
 #include <linux/string.h>
 #include <linux/smp.h>
 #include <linux/vmalloc.h>
+#include <linux/zstd.h>
 #include <linux/swap_backend.h>
 
 /* The Rust side (foldswap_main.rs). */
@@ -72,6 +79,13 @@ void *foldswap_host_alloc_page(void);
 void foldswap_host_free_page(void *addr);
 void *foldswap_host_vzalloc(size_t bytes);
 void foldswap_host_vfree(void *addr);
+size_t foldswap_host_zstd_cctx_size(int max_level);
+void *foldswap_host_zstd_init_cctx(void *workspace, size_t size);
+size_t foldswap_host_zstd_dctx_size(void);
+void *foldswap_host_zstd_init_dctx(void *workspace, size_t size);
+long foldswap_host_zstd_compress(void *cctx, int level, void *dst, size_t dst_len,
+				 const void *src);
+int foldswap_host_zstd_decompress(void *dctx, void *dst, const void *src, size_t src_len);
 u64 foldswap_host_now_ns(void);
 u32 foldswap_host_cpu(void);
 u32 foldswap_host_nr_cpus(void);
@@ -240,6 +254,64 @@ void *foldswap_host_vzalloc(size_t bytes)
 void foldswap_host_vfree(void *addr)
 {
 	vfree(addr);
+}
+
+/* zstd's parameters for one page at `level` (they shrink with the source). */
+static zstd_parameters foldswap_zstd_params(int level)
+{
+	return zstd_get_params(level, PAGE_SIZE);
+}
+
+/* Workspace bytes a compression context needs for every level up to max_level. */
+size_t foldswap_host_zstd_cctx_size(int max_level)
+{
+	size_t bound = 0;
+	int level;
+
+	for (level = 1; level <= max_level; level++) {
+		zstd_parameters params = foldswap_zstd_params(level);
+
+		bound = max(bound, zstd_cctx_workspace_bound(&params.cParams));
+	}
+	return bound;
+}
+
+void *foldswap_host_zstd_init_cctx(void *workspace, size_t size)
+{
+	return zstd_init_cctx(workspace, size);
+}
+
+size_t foldswap_host_zstd_dctx_size(void)
+{
+	return zstd_dctx_workspace_bound();
+}
+
+void *foldswap_host_zstd_init_dctx(void *workspace, size_t size)
+{
+	return zstd_init_dctx(workspace, size);
+}
+
+/*
+ * Compress the page at src into dst: the frame's length, 0 if it does not
+ * fit in dst_len bytes, -EINVAL on any other zstd error.
+ */
+long foldswap_host_zstd_compress(void *cctx, int level, void *dst, size_t dst_len,
+				 const void *src)
+{
+	zstd_parameters params = foldswap_zstd_params(level);
+	size_t ret = zstd_compress_cctx(cctx, dst, dst_len, src, PAGE_SIZE, &params);
+
+	if (!zstd_is_error(ret))
+		return ret;
+	return zstd_get_error_code(ret) == ZSTD_error_dstSize_tooSmall ? 0 : -EINVAL;
+}
+
+/* Decode src into the page at dst: 0 if it is exactly one page, else -EINVAL. */
+int foldswap_host_zstd_decompress(void *dctx, void *dst, const void *src, size_t src_len)
+{
+	size_t ret = zstd_decompress_dctx(dctx, dst, PAGE_SIZE, src, src_len);
+
+	return !zstd_is_error(ret) && ret == PAGE_SIZE ? 0 : -EINVAL;
 }
 
 u64 foldswap_host_now_ns(void)

@@ -9,19 +9,22 @@
 //! foldswap-kglue's [`Foldswap`]. The host traits are implemented over the C
 //! side: pages from the page allocator (`GFP_NOWAIT | __GFP_NOWARN`, never
 //! sleeping), time from ktime, and the scanner kthread's parking
-//! (`set_current_state` / `schedule_timeout` / `wake_up_process`). Each CPU
-//! has its own 68 KiB scratch (vmalloc); the scanner has one more.
+//! (`set_current_state` / `schedule_timeout` / `wake_up_process`), and the
+//! cold codec over the kernel's lib/zstd ([`KernelZstd`]): the scanner
+//! recompresses cold pages with it. Each CPU has its own 68 KiB scratch
+//! (vmalloc) with a zstd decompression context; the scanner has one more,
+//! which also holds the compression context.
 
 use core::ffi::{c_int, c_long, c_void};
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use foldswap_kglue::backend::{Config, Parker, ScanTunables, Scratch};
+use foldswap_kglue::backend::{ColdCodec, ColdKind, Config, Parker, ScanTunables, MAX_COLD_LEVEL};
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
 use foldswap_kglue::{
-    Foldswap, MAX_WORKERS, PAGE_SIZE, SliceWriter, SwapBackend, errno, load_status, status,
+    errno, load_status, status, Foldswap, SliceWriter, SwapBackend, MAX_WORKERS, PAGE_SIZE,
 };
 use kernel::prelude::*;
 
@@ -40,6 +43,23 @@ extern "C" {
     fn foldswap_host_free_page(addr: *mut c_void);
     fn foldswap_host_vzalloc(bytes: usize) -> *mut c_void;
     fn foldswap_host_vfree(addr: *mut c_void);
+    fn foldswap_host_zstd_cctx_size(max_level: c_int) -> usize;
+    fn foldswap_host_zstd_init_cctx(workspace: *mut c_void, size: usize) -> *mut c_void;
+    fn foldswap_host_zstd_dctx_size() -> usize;
+    fn foldswap_host_zstd_init_dctx(workspace: *mut c_void, size: usize) -> *mut c_void;
+    fn foldswap_host_zstd_compress(
+        cctx: *mut c_void,
+        level: c_int,
+        dst: *mut u8,
+        dst_len: usize,
+        src: *const u8,
+    ) -> c_long;
+    fn foldswap_host_zstd_decompress(
+        dctx: *mut c_void,
+        dst: *mut u8,
+        src: *const u8,
+        src_len: usize,
+    ) -> c_int;
     fn foldswap_host_now_ns() -> u64;
     fn foldswap_host_cpu() -> u32;
     fn foldswap_host_nr_cpus() -> u32;
@@ -119,6 +139,157 @@ impl Parker for KernelParker {
     }
 }
 
+/// A zstd context (compression or decompression) in its own vmalloc'd
+/// workspace.
+///
+/// # Invariants
+/// `ctx` is the context lib/zstd built in `workspace`, which this value owns
+/// alone (vzalloc'd, freed by `drop`); nothing else refers to either.
+struct ZstdContext {
+    workspace: NonNull<c_void>,
+    ctx: NonNull<c_void>,
+}
+
+impl ZstdContext {
+    /// A context of `size` workspace bytes made by `init` (zstd_init_cctx or
+    /// zstd_init_dctx); `None` if vzalloc or zstd refuses.
+    fn new(
+        size: usize,
+        init: unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void,
+    ) -> Option<Self> {
+        // SAFETY: plain C call; vzalloc returns NULL or `size` zeroed bytes.
+        let workspace = NonNull::new(unsafe { foldswap_host_vzalloc(size) })?;
+        // SAFETY: `workspace` holds `size` bytes nobody else uses; zstd builds
+        // the context inside it (or returns NULL if it is too small).
+        match NonNull::new(unsafe { init(workspace.as_ptr(), size) }) {
+            // INVARIANT: built in `workspace`, which only this value holds.
+            Some(ctx) => Some(ZstdContext { workspace, ctx }),
+            None => {
+                // SAFETY: from vzalloc above, never shared.
+                unsafe { foldswap_host_vfree(workspace.as_ptr()) };
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ZstdContext {
+    fn drop(&mut self) {
+        // SAFETY: per the invariants the workspace came from vzalloc and only
+        // this value refers to it (the context lives inside it).
+        unsafe { foldswap_host_vfree(self.workspace.as_ptr()) };
+    }
+}
+
+/// The highest level the scanner's compression context is sized for (the
+/// backend refuses higher ones when they are staged).
+const MAX_ZSTD_LEVEL: c_int = MAX_COLD_LEVEL as c_int;
+
+/// The cold codec over the kernel's lib/zstd. Every scratch decodes zstd
+/// objects (loads, and the scanner's bases); only the scanner's scratch
+/// compresses, so only it carries a compression context (sized for every
+/// level up to [`MAX_COLD_LEVEL`], so a level change needs no memory).
+struct KernelZstd {
+    cctx: Option<ZstdContext>,
+    dctx: ZstdContext,
+    level: u8,
+}
+
+// SAFETY: the contexts are plain memory this value owns alone (ZstdContext's
+// invariants) with no tie to the thread that made them; moving the codec to
+// another thread moves that ownership. It is used by one thread at a time
+// (a scratch is behind a lock or owned by the scanner).
+unsafe impl Send for KernelZstd {}
+
+impl KernelZstd {
+    /// A decoding-only codec (a worker's).
+    fn for_worker() -> Option<Self> {
+        // SAFETY: plain C call.
+        let size = unsafe { foldswap_host_zstd_dctx_size() };
+        Some(KernelZstd {
+            cctx: None,
+            dctx: ZstdContext::new(size, foldswap_host_zstd_init_dctx)?,
+            level: ColdKind::Zstd.default_level(),
+        })
+    }
+
+    /// A codec that compresses too (the scanner's).
+    fn for_scanner() -> Option<Self> {
+        let mut codec = Self::for_worker()?;
+        // SAFETY: plain C call.
+        let size = unsafe { foldswap_host_zstd_cctx_size(MAX_ZSTD_LEVEL) };
+        codec.cctx = Some(ZstdContext::new(size, foldswap_host_zstd_init_cctx)?);
+        Some(codec)
+    }
+}
+
+impl ColdCodec for KernelZstd {
+    fn kind(&self) -> Option<ColdKind> {
+        Some(ColdKind::Zstd)
+    }
+
+    fn set_level(&mut self, level: u8) -> Result<(), Error> {
+        let level = ColdKind::Zstd.check_level(level)?;
+        if c_int::from(level) > MAX_ZSTD_LEVEL {
+            return Err(Error::InvalidArgument("zstd level past the context's size"));
+        }
+        self.level = level;
+        Ok(())
+    }
+
+    fn level(&self) -> u8 {
+        self.level
+    }
+
+    fn compress_page(
+        &mut self,
+        page: &[u8; PAGE_SIZE],
+        out: &mut [u8],
+    ) -> Result<Option<usize>, Error> {
+        let cctx = self
+            .cctx
+            .as_ref()
+            .ok_or(Error::InvalidArgument("no zstd compression context"))?;
+        // SAFETY: the context is ours alone (ZstdContext's invariants, and
+        // `&mut self`); `out` is `out.len()` writable bytes, `page` one page.
+        let ret = unsafe {
+            foldswap_host_zstd_compress(
+                cctx.ctx.as_ptr(),
+                c_int::from(self.level),
+                out.as_mut_ptr(),
+                out.len(),
+                page.as_ptr(),
+            )
+        };
+        match usize::try_from(ret) {
+            Ok(0) => Ok(None),
+            Ok(len) if len <= out.len() => Ok(Some(len)),
+            _ => Err(Error::InvalidArgument("zstd compression failed")),
+        }
+    }
+
+    fn decompress_page(&mut self, input: &[u8], page: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
+        // SAFETY: the context is ours alone (`&mut self`); `page` is one
+        // writable page, `input` `input.len()` readable bytes.
+        let ret = unsafe {
+            foldswap_host_zstd_decompress(
+                self.dctx.ctx.as_ptr(),
+                page.as_mut_ptr(),
+                input.as_ptr(),
+                input.len(),
+            )
+        };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(Error::Corrupt)
+        }
+    }
+}
+
+/// A worker's or the scanner's scratch: the backend's, with the kernel's zstd.
+type Scratch = foldswap_kglue::backend::Scratch<KernelZstd>;
+
 fn worker() -> usize {
     // SAFETY: plain C call (raw_smp_processor_id: a hint; the scratch has a lock).
     unsafe { foldswap_host_cpu() as usize }
@@ -134,17 +305,18 @@ const WAKE_WATERMARK_BYTES: usize = 1 << 20;
 const SCAN_SLEEP_MSECS: u32 = 2000;
 
 /// The backend every operation goes to.
-static BACKEND: Foldswap<KernelPages, KernelParker> = Foldswap::new(worker);
+static BACKEND: Foldswap<KernelPages, KernelParker, KernelZstd> = Foldswap::new(worker);
 
-/// A scratch in vmalloc memory, built in place.
-fn new_scratch() -> Option<&'static mut Scratch> {
+/// A scratch in vmalloc memory with cold codec `cold`, built in place.
+fn new_scratch(cold: Option<KernelZstd>) -> Option<&'static mut Scratch> {
+    let cold = cold?;
     // SAFETY: plain C call; vzalloc returns page-aligned memory (Scratch's
     // alignment is at most a page) or NULL.
     let mem = unsafe { foldswap_host_vzalloc(core::mem::size_of::<Scratch>()) };
     let slot = NonNull::new(mem.cast::<MaybeUninit<Scratch>>())?;
     // SAFETY: fresh, exclusively owned, aligned memory of the right size; it
     // lives until `free_scratch`.
-    Some(Scratch::init_in(unsafe { &mut *slot.as_ptr() }))
+    Some(Scratch::init_in_with(unsafe { &mut *slot.as_ptr() }, cold))
 }
 
 fn free_scratch(scratch: &'static mut Scratch) {
@@ -161,7 +333,7 @@ fn free_scratch(scratch: &'static mut Scratch) {
 /// runs the backend's scanner until the module unloads.
 #[no_mangle]
 pub extern "C" fn foldswap_rs_scanner_main() {
-    let Some(scratch) = new_scratch() else {
+    let Some(scratch) = new_scratch(KernelZstd::for_scanner()) else {
         pr_err!("scanner: no memory for its scratch; not scanning\n");
         return;
     };
@@ -251,7 +423,7 @@ fn scratch_count() -> usize {
 fn start_backend() -> Result<(), Error> {
     let mut failed = false;
     let mut scratches = (0..scratch_count()).map_while(|_| {
-        let scratch = new_scratch();
+        let scratch = new_scratch(KernelZstd::for_worker());
         failed |= scratch.is_none();
         scratch
     });
@@ -315,7 +487,19 @@ impl kernel::Module for FoldswapModule {
             stop_backend();
             return Err(EBUSY);
         }
-        pr_info!("registered as swap backend ({} scratches)\n", scratch_count());
+        // SAFETY: plain C calls.
+        let (cctx, dctx) = unsafe {
+            (
+                foldswap_host_zstd_cctx_size(MAX_ZSTD_LEVEL),
+                foldswap_host_zstd_dctx_size(),
+            )
+        };
+        pr_info!(
+            "registered as swap backend ({} scratches; zstd workspaces: {} KiB to decompress, {} KiB to compress)\n",
+            scratch_count(),
+            dctx / 1024,
+            cctx / 1024
+        );
         Ok(FoldswapModule)
     }
 }

@@ -50,6 +50,12 @@ INJECT foldswap armed 8 left 7
 [zswap-hold] SWAPTEST PASS bad_bytes=0 lost_pages=0 pages=16384 rounds=1 procs=2
 [zswap] SNAPSHOT round=0 file=/sys/kernel/debug/zswap/stored_pages
 [zswap] 3000
+[zswap-zstd] SWAPTEST PASS bad_bytes=0 lost_pages=0 pages=98304 rounds=2 procs=2
+[zswap-zstd] SNAPSHOT round=0 file=/sys/kernel/debug/zswap/stored_pages
+[zswap-zstd] 3100
+FSSTAT foldswap settled stored_pages 16384
+FSSTAT foldswap settled total_bytes 9000000
+FSSTAT foldswap settled recompressed_pages 2000
 GUEST done
 LOG
 }
@@ -89,6 +95,8 @@ judge "an absurd pool limit accepted" fail \
 judge "max_pool_percent 101 accepted" fail 's/^PARAM max_pool_percent 101 refused old 20 now 20/PARAM max_pool_percent 101 accepted old 20 now 101/' || fails=1
 judge "the limit changed" fail 's/-> limit_bytes 53686272/-> limit_bytes 0/' || fails=1
 judge "stats world-readable" fail 's/^PARAM stats mode 400/PARAM stats mode 444/' || fails=1
+judge "no cold page recompressed" fail 's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0/' || fails=1
+judge "zswap's zstd refused" fail '$a GUEST zswap zstd failed' || fails=1
 judge "loaded under preempt=full" fail '' 's/^PREEMPT insmod refused/PREEMPT insmod loaded/' || fails=1
 [ "$fails" = 0 ] && echo "verdict-test: the verdict passes a good log and fails each defect"
 exit "$fails"

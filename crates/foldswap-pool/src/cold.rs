@@ -60,6 +60,16 @@ impl ColdKind {
         }
     }
 
+    /// `level` if it is in [`levels`](Self::levels), else `InvalidArgument`
+    /// (every codec's `set_level` checks with this).
+    pub fn check_level(self, level: u8) -> Result<u8, Error> {
+        if self.levels().contains(&level) {
+            Ok(level)
+        } else {
+            Err(Error::InvalidArgument("cold codec level out of range"))
+        }
+    }
+
     /// The default level, chosen by measurement on the dev corpus (docs/pool.md).
     pub const fn default_level(self) -> u8 {
         match self {
@@ -114,16 +124,6 @@ pub trait ColdCodec {
                 "object of a cold codec this worker lacks",
             )),
         }
-    }
-}
-
-/// Check `level` against `kind`'s range.
-#[cfg(feature = "alloc")]
-fn check_level(kind: ColdKind, level: u8) -> Result<u8, Error> {
-    if kind.levels().contains(&level) {
-        Ok(level)
-    } else {
-        Err(Error::InvalidArgument("cold codec level out of range"))
     }
 }
 
@@ -192,7 +192,7 @@ impl ColdCodec for DeflateCodec {
     }
 
     fn set_level(&mut self, level: u8) -> Result<(), Error> {
-        let level = check_level(ColdKind::Deflate, level)?;
+        let level = ColdKind::Deflate.check_level(level)?;
         self.deflate.set_level(level);
         Ok(())
     }
@@ -222,7 +222,7 @@ mod zstd_codec {
     use foldswap_mem::{Error, PAGE_SIZE};
     use zstd::bulk::{Compressor, Decompressor};
 
-    use super::{ColdCodec, ColdKind, check_level};
+    use super::{ColdCodec, ColdKind};
 
     /// zstd through libzstd (the `zstd` crate): one compression and one
     /// decompression context, made once. Frames carry the content size but no
@@ -260,7 +260,7 @@ mod zstd_codec {
         }
 
         fn set_level(&mut self, level: u8) -> Result<(), Error> {
-            let level = check_level(ColdKind::Zstd, level)?;
+            let level = ColdKind::Zstd.check_level(level)?;
             if level != self.level {
                 self.compressor
                     .set_compression_level(i32::from(level))

@@ -22,10 +22,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use foldswap::{Backend, Config, NoColdCodec, Parker};
-
-/// A worker's scratch. The module has no cold codec yet: its scanner patches only.
-type Scratch = foldswap::Scratch<NoColdCodec>;
+use foldswap::{Backend, ColdCodec, Config, NoColdCodec, Parker, Scratch};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::Clock;
 use spin::Mutex;
@@ -36,17 +33,19 @@ use crate::report::Report;
 /// Workers (CPUs) with a scratch of their own; more share them.
 pub const MAX_WORKERS: usize = 64;
 
-type ScratchSlot = Mutex<Option<&'static mut Scratch>>;
+type ScratchSlot<C> = Mutex<Option<&'static mut Scratch<C>>>;
 
-/// A [`Backend`] in static storage with one [`Scratch`] per worker.
-pub struct Foldswap<P: PageProvider + Clone, K: Parker> {
+/// A [`Backend`] in static storage with one [`Scratch`] per worker. `C` is
+/// the host's cold codec (the module's: the kernel's lib/zstd), which the
+/// scanner recompresses cold pages with and every worker decodes them with.
+pub struct Foldswap<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static = NoColdCodec> {
     backend: UnsafeCell<MaybeUninit<Backend<P, K>>>,
     /// `backend` is initialised (set last by `start`, cleared first by `stop`).
     ready: AtomicBool,
     enabled: AtomicBool,
     /// Stores refused because the module is disabled.
     rejected_disabled: AtomicU64,
-    scratches: [ScratchSlot; MAX_WORKERS],
+    scratches: [ScratchSlot<C>; MAX_WORKERS],
     nr_scratches: AtomicUsize,
     worker: fn() -> usize,
 }
@@ -54,15 +53,17 @@ pub struct Foldswap<P: PageProvider + Clone, K: Parker> {
 // SAFETY: `backend` is written only by `start` and dropped only by `stop`,
 // whose contracts exclude any concurrent use of `self`; in between it is only
 // shared (`&Backend`, Sync since P and K are Send + Sync). The scratches are
-// behind spin locks; everything else is atomic.
-unsafe impl<P, K> Sync for Foldswap<P, K>
+// behind spin locks (one worker at a time uses one, so C need only be Send);
+// everything else is atomic.
+unsafe impl<P, K, C> Sync for Foldswap<P, K, C>
 where
     P: PageProvider + Clone + Send + Sync,
     K: Parker + Send + Sync,
+    C: ColdCodec + Send + 'static,
 {
 }
 
-impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
+impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> Foldswap<P, K, C> {
     /// A stopped instance (no backend; every operation fails with `ShutDown`).
     /// `worker()` names the calling worker (the CPU).
     pub const fn new(worker: fn() -> usize) -> Self {
@@ -89,8 +90,8 @@ impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
         provider: P,
         config: Config,
         parker: K,
-        scratches: &mut dyn Iterator<Item = &'static mut Scratch>,
-        give_back: &mut dyn FnMut(&'static mut Scratch),
+        scratches: &mut dyn Iterator<Item = &'static mut Scratch<C>>,
+        give_back: &mut dyn FnMut(&'static mut Scratch<C>),
     ) -> Result<(), Error> {
         if self.ready.load(Ordering::Acquire) {
             return Err(Error::InvalidArgument("already started"));
@@ -121,7 +122,7 @@ impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
     /// # Safety
     /// No other method of `self` runs during the call or afterwards until the
     /// next `start`, and [`run_scanner`](Self::run_scanner) has returned.
-    pub unsafe fn stop(&self, give_back: &mut dyn FnMut(&'static mut Scratch)) {
+    pub unsafe fn stop(&self, give_back: &mut dyn FnMut(&'static mut Scratch<C>)) {
         if !self.ready.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -131,7 +132,7 @@ impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
         self.return_scratches(give_back);
     }
 
-    fn return_scratches(&self, give_back: &mut dyn FnMut(&'static mut Scratch)) {
+    fn return_scratches(&self, give_back: &mut dyn FnMut(&'static mut Scratch<C>)) {
         self.nr_scratches.store(0, Ordering::Relaxed);
         for slot in &self.scratches {
             if let Some(scratch) = slot.lock().take() {
@@ -151,7 +152,7 @@ impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
     }
 
     /// The scanner thread's body: runs until [`shutdown_scanner`](Self::shutdown_scanner).
-    pub fn run_scanner<C: Clock>(&self, scratch: &mut Scratch, clock: &C) -> Result<(), Error> {
+    pub fn run_scanner<T: Clock>(&self, scratch: &mut Scratch<C>, clock: &T) -> Result<(), Error> {
         self.backend()?.run_scanner(scratch, clock)
     }
 
@@ -170,7 +171,7 @@ impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
 
     fn with_scratch<R>(
         &self,
-        op: impl FnOnce(&Backend<P, K>, &mut Scratch) -> Result<R, Error>,
+        op: impl FnOnce(&Backend<P, K>, &mut Scratch<C>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let backend = self.backend()?;
         let n = self.nr_scratches.load(Ordering::Relaxed).max(1);
@@ -181,7 +182,7 @@ impl<P: PageProvider + Clone, K: Parker> Foldswap<P, K> {
     }
 }
 
-impl<P: PageProvider + Clone, K: Parker> SwapBackend for Foldswap<P, K> {
+impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for Foldswap<P, K, C> {
     fn init(&self, ty: u32, nr_pages: u64) -> Result<(), Error> {
         self.backend()?.init(ty as usize, nr_pages)
     }
@@ -267,6 +268,7 @@ mod tests {
 
     use super::*;
     use crate::test_pages::TestPages;
+    use foldswap::ScanTunables;
 
     /// A parker over a condvar with a token (the Parker contract).
     #[derive(Default, Clone)]
@@ -415,6 +417,131 @@ mod tests {
         assert_eq!(returned, 2);
         assert_eq!(pages.in_use(), 0, "stop gives every page back");
         assert_eq!(fs.store(0, 0, &distinct[0]), Err(Error::ShutDown));
+    }
+
+    /// A cold codec for the test: runs of one byte as (byte, length) triples.
+    /// It beats lz4 on pages of long runs, so the scanner picks it.
+    #[derive(Default)]
+    struct RunLengthCodec;
+
+    impl ColdCodec for RunLengthCodec {
+        fn kind(&self) -> Option<foldswap::ColdKind> {
+            Some(foldswap::ColdKind::Zstd)
+        }
+
+        fn set_level(&mut self, _level: u8) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn level(&self) -> u8 {
+            1
+        }
+
+        fn compress_page(
+            &mut self,
+            page: &[u8; PAGE_SIZE],
+            out: &mut [u8],
+        ) -> Result<Option<usize>, Error> {
+            let mut len = 0;
+            for run in page.chunk_by(|a, b| a == b) {
+                let Some(slot) = out.get_mut(len..len + 3) else {
+                    return Ok(None);
+                };
+                slot[0] = run[0];
+                slot[1..].copy_from_slice(&(run.len() as u16).to_le_bytes());
+                len += 3;
+            }
+            Ok(Some(len))
+        }
+
+        fn decompress_page(
+            &mut self,
+            input: &[u8],
+            page: &mut [u8; PAGE_SIZE],
+        ) -> Result<(), Error> {
+            let mut at = 0;
+            for triple in input.chunks(3) {
+                let &[byte, lo, hi] = triple else {
+                    return Err(Error::Corrupt);
+                };
+                let end = at + usize::from(u16::from_le_bytes([lo, hi]));
+                page.get_mut(at..end).ok_or(Error::Corrupt)?.fill(byte);
+                at = end;
+            }
+            if at == PAGE_SIZE {
+                Ok(())
+            } else {
+                Err(Error::Corrupt)
+            }
+        }
+    }
+
+    /// A clock that moves 1 µs per reading; the test moves it further.
+    struct StepClock(core::cell::Cell<u64>);
+
+    impl StepClock {
+        fn advance(&self, ns: u64) {
+            self.0.set(self.0.get() + ns);
+        }
+    }
+
+    impl Clock for StepClock {
+        fn now_ns(&self) -> u64 {
+            self.advance(1_000);
+            self.0.get()
+        }
+    }
+
+    #[test]
+    fn the_scanner_recompresses_cold_pages_with_the_hosts_codec() {
+        type WithCodec = Foldswap<&'static TestPages, TestParker, RunLengthCodec>;
+        let pages: &'static TestPages = Box::leak(Box::new(TestPages::new(usize::MAX)));
+        let fs: &'static WithCodec = Box::leak(Box::new(Foldswap::new(cpu)));
+        let new_scratch = || {
+            let slot = Box::leak(Box::new(MaybeUninit::uninit()));
+            Scratch::init_in_with(slot, RunLengthCodec)
+        };
+        // SAFETY: nothing else uses `fs` yet.
+        unsafe {
+            fs.start(
+                pages,
+                Config::default(),
+                TestParker::default(),
+                &mut core::iter::once(new_scratch()),
+                &mut |_| {},
+            )
+        }
+        .unwrap();
+        fs.init(0, 64).unwrap();
+        // Sixteen runs of 256 bytes: lz4 needs a literal and a match per run.
+        let runs = |seed: u64| -> [u8; PAGE_SIZE] {
+            core::array::from_fn(|i| (seed as u8).wrapping_add((i / 256) as u8 * 7))
+        };
+        for offset in 0..32u64 {
+            fs.store(0, offset, &runs(offset)).unwrap();
+        }
+        let tunables = ScanTunables {
+            cold_rounds: 0,
+            patch: 0,
+            ..ScanTunables::default()
+        };
+        let scanner_scratch = new_scratch();
+        let clock = StepClock(core::cell::Cell::new(0));
+        for _ in 0..8 {
+            fs.backend()
+                .unwrap()
+                .scan_burst(&tunables, scanner_scratch, &clock)
+                .unwrap();
+            clock.advance(1_000_000_000);
+        }
+        let report = fs.report();
+        assert_eq!(report.recompressed_pages, 32, "every page went cold");
+        let mut out = [0u8; PAGE_SIZE];
+        for offset in 0..32u64 {
+            fs.load(0, offset, &mut out).unwrap();
+            assert_eq!(out, runs(offset), "offset {offset}");
+        }
+        assert!(fs.report().compressed_bytes < 32 * 64);
     }
 
     std::thread_local! {
