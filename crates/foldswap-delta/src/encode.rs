@@ -271,9 +271,10 @@ fn match_across_run(
 
 /// The index keeps one offset per key, the earliest; in sparse, zero-heavy content
 /// a key recurs all over the base and that offset is often the wrong one. When its
-/// match is short, look at displacements within [`SEAM_WINDOW`] of the previous
-/// one (an insert or delete shifts what follows by a little) and take the longest
-/// match, or the nearest of at least [`SEAM_GOOD_ENOUGH`] bytes.
+/// match is shorter than [`SEAM_GOOD_ENOUGH`], look for the key at displacements
+/// within [`SEAM_WINDOW`] of the previous one (an insert or delete shifts what
+/// follows by a little) and take the longest match (lengths counted up to
+/// `SEAM_GOOD_ENOUGH`), the nearest among equals.
 fn nearer_match(
     target: &[u8; PAGE_SIZE],
     base: &[u8; PAGE_SIZE],
@@ -282,28 +283,31 @@ fn nearer_match(
     found: usize,
     displacement: isize,
 ) -> usize {
-    let mut best = (
-        found,
-        common_prefix_up_to(target, base, at, found, SEAM_GOOD_ENOUGH),
-    );
-    for distance in 1..=SEAM_WINDOW {
-        if best.1 >= SEAM_GOOD_ENOUGH {
-            break;
+    let found_len = common_prefix_up_to(target, base, at, found, SEAM_GOOD_ENOUGH);
+    if found_len >= SEAM_GOOD_ENOUGH {
+        return found;
+    }
+    let centre = at as isize + displacement;
+    let lo = (centre - SEAM_WINDOW).clamp(0, PAGE_SIZE as isize) as usize;
+    let hi = (centre + SEAM_WINDOW).clamp(0, (PAGE_SIZE - KEY_BYTES) as isize) as usize;
+    // (length, distance from the previous displacement, offset): longest, then nearest.
+    let mut best = (found_len, usize::MAX, found);
+    let Some(window) = base.get(lo..hi + KEY_BYTES) else {
+        return found;
+    };
+    let wanted = key.to_le_bytes();
+    for (i, bytes) in window.windows(KEY_BYTES).enumerate() {
+        if bytes != wanted {
+            continue;
         }
-        for shift in [-distance, distance] {
-            let Some(from) = usize::try_from(at as isize + displacement + shift).ok() else {
-                continue;
-            };
-            if key_at(base, from) != Some(key) {
-                continue;
-            }
-            let len = common_prefix_up_to(target, base, at, from, SEAM_GOOD_ENOUGH);
-            if len > best.1 {
-                best = (from, len);
-            }
+        let from = lo + i;
+        let len = common_prefix_up_to(target, base, at, from, SEAM_GOOD_ENOUGH);
+        let distance = (from as isize - centre).unsigned_abs();
+        if len > best.0 || (len == best.0 && len > found_len && distance < best.1) {
+            best = (len, distance, from);
         }
     }
-    best.0
+    best.2
 }
 
 /// Grow a match at (`at`, `from`) backward while the bytes before agree, but not
