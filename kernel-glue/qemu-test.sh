@@ -142,6 +142,9 @@ decide() {
 		'pool_limit_pages 18446744073709551615 refused old 0 now 0' \
 		'max_pool_percent 101 refused old 20 now 20' \
 		'pool_limit_pages 1000 accepted old 0 now 1000' \
+		'cold_rounds 127 refused old 1 now 1' \
+		'cold_level 20 refused old 0 now 0' \
+		'cold_rounds 0 accepted old 1 now 0' \
 		'stats mode 400'; do
 		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }
 	done
@@ -204,6 +207,12 @@ figures() {
 				per_page(s["foldswap,settled,total_bytes"], s["foldswap,settled,stored_pages"]),
 				s["foldswap,settled,pool_bytes"] / 1048576, s["foldswap,settled,index_bytes"] / 1048576,
 				s["foldswap,settled,recompressed_pages"], s["foldswap,settled,patched_pages"], s["foldswap,settled,scanned_pages"]
+			printf "figures settled    foldswap   metadata by table (B/page): offset tables %d, entries %d, dedup index %d, similarity index %d, ladder %d\n",
+				per_page(s["foldswap,settled,offset_table_bytes"], s["foldswap,settled,stored_pages"]),
+				per_page(s["foldswap,settled,entry_bytes"], s["foldswap,settled,stored_pages"]),
+				per_page(s["foldswap,settled,dedup_index_bytes"], s["foldswap,settled,stored_pages"]),
+				per_page(s["foldswap,settled,similarity_index_bytes"], s["foldswap,settled,stored_pages"]),
+				per_page(s["foldswap,settled,ladder_bytes"], s["foldswap,settled,stored_pages"])
 			for (i = 0; i < 2; i++) {
 				p = i == 0 ? "zswap" : "zswap-zstd"
 				printf "figures settled    %-10s %6d pages in %6.1f MiB (%d B/page)\n", p,

@@ -31,6 +31,8 @@
  *     pool_limit_pages  rw  pool limit in pages (0: max_pool_percent of RAM)
  *     max_pool_percent  rw  default limit, percent of RAM (20, like zswap)
  *     enabled           rw  accept new stores (loads always work)
+ *     cold_rounds       rw  scanner rounds before an entry is cold (1)
+ *     cold_level        rw  zstd level for cold pages (0: default 3)
  *     stats             r   the backend's statistics, "name value" lines;
  *                           root only (0400): dedup hits and stored pages
  *                           tell whether another process holds a page
@@ -69,6 +71,7 @@ void foldswap_rs_invalidate_page(unsigned int type, u64 offset);
 void foldswap_rs_invalidate_area(unsigned int type);
 void foldswap_rs_set_limit_bytes(u64 limit);
 void foldswap_rs_set_enabled(bool enabled);
+int foldswap_rs_stage_scan(unsigned int cold_rounds, unsigned int cold_level);
 long foldswap_rs_stats(char *buf, size_t len);
 void foldswap_rs_scanner_main(void);
 
@@ -97,7 +100,7 @@ void foldswap_host_park(u64 timeout_ns);
 void foldswap_host_unpark(void);
 int foldswap_host_register(void);
 int foldswap_host_unregister(void);
-void foldswap_host_params_on(void);
+int foldswap_host_params_on(void);
 void foldswap_host_params_off(void);
 int foldswap_host_check_preempt(void);
 
@@ -395,6 +398,9 @@ void foldswap_host_unpark(void)
 static unsigned long pool_limit_pages;
 static unsigned int max_pool_percent = 20;
 static bool enabled = true;
+/* The scanner's ScanTunables::default() (crates/foldswap), which the backend checks. */
+static unsigned int cold_rounds = 1;
+static unsigned int cold_level;
 static bool backend_ready;
 
 static void apply_limit(void)
@@ -411,13 +417,22 @@ static void apply_limit(void)
  * it here orders them with the backend's start and stop (no stats read runs
  * into a backend being dropped).
  */
-void foldswap_host_params_on(void)
+int foldswap_host_params_on(void)
 {
+	int ret;
+
 	kernel_param_lock(THIS_MODULE);
-	backend_ready = true;
-	apply_limit();
-	foldswap_rs_set_enabled(enabled);
+	ret = foldswap_rs_stage_scan(cold_rounds, cold_level);
+	if (!ret) {
+		backend_ready = true;
+		apply_limit();
+		foldswap_rs_set_enabled(enabled);
+	} else {
+		pr_err("refused scanner tunables cold_rounds=%u cold_level=%u\n",
+		       cold_rounds, cold_level);
+	}
 	kernel_param_unlock(THIS_MODULE);
+	return ret;
 }
 
 void foldswap_host_params_off(void)
@@ -487,6 +502,37 @@ static const struct kernel_param_ops enabled_ops = {
 };
 module_param_cb(enabled, &enabled_ops, &enabled, 0644);
 MODULE_PARM_DESC(enabled, "Accept new stores (loads always work)");
+
+/*
+ * cold_rounds / cold_level: the backend checks them (an age an entry cannot
+ * reach, a level past 19: -EINVAL) and the old value stays. Before the
+ * backend exists they are checked when it starts (insmod fails).
+ */
+static int set_scan_tunable(const char *val, const struct kernel_param *kp)
+{
+	unsigned int *field = kp->arg, value, old;
+	int ret = kstrtouint(val, 0, &value);
+
+	if (ret)
+		return ret;
+	old = *field;
+	*field = value;
+	if (backend_ready) {
+		ret = foldswap_rs_stage_scan(cold_rounds, cold_level);
+		if (ret)
+			*field = old;
+	}
+	return ret;
+}
+
+static const struct kernel_param_ops scan_tunable_ops = {
+	.set = set_scan_tunable,
+	.get = param_get_uint,
+};
+module_param_cb(cold_rounds, &scan_tunable_ops, &cold_rounds, 0644);
+MODULE_PARM_DESC(cold_rounds, "Scanner rounds an entry stays untouched before it is cold (1; at most 126)");
+module_param_cb(cold_level, &scan_tunable_ops, &cold_level, 0644);
+MODULE_PARM_DESC(cold_level, "zstd level for cold pages (0: the default, 3; at most 19)");
 
 static int get_stats(char *buf, const struct kernel_param *kp)
 {

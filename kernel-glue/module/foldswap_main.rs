@@ -71,7 +71,7 @@ extern "C" {
     fn foldswap_host_unpark();
     fn foldswap_host_register() -> c_int;
     fn foldswap_host_unregister() -> c_int;
-    fn foldswap_host_params_on();
+    fn foldswap_host_params_on() -> c_int;
     fn foldswap_host_params_off();
     fn foldswap_host_check_preempt() -> c_int;
 }
@@ -396,6 +396,28 @@ pub extern "C" fn foldswap_rs_set_enabled(enabled: bool) {
     BACKEND.set_enabled(enabled);
 }
 
+/// Stage the scanner's tunables: the module's fixed ones with these two
+/// (checked by the backend: `-EINVAL` and nothing staged if out of range).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_stage_scan(cold_rounds: u32, cold_level: u32) -> c_int {
+    status(
+        BACKEND.backend().and_then(|backend| {
+            backend.stage_scan_tunables(scan_tunables(cold_rounds, cold_level))
+        }),
+    )
+}
+
+/// The scanner's tunables: the backend's defaults, the module's sleep, and
+/// the two the parameters set.
+fn scan_tunables(cold_rounds: u32, cold_level: u32) -> ScanTunables {
+    ScanTunables {
+        sleep_msecs: SCAN_SLEEP_MSECS,
+        cold_rounds,
+        cold_level,
+        ..ScanTunables::default()
+    }
+}
+
 /// Write the statistics into `buf` (`len` bytes); returns the bytes written.
 ///
 /// # Safety
@@ -448,10 +470,6 @@ fn start_backend() -> Result<(), Error> {
         unsafe { BACKEND.stop(&mut free_scratch) };
         return Err(Error::OutOfMemory);
     }
-    BACKEND.backend()?.stage_scan_tunables(ScanTunables {
-        sleep_msecs: SCAN_SLEEP_MSECS,
-        ..ScanTunables::default()
-    })?;
     Ok(())
 }
 
@@ -471,9 +489,12 @@ impl kernel::Module for FoldswapModule {
             unsafe { foldswap_host_reserve_destroy() };
             return Err(ENOMEM);
         }
-        // SAFETY: plain C calls; the backend is ready for the parameters, the
-        // scanner and swap traffic.
-        unsafe { foldswap_host_params_on() };
+        // SAFETY: plain C call; the backend is ready for the parameters (the
+        // scanner's tunables among them), the scanner and swap traffic.
+        if unsafe { foldswap_host_params_on() } != 0 {
+            stop_backend();
+            return Err(EINVAL);
+        }
         // SAFETY: plain C call.
         if unsafe { foldswap_host_start_scanner() } != 0 {
             stop_backend();

@@ -245,7 +245,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Stage new scanner tunables (any thread); the scanner applies them between
     /// rounds. A cold level past [`MAX_COLD_LEVEL`], or cold rounds an entry's
-    /// age cannot reach (126 or more), is refused and nothing is staged.
+    /// age cannot reach (127 or more), is refused and nothing is staged.
     pub fn stage_scan_tunables(&self, tunables: ScanTunables) -> Result<(), Error> {
         if tunables.cold_level > MAX_COLD_LEVEL {
             return Err(Error::InvalidArgument("cold level past the highest"));

@@ -247,6 +247,11 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             compressed_bytes: backend.pool_stats().object_bytes as u64,
             pool_bytes: held.pool as u64,
             index_bytes: held.total().saturating_sub(held.pool) as u64,
+            offset_table_bytes: held.offset_tables as u64,
+            entry_bytes: held.entries as u64,
+            dedup_index_bytes: held.dedup_index as u64,
+            similarity_index_bytes: held.similarity_index as u64,
+            ladder_bytes: held.ladder as u64,
             limit_bytes: match backend.pool_limit_bytes() {
                 usize::MAX => u64::MAX,
                 limit => limit as u64,
@@ -541,7 +546,18 @@ mod tests {
             fs.load(0, offset, &mut out).unwrap();
             assert_eq!(out, runs(offset), "offset {offset}");
         }
-        assert!(fs.report().compressed_bytes < 32 * 64);
+        let report = fs.report();
+        assert!(report.compressed_bytes < 32 * 64);
+        assert_eq!(
+            report.index_bytes,
+            report.offset_table_bytes
+                + report.entry_bytes
+                + report.dedup_index_bytes
+                + report.similarity_index_bytes
+                + report.ladder_bytes,
+            "the tables add up to everything held beside the pool"
+        );
+        assert!(report.entry_bytes > 0 && report.offset_table_bytes > 0);
     }
 
     std::thread_local! {

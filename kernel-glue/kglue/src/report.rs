@@ -45,8 +45,19 @@ pub struct Report {
     pub compressed_bytes: u64,
     /// Bytes the pool holds from the page allocator (data + its metadata).
     pub pool_bytes: u64,
-    /// Bytes of the backend's own index (offset -> stored page).
+    /// Bytes of the backend's own tables (everything held but the pool):
+    /// the five below.
     pub index_bytes: u64,
+    /// Of those: the per-area offset tables (offset -> stored page).
+    pub offset_table_bytes: u64,
+    /// Of those: the content entries (one per distinct content).
+    pub entry_bytes: u64,
+    /// Of those: the dedup index.
+    pub dedup_index_bytes: u64,
+    /// Of those: the similarity index (candidates for patching).
+    pub similarity_index_bytes: u64,
+    /// Of those: the scanner's ladder.
+    pub ladder_bytes: u64,
     /// The pool limit in bytes (`u64::MAX` when unlimited).
     pub limit_bytes: u64,
     /// Scanner rounds run.
@@ -75,7 +86,7 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 25] = [
+        let lines: [(&str, u64); 30] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
@@ -95,6 +106,11 @@ impl Report {
             ("compressed_bytes", self.compressed_bytes),
             ("pool_bytes", self.pool_bytes),
             ("index_bytes", self.index_bytes),
+            ("offset_table_bytes", self.offset_table_bytes),
+            ("entry_bytes", self.entry_bytes),
+            ("dedup_index_bytes", self.dedup_index_bytes),
+            ("similarity_index_bytes", self.similarity_index_bytes),
+            ("ladder_bytes", self.ladder_bytes),
             ("total_bytes", self.total_bytes()),
             ("limit_bytes", self.limit_bytes),
             ("scanner_rounds", self.scanner_rounds),
