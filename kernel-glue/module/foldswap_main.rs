@@ -5,7 +5,7 @@
 //! frontswap operations where 6.12 calls zswap; `foldswap_host.c` registers
 //! them and maps each page; the `foldswap_rs_*` functions here pass them to
 //! [`BACKEND`]: `crates/foldswap` (same-filled → byte-verified dedup → lz4
-//! pool; its scanner patches similar cold pages) in static storage, through
+//! pool; its scanner recompresses cold pages with zstd or patches them) in static storage, through
 //! foldswap-kglue's [`Foldswap`]. The host traits are implemented over the C
 //! side: pages from the page allocator (`GFP_NOWAIT | __GFP_NOWARN`, never
 //! sleeping), time from ktime, and the scanner kthread's parking

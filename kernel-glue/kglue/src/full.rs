@@ -1,5 +1,5 @@
 //! The real backend (`crates/foldswap`: same-filled → byte-verified dedup →
-//! lz4 pool, with the scanner that patches similar cold pages) in static
+//! lz4 pool, with the scanner that recompresses cold pages with the host's cold codec or patches them) in static
 //! storage, behind [`SwapBackend`] — feature `backend`.
 //!
 //! A kernel module cannot build the ~7 KiB backend on its 16 KiB stack, nor

@@ -7,7 +7,7 @@
 //!
 //! - [`SwapBackend`]: the five operations plus a limit and a [`Report`].
 //! - [`Foldswap`]: `crates/foldswap`'s backend (same-filled → byte-verified
-//!   dedup → lz4 pool, and the scanner that patches similar cold pages) in
+//!   dedup → lz4 pool, and the scanner that recompresses or patches cold pages) in
 //!   static storage with one scratch per CPU: what the module runs.
 //! - [`Report`]: the statistics the guest reads.
 //! - [`load_status`] / [`status`]: the return codes the patch reads (a load
