@@ -1,6 +1,6 @@
 //! Swap areas: frontswap's `type`, each a set of offset tables sharded by offset.
 //!
-//! Offsets are spread over [`OFFSET_SHARDS`] tables by their leaf (runs of 255
+//! Offsets are spread over [`OFFSET_SHARDS`] tables by their leaf (runs of 495
 //! consecutive offsets stay in one shard), each behind its own lock, so stores and
 //! loads to different parts of an area do not contend. Every lock goes through
 //! [`ShardGuard`], which keeps the area's count of table pages current, so the
@@ -10,13 +10,14 @@ use foldswap_mem::sync::{AtomicBool, AtomicU64, Ordering};
 use foldswap_mem::{Error, PageProvider};
 use spin::{Mutex, MutexGuard};
 
-use crate::offsets::{OffsetTable, SlotValue};
+use crate::offsets::{LEAF_OFFSETS, OffsetTable, SlotValue};
 
 /// Swap areas (frontswap types) one backend serves at once.
 pub const MAX_SWAP_TYPES: usize = 8;
 /// Locks per swap area's offset table.
 pub const OFFSET_SHARDS: usize = 8;
-const SHARD_RUN: u64 = 255;
+/// Consecutive offsets kept in one shard: a leaf's worth.
+const SHARD_RUN: u64 = LEAF_OFFSETS as u64;
 
 /// One swap area: its size and its offsets.
 ///

@@ -165,6 +165,9 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     /// store checks the room left only then (the limit itself lives with the
     /// content, under its lock).
     limited: AtomicBool,
+    /// Bytes the ladder holds (its regions), kept current under the ladder lock
+    /// wherever regions change, so the limit check counts them without that lock.
+    ladder_bytes: AtomicU64,
     /// Loads decoding a pool object in place, outside the content lock: the
     /// scanner waits them out before it re-encodes or compacts.
     pub(crate) readers: ReaderCount,
@@ -234,6 +237,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).wake).write(Wake::new(parker, ScanTunables::default()));
             addr_of_mut!((*ptr).sampler).write(sampler);
             addr_of_mut!((*ptr).data_since_burst).write(AtomicU64::new(0));
+            addr_of_mut!((*ptr).ladder_bytes).write(AtomicU64::new(0));
             addr_of_mut!((*ptr).limited)
                 .write(AtomicBool::new(config.pool_limit_bytes != usize::MAX));
             addr_of_mut!((*ptr).readers).write(ReaderCount::new());
@@ -293,9 +297,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// Change the limit on everything held ([`Config::pool_limit_bytes`]). Pages
     /// stored above it stay; new stores fail until enough is freed.
     pub fn set_pool_limit_bytes(&self, limit: usize) {
-        let tables = self.offset_table_bytes();
+        let outside = self.outside_content_bytes();
         let mut content = self.content.lock();
-        content.set_limit_bytes(limit, tables);
+        content.set_limit_bytes(limit, outside);
         self.limited.store(limit != usize::MAX, Ordering::Relaxed);
     }
 
@@ -307,9 +311,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         if !self.limited.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let tables = self.offset_table_bytes();
+        let outside = self.outside_content_bytes();
         let content = self.content.lock();
-        let held = content.held_bytes().saturating_add(tables);
+        let held = content.held_bytes().saturating_add(outside);
         if held >= content.limit_bytes() {
             return Err(Error::PoolFull);
         }
@@ -325,6 +329,20 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     fn offset_table_bytes(&self) -> usize {
         let pages: u64 = self.areas.iter().map(SwapArea::pages_held).sum();
         usize::try_from(pages).map_or(usize::MAX, |pages| pages.saturating_mul(PAGE_SIZE))
+    }
+
+    /// Bytes held outside the content lock: the offset tables and the ladder (no
+    /// lock taken).
+    fn outside_content_bytes(&self) -> usize {
+        let ladder = self.ladder_bytes.load(Ordering::Relaxed);
+        self.offset_table_bytes()
+            .saturating_add(usize::try_from(ladder).unwrap_or(usize::MAX))
+    }
+
+    /// Record what the ladder holds after its regions changed (caller holds its lock).
+    fn note_ladder_bytes(&self, scan: &ScanState<P>) {
+        let bytes = scan.ladder.bytes_held() as u64;
+        self.ladder_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Swap areas served now (initialised and not invalidated).
@@ -407,7 +425,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         if area.is_active()
             && let Err(e) = self.invalidate_area(swap_type)
         {
-            let _ = self.ladder.lock().ladder.remove_region(region);
+            let mut scan = self.ladder.lock();
+            let _ = scan.ladder.remove_region(region);
+            self.note_ladder_bytes(&scan);
             return Err(e);
         }
         let mut scan = self.ladder.lock();
@@ -418,6 +438,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         if let Some(old) = old {
             let _ = scan.ladder.remove_region(old);
         }
+        self.note_ladder_bytes(&scan);
         drop(scan);
         area.activate(nr_pages);
         Ok(())
@@ -468,7 +489,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 Stats::add(&self.stats.loaded_pages, 1);
                 return Ok(());
             }
-            Some(SlotValue::Entry(key)) => entry_key(key)?,
+            Some(SlotValue::Entry(key)) => key,
         };
         let content = self.content.lock();
         match content.plain_in_place(key)? {
@@ -616,7 +637,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         let mut table = area.lock_shard(offset);
         let mut content = self.content.lock();
-        content.fit_pool_to_limit(self.offset_table_bytes());
+        content.fit_pool_to_limit(self.outside_content_bytes());
         let inserted = content.insert_or_share(hash, page, bytes, tag, decode, pending);
         self.count_dedup_work(&mut content);
         let (key, inserted) = inserted?;
@@ -647,7 +668,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         offset: u64,
         key: u32,
     ) -> Result<StoreKind, Error> {
-        let old = match table.replace(&self.provider, offset, SlotValue::Entry(u64::from(key))) {
+        let old = match table.replace(&self.provider, offset, SlotValue::Entry(key)) {
             Ok(old) => old,
             Err(e) => {
                 self.count_unshared(self.content.lock().unshare(key));
@@ -674,7 +695,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         offset: u64,
         key: u32,
     ) -> Result<bool, Error> {
-        let old = match table.replace(&self.provider, offset, SlotValue::Entry(u64::from(key))) {
+        let old = match table.replace(&self.provider, offset, SlotValue::Entry(key)) {
             Ok(old) => old,
             Err(e) => {
                 self.count_unshared(content.unshare(key));
@@ -682,11 +703,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
         };
         match old {
-            Some(SlotValue::Entry(old)) => {
-                if let Ok(old) = entry_key(old) {
-                    self.count_unshared(content.unshare(old));
-                }
-            }
+            Some(SlotValue::Entry(old)) => self.count_unshared(content.unshare(old)),
             Some(SlotValue::SameFilled(_)) => Stats::sub(&self.stats.same_filled_pages, 1),
             None => {}
         }
@@ -727,11 +744,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     fn drop_slot_reference(&self, value: SlotValue) {
         match value {
             SlotValue::SameFilled(_) => Stats::sub(&self.stats.same_filled_pages, 1),
-            SlotValue::Entry(key) => {
-                if let Ok(key) = entry_key(key) {
-                    self.count_unshared(self.content.lock().unshare(key));
-                }
-            }
+            SlotValue::Entry(key) => self.count_unshared(self.content.lock().unshare(key)),
         }
     }
 
@@ -803,9 +816,4 @@ impl<P: PageProvider + Clone, K: Parker> Drop for Backend<P, K> {
             area.drain(&self.provider, |_| {});
         }
     }
-}
-
-/// The entry key packed in a slot value.
-fn entry_key(value: u64) -> Result<u32, Error> {
-    u32::try_from(value).map_err(|_| Error::Corrupt)
 }

@@ -4,25 +4,29 @@
 //! stored, like the kernel's xarray for zswap entries:
 //!
 //! ```text
-//!   root page: 512 pointers ─► mid page: 512 pointers ─► leaf page: 256 slots × 16 B
-//!   offset = (root index × 512 + mid index) × 255 + leaf slot − 1
+//!   root page: 512 pointers ─► mid page: 512 pointers ─► leaf page: header + 495 × 8 B
+//!   offset = (root index × 512 + mid index) × 495 + leaf index
 //! ```
 //!
-//! Slot 0 of a leaf is its header (the count of used slots), so a leaf serves 255
-//! offsets and an offset splits by division, not by bit fields.
-//!
-//! A slot is 16 bytes: a tag word and a value word. It holds either nothing, a
-//! same-filled page (the repeated word, no other storage) or a reference to a content
-//! entry. Leaves are freed when their last slot empties, so an area that is mostly
-//! invalidated gives its pages back.
+//! A leaf starts with its header: the count of used slots and two bitmaps, which
+//! slots hold something and which of those hold a same-filled word. Its remaining
+//! 495 slots are one 8-byte word each: the repeated word of a same-filled page (no
+//! other storage), or the key of a content entry. So an offset costs 8 bytes, half
+//! a tagged 16-byte slot, and a leaf serves 495 offsets (an offset splits by
+//! division, not by bit fields). Leaves are freed when their last slot empties, so
+//! an area that is mostly invalidated gives its pages back.
 
 use core::ptr::NonNull;
 
 use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider};
 
 const FANOUT: usize = PAGE_SIZE / size_of::<usize>();
-const LEAF_SLOTS: usize = PAGE_SIZE / size_of::<Slot>();
-/// The largest number of offsets one table can address (about 2^26: 250 GiB of swap).
+/// Words of each leaf bitmap: one bit per slot of the page.
+const BITMAP_WORDS: usize = PAGE_SIZE / size_of::<u64>() / 64;
+/// Offsets one leaf page serves: what the header leaves of the page.
+pub const LEAF_OFFSETS: usize =
+    (PAGE_SIZE - size_of::<u64>() - 2 * BITMAP_WORDS * size_of::<u64>()) / size_of::<u64>();
+/// The largest number of offsets one table can address (about 2^27: 500 GiB of swap).
 pub const MAX_OFFSETS: u64 = (FANOUT * FANOUT * LEAF_OFFSETS) as u64;
 
 /// What one swap offset holds.
@@ -30,48 +34,81 @@ pub const MAX_OFFSETS: u64 = (FANOUT * FANOUT * LEAF_OFFSETS) as u64;
 pub enum SlotValue {
     /// A page whose bytes are one 64-bit word repeated (zero included).
     SameFilled(u64),
-    /// A reference to a content entry (see `content`), as its packed id.
-    Entry(u64),
+    /// A reference to a content entry (see `content`): its key.
+    Entry(u32),
 }
 
-#[derive(Clone, Copy, Default)]
+/// One leaf page.
+///
+/// # Invariants
+///
+/// `used` is the number of bits set in `present`; a bit of `same_filled` is set
+/// only where `present`'s is; `values[i]` is meaningful only where `present`'s
+/// bit `i` is set (an entry key when `same_filled`'s is clear).
 #[repr(C)]
-struct Slot {
-    tag: u64,
-    value: u64,
+struct Leaf {
+    used: u64,
+    present: [u64; BITMAP_WORDS],
+    same_filled: [u64; BITMAP_WORDS],
+    values: [u64; LEAF_OFFSETS],
 }
 
-const TAG_EMPTY: u64 = 0;
-const TAG_SAME_FILLED: u64 = 1;
-const TAG_ENTRY: u64 = 2;
+const _: () = assert!(size_of::<Leaf>() <= PAGE_SIZE);
+const _: () = assert!(LEAF_OFFSETS <= BITMAP_WORDS * 64);
 
-impl Slot {
-    fn decode(self) -> Option<SlotValue> {
-        match self.tag {
-            TAG_SAME_FILLED => Some(SlotValue::SameFilled(self.value)),
-            TAG_ENTRY => Some(SlotValue::Entry(self.value)),
-            TAG_EMPTY => None,
-            _ => None,
+/// The word and mask of slot `index`'s bit in a leaf bitmap.
+fn bit(index: usize) -> (usize, u64) {
+    (index / 64, 1 << (index % 64))
+}
+
+impl Leaf {
+    fn get(&self, index: usize) -> Option<SlotValue> {
+        let (word, mask) = bit(index);
+        if self.present[word] & mask == 0 {
+            return None;
+        }
+        let value = self.values[index];
+        if self.same_filled[word] & mask != 0 {
+            Some(SlotValue::SameFilled(value))
+        } else {
+            // INVARIANT: entry slots are only written from a `u32` key.
+            Some(SlotValue::Entry(value as u32))
         }
     }
 
-    fn encode(value: SlotValue) -> Slot {
-        match value {
-            SlotValue::SameFilled(word) => Slot {
-                tag: TAG_SAME_FILLED,
-                value: word,
-            },
-            SlotValue::Entry(id) => Slot {
-                tag: TAG_ENTRY,
-                value: id,
-            },
+    /// Put `value` in slot `index`, returning what it held.
+    fn replace(&mut self, index: usize, value: SlotValue) -> Option<SlotValue> {
+        let old = self.get(index);
+        let (word, mask) = bit(index);
+        let (raw, same_filled) = match value {
+            SlotValue::SameFilled(fill) => (fill, true),
+            SlotValue::Entry(key) => (u64::from(key), false),
+        };
+        self.values[index] = raw;
+        if same_filled {
+            self.same_filled[word] |= mask;
+        } else {
+            self.same_filled[word] &= !mask;
         }
+        if old.is_none() {
+            // INVARIANT: a slot that becomes present is counted.
+            self.present[word] |= mask;
+            self.used += 1;
+        }
+        old
+    }
+
+    /// Empty slot `index`, returning what it held.
+    fn take(&mut self, index: usize) -> Option<SlotValue> {
+        let old = self.get(index)?;
+        let (word, mask) = bit(index);
+        // INVARIANT: a slot that stops being present is uncounted.
+        self.present[word] &= !mask;
+        self.same_filled[word] &= !mask;
+        self.used -= 1;
+        Some(old)
     }
 }
-
-/// A leaf page: 255 slots and, in slot 0's place, the count of used slots.
-/// (Slot 0 of each leaf is its header, so a leaf holds `LEAF_SLOTS - 1` offsets.)
-const LEAF_OFFSETS: usize = LEAF_SLOTS - 1;
 
 /// The sparse map from swap offset to [`SlotValue`] of one swap area.
 pub struct OffsetTable {
@@ -95,7 +132,7 @@ fn split(offset: u64) -> Option<(usize, usize, usize)> {
     let rest = offset / LEAF_OFFSETS;
     let mid = rest % FANOUT;
     let root = rest / FANOUT;
-    (root < FANOUT).then_some((root, mid, leaf + 1))
+    (root < FANOUT).then_some((root, mid, leaf))
 }
 
 fn pointer_at(page: NonNull<Page>, index: usize) -> *mut Option<NonNull<Page>> {
@@ -104,10 +141,10 @@ fn pointer_at(page: NonNull<Page>, index: usize) -> *mut Option<NonNull<Page>> {
     unsafe { page.as_ptr().cast::<Option<NonNull<Page>>>().add(index) }
 }
 
-fn slot_at(leaf: NonNull<Page>, index: usize) -> *mut Slot {
-    debug_assert!(index < LEAF_SLOTS);
-    // SAFETY: a leaf page holds LEAF_SLOTS slots; index < LEAF_SLOTS.
-    unsafe { leaf.as_ptr().cast::<Slot>().add(index) }
+/// The leaf in `page`, as a raw pointer (dereferenced where the table's borrow
+/// says whether it is read or written).
+fn leaf_at(page: NonNull<Page>) -> *mut Leaf {
+    page.as_ptr().cast::<Leaf>()
 }
 
 impl OffsetTable {
@@ -140,11 +177,14 @@ impl OffsetTable {
         let (r, m, l) = split(offset)?;
         let root = self.root?;
         // SAFETY: root and mid pages are live directory pages owned by the table,
-        // their entries are None or live pages; leaf slots are initialized.
+        // their entries are None or live pages; a leaf page is 4096-byte aligned,
+        // large enough for `Leaf` (checked at compile time), zeroed when linked and
+        // every bit pattern is a valid `Leaf` (integers only); `&self` means nothing
+        // writes it meanwhile.
         unsafe {
             let mid = (*pointer_at(root, r))?;
             let leaf = (*pointer_at(mid, m))?;
-            (*slot_at(leaf, l)).decode()
+            (*leaf_at(leaf)).get(l)
         }
     }
 
@@ -158,13 +198,11 @@ impl OffsetTable {
     ) -> Result<Option<SlotValue>, Error> {
         let (r, m, l) = split(offset).ok_or(Error::InvalidArgument("swap offset too large"))?;
         let leaf = self.leaf_for_store(provider, r, m)?;
-        // SAFETY: `leaf` is a live leaf page owned by the table; slots are initialized.
-        let old = unsafe { core::mem::replace(&mut *slot_at(leaf, l), Slot::encode(value)) };
-        let old = old.decode();
+        // SAFETY: `leaf` is a live leaf page owned by the table (see `get`), and
+        // `&mut self` makes this the only access.
+        let old = unsafe { (*leaf_at(leaf)).replace(l, value) };
         if old.is_none() {
             self.stored += 1;
-            // SAFETY: slot 0 of a leaf is its header (used-slot count).
-            unsafe { (*slot_at(leaf, 0)).value += 1 };
         }
         Ok(old)
     }
@@ -177,11 +215,10 @@ impl OffsetTable {
         unsafe {
             let mid = (*pointer_at(root, r))?;
             let leaf = (*pointer_at(mid, m))?;
-            let old = core::mem::take(&mut *slot_at(leaf, l)).decode()?;
+            let page = &mut *leaf_at(leaf);
+            let old = page.take(l)?;
             self.stored -= 1;
-            let header = &mut *slot_at(leaf, 0);
-            header.value -= 1;
-            if header.value == 0 {
+            if page.used == 0 {
                 *pointer_at(mid, m) = None;
                 provider.free_page(leaf);
                 self.pages -= 1;
@@ -203,10 +240,11 @@ impl OffsetTable {
                 let Some(leaf) = (unsafe { *pointer_at(mid, m) }) else {
                     continue;
                 };
-                for l in 1..LEAF_SLOTS {
-                    // SAFETY: as in `get`.
-                    if let Some(value) = unsafe { (*slot_at(leaf, l)).decode() } {
-                        let offset = ((r * FANOUT + m) * LEAF_OFFSETS + l - 1) as u64;
+                // SAFETY: as in `get`.
+                let leaf = unsafe { &*leaf_at(leaf) };
+                for l in 0..LEAF_OFFSETS {
+                    if let Some(value) = leaf.get(l) {
+                        let offset = ((r * FANOUT + m) * LEAF_OFFSETS + l) as u64;
                         f(offset, value);
                     }
                 }
@@ -282,7 +320,7 @@ impl OffsetTable {
     fn zeroed_page<P: PageProvider>(&mut self, provider: &P) -> Result<NonNull<Page>, Error> {
         let page = provider.alloc_page()?;
         // SAFETY: a fresh page, valid for PAGE_SIZE bytes and exclusively ours. All-zero
-        // bytes are `None` pointers and empty slots.
+        // bytes are `None` pointers and an empty leaf (`used` 0, no bit set).
         unsafe { page.as_ptr().cast::<u8>().write_bytes(0, PAGE_SIZE) };
         self.pages += 1;
         Ok(page)
@@ -336,6 +374,38 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_costs_eight_bytes() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut table = OffsetTable::new();
+        assert_eq!(LEAF_OFFSETS, 495);
+        for offset in 0..LEAF_OFFSETS as u64 {
+            let value = if offset % 2 == 0 {
+                SlotValue::SameFilled(u64::MAX - offset)
+            } else {
+                SlotValue::Entry(u32::MAX - offset as u32)
+            };
+            table.replace(&provider, offset, value).unwrap();
+        }
+        // Root, mid and one leaf for 495 offsets (16-byte slots needed two leaves).
+        assert_eq!(provider.pages_in_use(), 3);
+        assert_eq!(table.get(0), Some(SlotValue::SameFilled(u64::MAX)));
+        assert_eq!(table.get(1), Some(SlotValue::Entry(u32::MAX - 1)));
+        table
+            .replace(&provider, LEAF_OFFSETS as u64, SlotValue::Entry(0))
+            .unwrap();
+        assert_eq!(provider.pages_in_use(), 4);
+        // A same-filled value replaced by an entry and back keeps no stale kind.
+        table.replace(&provider, 0, SlotValue::Entry(7)).unwrap();
+        assert_eq!(table.get(0), Some(SlotValue::Entry(7)));
+        table
+            .replace(&provider, 0, SlotValue::SameFilled(7))
+            .unwrap();
+        assert_eq!(table.get(0), Some(SlotValue::SameFilled(7)));
+        table.free_all(&provider);
+        assert_eq!(provider.pages_in_use(), 0);
+    }
+
+    #[test]
     fn out_of_memory_changes_nothing() {
         let provider = CountingProvider::new(StdPageProvider, 3);
         let mut table = OffsetTable::new();
@@ -361,7 +431,7 @@ mod tests {
                 let offset = offset * 37;
                 match op {
                     Some(v) => {
-                        let value = if v % 2 == 0 { SlotValue::SameFilled(v) } else { SlotValue::Entry(v) };
+                        let value = if v % 2 == 0 { SlotValue::SameFilled(v) } else { SlotValue::Entry(v as u32) };
                         prop_assert_eq!(table.replace(&provider, offset, value).unwrap(), model.insert(offset, value));
                     }
                     None => prop_assert_eq!(table.take(&provider, offset), model.remove(&offset)),

@@ -229,7 +229,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         scratch: &mut Scratch<C>,
     ) -> Result<PageOutcome, Error> {
         let key = match area.lock_shard(offset).get(offset) {
-            Some(SlotValue::Entry(key)) => u32::try_from(key).map_err(|_| Error::Corrupt)?,
+            Some(SlotValue::Entry(key)) => key,
             _ => return Ok(PageOutcome::Skipped),
         };
         // 1. Under the lock: age the entry; take a snapshot if it is due.
@@ -518,7 +518,7 @@ mod tests {
 
     fn entry_key_at(backend: &TestBackend, offset: u64) -> u32 {
         match backend.areas[0].lock_shard(offset).get(offset) {
-            Some(SlotValue::Entry(key)) => u32::try_from(key).unwrap(),
+            Some(SlotValue::Entry(key)) => key,
             other => panic!("offset {offset} holds {other:?}"),
         }
     }

@@ -129,7 +129,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         area.check_offset(offset)?;
         let table = area.lock_shard(offset);
         let key = match table.get(offset) {
-            Some(SlotValue::Entry(key)) => Some(u32::try_from(key).map_err(|_| Error::Corrupt)?),
+            Some(SlotValue::Entry(key)) => Some(key),
             _ => None,
         };
         Ok((table, key))
