@@ -81,8 +81,10 @@ pub struct IndexStats {
     pub hits: u64,
     /// Times the table doubled.
     pub grown: u64,
-    /// Times the provider refused pages for growth.
+    /// Times the provider refused pages for growth (or for a smaller table).
     pub grow_failures: u64,
+    /// Times the table was rebuilt smaller ([`SimilarityIndex::set_max_pages`]).
+    pub shrunk: u64,
 }
 
 /// Up to `k` candidate ids for a page, without repeats, newest index first.
@@ -454,6 +456,23 @@ impl<Id: Copy + PartialEq, P: PageProvider> SimilarityIndex<Id, P> {
         Ok(())
     }
 
+    /// Change how far the table may grow: to `max_pages` (clamped to
+    /// `1..=MAX_TABLE_PAGES`). A host sizes the index by what it stores this way, so
+    /// the cache shrinks as stored pages go. A table more than twice the new
+    /// ceiling is rebuilt at the ceiling (keeping what fits, newest first in each
+    /// bucket); one at most twice it keeps its size, so a ceiling that moves
+    /// back and forth does not rebuild the table each time. If the provider
+    /// refuses the smaller table, the old one stays (counted in `grow_failures`).
+    pub fn set_max_pages(&mut self, max_pages: usize) {
+        self.max_pages = max_pages.clamp(1, MAX_TABLE_PAGES);
+        if self.table.pages > self.max_pages.saturating_mul(2) {
+            match self.grow_to(self.max_pages) {
+                Ok(()) => self.stats.shrunk += 1,
+                Err(_) => self.stats.grow_failures += 1,
+            }
+        }
+    }
+
     /// Keys currently held.
     pub fn len(&self) -> usize {
         self.entries
@@ -644,6 +663,38 @@ mod tests {
             found * 10 >= n as usize * 9,
             "growth lost entries: {found} of {n}"
         );
+    }
+
+    #[test]
+    fn a_lower_ceiling_shrinks_the_table_and_stops_growth() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut idx = index(&provider, IndexCapacity::growable(16)).unwrap();
+        let per_page = idx.capacity() as u32;
+        for id in 1..=per_page * 5 {
+            idx.insert(&sig([id, 0, 0, 0]), id);
+        }
+        assert_eq!(idx.pages_held(), 9, "grown to 8 table pages");
+        // Within twice the ceiling: kept as it is.
+        idx.set_max_pages(4);
+        assert_eq!(idx.pages_held(), 9);
+        // Past twice the ceiling: rebuilt at it, the newest keys kept.
+        idx.set_max_pages(2);
+        assert_eq!((idx.pages_held(), provider.pages_in_use()), (3, 3));
+        assert_eq!(idx.stats().shrunk, 1);
+        assert!(idx.len() <= idx.capacity());
+        let newest = per_page * 5;
+        assert_eq!(
+            idx.peek_candidates(&sig([newest, 0, 0, 0])).iter().next(),
+            Some(newest)
+        );
+        // And it grows no further than the ceiling.
+        for id in 1..=per_page * 6 {
+            idx.insert(&sig([id + per_page * 6, 0, 0, 0]), id);
+        }
+        assert_eq!(idx.pages_held(), 3);
+        // A ceiling of 0 means one page: two table pages are within twice it.
+        idx.set_max_pages(0);
+        assert_eq!(idx.pages_held(), 3);
     }
 
     #[test]

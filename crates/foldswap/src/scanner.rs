@@ -294,7 +294,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             (PageOutcome::Patched, Some(base)) => base,
             _ => key,
         };
-        self.content.lock().similar.insert(&signature, indexed);
+        self.content.lock().index_similar(&signature, indexed);
         Ok(outcome)
     }
 
