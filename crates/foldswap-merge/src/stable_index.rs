@@ -6,25 +6,39 @@
 //! most pages are not duplicates — costs one or two cache lines and touches no node.
 //!
 //! Linear probing from a home bucket chosen by multiplying the sampled hash by a
-//! 64-bit odd constant (the caller's hash may be weak, even constant). Removal shifts
-//! later members of the cluster back (no tombstones), so the table never degrades.
+//! 64-bit odd constant (the caller's hash may be weak, even constant) and scaling the
+//! product's high half to the table's size, so a table may have any size. Removal
+//! shifts later members of the cluster back (no tombstones), so the table never
+//! degrades.
+//!
+//! The table follows its keys both ways: rebuilt at half load when an insert would
+//! take it past 3/4, and when a removal leaves it under 1/4 (a swap storm's table is
+//! given back as its pages go). So the load stays between 1/4 and 3/4 — in practice
+//! 1/2 to 3/4 while pages are stored — and a content costs 11 to 16 bytes of index.
 //!
 //! Tunables:
-//! - [`MIN_BUCKETS`]: the first table's size.
-//! - [`GROW_AT`] / [`MUST_GROW_AT`]: the table doubles when an insert would take the
-//!   load past 3/4; if the provider refuses the larger array, inserts continue in the
-//!   old one up to 15/16 and only then fail with [`Error::OutOfMemory`].
+//! - [`MIN_BUCKETS`]: the smallest table.
+//! - [`GROW_AT`] / [`MUST_GROW_AT`]: the table is rebuilt larger when an insert would
+//!   take the load past 3/4; if the provider refuses the larger array, inserts
+//!   continue in the old one up to 15/16 and only then fail with
+//!   [`Error::OutOfMemory`].
+//! - [`SHRINK_AT`]: a removal that leaves the load under 1/4 rebuilds the table
+//!   smaller (if the provider refuses, the table stays as it is).
 
 use foldswap_mem::{Error, PageProvider};
 
 use crate::page_array::PageArray;
 
-/// Buckets in a new table (one provider page holds 504).
-pub const MIN_BUCKETS: usize = 512;
+/// Buckets in the smallest table: one provider page (six chunks of 84).
+pub const MIN_BUCKETS: usize = 504;
 /// Load (in 1/16) past which an insert first tries to double the table.
 pub const GROW_AT: usize = 12;
 /// Load (in 1/16) past which an insert fails if the table could not grow.
 pub const MUST_GROW_AT: usize = 15;
+/// Load (in 1/16) under which a removal rebuilds the table smaller.
+pub const SHRINK_AT: usize = 4;
+/// Load (in 1/16) a rebuilt table starts at.
+const REBUILT_LOAD: usize = 8;
 
 const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -136,7 +150,7 @@ impl<P: PageProvider + Clone> StableIndex<P> {
         if (self.len + 1) * 16 <= capacity * GROW_AT {
             return Ok(());
         }
-        match self.grow() {
+        match self.rebuild_for(self.len + 1) {
             Ok(()) => Ok(()),
             Err(_) if (self.len + 1) * 16 <= capacity * MUST_GROW_AT => Ok(()),
             Err(e) => Err(e),
@@ -229,6 +243,10 @@ impl<P: PageProvider + Clone> StableIndex<P> {
         }
         self.buckets.set(hole, 0);
         self.len -= 1;
+        if self.buckets.len() > MIN_BUCKETS && self.len * 16 < self.buckets.len() * SHRINK_AT {
+            // Refused: the larger table keeps working.
+            let _ = self.rebuild_for(self.len);
+        }
         true
     }
 
@@ -251,9 +269,10 @@ impl<P: PageProvider + Clone> StableIndex<P> {
     /// slab lookup per run), calling `visit(slot, bucket)` on each occupied bucket
     /// until it stops the walk or an empty bucket ends the cluster.
     fn probe<R>(&self, start: usize, mut visit: impl FnMut(usize, u64) -> Probe<R>) -> ProbeEnd<R> {
-        let Some(mask) = self.buckets.len().checked_sub(1) else {
+        let buckets = self.buckets.len();
+        if buckets == 0 {
             return ProbeEnd::Full;
-        };
+        }
         let mut slot = start;
         let mut seen = 0;
         while seen < self.buckets.len() {
@@ -270,7 +289,7 @@ impl<P: PageProvider + Clone> StableIndex<P> {
                 }
             }
             seen += run.len();
-            slot = (slot + run.len()) & mask;
+            slot = (slot + run.len()) % buckets;
         }
         ProbeEnd::Full
     }
@@ -286,38 +305,48 @@ impl<P: PageProvider + Clone> StableIndex<P> {
         }
     }
 
-    /// Double the table: a new array is filled first and replaces the old one only
+    /// Rebuild the table for `keys` keys at half load (at least [`MIN_BUCKETS`],
+    /// whole chunks): a new array is filled first and replaces the old one only
     /// when complete, so a failure leaves the old table as it was.
-    fn grow(&mut self) -> Result<(), Error> {
-        let bigger = self
-            .buckets
-            .len()
-            .checked_mul(2)
+    fn rebuild_for(&mut self, keys: usize) -> Result<(), Error> {
+        let size = keys
+            .checked_mul(16 / REBUILT_LOAD)
             .ok_or(Error::CapacityExceeded)?
-            .max(MIN_BUCKETS);
-        let mut grown = StableIndex {
-            buckets: PageArray::zeroed(self.buckets.provider().clone(), bigger)?,
+            .max(MIN_BUCKETS)
+            .next_multiple_of(<u64 as crate::page_array::Element>::PER_CHUNK);
+        if size == self.buckets.len() {
+            return Ok(());
+        }
+        let mut rebuilt = StableIndex {
+            buckets: PageArray::zeroed(self.buckets.provider().clone(), size)?,
             len: self.len,
         };
-        self.try_for_each(|sampled, key| grown.place(pack(sampled, key)))?;
-        *self = grown;
+        self.try_for_each(|sampled, key| rebuilt.place(pack(sampled, key)))?;
+        *self = rebuilt;
         Ok(())
     }
 
-    /// The home bucket of `sampled` (the table size is a power of two).
+    /// The home bucket of `sampled`: the mixed hash's high half scaled to the size.
     fn home(&self, sampled: u32) -> usize {
-        let bits = self.buckets.len().trailing_zeros();
         let mixed = (sampled as u64 | 1 << 32).wrapping_mul(MULTIPLIER);
-        mixed.checked_shr(64 - bits).unwrap_or(0) as usize
+        (((mixed >> 32) * self.buckets.len() as u64) >> 32) as usize
     }
 
     fn next(&self, slot: usize) -> usize {
-        (slot + 1) & self.buckets.len().saturating_sub(1)
+        if slot + 1 >= self.buckets.len() {
+            0
+        } else {
+            slot + 1
+        }
     }
 
     /// Probe steps from `from` forward to `to`.
     fn distance(&self, from: usize, to: usize) -> usize {
-        to.wrapping_sub(from) & self.buckets.len().saturating_sub(1)
+        if to >= from {
+            to - from
+        } else {
+            to + self.buckets.len() - from
+        }
     }
 }
 
@@ -372,6 +401,35 @@ mod tests {
                 prop_assert_eq!(index.count(*hash), keys.len());
             }
             prop_assert_eq!(index.len(), model.values().map(Vec::len).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn the_table_follows_its_keys_down_as_well_as_up() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut index = StableIndex::new(&provider).unwrap();
+        let n = 40_000u32;
+        for key in 0..n {
+            index.insert(key.wrapping_mul(2_654_435_761), key).unwrap();
+            let (len, buckets) = (index.len(), index.buckets.len());
+            assert!(
+                len * 16 <= buckets * GROW_AT,
+                "{len} keys in {buckets} buckets"
+            );
+        }
+        let grown = provider.pages_in_use();
+        for key in 0..n - 100 {
+            assert!(index.remove(key.wrapping_mul(2_654_435_761), key));
+            let (len, buckets) = (index.len(), index.buckets.len());
+            assert!(
+                buckets == MIN_BUCKETS || len * 16 >= buckets * SHRINK_AT,
+                "{len} keys in {buckets} buckets"
+            );
+        }
+        assert_eq!(index.buckets.len(), MIN_BUCKETS);
+        assert!(provider.pages_in_use() * 20 < grown, "{grown} pages kept");
+        for key in n - 100..n {
+            assert_eq!(keys_under(&index, key.wrapping_mul(2_654_435_761)), [key]);
         }
     }
 
