@@ -64,6 +64,18 @@ impl Handle {
         (self.0.get() >> 32) as u16
     }
 
+    /// The handle as its two parts, the entry key and the generation, for a host
+    /// that packs them into its own record (see [`from_parts`](Self::from_parts)).
+    pub fn to_parts(self) -> (u32, u16) {
+        (self.key(), self.generation())
+    }
+
+    /// A handle from [`to_parts`](Self::to_parts). Whether it names a live object,
+    /// the store checks on use (a forged or stale one is [`Error::InvalidHandle`]).
+    pub fn from_parts(key: u32, generation: u16) -> Handle {
+        Handle::new(key, generation)
+    }
+
     /// The handle as an integer (never 0), to keep in a host's own tables.
     pub fn to_raw(self) -> u64 {
         self.0.get()

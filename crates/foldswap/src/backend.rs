@@ -370,7 +370,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     pub fn census(&self) -> Census {
         let mut census = Census::default();
         self.content.lock().entries.for_each(|_, entry| {
-            let count = match entry.tag {
+            let count = match entry.tag() {
                 TAG_DELTA => &mut census.delta,
                 TAG_RAW => &mut census.raw,
                 TAG_DEFLATE | TAG_ZSTD => &mut census.cold,

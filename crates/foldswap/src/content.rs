@@ -36,9 +36,6 @@ use crate::scratch::DecodeScratch;
 
 /// Pool tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
 pub const TAG_DELTA: u8 = TAG_FIRST_HOST;
-/// `Entry::base` of an entry that is not a delta. (Slab keys never reach it: they
-/// stop below `u32::MAX`.)
-pub const NONE: u32 = u32::MAX;
 
 /// Most pages the similarity index may grow to (it is a cache of candidates: when
 /// full, old candidates are replaced). 512 pages index about a million entries.
@@ -49,53 +46,75 @@ pub const SIMILARITY_INDEX_MAX_PAGES: usize = 512;
 /// in all: the candidates that matter are the recent ones.
 pub const CONTENTS_PER_SIMILARITY_PAGE: usize = 1024;
 
-/// One distinct stored content. 32 bytes (checked at compile time).
+/// One distinct stored content. 24 bytes (checked at compile time): the dedup
+/// index key stands for the full hash (a lookup compares every byte anyway), one
+/// word serves as a delta's base or a plain entry's count of dependents (deltas
+/// never chain, so no entry needs both), and the pool handle is kept as its parts.
 ///
 /// # Invariants
 ///
 /// Under the content lock, for a live entry `e` with key `k`:
 /// - `e.sharers` is the number of offsets pointing at `k` (a store or share adds
-///   one, an unshare drops one), and `k` is in the dedup index under
-///   `index_key(e.hash)` exactly while `e.sharers > 0`.
-/// - `e.dependents` is the number of live entries whose `base` is `k`.
-/// - `e.base != NONE` ⇔ `e.tag == TAG_DELTA`, and the base's tag is not `TAG_DELTA`
-///   (deltas never chain).
-/// - `e.sharers > 0 || e.dependents > 0`: an entry nothing needs is freed at once.
-/// - `e.handle` is a live pool object tagged `e.tag`.
+///   one, an unshare drops one), and `k` is in the dedup index under `e.sampled`
+///   exactly while `e.sharers > 0`.
+/// - `e.tag == TAG_DELTA` ⇔ `e.link` is the key of its base entry, whose tag is
+///   not `TAG_DELTA` (deltas never chain); otherwise `e.link` is the number of live
+///   entries whose base is `k`.
+/// - `e.sharers > 0 || e.dependents() > 0`: an entry nothing needs is freed at once.
+/// - `e.handle()` is a live pool object tagged `e.tag`.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
-    /// xxh3-64 of the content.
-    pub hash: u64,
-    /// The pool object holding the encoded content.
-    pub handle: Handle,
+    /// The content's dedup index key ([`index_key`] of its xxh3-64).
+    sampled: u32,
     /// Creation number: tells a reused slab key from the entry it replaced.
     pub generation: u32,
     /// Offsets pointing here; 0 once the last is gone (kept only as a base).
     pub sharers: u32,
-    /// Slab key of the base entry if this is a delta, else [`NONE`].
-    pub base: u32,
-    /// Delta entries whose base this is (at most [`MAX_DEPENDENTS`]).
-    pub dependents: u16,
+    /// A delta's base key, or a plain entry's number of dependents.
+    link: u32,
+    /// The pool object holding the encoded content: its handle's two parts.
+    handle_key: u32,
+    handle_generation: u16,
     /// Pool tag: how the object is encoded.
-    pub tag: u8,
+    tag: u8,
     /// Scanner rounds since the content was stored or last re-encoded (low seven
     /// bits, saturating at [`MAX_AGE`]) and [`EXAMINED`].
     age_and_examined: u8,
 }
 
-const _: () = assert!(size_of::<Entry>() == 32);
+const _: () = assert!(size_of::<Entry>() == 24);
 
 /// `Entry::age_and_examined`: the scanner has looked at this entry already.
 const EXAMINED: u8 = 0x80;
 /// The oldest age an entry records (scanner rounds); older entries stay at it.
 pub const MAX_AGE: u8 = 0x7f;
 /// Most deltas one base may carry; a base that has them takes no more.
-pub const MAX_DEPENDENTS: u16 = u16::MAX;
+pub const MAX_DEPENDENTS: u32 = u32::MAX;
 
 impl Entry {
     /// Whether the entry may serve as the base of a delta (deltas never chain).
     pub fn can_be_base(&self) -> bool {
         self.tag != TAG_DELTA
+    }
+
+    /// Pool tag: how the object is encoded.
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+
+    /// The pool object holding the encoded content.
+    pub fn handle(&self) -> Handle {
+        Handle::from_parts(self.handle_key, self.handle_generation)
+    }
+
+    /// The base entry's key, for a delta.
+    pub fn base(&self) -> Option<u32> {
+        (self.tag == TAG_DELTA).then_some(self.link)
+    }
+
+    /// Delta entries whose base this is (0 for a delta).
+    pub fn dependents(&self) -> u32 {
+        if self.tag == TAG_DELTA { 0 } else { self.link }
     }
 
     /// Whether the scanner has looked at this entry already.
@@ -108,18 +127,24 @@ impl Entry {
         self.age_and_examined & MAX_AGE
     }
 
-    /// A new entry: one sharer, age 0, not examined, no base.
-    fn new(hash: u64, handle: Handle, generation: u32, tag: u8) -> Self {
+    /// A new plain entry: one sharer, no dependents, age 0, not examined.
+    fn new(sampled: u32, handle: Handle, generation: u32, tag: u8) -> Self {
+        let (handle_key, handle_generation) = handle.to_parts();
         Entry {
-            hash,
-            handle,
+            sampled,
             generation,
             sharers: 1,
-            base: NONE,
-            dependents: 0,
+            link: 0,
+            handle_key,
+            handle_generation,
             tag,
             age_and_examined: 0,
         }
+    }
+
+    /// Point the entry at a new pool object.
+    pub(crate) fn set_handle(&mut self, handle: Handle) {
+        (self.handle_key, self.handle_generation) = handle.to_parts();
     }
 }
 
@@ -360,7 +385,7 @@ impl<P: PageProvider + Clone> Content<P> {
             let Some(entry) = entries.get(SlabKey(key)) else {
                 return Some(Err(Error::Corrupt));
             };
-            if entry.hash != hash {
+            if entry.sampled != index_key(hash) {
                 counts.collisions += 1;
                 return None;
             }
@@ -469,7 +494,7 @@ impl<P: PageProvider + Clone> Content<P> {
         self.entries.reserve(1)?;
         let handle = self.pool.store_object(bytes, tag)?;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry::new(hash, handle, self.next_generation, tag);
+        let entry = Entry::new(index_key(hash), handle, self.next_generation, tag);
         let key = match self.entries.insert(entry) {
             Ok(key) => key.0,
             Err(e) => {
@@ -508,7 +533,7 @@ impl<P: PageProvider + Clone> Content<P> {
             return Ok(released);
         }
         // INVARIANT: the last sharer is gone, so the entry leaves the index.
-        if !self.index.remove(index_key(entry.hash), key) {
+        if !self.index.remove(entry.sampled, key) {
             released.leaked += 1;
         }
         let mut next = Some(key);
@@ -518,22 +543,22 @@ impl<P: PageProvider + Clone> Content<P> {
                 released.leaked += 1;
                 break;
             };
-            if entry.sharers > 0 || entry.dependents > 0 {
+            if entry.sharers > 0 || entry.dependents() > 0 {
                 break;
             }
             self.entries.remove(SlabKey(key));
-            if self.pool.free(entry.handle).is_err() {
+            if self.pool.free(entry.handle()).is_err() {
                 released.leaked += 1;
             }
-            if entry.tag != TAG_DELTA {
+            let Some(base_key) = entry.base() else {
                 released.plain_freed += 1;
                 continue;
-            }
+            };
             released.deltas_freed += 1;
-            match self.entries.get_mut(SlabKey(entry.base)) {
-                Some(base) if base.dependents > 0 => {
-                    base.dependents -= 1;
-                    next = Some(entry.base);
+            match self.entries.get_mut(SlabKey(base_key)) {
+                Some(base) if base.dependents() > 0 => {
+                    base.link -= 1;
+                    next = Some(base_key);
                 }
                 _ => released.leaked += 1,
             }
@@ -578,27 +603,30 @@ impl<P: PageProvider + Clone> Content<P> {
                 self.entries.get(SlabKey(base_key)),
                 Some(b) if b.generation == base_generation
                     && b.can_be_base()
-                    && b.dependents < MAX_DEPENDENTS
+                    && b.dependents() < MAX_DEPENDENTS
             );
             // Deltas never chain: an entry that is a base stays plain.
-            if !base_ok || base_key == key || entry.dependents > 0 {
+            if !base_ok || base_key == key || entry.dependents() > 0 {
                 return Ok(Reencoded::Stale);
             }
         }
         let handle = self.pool.store_object(bytes, tag)?;
-        if let Err(e) = self.pool.free(entry.handle) {
+        if let Err(e) = self.pool.free(entry.handle()) {
             // Undo: the object just stored is live, so freeing it cannot fail.
             let _ = self.pool.free(handle);
             return Err(e);
         }
         let entry = self.entry_mut(key)?;
-        entry.handle = handle;
+        entry.set_handle(handle);
         entry.tag = tag;
         // Age back to 0; whether it was examined stays.
         entry.age_and_examined &= EXAMINED;
+        // INVARIANT: a plain entry without dependents (checked above) becomes a
+        // delta whose link names its base; the base counts one more dependent.
+        entry.link = 0;
         if let Some((base_key, _)) = base {
-            entry.base = base_key;
-            self.entry_mut(base_key)?.dependents += 1;
+            entry.link = base_key;
+            self.entry_mut(base_key)?.link += 1;
         }
         Ok(Reencoded::Replaced)
     }
@@ -672,10 +700,10 @@ fn plain_in_place<P: PageProvider + Clone>(
     pool: &ObjectStore<P>,
     entry: &Entry,
 ) -> Result<Option<ObjectInPlace>, Error> {
-    if entry.tag != TAG_LZ4 && entry.tag != TAG_RAW {
+    if entry.tag() != TAG_LZ4 && entry.tag() != TAG_RAW {
         return Ok(None);
     }
-    pool.object_in_place(entry.handle)
+    pool.object_in_place(entry.handle())
 }
 
 /// Whether plain `bytes` (tagged `tag`: lz4 or raw) decode to exactly `page`;
@@ -700,7 +728,7 @@ fn same_as_stored<P: PageProvider + Clone, C: ColdCodec>(
     scratch: &mut DecodeScratch<C>,
 ) -> Result<bool, Error> {
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-    match pool.view_object(entry.handle, &mut scratch.object)? {
+    match pool.view_object(entry.handle(), &mut scratch.object)? {
         (bytes, tag @ (TAG_LZ4 | TAG_RAW)) => plain_matches(tag, bytes, page),
         _ => {
             decode_into(entries, pool, key, scratch)?;
@@ -716,11 +744,12 @@ fn snapshot<P: PageProvider + Clone, C: ColdCodec>(
     scratch: &mut DecodeScratch<C>,
 ) -> Result<Snapshot, Error> {
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-    let (len, tag) = pool.read_object(entry.handle, &mut scratch.object)?;
+    let (len, tag) = pool.read_object(entry.handle(), &mut scratch.object)?;
     let (mut base_tag, mut base_len) = (TAG_RAW, 0);
     if tag == TAG_DELTA {
-        let base = entries.get(SlabKey(entry.base)).ok_or(Error::Corrupt)?;
-        (base_len, base_tag) = pool.read_object(base.handle, &mut scratch.base_object)?;
+        let base_key = entry.base().ok_or(Error::Corrupt)?;
+        let base = entries.get(SlabKey(base_key)).ok_or(Error::Corrupt)?;
+        (base_len, base_tag) = pool.read_object(base.handle(), &mut scratch.base_object)?;
     }
     Ok(Snapshot {
         tag,

@@ -239,7 +239,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 return Ok(PageOutcome::Skipped);
             };
             let entry = *content.entry(key)?;
-            if u32::from(age) <= tunables.cold_rounds || entry.tag == TAG_DELTA || entry.examined()
+            if u32::from(age) <= tunables.cold_rounds
+                || entry.tag() == TAG_DELTA
+                || entry.examined()
             {
                 return Ok(PageOutcome::Skipped);
             }
@@ -257,7 +259,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         // 3. Recompress with the cold codec.
         let cold = &mut scratch.decode.cold;
         if tunables.recompress != 0
-            && entry.tag == TAG_LZ4
+            && entry.tag() == TAG_LZ4
             && let Some(kind) = cold.kind()
         {
             let level = u8::try_from(tunables.cold_level)
@@ -356,7 +358,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         limit: usize,
         scratch: &mut Scratch<C>,
     ) -> Result<Option<Patch>, Error> {
-        if entry.dependents > 0 {
+        if entry.dependents() > 0 {
             // A base stays plain: deltas never chain.
             return Ok(None);
         }
@@ -581,7 +583,7 @@ mod tests {
             .entries
             .get_mut(SlabKey(broken))
             .unwrap()
-            .handle = Handle::from_raw(0xffff_0000_0001).unwrap();
+            .set_handle(Handle::from_raw(0xffff_0000_0001).unwrap());
         // Three ladder rounds: the broken page fails in each, and each round ends.
         assert_eq!(scan_rounds(&backend, &mut scratch, 3), 2);
         let s = backend.stats().snapshot();
@@ -603,7 +605,7 @@ mod tests {
         let mut scratch = Scratch::boxed();
         backend.store(0, 0, &text(3), &mut scratch).unwrap();
         let key = entry_key_at(&backend, 0);
-        let before = backend.content.lock().entry(key).unwrap().handle;
+        let before = backend.content.lock().entry(key).unwrap().handle();
         thread::scope(|s| {
             // A load in the middle of decoding in place.
             let reading = backend.readers.enter();
@@ -622,7 +624,7 @@ mod tests {
         });
         let s = backend.stats().snapshot();
         assert_eq!((s.recompressed_pages, s.scanner_waits_for_loads), (1, 1));
-        assert_ne!(backend.content.lock().entry(key).unwrap().handle, before);
+        assert_ne!(backend.content.lock().entry(key).unwrap().handle(), before);
         let mut out = [0u8; PAGE_SIZE];
         backend.load(0, 0, &mut out, &mut scratch).unwrap();
         assert_eq!(out, text(3));

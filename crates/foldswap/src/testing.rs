@@ -12,7 +12,7 @@ use foldswap_wake::Parker;
 
 use crate::Backend;
 use crate::area::ShardGuard;
-use crate::content::{Content, NONE};
+use crate::content::Content;
 use crate::offsets::SlotValue;
 
 /// One pool object behind an offset's content.
@@ -58,12 +58,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         let content = self.content.lock();
         let entry = content.entry(key)?;
-        let base = match entry.base {
-            NONE => None,
-            base => Some(object(&content, content.entry(base)?.handle)?),
+        let base = match entry.base() {
+            None => None,
+            Some(base) => Some(object(&content, content.entry(base)?.handle())?),
         };
         Ok(Some(StoredObjects {
-            object: object(&content, entry.handle)?,
+            object: object(&content, entry.handle())?,
             base,
         }))
     }
@@ -104,10 +104,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         let mut content = self.lock_content_to_move();
         let entry = *content.entry(key)?;
-        let handle = match (part, entry.base) {
-            (Part::Object, _) => entry.handle,
-            (Part::DeltaBase, NONE) => return Ok(false),
-            (Part::DeltaBase, base) => content.entry(base)?.handle,
+        let handle = match (part, entry.base()) {
+            (Part::Object, _) => entry.handle(),
+            (Part::DeltaBase, None) => return Ok(false),
+            (Part::DeltaBase, Some(base)) => content.entry(base)?.handle(),
         };
         let changed = content.pool.corrupt_object(handle, at, xor);
         drop(content);
