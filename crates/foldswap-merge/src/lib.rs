@@ -73,6 +73,7 @@
 #![deny(unsafe_code)]
 
 mod host;
+mod link;
 mod page_array;
 #[allow(unsafe_code)]
 mod page_box;

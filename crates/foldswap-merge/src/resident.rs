@@ -21,6 +21,7 @@
 use foldswap_mem::{Error, PageProvider, SlabKey};
 
 use crate::host::{MergeHost, MergeResult, PageContents};
+use crate::link::Link;
 use crate::page_array::PageArray;
 use crate::page_box::BoxedSlab;
 use crate::stable::{StableLookup, StableRef, StableTree, Unshared};
@@ -30,7 +31,6 @@ use crate::stats::MergeStats;
 /// at each pass boundary (a power of two, at least this many).
 pub const MIN_UNSTABLE_BUCKETS: usize = 1024;
 
-const NONE: u32 = u32::MAX;
 const STATE_BITS: u32 = 2;
 const STATE_MASK: u32 = (1 << STATE_BITS) - 1;
 const PASS_MASK: u32 = u32::MAX >> STATE_BITS;
@@ -50,8 +50,9 @@ struct RmapItem<Id> {
     page: Id,
     checksum: u32,
     sampled: u32,
-    /// MERGED: the stable node; UNSHARED in this pass: the next item in the bucket.
-    link: u32,
+    /// MERGED: the stable node; UNSHARED in this pass: the next item in the bucket
+    /// (`None` at its end); any other state: `None`.
+    link: Option<Link>,
     /// State in the low [`STATE_BITS`], the pass it was set in above them.
     state_pass: u32,
 }
@@ -63,6 +64,11 @@ impl<Id> RmapItem<Id> {
 
     fn pass(&self) -> u32 {
         self.state_pass >> STATE_BITS
+    }
+
+    /// The stable node a MERGED item's link names.
+    fn stable_node(&self) -> Option<StableRef> {
+        self.link.map(|link| StableRef::from_index(link.key().0))
     }
 }
 
@@ -150,7 +156,7 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
             page,
             checksum: 0,
             sampled: 0,
-            link: NONE,
+            link: None,
             state_pass: NEW,
         })?;
         Ok(ItemRef(key.0))
@@ -194,9 +200,9 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         let it = self.item(item)?;
         let (page, state) = (it.page, it.state());
         if state == MERGED {
-            let (kept, _) = self
-                .stable
-                .node(StableRef::from_index(it.link))
+            let (kept, _) = it
+                .stable_node()
+                .and_then(|node| self.stable.node(node))
                 .ok_or(Error::Corrupt)?;
             if host.still_merged(page, kept)? {
                 return Ok(ScanOutcome::AlreadyMerged);
@@ -302,7 +308,11 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
     /// The stable node `item` shares, if it is merged.
     pub fn merged_node(&self, item: ItemRef) -> Option<StableRef> {
         let it = self.items.get(SlabKey(item.0))?;
-        (it.state() == MERGED).then_some(StableRef::from_index(it.link))
+        if it.state() == MERGED {
+            it.stable_node()
+        } else {
+            None
+        }
     }
 
     /// Check the internal structure (O(n); for tests and fuzzing): the stable tree
@@ -315,7 +325,10 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         self.items.for_each(|_, it| match it.state() {
             MERGED => {
                 merged += 1;
-                bad |= self.stable.node(StableRef::from_index(it.link)).is_none();
+                bad |= it
+                    .stable_node()
+                    .and_then(|node| self.stable.node(node))
+                    .is_none();
             }
             UNSHARED => unshared += 1,
             _ => {}
@@ -330,9 +343,9 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         }
         let mut chained = 0;
         for bucket in 0..self.heads.len() {
-            let mut key = self.heads.get(bucket).wrapping_sub(1);
-            while key != NONE {
-                let it = self.items.get(SlabKey(key)).ok_or(Error::Corrupt)?;
+            let mut link = Link::from_raw(self.heads.get(bucket));
+            while let Some(at) = link {
+                let it = self.items.get(at.key()).ok_or(Error::Corrupt)?;
                 let here = it.state() == UNSHARED
                     && it.pass() == self.pass
                     && self.bucket(it.sampled) == bucket;
@@ -340,7 +353,7 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
                     return Err(Error::Corrupt);
                 }
                 chained += 1;
-                key = it.link;
+                link = it.link;
             }
         }
         Ok(())
@@ -398,24 +411,24 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         sampled: u32,
         page: Id,
     ) -> Result<Option<u32>, Error> {
-        let mut key = self.head(sampled);
+        let mut link = self.head(sampled);
         for _ in 0..=self.items.len() {
-            if key == NONE {
+            let Some(key) = link.map(Link::key) else {
                 break;
-            }
-            let Some(other) = self.items.get(SlabKey(key)) else {
+            };
+            let Some(other) = self.items.get(key) else {
                 break;
             };
             let (other_page, next) = (other.page, other.link);
-            if key != item.0 && other.sampled == sampled {
+            if key.0 != item.0 && other.sampled == sampled {
                 let stats = self.stable.stats_mut();
                 stats.comparisons += 1;
                 if host.same_contents(page, other_page)? {
-                    return Ok(Some(key));
+                    return Ok(Some(key.0));
                 }
                 stats.collisions += 1;
             }
-            key = next;
+            link = next;
         }
         Ok(None)
     }
@@ -429,12 +442,11 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         item: ItemRef,
     ) -> Result<(), Error> {
         let it = self.item(item)?;
-        let (state, pass, link, sampled) = (it.state(), it.pass(), it.link, it.sampled);
+        let (state, pass, node, sampled) = (it.state(), it.pass(), it.stable_node(), it.sampled);
         match state {
             MERGED => {
-                if let Unshared::Released(kept) =
-                    self.stable.unshare(StableRef::from_index(link))?
-                {
+                let node = node.ok_or(Error::InvalidHandle)?;
+                if let Unshared::Released(kept) = self.stable.unshare(node)? {
                     host.release_kept(kept);
                 }
                 self.set_state(item.0, VOLATILE);
@@ -469,14 +481,14 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         }
         it.state_pass = (pass << STATE_BITS) | state;
         if state != MERGED && state != UNSHARED {
-            it.link = NONE;
+            it.link = None;
         }
     }
 
     fn set_merged(&mut self, key: u32, node: StableRef) {
         self.set_state(key, MERGED);
         if let Some(it) = self.items.get_mut(SlabKey(key)) {
-            it.link = node.index();
+            it.link = Link::to(SlabKey(node.index()));
         }
     }
 
@@ -486,8 +498,10 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         (mixed >> (64 - bits)) as usize
     }
 
-    fn head(&self, sampled: u32) -> u32 {
-        self.heads.get(self.bucket(sampled)).wrapping_sub(1)
+    /// The first item in `sampled`'s unstable bucket. A bucket holds
+    /// [`Link::raw`] (0, as the array starts, for an empty one).
+    fn head(&self, sampled: u32) -> Option<Link> {
+        Link::from_raw(self.heads.get(self.bucket(sampled)))
     }
 
     fn insert_unstable(&mut self, key: u32, sampled: u32) {
@@ -497,22 +511,23 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> Resident<Id, P> {
         if let Some(it) = self.items.get_mut(SlabKey(key)) {
             it.link = head;
         }
-        self.heads.set(bucket, key.wrapping_add(1));
+        self.heads.set(bucket, Link::raw(Link::to(SlabKey(key))));
     }
 
     fn unlink_unstable(&mut self, key: u32, sampled: u32) {
-        let next = self.items.get(SlabKey(key)).map_or(NONE, |it| it.link);
+        let next = self.items.get(SlabKey(key)).and_then(|it| it.link);
+        let this = Link::to(SlabKey(key));
         let bucket = self.bucket(sampled);
         let mut at = self.head(sampled);
-        if at == key {
-            self.heads.set(bucket, next.wrapping_add(1));
+        if at == this {
+            self.heads.set(bucket, Link::raw(next));
             return;
         }
         for _ in 0..=self.items.len() {
-            let Some(it) = self.items.get_mut(SlabKey(at)) else {
+            let Some(it) = at.and_then(|at| self.items.get_mut(at.key())) else {
                 return;
             };
-            if it.link == key {
+            if it.link == this {
                 it.link = next;
                 return;
             }

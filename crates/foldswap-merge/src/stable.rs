@@ -13,6 +13,7 @@
 use foldswap_mem::{Error, PageProvider, SlabKey};
 
 use crate::host::PageContents;
+use crate::link::Link;
 use crate::page_box::BoxedSlab;
 use crate::stable_index::StableIndex;
 use crate::stats::MergeStats;
@@ -20,7 +21,6 @@ use crate::stats::MergeStats;
 /// KSM's default limit on sharers per stable node.
 pub const DEFAULT_MAX_PAGE_SHARING: u32 = 256;
 
-const NONE: u32 = u32::MAX;
 /// Set in [`StableNode::sharers_and_flags`] once `full_hash` holds the page's hash.
 const FULL_HASH_KNOWN: u32 = 1 << 31;
 
@@ -30,8 +30,10 @@ struct StableNode<Id> {
     full_hash: u64,
     sampled: u32,
     sharers_and_flags: u32,
-    prev_dup: u32,
-    next_dup: u32,
+    /// The node before this one in its chain; `None` for the chain head.
+    prev_dup: Option<Link>,
+    /// The node after this one in its chain; `None` for the last.
+    next_dup: Option<Link>,
 }
 
 impl<Id> StableNode<Id> {
@@ -277,15 +279,15 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
             full_hash: 0,
             sampled: vacancy.sampled,
             sharers_and_flags: 1,
-            prev_dup: NONE,
-            next_dup: NONE,
+            prev_dup: None,
+            next_dup: None,
         };
         if let Some(hash) = vacancy.full_hash {
             node.set_full_hash(hash);
         }
         let key = self.nodes.insert(node)?;
         match chain {
-            Some((head, _)) => self.link_dup_after(head, key.0),
+            Some((head, _)) => self.link_dup_after(SlabKey(head), key),
             None => {
                 if let Err(e) = self.index.insert(vacancy.sampled, key.0) {
                     self.nodes.remove(key);
@@ -364,13 +366,13 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
         self.index = rekeyed;
         let StableTree { index, nodes, .. } = self;
         index.try_for_each(|sampled, head| {
-            let mut key = head;
+            let mut link = Link::to(SlabKey(head));
             for _ in 0..=nodes.len() {
-                let Some(node) = nodes.get_mut(SlabKey(key)) else {
+                let Some(node) = link.and_then(|at| nodes.get_mut(at.key())) else {
                     break;
                 };
                 node.sampled = sampled;
-                key = node.next_dup;
+                link = node.next_dup;
             }
             Ok(())
         })
@@ -415,18 +417,18 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
         let nodes = &self.nodes;
         self.index.try_for_each(|sampled, head| {
             heads += 1;
-            let mut prev = NONE;
-            let mut key = head;
-            while key != NONE {
-                let node = nodes.get(SlabKey(key)).ok_or(Error::Corrupt)?;
+            let mut prev = None;
+            let mut link = Link::to(SlabKey(head));
+            while let Some(at) = link {
+                let node = nodes.get(at.key()).ok_or(Error::Corrupt)?;
                 let linked = node.prev_dup == prev && node.sampled == sampled;
                 if !linked || node.sharers() == 0 || visited >= nodes.len() {
                     return Err(Error::Corrupt);
                 }
                 visited += 1;
                 sharers += u64::from(node.sharers());
-                prev = key;
-                key = node.next_dup;
+                prev = link;
+                link = node.next_dup;
             }
             Ok(())
         })?;
@@ -526,28 +528,29 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
 
     /// The first node of `head`'s chain with room for another sharer.
     fn dup_with_room(&self, head: u32) -> Option<(StableRef, Id)> {
-        let mut key = head;
+        let mut link = Link::to(SlabKey(head));
         for _ in 0..=self.nodes.len() {
-            let node = self.nodes.get(SlabKey(key))?;
+            let key = link?.key();
+            let node = self.nodes.get(key)?;
             if node.sharers() < self.max_page_sharing {
-                return Some((StableRef(key), node.kept));
+                return Some((StableRef(key.0), node.kept));
             }
-            key = node.next_dup;
+            link = node.next_dup;
         }
         None
     }
 
-    fn link_dup_after(&mut self, head: u32, key: u32) {
-        let next = self.nodes.get(SlabKey(head)).map_or(NONE, |h| h.next_dup);
-        if let Some(new) = self.nodes.get_mut(SlabKey(key)) {
-            new.prev_dup = head;
+    fn link_dup_after(&mut self, head: SlabKey, key: SlabKey) {
+        let next = self.nodes.get(head).and_then(|h| h.next_dup);
+        if let Some(new) = self.nodes.get_mut(key) {
+            new.prev_dup = Link::to(head);
             new.next_dup = next;
         }
-        if let Some(h) = self.nodes.get_mut(SlabKey(head)) {
-            h.next_dup = key;
+        if let Some(h) = self.nodes.get_mut(head) {
+            h.next_dup = Link::to(key);
         }
-        if let Some(n) = self.nodes.get_mut(SlabKey(next)) {
-            n.prev_dup = key;
+        if let Some(n) = next.and_then(|next| self.nodes.get_mut(next.key())) {
+            n.prev_dup = Link::to(key);
         }
         self.dups += 1;
     }
@@ -558,23 +561,28 @@ impl<Id: Copy + Eq, P: PageProvider + Clone> StableTree<Id, P> {
             return;
         };
         self.epoch += 1;
-        if node.prev_dup != NONE {
+        if let Some(prev) = node.prev_dup {
             // A dup: unlink it from its chain.
-            if let Some(prev) = self.nodes.get_mut(SlabKey(node.prev_dup)) {
+            if let Some(prev) = self.nodes.get_mut(prev.key()) {
                 prev.next_dup = node.next_dup;
             }
-            if let Some(next) = self.nodes.get_mut(SlabKey(node.next_dup)) {
+            if let Some(next) = node
+                .next_dup
+                .and_then(|next| self.nodes.get_mut(next.key()))
+            {
                 next.prev_dup = node.prev_dup;
             }
             self.dups = self.dups.saturating_sub(1);
-        } else if let Some(next) = self.nodes.get_mut(SlabKey(node.next_dup)) {
+        } else if let Some(first_dup) = node.next_dup
+            && let Some(next) = self.nodes.get_mut(first_dup.key())
+        {
             // A head with dups: the first dup takes its place in the index.
-            next.prev_dup = NONE;
+            next.prev_dup = None;
             next.sampled = node.sampled;
             if let (None, Some(hash)) = (next.known_full_hash(), node.known_full_hash()) {
                 next.set_full_hash(hash);
             }
-            self.index.replace(node.sampled, key, node.next_dup);
+            self.index.replace(node.sampled, key, first_dup.key().0);
             self.dups = self.dups.saturating_sub(1);
         } else {
             self.index.remove(node.sampled, key);
