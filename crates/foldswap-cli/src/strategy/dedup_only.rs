@@ -15,6 +15,7 @@
 //!   scanned page) and [`STABLE_NODE_BYTES`] per copy that is shared by two or more
 //!   pages (its `stable_node`; an estimate of the x86-64 slab object).
 
+use core::num::NonZeroU32;
 use std::collections::HashMap;
 
 use foldswap_mem::PAGE_SIZE;
@@ -48,19 +49,34 @@ const STAGE_COMPARE: usize = 1;
 const STAGE_KEEP_COPY: usize = 2;
 const STAGE_LOAD_COPY: usize = 3;
 
-/// No copy for this index.
-const NO_COPY: u32 = u32::MAX;
+/// A kept copy's number, held plus one: "no copy" is `None`, never a number a copy
+/// could have, and `Option<CopyRef>` is four bytes like the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CopyRef(NonZeroU32);
+
+impl CopyRef {
+    /// Copy number `index`; `None` past the last number that fits (`u32::MAX - 1`).
+    fn new(index: usize) -> Option<Self> {
+        let raw = u32::try_from(index).ok()?.checked_add(1)?;
+        NonZeroU32::new(raw).map(CopyRef)
+    }
+
+    /// The copy's number: its place in `copies` (in pages) and `sharers`.
+    fn index(self) -> usize {
+        (self.0.get() - 1) as usize
+    }
+}
 
 /// The KSM model; see the module documentation.
 pub struct DedupOnly {
-    /// Copy number of each stored page index.
-    slots: Vec<u32>,
+    /// The copy each page index holds (`None`: not stored).
+    slots: Vec<Option<CopyRef>>,
     /// Kept copies, back to back.
     copies: Vec<u8>,
     /// Pages sharing each copy.
     sharers: Vec<u32>,
     /// Copies by content hash.
-    by_hash: HashMap<u64, Vec<u32>>,
+    by_hash: HashMap<u64, Vec<CopyRef>>,
     counts: Counts,
     clock: StageClock,
 }
@@ -79,14 +95,14 @@ impl DedupOnly {
     }
 
     /// A kept copy with exactly `page`'s bytes and room for one more sharer.
-    fn find_copy(&mut self, hash: u64, page: &[u8; PAGE_SIZE]) -> Option<u32> {
+    fn find_copy(&mut self, hash: u64, page: &[u8; PAGE_SIZE]) -> Option<CopyRef> {
         let candidates = self.by_hash.get(&hash)?;
         let (copies, sharers) = (&self.copies, &self.sharers);
         self.clock.time(STAGE_COMPARE, || {
             candidates.iter().copied().find(|&copy| {
-                let start = copy as usize * PAGE_SIZE;
+                let start = copy.index() * PAGE_SIZE;
                 let room = sharers
-                    .get(copy as usize)
+                    .get(copy.index())
                     .is_some_and(|&n| n < MAX_PAGE_SHARING);
                 room && copies.get(start..start + PAGE_SIZE) == Some(&page[..])
             })
@@ -123,10 +139,8 @@ impl Strategy for DedupOnly {
                 copy
             }
             None => {
-                let copy = u32::try_from(self.sharers.len())
-                    .ok()
-                    .filter(|&c| c != NO_COPY)
-                    .ok_or_else(|| StrategyError::Refused {
+                let copy =
+                    CopyRef::new(self.sharers.len()).ok_or_else(|| StrategyError::Refused {
                         index,
                         reason: "too many copies".into(),
                     })?;
@@ -139,29 +153,28 @@ impl Strategy for DedupOnly {
                 copy
             }
         };
-        if let Some(n) = self.sharers.get_mut(copy as usize) {
+        if let Some(n) = self.sharers.get_mut(copy.index()) {
             *n += 1;
         }
         let index = index as usize;
         if self.slots.len() <= index {
-            self.slots.resize(index + 1, NO_COPY);
+            self.slots.resize(index + 1, None);
         }
-        self.slots[index] = copy;
+        self.slots[index] = Some(copy);
         Ok(())
     }
 
     fn load(&mut self, index: u32, out: &mut [u8; PAGE_SIZE]) -> Result<(), StrategyError> {
-        let copy = match self.slots.get(index as usize) {
-            Some(&copy) if copy != NO_COPY => copy,
-            _ => return Err(StrategyError::UnknownPage(index)),
+        let Some(&Some(copy)) = self.slots.get(index as usize) else {
+            return Err(StrategyError::UnknownPage(index));
         };
-        let start = copy as usize * PAGE_SIZE;
+        let start = copy.index() * PAGE_SIZE;
         let (copies, clock) = (&self.copies, &mut self.clock);
         let bytes = copies
             .get(start..start + PAGE_SIZE)
             .ok_or(StrategyError::Corrupt {
                 index,
-                reason: format!("copy {copy} out of range"),
+                reason: format!("copy {} out of range", copy.index()),
             })?;
         clock.time(STAGE_LOAD_COPY, || out.copy_from_slice(bytes));
         Ok(())
@@ -218,6 +231,36 @@ mod tests {
         // Force b under a's hash: it must still be kept apart after the comparison.
         let hash_of_a = xxh3_64(&a);
         assert!(strategy.find_copy(hash_of_a, &b).is_none());
-        assert_eq!(strategy.find_copy(hash_of_a, &a), Some(0));
+        assert_eq!(
+            strategy.find_copy(hash_of_a, &a).map(CopyRef::index),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn copy_zero_is_a_copy_and_unstored_indexes_hold_none() {
+        let mut strategy = DedupOnly::new();
+        let page = [5u8; PAGE_SIZE];
+        strategy.store(3, &page).unwrap();
+        let mut out = [0u8; PAGE_SIZE];
+        // Index 3 holds copy number 0; the indexes below it were never stored.
+        strategy.load(3, &mut out).unwrap();
+        assert_eq!(out, page);
+        for index in 0..3 {
+            assert!(matches!(
+                strategy.load(index, &mut out),
+                Err(StrategyError::UnknownPage(i)) if i == index
+            ));
+        }
+        assert!(matches!(
+            strategy.load(4, &mut out),
+            Err(StrategyError::UnknownPage(4))
+        ));
+        assert_eq!(
+            CopyRef::new(u32::MAX as usize - 1).map(CopyRef::index),
+            Some(u32::MAX as usize - 1)
+        );
+        assert_eq!(CopyRef::new(u32::MAX as usize), None);
+        assert_eq!(core::mem::size_of::<Option<CopyRef>>(), 4);
     }
 }
