@@ -10,8 +10,9 @@
 //!     next_batch(now) ──────────────────►  Scan(batch) | Sleep{until} | RoundEnd
 //!     scan batch.pages() of batch.region,
 //!       hash at ladder.strength(), look up the merge trees, merge
+//!       (the swap face also patches or recompresses)
 //!     complete_batch(&batch, result) ───►  cost → budget and moving average,
-//!                                          merged/scanned → region, hash work → adapter
+//!                                          changed/scanned → region, hash work → adapter
 //!     report_broken(region, n)  ────────►  (whenever a merge is broken by a write)
 //!     on RoundEnd: end_round(now) ──────►  regions move rungs, strength adapts,
 //!   }                                      staged tunables apply; summary back
@@ -297,15 +298,18 @@ impl<P: PageProvider> Ladder<P> {
         self.cost.record(result.cost_ns, pages);
         self.stats.batches += 1;
         self.stats.pages_scanned = self.stats.pages_scanned.saturating_add(pages);
-        self.stats.pages_merged = self
+        self.stats.pages_changed = self
             .stats
-            .pages_merged
+            .pages_changed
             .saturating_add(u64::from(result.merged));
         self.stats.cpu_ns = self.stats.cpu_ns.saturating_add(result.cost_ns);
         match self.region_mut(issued.region) {
             Some(region) => {
                 region.round.scanned = region.round.scanned.saturating_add(pages);
-                region.round.merged = region.round.merged.saturating_add(u64::from(result.merged));
+                region.round.changed = region
+                    .round
+                    .changed
+                    .saturating_add(u64::from(result.merged));
             }
             None => self.stats.results_for_removed_regions += 1,
         }

@@ -52,11 +52,12 @@ pub struct Tunables {
     /// Cap on the whole ladder's CPU share, in 1/10000. ≤ 0 is an error; over 10000
     /// is clamped. When the rungs' shares add up to more, each is scaled down.
     pub max_cpu: i32,
-    /// A region whose dedup ratio (merged − broken) / scanned reaches this, in
+    /// A region whose dedup ratio (changed − broken) / scanned reaches this (changed:
+    /// pages its scans merged, patched or recompressed), in
     /// 1/10000, climbs a rung at the round's end; below it, it falls one (UKSM: 10 %).
     /// Over 10000 is clamped.
     pub promote_ratio: u32,
-    /// A region whose broken / merged exceeds this, in 1/10000, is thrashing: its
+    /// A region whose broken / changed exceeds this, in 1/10000, is thrashing: its
     /// dedup ratio counts as 0, so it falls (UKSM: 50 %). Over 10000 is clamped.
     pub thrash_ratio: u32,
     /// Fewest pages worth a batch (a rung waits until its budget pays for this many).

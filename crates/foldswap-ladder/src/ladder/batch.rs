@@ -45,7 +45,10 @@ impl Batch {
 pub struct BatchResult {
     /// Pages actually scanned (≤ the batch's count; fewer if the region shrank).
     pub pages_scanned: u32,
-    /// Of those, pages merged with an identical page (≤ `pages_scanned`).
+    /// Of those, pages the scan changed (≤ `pages_scanned`): merged with an identical
+    /// page, and on the swap face also patched against a similar page or recompressed.
+    /// The ladder adds them to [`RegionRound::changed`](crate::RegionRound::changed)
+    /// and [`LadderStats::pages_changed`](crate::LadderStats::pages_changed).
     pub merged: u32,
     /// CPU time the batch took, ns (hashing, tree lookups, merging).
     pub cost_ns: u64,

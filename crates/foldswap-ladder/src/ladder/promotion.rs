@@ -1,8 +1,9 @@
 //! Promotion: at a round's end each region climbs or falls a rung by its dedup ratio.
 //!
-//! A region's ratio is (merged − broken) / scanned over the round; at least
-//! `promote_ratio` climbs a rung, anything less falls one, and a region whose broken /
-//! merged exceeds `thrash_ratio` counts as 0. A region not scanned this round stays.
+//! A region's ratio is (changed − broken) / scanned over the round, where changed
+//! counts pages the scan merged, patched or recompressed
+//! ([`RegionRound::changed`]); at least `promote_ratio` climbs a rung, anything less
+//! falls one, and a region whose broken / changed exceeds `thrash_ratio` counts as 0. A region not scanned this round stays.
 //! The move is two phases, so a region is judged once even if it lands on a rung not
 //! yet visited: decide every region's target, then relink.
 
@@ -28,7 +29,7 @@ impl<P: PageProvider> Ladder<P> {
             };
             let RegionRound {
                 scanned,
-                merged,
+                changed,
                 broken,
             } = core::mem::take(&mut region.round);
             let current = region.rung.min(top);
@@ -37,11 +38,11 @@ impl<P: PageProvider> Ladder<P> {
                 return;
             }
             let thrashing = broken > 0
-                && broken.saturating_mul(RATIO_ONE as u64) > merged.saturating_mul(thrash_ratio);
+                && broken.saturating_mul(RATIO_ONE as u64) > changed.saturating_mul(thrash_ratio);
             let ratio = if thrashing {
                 0
             } else {
-                merged
+                changed
                     .saturating_sub(broken)
                     .saturating_mul(RATIO_ONE as u64)
                     / scanned

@@ -9,8 +9,9 @@ use crate::strength::StrengthChange;
 pub struct RegionRound {
     /// Pages scanned.
     pub scanned: u64,
-    /// Pages merged.
-    pub merged: u64,
+    /// Pages the scan changed: merged, patched or recompressed
+    /// ([`BatchResult::merged`](crate::BatchResult::merged)).
+    pub changed: u64,
     /// Merges broken by writes (reported with
     /// [`Ladder::report_broken`](crate::Ladder::report_broken)).
     pub broken: u64,
@@ -60,8 +61,9 @@ pub struct LadderStats {
     pub batches: u64,
     /// Pages scanned.
     pub pages_scanned: u64,
-    /// Pages merged.
-    pub pages_merged: u64,
+    /// Pages the scan changed: merged, patched or recompressed
+    /// ([`BatchResult::merged`](crate::BatchResult::merged)).
+    pub pages_changed: u64,
     /// Merges reported broken.
     pub merges_broken: u64,
     /// CPU spent, ns, as reported.
