@@ -6,12 +6,12 @@
 //! other cores the few things they need to live in both:
 //!
 //! - [`Page`]: one 4096-byte, 4096-aligned page of memory.
-//! - [`PageProvider`]: the host's fallible page allocator (the kernel backs it with
-//!   `alloc_page(GFP_NOWAIT)`, userspace with the std allocator: [`StdPageProvider`]
-//!   under the `std` feature).
+//! - [`PageProvider`]: the host's fallible page allocator, never sleeping (the kernel
+//!   module backs it with a page mempool refilled with `GFP_NOWAIT | __GFP_HIGH`,
+//!   userspace with the std allocator: [`StdPageProvider`] under the `std` feature).
 //! - [`Slab`]: fixed-size objects (tree nodes, pool handles, index entries) carved from
-//!   provider pages, with an intrusive free list and a per-page occupancy bitmap so a
-//!   stale key is reported, never dereferenced.
+//!   provider pages; the lowest free slot is taken and emptied pages go back, and a
+//!   per-page occupancy bitmap makes a stale key reported, never dereferenced.
 //! - [`ReaderCount`]: readers that read outside a lock, and the writers (under it)
 //!   that wait them out before freeing or moving what they read.
 //! - [`sync`]: the one place atomics come from, switching between `core` and loom

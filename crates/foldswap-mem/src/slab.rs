@@ -2,24 +2,32 @@
 //!
 //! A [`Slab<T>`] holds values of one type in pages taken from a [`PageProvider`].
 //! Each data page starts with an occupancy bitmap, then packs as many slots as fit.
-//! Free slots are threaded on an intrusive free list (the first four bytes of a free
-//! slot hold the key of the next one), so insert and remove are O(1) and never touch
-//! a global allocator. Pages are found through a two-level directory: an inline root
-//! array of [`DIR_ROOTS`] pointers to directory pages, each naming 512 data pages.
+//! Pages are found through a two-level directory: an inline root array of
+//! [`DIR_ROOTS`] pointers to directory pages, each naming [`DIR_ENTRIES`] data pages
+//! and keeping a *room* bitmap of them (a page with a free slot, or a hole where an
+//! emptied page was given back), with one summary bit per directory page inline.
 //!
 //! ```text
-//!   Slab { roots: [dir page, dir page, ...] }
+//!   Slab { roots: [dir page, dir page, ...], room_roots: u64 }
 //!                     │
 //!                     ▼
-//!   dir page: [data page 0, data page 1, ... data page 511]
+//!   dir page: [data page 0, data page 1, ... data page 503][room bitmap 64 B]
 //!                     │
 //!                     ▼
 //!   data page: [bitmap 64 B][slot 0][slot 1]...[slot n-1]
 //! ```
 //!
+//! An insert takes the lowest free slot of the lowest page with room (two
+//! trailing-zero counts and one bitmap scan), so live objects gather in the low
+//! pages; a page whose last object goes is given back at once (one emptied page is
+//! kept as a spare, so a store and an invalidate at a page boundary do not take and
+//! give a page each time). So the slab follows what it holds down as well as up:
+//! after a storm, the pages its survivors do not need go back.
+//!
 //! A key is the slot's global index. A key whose slot is free is reported (`None` or
 //! [`Error::InvalidHandle`]), never dereferenced; callers that need to tell a reused
-//! slot from the original keep a generation number inside `T`.
+//! slot from the original keep a generation number inside `T`. A fresh slab hands
+//! out keys 0, 1, 2, … in order.
 
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
@@ -27,14 +35,48 @@ use core::ptr::NonNull;
 
 use crate::{Error, PAGE_SIZE, Page, PageProvider};
 
-/// Root directory entries held inline in a [`Slab`] (each names 512 data pages, so a
-/// slab can grow to `DIR_ROOTS * 512` pages = 128 MiB).
+/// Root directory entries held inline in a [`Slab`] (each names [`DIR_ENTRIES`] data
+/// pages, so a slab can grow to `DIR_ROOTS * DIR_ENTRIES` pages, 126 MiB). One summary
+/// bit per root fits a `u64`.
 pub const DIR_ROOTS: usize = 64;
-const DIR_ENTRIES: usize = PAGE_SIZE / size_of::<usize>();
+/// Data pages one directory page names (what its room bitmap leaves of the page).
+pub const DIR_ENTRIES: usize = (PAGE_SIZE - BITMAP_WORDS * 8) / size_of::<usize>();
 const BITMAP_WORDS: usize = 8;
 const HEADER_BYTES: usize = BITMAP_WORDS * 8;
 const MAX_ALIGN: usize = 64;
-const NO_KEY: u32 = u32::MAX;
+/// One past the largest key: keys stop below `u32::MAX`.
+const KEY_LIMIT: usize = u32::MAX as usize;
+
+/// A directory page.
+///
+/// # Invariants
+///
+/// Bit `i` of `room` is set exactly when data page `root * DIR_ENTRIES + i` lies
+/// below the slab's extent and is either absent (`pages[i]` is `None`: a hole) or
+/// has a free slot.
+#[repr(C)]
+struct Directory {
+    pages: [Option<NonNull<Page>>; DIR_ENTRIES],
+    room: [u64; BITMAP_WORDS],
+}
+
+const _: () = assert!(size_of::<Directory>() <= PAGE_SIZE);
+const _: () = assert!(DIR_ENTRIES <= BITMAP_WORDS * 64 && DIR_ROOTS <= 64);
+
+/// The lowest set bit of `bits` at or after `from`.
+fn first_set_from(bits: &[u64; BITMAP_WORDS], from: usize) -> Option<usize> {
+    let mut word = from / 64;
+    let mut mask = u64::MAX.checked_shl((from % 64) as u32).unwrap_or(0);
+    while word < BITMAP_WORDS {
+        let set = bits[word] & mask;
+        if set != 0 {
+            return Some(word * 64 + set.trailing_zeros() as usize);
+        }
+        word += 1;
+        mask = u64::MAX;
+    }
+    None
+}
 
 /// The key of one object in a [`Slab`]: its global slot index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,9 +139,14 @@ const fn geometry<T>() -> Geometry {
 pub struct Slab<T, P: PageProvider> {
     provider: P,
     roots: [Option<NonNull<Page>>; DIR_ROOTS],
+    /// Bit `r`: directory `r`'s room bitmap has a bit set.
+    room_roots: u64,
+    /// Page indexes in use: every data page and every hole lies below it.
+    extent: u32,
+    /// Data pages held (not counting the spare).
     data_pages: u32,
-    free_head: u32,
-    free_slots: usize,
+    /// An emptied data page kept for the next one needed.
+    spare: Option<NonNull<Page>>,
     len: usize,
     _values: PhantomData<T>,
 }
@@ -134,9 +181,10 @@ impl<T, P: PageProvider> Slab<T, P> {
         Ok(Slab {
             provider,
             roots: [None; DIR_ROOTS],
+            room_roots: 0,
+            extent: 0,
             data_pages: 0,
-            free_head: NO_KEY,
-            free_slots: 0,
+            spare: None,
             len: 0,
             _values: PhantomData,
         })
@@ -157,12 +205,12 @@ impl<T, P: PageProvider> Slab<T, P> {
         self.len == 0
     }
 
-    /// Pages held from the provider (data and directory pages).
+    /// Pages held from the provider (data, spare and directory pages).
     pub fn pages_held(&self) -> usize {
         // A directory page may exist before its first data page (the data page's
         // allocation failed after it): count the directory pages themselves.
         let dirs = self.roots.iter().flatten().count();
-        self.data_pages as usize + dirs
+        self.data_pages as usize + usize::from(self.spare.is_some()) + dirs
     }
 
     /// Bytes held from the provider.
@@ -175,35 +223,46 @@ impl<T, P: PageProvider> Slab<T, P> {
         &self.provider
     }
 
-    /// Make sure the next `additional` inserts succeed without asking the provider.
-    /// On failure, pages obtained so far stay in the slab's free list.
+    /// Make sure the next `additional` inserts succeed without asking the provider:
+    /// the pages they would fill (in the order inserts fill them) are made present.
+    /// On failure, pages obtained so far stay in the slab.
     pub fn reserve(&mut self, additional: usize) -> Result<(), Error> {
-        while self.free_slots < additional {
-            self.grow()?;
+        let per_page = Self::GEOMETRY.per_page;
+        let mut room = 0;
+        let mut from = 0;
+        while room < additional {
+            let index = self.room_from(from).unwrap_or(self.extent as usize);
+            let page = match self.data_page(index) {
+                Some(page) => page,
+                None => self.install_page(index)?,
+            };
+            room += per_page - Self::live_in(page);
+            from = index + 1;
         }
         Ok(())
     }
 
-    /// Store `value`, returning its key. Fails with [`Error::OutOfMemory`] (dropping
-    /// `value`) when the provider has no page, or [`Error::CapacityExceeded`] when the
-    /// directory is full.
+    /// Store `value`, returning its key (the lowest free one). Fails with
+    /// [`Error::OutOfMemory`] (dropping `value`) when the provider has no page, or
+    /// [`Error::CapacityExceeded`] when the directory is full.
     pub fn insert(&mut self, value: T) -> Result<SlabKey, Error> {
-        if self.free_head == NO_KEY {
-            self.grow()?;
-        }
-        let key = self.free_head;
-        let (page, slot) = self.locate(key).ok_or(Error::InvalidHandle)?;
+        let per_page = Self::GEOMETRY.per_page;
+        let index = self.room_from(0).unwrap_or(self.extent as usize);
+        let page = match self.data_page(index) {
+            Some(page) => page,
+            None => self.install_page(index)?,
+        };
+        let slot = Self::free_slot(page).ok_or(Error::Corrupt)?;
         let ptr = Self::slot_ptr(page, slot);
-        // SAFETY: `key` heads the free list, so its slot is free and its first four
-        // bytes hold the next free key (written by `push_free`).
-        let next = unsafe { ptr.cast::<u32>().read() };
-        // SAFETY: the slot is free, in bounds and aligned for `T`.
+        // SAFETY: the slot is free (its bit is clear), in bounds and aligned for `T`.
         unsafe { ptr.cast::<T>().write(value) };
         Self::set_bit(page, slot, true);
-        self.free_head = next;
-        self.free_slots -= 1;
         self.len += 1;
-        Ok(SlabKey(key))
+        if Self::live_in(page) == per_page {
+            // INVARIANT: a full page has no room.
+            self.set_room(index, false);
+        }
+        Ok(SlabKey((index * per_page + slot) as u32))
     }
 
     /// The value under `key`, if the slot is live.
@@ -227,6 +286,7 @@ impl<T, P: PageProvider> Slab<T, P> {
     }
 
     /// Take the value under `key` out, freeing its slot. `None` if it was not live.
+    /// A page left empty goes back to the provider (or becomes the spare).
     pub fn remove(&mut self, key: SlabKey) -> Option<T> {
         let (page, slot) = self.live(key)?;
         let ptr = Self::slot_ptr(page, slot);
@@ -234,15 +294,21 @@ impl<T, P: PageProvider> Slab<T, P> {
         // it is read out exactly once.
         let value = unsafe { ptr.cast::<T>().read() };
         Self::set_bit(page, slot, false);
-        self.push_free(key.0, ptr);
         self.len -= 1;
+        let index = key.0 as usize / Self::GEOMETRY.per_page;
+        if Self::live_in(page) == 0 {
+            self.release_page(index, page);
+        } else {
+            // INVARIANT: a page with a free slot has room.
+            self.set_room(index, true);
+        }
         Some(value)
     }
 
     /// Visit every live object.
     pub fn for_each(&self, mut f: impl FnMut(SlabKey, &T)) {
         let per_page = Self::GEOMETRY.per_page;
-        for page_index in 0..self.data_pages as usize {
+        for page_index in 0..self.extent as usize {
             let Some(page) = self.data_page(page_index) else {
                 continue;
             };
@@ -256,67 +322,140 @@ impl<T, P: PageProvider> Slab<T, P> {
         }
     }
 
-    fn grow(&mut self) -> Result<(), Error> {
-        let per_page = Self::GEOMETRY.per_page;
-        let page_index = self.data_pages as usize;
-        if page_index >= DIR_ROOTS * DIR_ENTRIES || (page_index + 1) * per_page >= NO_KEY as usize {
-            return Err(Error::CapacityExceeded);
-        }
-        let root = page_index / DIR_ENTRIES;
-        let dir = match self.roots[root] {
-            Some(dir) => dir,
-            None => {
-                let dir = self.provider.alloc_page()?;
-                // SAFETY: a fresh provider page, valid for 4096 bytes and exclusively ours.
-                unsafe { dir.as_ptr().cast::<u8>().write_bytes(0, PAGE_SIZE) };
-                self.roots[root] = Some(dir);
-                dir
+    /// The lowest page index at or after `from` with room (a free slot or a hole).
+    fn room_from(&self, from: usize) -> Option<usize> {
+        let mut root = from / DIR_ENTRIES;
+        let mut within = from % DIR_ENTRIES;
+        while root < DIR_ROOTS {
+            let roots = self.room_roots.checked_shr(root as u32).unwrap_or(0);
+            if roots == 0 {
+                return None;
             }
-        };
-        let page = self.provider.alloc_page()?;
-        // SAFETY: fresh page, exclusively ours: clear the bitmap header.
-        unsafe { page.as_ptr().cast::<u8>().write_bytes(0, HEADER_BYTES) };
-        // SAFETY: `dir` is a directory page of DIR_ENTRIES pointer-sized entries, all
-        // zero (None) or set by this function; the index is in bounds.
-        unsafe {
-            dir.as_ptr()
-                .cast::<Option<NonNull<Page>>>()
-                .add(page_index % DIR_ENTRIES)
-                .write(Some(page))
-        };
-        self.data_pages += 1;
-        for slot in (0..per_page).rev() {
-            let key = (page_index * per_page + slot) as u32;
-            self.push_free(key, Self::slot_ptr(page, slot));
+            let next = root + roots.trailing_zeros() as usize;
+            if next != root {
+                (root, within) = (next, 0);
+            }
+            if let Some(dir) = self.directory(root)
+                && let Some(i) = first_set_from(&dir.room, within)
+            {
+                return Some(root * DIR_ENTRIES + i);
+            }
+            (root, within) = (root + 1, 0);
         }
-        Ok(())
+        None
     }
 
-    fn push_free(&mut self, key: u32, slot_ptr: *mut u8) {
-        // SAFETY: the slot is free (not live), in bounds and at least 4-aligned and
-        // 4 bytes long (see `geometry`).
-        unsafe { slot_ptr.cast::<u32>().write(self.free_head) };
-        self.free_head = key;
-        self.free_slots += 1;
+    /// Set or clear the room bit of page `index` (below the extent).
+    fn set_room(&mut self, index: usize, room: bool) {
+        let root = index / DIR_ENTRIES;
+        let Some(dir) = self.directory_mut(root) else {
+            return;
+        };
+        let (word, bit) = ((index % DIR_ENTRIES) / 64, 1u64 << (index % 64));
+        if room {
+            dir.room[word] |= bit;
+        } else {
+            dir.room[word] &= !bit;
+        }
+        let any = dir.room.iter().any(|&w| w != 0);
+        // INVARIANT: the summary bit says whether the directory has a room bit set.
+        if any {
+            self.room_roots |= 1 << root;
+        } else {
+            self.room_roots &= !(1 << root);
+        }
+    }
+
+    /// Make data page `index` present (it is a hole or the extent): the spare or a
+    /// new page, its bitmap cleared. Nothing changes on failure, except that a
+    /// directory page made for it stays (and is counted).
+    fn install_page(&mut self, index: usize) -> Result<NonNull<Page>, Error> {
+        let per_page = Self::GEOMETRY.per_page;
+        if index >= DIR_ROOTS * DIR_ENTRIES || (index + 1) * per_page >= KEY_LIMIT {
+            return Err(Error::CapacityExceeded);
+        }
+        // Pages are installed at a hole or at the extent, never past it.
+        if index > self.extent as usize {
+            return Err(Error::Corrupt);
+        }
+        let root = index / DIR_ENTRIES;
+        if self.roots[root].is_none() {
+            let dir = self.provider.alloc_page()?;
+            // SAFETY: a fresh provider page, valid for 4096 bytes and exclusively
+            // ours; all-zero bytes are a `Directory` of no pages and no room.
+            unsafe { dir.as_ptr().cast::<u8>().write_bytes(0, PAGE_SIZE) };
+            self.roots[root] = Some(dir);
+        }
+        let page = match self.spare.take() {
+            Some(page) => page,
+            None => self.provider.alloc_page()?,
+        };
+        // SAFETY: a page exclusively ours (fresh or the emptied spare): clear the
+        // bitmap header, so no slot is live.
+        unsafe { page.as_ptr().cast::<u8>().write_bytes(0, HEADER_BYTES) };
+        if let Some(dir) = self.directory_mut(root) {
+            dir.pages[index % DIR_ENTRIES] = Some(page);
+        }
+        self.data_pages += 1;
+        if index == self.extent as usize {
+            self.extent += 1;
+        }
+        // INVARIANT: an empty present page has room.
+        self.set_room(index, true);
+        Ok(page)
+    }
+
+    /// Give back emptied data page `index`: it becomes a hole (or the extent
+    /// shrinks past it and any holes below), the spare if there is none.
+    fn release_page(&mut self, index: usize, page: NonNull<Page>) {
+        let root = index / DIR_ENTRIES;
+        if let Some(dir) = self.directory_mut(root) {
+            dir.pages[index % DIR_ENTRIES] = None;
+        }
+        self.data_pages -= 1;
+        match self.spare {
+            None => self.spare = Some(page),
+            // SAFETY: the page came from this provider and is unlinked above.
+            Some(_) => unsafe { self.provider.free_page(page) },
+        }
+        // INVARIANT: a hole below the extent has room.
+        self.set_room(index, true);
+        // The extent shrinks over trailing holes; directory pages above it go.
+        while self.extent > 0 && self.data_page(self.extent as usize - 1).is_none() {
+            let top = self.extent as usize - 1;
+            self.set_room(top, false);
+            self.extent -= 1;
+            if top.is_multiple_of(DIR_ENTRIES)
+                && let Some(dir) = self.roots[top / DIR_ENTRIES].take()
+            {
+                // SAFETY: a directory page of this provider naming no data page
+                // (everything at or above `top` is gone), unlinked just now.
+                unsafe { self.provider.free_page(dir) };
+                self.room_roots &= !(1 << (top / DIR_ENTRIES));
+            }
+        }
+    }
+
+    fn directory(&self, root: usize) -> Option<&Directory> {
+        let dir = self.roots.get(root).copied().flatten()?;
+        // SAFETY: a live directory page of this slab: 4096-byte aligned, large
+        // enough for `Directory` (checked at compile time), zeroed when made and
+        // only written through `directory_mut`; `&self` keeps writers out.
+        Some(unsafe { &*dir.as_ptr().cast::<Directory>() })
+    }
+
+    fn directory_mut(&mut self, root: usize) -> Option<&mut Directory> {
+        let dir = self.roots.get(root).copied().flatten()?;
+        // SAFETY: as in `directory`; `&mut self` makes the borrow unique.
+        Some(unsafe { &mut *dir.as_ptr().cast::<Directory>() })
     }
 
     fn data_page(&self, page_index: usize) -> Option<NonNull<Page>> {
-        if page_index >= self.data_pages as usize {
+        if page_index >= self.extent as usize {
             return None;
         }
-        let dir = self
-            .roots
-            .get(page_index / DIR_ENTRIES)
-            .copied()
-            .flatten()?;
-        // SAFETY: a live directory page; entries below `data_pages` were written by
-        // `grow`, the rest are zero (None).
-        unsafe {
-            dir.as_ptr()
-                .cast::<Option<NonNull<Page>>>()
-                .add(page_index % DIR_ENTRIES)
-                .read()
-        }
+        let dir = self.directory(page_index / DIR_ENTRIES)?;
+        dir.pages[page_index % DIR_ENTRIES]
     }
 
     fn locate(&self, key: u32) -> Option<(NonNull<Page>, usize)> {
@@ -340,6 +479,27 @@ impl<T, P: PageProvider> Slab<T, P> {
         page.as_ptr().cast::<u64>()
     }
 
+    /// The page's occupancy bitmap, copied out.
+    fn bitmap_words(page: NonNull<Page>) -> [u64; BITMAP_WORDS] {
+        // SAFETY: the header holds BITMAP_WORDS aligned words of the page's.
+        unsafe { Self::bitmap(page).cast::<[u64; BITMAP_WORDS]>().read() }
+    }
+
+    /// Live slots in `page`.
+    fn live_in(page: NonNull<Page>) -> usize {
+        Self::bitmap_words(page)
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    }
+
+    /// The lowest free slot of `page`, if any.
+    fn free_slot(page: NonNull<Page>) -> Option<usize> {
+        let words = Self::bitmap_words(page);
+        let free = words.map(|w| !w);
+        first_set_from(&free, 0).filter(|&slot| slot < Self::GEOMETRY.per_page)
+    }
+
     fn bit(page: NonNull<Page>, slot: usize) -> bool {
         // SAFETY: the header holds BITMAP_WORDS words and `slot < BITMAP_WORDS * 64`.
         let word = unsafe { Self::bitmap(page).add(slot / 64).read() };
@@ -360,7 +520,8 @@ impl<T, P: PageProvider> Slab<T, P> {
 }
 
 impl<T, P: PageProvider> Slab<T, P> {
-    /// With no live object, give every page back to the provider and start over
+    /// With no live object, give every page back to the provider (the spare and
+    /// the directory pages; emptied data pages went back already) and start over
     /// (keys are handed out from 0 again). Returns whether pages were freed; with
     /// live objects it does nothing.
     pub fn release_if_empty(&mut self) -> bool {
@@ -375,11 +536,12 @@ impl<T, P: PageProvider> Slab<T, P> {
     /// handed out from 0 again).
     pub fn clear(&mut self) {
         self.free_all_pages();
-        // INVARIANT: no page is held, so no slot is live or free either.
+        // INVARIANT: no page is held, so no slot is live and no page has room.
         self.roots = [None; DIR_ROOTS];
+        self.room_roots = 0;
+        self.extent = 0;
         self.data_pages = 0;
-        self.free_head = NO_KEY;
-        self.free_slots = 0;
+        self.spare = None;
         self.len = 0;
     }
 
@@ -387,7 +549,7 @@ impl<T, P: PageProvider> Slab<T, P> {
     /// them: the caller resets or forgets them).
     fn free_all_pages(&mut self) {
         let per_page = Self::GEOMETRY.per_page;
-        for page_index in 0..self.data_pages as usize {
+        for page_index in 0..self.extent as usize {
             let Some(page) = self.data_page(page_index) else {
                 continue;
             };
@@ -399,8 +561,13 @@ impl<T, P: PageProvider> Slab<T, P> {
                     }
                 }
             }
-            // SAFETY: the page came from this provider in `grow` and is freed once.
+            // SAFETY: the page came from this provider and is freed once.
             unsafe { self.provider.free_page(page) };
+        }
+        if let Some(spare) = self.spare {
+            // SAFETY: the spare came from this provider, holds nothing and is named
+            // nowhere else.
+            unsafe { self.provider.free_page(spare) };
         }
         for dir in self.roots.iter().flatten() {
             // SAFETY: directory pages came from this provider and are freed once.
@@ -420,7 +587,7 @@ impl<T, P: PageProvider> core::fmt::Debug for Slab<T, P> {
         f.debug_struct("Slab")
             .field("len", &self.len)
             .field("data_pages", &self.data_pages)
-            .field("free_slots", &self.free_slots)
+            .field("extent", &self.extent)
             .finish()
     }
 }
@@ -454,7 +621,8 @@ mod tests {
             slab.remove(*key);
         }
         assert!(!slab.release_if_empty());
-        assert!(provider.pages_in_use() > 5);
+        // One survivor: its page, the spare and the directory stay.
+        assert_eq!((provider.pages_in_use(), slab.pages_held()), (3, 3));
         slab.remove(keys[0]);
         assert!(slab.release_if_empty());
         assert_eq!((provider.pages_in_use(), slab.pages_held()), (0, 0));
@@ -463,6 +631,52 @@ mod tests {
         assert_eq!((key, slab.get(key)), (SlabKey(0), Some(&[7; 8])));
         slab.clear();
         assert_eq!((provider.pages_in_use(), slab.len()), (0, 0));
+    }
+
+    #[test]
+    fn pages_go_back_as_objects_go_and_keys_refill_from_the_lowest() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut slab = Slab::<[u64; 3], _>::new(&provider).unwrap();
+        let per_page = Slab::<[u64; 3], &CountingProvider<StdPageProvider>>::objects_per_page();
+        let n = per_page * 40;
+        let keys: Vec<_> = (0..n)
+            .map(|i| slab.insert([i as u64; 3]).unwrap())
+            .collect();
+        assert_eq!(slab.pages_held(), 41, "40 data pages and a directory");
+        // Every second page emptied, and then the last ten: holes and a shorter extent.
+        for (i, key) in keys.iter().enumerate() {
+            let page = i / per_page;
+            if page % 2 == 1 || page >= 30 {
+                assert!(slab.remove(*key).is_some());
+            }
+        }
+        assert_eq!(
+            slab.pages_held(),
+            15 + 1 + 1,
+            "15 data pages, the spare, the directory"
+        );
+        assert_eq!(provider.pages_in_use(), slab.pages_held());
+        // New objects fill the lowest holes first.
+        let fresh = slab.insert([7; 3]).unwrap();
+        assert_eq!(fresh, SlabKey(per_page as u32));
+        for (i, key) in keys.iter().enumerate() {
+            let page = i / per_page;
+            let want = (page % 2 == 0 && page < 30).then_some([i as u64; 3]);
+            assert_eq!(
+                slab.get(*key).copied(),
+                want.or((*key == fresh).then_some([7; 3]))
+            );
+        }
+        let mut seen = 0;
+        slab.for_each(|_, _| seen += 1);
+        assert_eq!(seen, slab.len());
+        // Emptied entirely: only the spare and the directory are left to release.
+        for key in keys.iter().chain([&fresh]) {
+            slab.remove(*key);
+        }
+        assert_eq!(slab.pages_held(), 1, "the spare");
+        assert!(slab.release_if_empty());
+        assert_eq!(provider.pages_in_use(), 0);
     }
 
     #[test]
