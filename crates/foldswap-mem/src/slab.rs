@@ -661,7 +661,7 @@ mod tests {
         assert_eq!(fresh, SlabKey(per_page as u32));
         for (i, key) in keys.iter().enumerate() {
             let page = i / per_page;
-            let want = (page % 2 == 0 && page < 30).then_some([i as u64; 3]);
+            let want = (page.is_multiple_of(2) && page < 30).then_some([i as u64; 3]);
             assert_eq!(
                 slab.get(*key).copied(),
                 want.or((*key == fresh).then_some([7; 3]))
