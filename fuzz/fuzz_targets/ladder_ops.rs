@@ -84,7 +84,7 @@ fuzz_target!(|input: Input| {
                     let cost = u64::from(cost_per_page) * u64::from(scanned);
                     let result = BatchResult {
                         pages_scanned: scanned,
-                        merged,
+                        pages_changed: merged,
                         cost_ns: cost,
                         hash: HashWork {
                             sampled: u64::from(scanned),

@@ -298,7 +298,7 @@ impl Scanner {
                 None => {}
                 Some(merged) => {
                     result.pages_scanned += 1;
-                    result.merged += u32::from(merged);
+                    result.pages_changed += u32::from(merged);
                 }
             }
         }
@@ -322,7 +322,7 @@ impl Scanner {
         }
         Ok(BatchTotals {
             scanned: u64::from(result.pages_scanned),
-            merged: u64::from(result.merged),
+            merged: u64::from(result.pages_changed),
             broken,
             cost_ns: result.cost_ns,
         })

@@ -289,7 +289,7 @@ impl<P: PageProvider> Ladder<P> {
         let Some(issued) = self.outstanding.filter(|b| b == batch) else {
             return self.reject(Error::InvalidHandle);
         };
-        if result.pages_scanned > issued.count || result.merged > result.pages_scanned {
+        if result.pages_scanned > issued.count || result.pages_changed > result.pages_scanned {
             return self.reject(Error::InvalidArgument("batch result larger than the batch"));
         }
         self.outstanding = None;
@@ -301,7 +301,7 @@ impl<P: PageProvider> Ladder<P> {
         self.stats.pages_changed = self
             .stats
             .pages_changed
-            .saturating_add(u64::from(result.merged));
+            .saturating_add(u64::from(result.pages_changed));
         self.stats.cpu_ns = self.stats.cpu_ns.saturating_add(result.cost_ns);
         match self.region_mut(issued.region) {
             Some(region) => {
@@ -309,7 +309,7 @@ impl<P: PageProvider> Ladder<P> {
                 region.round.changed = region
                     .round
                     .changed
-                    .saturating_add(u64::from(result.merged));
+                    .saturating_add(u64::from(result.pages_changed));
             }
             None => self.stats.results_for_removed_regions += 1,
         }

@@ -75,7 +75,7 @@ fn region_removed_mid_batch_keeps_the_cost_and_drops_the_results() {
     assert_eq!(l.report_broken(a, 1), Err(Error::InvalidHandle));
     assert_eq!(l.region_rung(a), None);
     let result = BatchResult {
-        merged: 3,
+        pages_changed: 3,
         ..done(&batch)
     };
     l.complete_batch(&batch, result).unwrap();
@@ -160,7 +160,7 @@ fn batch_protocol_misuse_is_rejected_without_change() {
         Err(Error::InvalidArgument(_))
     ));
     let merged_too_many = BatchResult {
-        merged: batch.count + 1,
+        pages_changed: batch.count + 1,
         ..done(&batch)
     };
     assert!(matches!(
@@ -226,7 +226,7 @@ fn fewer_rungs_at_a_boundary_move_regions_down_to_the_new_top() {
         match l.next_batch(now).unwrap() {
             Next::Scan(b) => {
                 let r = BatchResult {
-                    merged: b.count,
+                    pages_changed: b.count,
                     ..done(&b)
                 };
                 l.complete_batch(&b, r).unwrap();
@@ -318,7 +318,7 @@ proptest! {
                             prop_assert!(p < batch.tag);
                         }
                         let cost = u64::from(cost) * u64::from(batch.count);
-                        let result = BatchResult { pages_scanned: batch.count, merged: batch.count / 3, cost_ns: cost, ..BatchResult::default() };
+                        let result = BatchResult { pages_scanned: batch.count, pages_changed: batch.count / 3, cost_ns: cost, ..BatchResult::default() };
                         l.complete_batch(&batch, result)?;
                         now += cost;
                     }

@@ -97,7 +97,7 @@ impl Host {
                 }
                 let result = BatchResult {
                     pages_scanned: batch.count,
-                    merged,
+                    pages_changed: merged,
                     cost_ns: cost,
                     hash: HashWork {
                         sampled: u64::from(batch.count),

@@ -186,7 +186,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                             result.pages_scanned += 1;
                             match self.scan_offset(area, offset, tunables, scratch) {
                                 Ok(PageOutcome::Patched | PageOutcome::Recompressed) => {
-                                    result.merged += 1;
+                                    result.pages_changed += 1;
                                     report.improved += 1;
                                 }
                                 Ok(PageOutcome::Skipped | PageOutcome::Unchanged) => {}

@@ -49,7 +49,7 @@ pub struct BatchResult {
     /// page, and on the swap face also patched against a similar page or recompressed.
     /// The ladder adds them to [`RegionRound::changed`](crate::RegionRound::changed)
     /// and [`LadderStats::pages_changed`](crate::LadderStats::pages_changed).
-    pub merged: u32,
+    pub pages_changed: u32,
     /// CPU time the batch took, ns (hashing, tree lookups, merging).
     pub cost_ns: u64,
     /// Hashing work, for the strength adapter.

@@ -10,7 +10,7 @@ pub struct RegionRound {
     /// Pages scanned.
     pub scanned: u64,
     /// Pages the scan changed: merged, patched or recompressed
-    /// ([`BatchResult::merged`](crate::BatchResult::merged)).
+    /// ([`BatchResult::pages_changed`](crate::BatchResult::pages_changed)).
     pub changed: u64,
     /// Merges broken by writes (reported with
     /// [`Ladder::report_broken`](crate::Ladder::report_broken)).
@@ -62,7 +62,7 @@ pub struct LadderStats {
     /// Pages scanned.
     pub pages_scanned: u64,
     /// Pages the scan changed: merged, patched or recompressed
-    /// ([`BatchResult::merged`](crate::BatchResult::merged)).
+    /// ([`BatchResult::pages_changed`](crate::BatchResult::pages_changed)).
     pub pages_changed: u64,
     /// Merges reported broken.
     pub merges_broken: u64,
