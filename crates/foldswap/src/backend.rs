@@ -17,14 +17,13 @@ use spin::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
-use crate::content::{
-    Candidate, Content, Lookup, Released, TAG_DELTA, decode_plain, decode_snapshot, plain_matches,
-};
+use crate::content::{Candidate, Content, Lookup, Released, TAG_DELTA};
+use crate::decode::{decode_plain, decode_snapshot, plain_matches};
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue};
-use crate::scanner::{MAX_COLD_LEVEL, ScanTunables};
 use crate::scratch::Scratch;
 use crate::stats::Stats;
+use crate::tunables::{MAX_COLD_LEVEL, ScanTunables};
 
 /// The backend's tunables, fixed at construction (the pool limit can change later).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -26,8 +26,8 @@
 //! ## The scanner
 //!
 //! Similar pages (Difference Engine's patching) and cold pages (recompression with
-//! deflate, feature `alloc`) are the scanner's background work, not the store
-//! path's: a patch attempt costs about one more lz4 compress per store for a few
+//! the host's cold codec: libzstd in userspace, the kernel's `lib/zstd` in the
+//! module) are the scanner's background work, not the store path's: a patch attempt costs about one more lz4 compress per store for a few
 //! percent of bytes (measured in `docs/delta.md`). The host runs
 //! [`Backend::run_scanner`] on a thread of its own (kernel: a kthread); the ladder
 //! (foldswap-ladder) sizes its batches from a CPU budget and the measured cost per
@@ -49,6 +49,18 @@
 //! mid-copy, then decodes outside both. Every store, load and invalidate is safe
 //! under any interleaving; frontswap's callers never race on one offset, but the
 //! backend does not rely on it.
+//!
+//! ## Modules
+//!
+//! | module | what it does |
+//! |---|---|
+//! | `backend` | the five operations, the limit, statistics |
+//! | [`area`], [`offsets`] | swap areas, their sharded offset tables of 8-byte slots |
+//! | [`content`] | entries, the dedup index and the pool behind the content lock |
+//! | [`decode`] | from a stored object (and its base) to page bytes, and the dedup byte check |
+//! | `scanner` | the background rounds: ageing, patching, recompression, compaction |
+//! | `tunables` | the scanner's tunables, staged through foldswap-wake |
+//! | `scratch`, `in_place` | per-worker memory; building large state in place |
 #![no_std]
 
 #[cfg(feature = "alloc")]
@@ -59,6 +71,7 @@ extern crate std;
 pub mod area;
 mod backend;
 pub mod content;
+pub mod decode;
 mod in_place;
 pub mod offsets;
 mod scanner;
@@ -66,6 +79,7 @@ mod scratch;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tunables;
 
 pub use backend::{Backend, BytesHeld, Census, Config, StoreKind};
 pub use foldswap_mem::Error;
@@ -80,6 +94,7 @@ pub use foldswap_pool::{ColdCodec, ColdKind, DefaultColdCodec, NoColdCodec};
 #[cfg(feature = "std")]
 pub use foldswap_wake::StdParker;
 pub use foldswap_wake::{Parker, ScannerState, WakeStats};
-pub use scanner::{BurstReport, MAX_COLD_LEVEL, ScanTunables};
+pub use scanner::BurstReport;
 pub use scratch::Scratch;
 pub use stats::{Snapshot, Stats};
+pub use tunables::{MAX_COLD_LEVEL, ScanTunables};
