@@ -140,15 +140,15 @@ pub fn scan_with(
     budget: &str,
 ) -> anyhow::Result<ScanReport> {
     check_processes_exist(pids)?;
-    let mut scanner = Scanner::new(pids, tunables)?;
+    let mut merge = ResidentMergePass::new(pids, tunables)?;
     let reports = (1..=passes)
-        .map(|pass| scanner.run_pass(pass))
+        .map(|pass| merge.run_pass(pass))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(ScanReport {
         schema: "foldswap-scan/1".to_owned(),
         pids: pids.to_vec(),
-        regions: scanner.regions.len() as u64,
-        mapped_pages: scanner.mapped_pages,
+        regions: merge.regions.len() as u64,
+        mapped_pages: merge.mapped_pages,
         budget: budget.to_owned(),
         passes: reports,
     })
@@ -168,8 +168,9 @@ struct BatchTotals {
     cost_ns: u64,
 }
 
-/// The ladder, the merge trees and the host, driven together.
-struct Scanner {
+/// One resident-merge pass over live processes: the ladder, the merge trees and
+/// the /proc host, driven together (the backend's pool scanner is another thing).
+struct ResidentMergePass {
     host: ProcessHost,
     ladder: Ladder<StdPageProvider>,
     resident: Resident<PageId, StdPageProvider>,
@@ -184,7 +185,7 @@ struct Scanner {
     now: u64,
 }
 
-impl Scanner {
+impl ResidentMergePass {
     /// Every private anonymous mapping of `pids` becomes a ladder region.
     fn new(pids: &[u32], tunables: Tunables) -> anyhow::Result<Self> {
         let mut regions = Vec::new();
@@ -207,7 +208,7 @@ impl Scanner {
                     .map_err(core_error("ladder region"))?,
             );
         }
-        Ok(Scanner {
+        Ok(ResidentMergePass {
             host,
             ladder,
             resident: Resident::new(StdPageProvider).map_err(core_error("merge trees"))?,

@@ -38,4 +38,4 @@ pub use page::{PAGE_SIZE, PAGE_WORDS, Page, as_page_bytes, as_page_bytes_mut, wo
 pub use provider::StdPageProvider;
 pub use provider::{CountingProvider, PageProvider};
 pub use readers::{ReaderCount, ReaderGuard};
-pub use slab::{Slab, SlabKey};
+pub use slab::{DIR_ENTRIES, DIR_ROOTS, Slab, SlabKey, SlabLink};

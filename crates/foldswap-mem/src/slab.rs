@@ -31,6 +31,7 @@
 
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
+use core::num::NonZeroU32;
 use core::ptr::NonNull;
 
 use crate::{Error, PAGE_SIZE, Page, PageProvider};
@@ -86,6 +87,53 @@ impl SlabKey {
     /// The raw index.
     pub const fn index(self) -> u32 {
         self.0
+    }
+}
+
+/// A typed link to a slab slot: `Option<SlabLink>` is "a slot, or none".
+///
+/// A link holds the slot's key plus one in a `NonZeroU32`, so `None` takes the
+/// value 0 (the niche) and `Option<SlabLink>` is four bytes, as a bare `u32` key
+/// was: "no slot" is a variant, not a key value a slot could also have. The raw
+/// form (0 for none) is what zeroed arrays start with, so a fresh one reads as
+/// empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct SlabLink(NonZeroU32);
+
+// `Option<SlabLink>` packs "none" into the niche: no bigger than the key it replaces.
+const _: () = assert!(size_of::<Option<SlabLink>>() == size_of::<u32>());
+
+impl SlabLink {
+    /// The link to `key`. Every key a [`Slab`] issues has one: its keys stop below
+    /// `u32::MAX`, so `key + 1` never wraps. A key of `u32::MAX` is no slot and
+    /// gets `None`.
+    pub const fn to(key: SlabKey) -> Option<SlabLink> {
+        match NonZeroU32::new(key.0.wrapping_add(1)) {
+            Some(raw) => Some(SlabLink(raw)),
+            None => None,
+        }
+    }
+
+    /// The slot this link names.
+    pub const fn key(self) -> SlabKey {
+        SlabKey(self.0.get() - 1)
+    }
+
+    /// Rebuild from [`raw`](Self::raw) (0: none).
+    pub const fn from_raw(raw: u32) -> Option<SlabLink> {
+        match NonZeroU32::new(raw) {
+            Some(raw) => Some(SlabLink(raw)),
+            None => None,
+        }
+    }
+
+    /// The link as a plain integer: 0 for none, else key + 1.
+    pub const fn raw(link: Option<SlabLink>) -> u32 {
+        match link {
+            Some(link) => link.0.get(),
+            None => 0,
+        }
     }
 }
 
@@ -602,6 +650,18 @@ mod tests {
 
     use super::*;
     use crate::{CountingProvider, StdPageProvider};
+
+    #[test]
+    fn every_slab_key_has_a_link_and_none_is_not_a_key() {
+        for key in [0, 1, 4095, u32::MAX - 1] {
+            let link = SlabLink::to(SlabKey(key)).unwrap();
+            assert_eq!(link.key(), SlabKey(key));
+            assert_eq!(SlabLink::from_raw(SlabLink::raw(Some(link))), Some(link));
+        }
+        assert_eq!(SlabLink::to(SlabKey(u32::MAX)), None);
+        assert_eq!(SlabLink::raw(None), 0);
+        assert_eq!(SlabLink::from_raw(0), None);
+    }
 
     #[test]
     fn geometry_fits_the_page() {

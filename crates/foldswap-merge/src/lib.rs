@@ -89,5 +89,5 @@ pub use resident::{ItemRef, MIN_UNSTABLE_BUCKETS, Resident, ScanOutcome};
 pub use stable::{
     DEFAULT_MAX_PAGE_SHARING, StableLookup, StableRef, StableTree, Stored, Unshared, Vacancy,
 };
-pub use stable_index::{GROW_AT, MIN_BUCKETS, MUST_GROW_AT, StableIndex};
+pub use stable_index::{GROW_AT, MIN_BUCKETS, MUST_GROW_AT, SHRINK_AT, StableIndex};
 pub use stats::MergeStats;

@@ -26,7 +26,7 @@
 use core::num::NonZeroU64;
 use core::ptr::NonNull;
 
-use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, Slab, SlabKey};
+use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, Slab, SlabKey, SlabLink};
 
 use crate::class::{
     CLASS_COUNT, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
@@ -35,7 +35,6 @@ use crate::class::{
 #[cfg(feature = "testing")]
 mod testing;
 
-const NONE: u32 = u32::MAX;
 const NO_SLOT: u16 = u16::MAX;
 
 /// A stored object. Copy it freely; it stays valid until the object is freed, also
@@ -140,7 +139,8 @@ impl ObjectInPlace {
 /// Where one object lives. 12 bytes: the per-object metadata of the store.
 #[derive(Debug, Clone, Copy)]
 struct HandleEntry {
-    /// zspage key when live; next free entry when free.
+    /// zspage key when live; when free, the next free entry as a raw
+    /// [`SlabLink`] (0: the end of the list).
     zspage: u32,
     slot: u16,
     len: u16,
@@ -161,8 +161,8 @@ enum ZsList {
 /// One zspage: a few provider pages holding slots of one class.
 struct ZsPage {
     pages: [Option<NonNull<Page>>; MAX_ZSPAGE_PAGES],
-    prev: u32,
-    next: u32,
+    prev: Option<SlabLink>,
+    next: Option<SlabLink>,
     class: u16,
     used: u16,
     /// Slots below this were handed out at least once.
@@ -176,17 +176,17 @@ struct ZsPage {
 /// Per-class bookkeeping.
 #[derive(Debug, Clone, Copy)]
 struct ClassState {
-    partial: u32,
-    full: u32,
-    evacuating: u32,
+    partial: Option<SlabLink>,
+    full: Option<SlabLink>,
+    evacuating: Option<SlabLink>,
     zspages: u32,
     objects: u32,
 }
 
 const EMPTY_CLASS: ClassState = ClassState {
-    partial: NONE,
-    full: NONE,
-    evacuating: NONE,
+    partial: None,
+    full: None,
+    evacuating: None,
     zspages: 0,
     objects: 0,
 };
@@ -238,6 +238,21 @@ pub struct StoreStats {
 /// shard it) to share. `P` is cloned for the store's slabs, so pass a cheap handle
 /// (`&provider` or a zero-sized provider).
 ///
+/// # Invariants
+///
+/// - A live handle entry names a zspage of the class its `len` falls in, at a
+///   slot handed out (below the zspage's `fresh`) and not on its free list; no
+///   two live entries name one slot. `objects` and `object_bytes` count the live
+///   entries and sum their lengths.
+/// - A zspage's `used` is the number of live entries naming it, and it is on
+///   exactly one list of its class, linked by `prev`/`next`: `full` when `used`
+///   reaches the class's objects per zspage, `evacuating` only inside
+///   [`compact`](Self::compact), `partial` otherwise. A zspage whose `used` falls
+///   to 0 is freed at once; `zspage_pages` is the sum of the zspages' pages.
+/// - Free handle entries form the list headed by `free_handle`, each holding the
+///   next as a raw [`SlabLink`]; freeing an entry bumps its generation, so no
+///   handle issued before names it again.
+///
 /// ```
 /// use foldswap_mem::StdPageProvider;
 /// use foldswap_pool::{ObjectStore, Error};
@@ -255,7 +270,7 @@ pub struct ObjectStore<P: PageProvider + Clone> {
     zspages: Slab<ZsPage, P>,
     /// One provider page: `[ClassState; CLASS_COUNT]`.
     classes: NonNull<Page>,
-    free_handle: u32,
+    free_handle: Option<SlabLink>,
     handle_high_water: u32,
     /// The generation a newly made handle entry starts with.
     fresh_generation: u16,
@@ -298,7 +313,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             handles,
             zspages,
             classes,
-            free_handle: NONE,
+            free_handle: None,
             fresh_generation: 0,
             handle_high_water: 0,
             limit_bytes: usize::MAX,
@@ -351,6 +366,12 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         self.objects += 1;
         self.object_bytes += bytes.len();
         Ok(handle)
+    }
+
+    /// The object's length, or [`Error::InvalidHandle`] for a freed, stale or
+    /// unknown handle.
+    pub fn object_len(&self, handle: Handle) -> Result<usize, Error> {
+        Ok(self.entry(handle)?.len as usize)
     }
 
     /// Copy the object into `out`, returning its length and tag. Fails with
@@ -466,7 +487,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         // INVARIANT: no object is live, so no handle entry is in use: dropping them
         // all and the free list with them loses nothing.
         self.handles.clear();
-        self.free_handle = NONE;
+        self.free_handle = None;
         self.handle_high_water = 0;
         self.fresh_generation = newest.wrapping_add(1);
     }
@@ -567,14 +588,14 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     }
 
     fn take_handle_entry(&mut self) -> Result<u32, Error> {
-        if self.free_handle != NONE {
-            let key = self.free_handle;
-            let entry = self.handles.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-            self.free_handle = entry.zspage;
-            return Ok(key);
+        if let Some(head) = self.free_handle {
+            let key = head.key();
+            let entry = self.handles.get(key).ok_or(Error::InvalidHandle)?;
+            self.free_handle = SlabLink::from_raw(entry.zspage);
+            return Ok(key.0);
         }
         let key = self.handles.insert(HandleEntry {
-            zspage: NONE,
+            zspage: 0,
             slot: 0,
             len: 0,
             generation: self.fresh_generation,
@@ -593,8 +614,8 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 entry.generation = entry.generation.wrapping_add(1);
             }
             entry.live = false;
-            entry.zspage = next;
-            self.free_handle = key;
+            entry.zspage = SlabLink::raw(next);
+            self.free_handle = SlabLink::to(SlabKey(key));
         }
     }
 
@@ -630,7 +651,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             .is_ok_and(|zs| zs.list == ZsList::Evacuating)
     }
 
-    fn list_head(&mut self, class: usize, list: ZsList) -> Option<&mut u32> {
+    fn list_head(&mut self, class: usize, list: ZsList) -> Option<&mut Option<SlabLink>> {
         let state = self.class_mut(class)?;
         match list {
             ZsList::Partial => Some(&mut state.partial),
@@ -642,16 +663,17 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// Put zspage `key` at the front of `list` of its class.
     fn link(&mut self, key: u32, list: ZsList) -> Result<(), Error> {
         let class = self.zspage(key)?.class as usize;
+        let this = SlabLink::to(SlabKey(key));
         let old_head = match self.list_head(class, list) {
-            Some(head) => core::mem::replace(head, key),
-            None => NONE,
+            Some(head) => core::mem::replace(head, this),
+            None => None,
         };
-        if old_head != NONE {
-            self.zspage_mut(old_head)?.prev = key;
+        if let Some(old_head) = old_head {
+            self.zspage_mut(old_head.key().0)?.prev = this;
         }
         let zs = self.zspage_mut(key)?;
         zs.list = list;
-        zs.prev = NONE;
+        zs.prev = None;
         zs.next = old_head;
         Ok(())
     }
@@ -660,17 +682,17 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     fn unlink(&mut self, key: u32) -> Result<(), Error> {
         let zs = self.zspage(key)?;
         let (prev, next, list, class) = (zs.prev, zs.next, zs.list, zs.class as usize);
-        if prev != NONE {
-            self.zspage_mut(prev)?.next = next;
+        if let Some(prev) = prev {
+            self.zspage_mut(prev.key().0)?.next = next;
         } else if let Some(head) = self.list_head(class, list) {
             *head = next;
         }
-        if next != NONE {
-            self.zspage_mut(next)?.prev = prev;
+        if let Some(next) = next {
+            self.zspage_mut(next.key().0)?.prev = prev;
         }
         let zs = self.zspage_mut(key)?;
-        zs.prev = NONE;
-        zs.next = NONE;
+        zs.prev = None;
+        zs.next = None;
         Ok(())
     }
 
@@ -698,8 +720,8 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         let key = if !may_grow {
             self.partial_with_room(class, shape)
                 .ok_or(Error::PoolFull)?
-        } else if head != NONE {
-            head
+        } else if let Some(head) = head {
+            head.key().0
         } else {
             self.new_zspage(class)?
         };
@@ -738,13 +760,13 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
 
     /// A partial zspage of `class` with a free slot in pages it already holds.
     fn partial_with_room(&self, class: usize, shape: ClassShape) -> Option<u32> {
-        let mut key = self.class(class)?.partial;
-        while key != NONE {
+        let mut link = self.class(class)?.partial;
+        while let Some(key) = link.map(|l| l.key().0) {
             let zs = self.zspage(key).ok()?;
             if zs.free_head != NO_SLOT || zs.fresh < held_slots(zs, shape) {
                 return Some(key);
             }
-            key = zs.next;
+            link = zs.next;
         }
         None
     }
@@ -827,8 +849,8 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     fn new_zspage(&mut self, class: usize) -> Result<u32, Error> {
         let key = self.zspages.insert(ZsPage {
             pages: [None; MAX_ZSPAGE_PAGES],
-            prev: NONE,
-            next: NONE,
+            prev: None,
+            next: None,
             class: class as u16,
             used: 0,
             fresh: 0,
@@ -977,23 +999,24 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
 
     fn free_held_slots(&self, class: usize, shape: ClassShape) -> usize {
         let mut room = 0;
-        let mut key = self.class(class).map_or(NONE, |state| state.partial);
-        while let Ok(zs) = self.zspage(key) {
+        let mut link = self.class(class).and_then(|state| state.partial);
+        while let Some(Ok(zs)) = link.map(|l| self.zspage(l.key().0)) {
             room += held_slots(zs, shape).saturating_sub(zs.used) as usize;
-            key = zs.next;
+            link = zs.next;
         }
         room
     }
 
     /// The partial zspage with the fewest objects, and its slots in held pages.
     fn sparsest_partial(&self, class: usize, shape: ClassShape) -> Option<(u32, usize)> {
-        let mut key = self.class(class)?.partial;
+        let mut link = self.class(class)?.partial;
         let mut best: Option<(u32, u16, usize)> = None;
-        while let Ok(zs) = self.zspage(key) {
+        while let Some(key) = link.map(|l| l.key().0) {
+            let Ok(zs) = self.zspage(key) else { break };
             if best.is_none_or(|(_, used, _)| zs.used < used) {
                 best = Some((key, zs.used, held_slots(zs, shape) as usize));
             }
-            key = zs.next;
+            link = zs.next;
         }
         best.map(|(key, _, held)| (key, held))
     }
@@ -1024,8 +1047,8 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             let per = class_shape(class).map_or(0, |shape| shape.objects_per_zspage);
             while let Some(key) = self
                 .class(class)
-                .map(|state| state.evacuating)
-                .filter(|&k| k != NONE)
+                .and_then(|state| state.evacuating)
+                .map(|l| l.key().0)
             {
                 let full = self.zspage(key).is_ok_and(|zs| zs.used >= per);
                 let list = if full { ZsList::Full } else { ZsList::Partial };
@@ -1043,8 +1066,8 @@ impl<P: PageProvider + Clone> Drop for ObjectStore<P> {
             for list in [ZsList::Partial, ZsList::Full, ZsList::Evacuating] {
                 while let Some(key) = self
                     .list_head(class, list)
-                    .map(|head| *head)
-                    .filter(|&k| k != NONE)
+                    .and_then(|head| *head)
+                    .map(|l| l.key().0)
                 {
                     if self.release_zspage(key).is_err() {
                         break;
