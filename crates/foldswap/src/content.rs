@@ -315,6 +315,17 @@ impl<P: PageProvider + Clone> Content<P> {
         }
     }
 
+    /// Undo [`mark_examined`](Self::mark_examined) for `key` if it is still the
+    /// entry of `generation`: the scanner's work on it did not land (memory was
+    /// short), so a later round looks at it again.
+    pub fn unmark_examined(&mut self, key: u32, generation: u32) {
+        if let Some(entry) = self.entries.get_mut(SlabKey(key))
+            && entry.generation == generation
+        {
+            entry.age_and_examined &= !EXAMINED;
+        }
+    }
+
     /// The live entry under `key`.
     pub fn entry(&self, key: u32) -> Result<&Entry, Error> {
         self.entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)
@@ -563,6 +574,11 @@ impl<P: PageProvider + Clone> Content<P> {
     /// place (`Backend::lock_content_to_move`), as for the pool's `compact`.
     /// All or nothing: on error the entry keeps its old encoding and the pool holds
     /// no new object.
+    ///
+    /// `bytes` must be shorter than the object they replace: the new object is
+    /// stored past the pool's limit if need be (a re-encode gives back more bytes
+    /// than it takes, and compaction returns the pages), so a pool at its limit
+    /// still settles. Only the provider can refuse it ([`Error::OutOfMemory`]).
     pub fn reencode(
         &mut self,
         key: u32,
@@ -587,7 +603,15 @@ impl<P: PageProvider + Clone> Content<P> {
                 return Ok(Reencoded::Stale);
             }
         }
-        let handle = self.pool.store_object(bytes, tag)?;
+        let old_len = self.pool.object_len(entry.handle())?;
+        if bytes.len() >= old_len {
+            return Err(Error::InvalidArgument("a re-encode must shrink the object"));
+        }
+        let limit = self.pool.limit_bytes();
+        self.pool.set_limit_bytes(usize::MAX);
+        let stored = self.pool.store_object(bytes, tag);
+        self.pool.set_limit_bytes(limit);
+        let handle = stored?;
         if let Err(e) = self.pool.free(entry.handle()) {
             // Undo: the object just stored is live, so freeing it cannot fail.
             let _ = self.pool.free(handle);

@@ -266,8 +266,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             // Freed, reused or changed since it was read (an invalidate, a store,
             // another re-encode): nothing to do.
             Ok(Reencoded::Stale) => return Ok(PageOutcome::Skipped),
-            // Memory is short: the entry keeps its encoding; the next round may retry.
-            Err(Error::OutOfMemory | Error::PoolFull) => return Ok(PageOutcome::Unchanged),
+            // Memory is short: the entry keeps its encoding and is looked at again
+            // in a later round.
+            Err(Error::OutOfMemory | Error::PoolFull) => {
+                self.content.lock().unmark_examined(key, entry.generation);
+                return Ok(PageOutcome::Unchanged);
+            }
             Err(e) => return Err(e),
         }
         match outcome {
@@ -494,6 +498,33 @@ mod tests {
         backend.load(0, 1, &mut out, &mut scratch).unwrap();
         assert_eq!(out, text(2));
         assert_eq!(backend.stats().snapshot().recompressed_pages, 0);
+    }
+
+    /// A pool at its limit still gets its pages recompressed: a re-encode takes
+    /// less than it gives back, so the limit does not refuse it (it used to, and
+    /// the refused entries stayed marked examined: never recompressed again).
+    #[test]
+    fn a_full_pool_still_settles() {
+        let backend = backend(4096);
+        let mut scratch = Scratch::boxed();
+        backend.set_pool_limit_bytes(96 * PAGE_SIZE);
+        let mut stored = std::vec::Vec::new();
+        for offset in 0..4096 {
+            match backend.store(0, offset, &text(1000 + offset), &mut scratch) {
+                Ok(_) => stored.push(offset),
+                Err(Error::PoolFull) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(stored.len() > 20, "{} stored", stored.len());
+        scan_rounds(&backend, &mut scratch, 3);
+        let s = backend.stats().snapshot();
+        assert_eq!(s.recompressed_pages, stored.len() as u64, "{s:?}");
+        let mut out = [0u8; PAGE_SIZE];
+        for &offset in &stored {
+            backend.load(0, offset, &mut out, &mut scratch).unwrap();
+            assert_eq!(out, text(1000 + offset));
+        }
     }
 
     /// A page the scanner cannot decode is counted and skipped: the other pages of
