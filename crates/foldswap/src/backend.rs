@@ -773,6 +773,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         if released.deltas_freed > 0 {
             Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
         }
+        if released.kept_as_base {
+            Stats::add(&self.stats.base_only_pages, 1);
+        }
+        if released.bases_freed > 0 {
+            Stats::sub(&self.stats.base_only_pages, u64::from(released.bases_freed));
+        }
     }
 
     /// Count a successful store of `kind`; a page that `replaced` another leaves

@@ -240,6 +240,12 @@ pub struct Released {
     pub plain_freed: u32,
     /// Delta entries freed.
     pub deltas_freed: u32,
+    /// The entry lost its last sharer but stays, the base of deltas: a content no
+    /// offset holds, freed with its last dependent.
+    pub kept_as_base: bool,
+    /// Of [`Released::plain_freed`]: entries that were kept only as a base, freed
+    /// now that their last dependent went.
+    pub bases_freed: u32,
     /// Inconsistencies met on the way (an object the pool would not free, a base
     /// missing or without dependents): the release went on past each; the pool
     /// bytes of such an object stay held until the backend is dropped.
@@ -524,14 +530,20 @@ impl<P: PageProvider + Clone> Content<P> {
         if !self.index.remove(entry.sampled, key) {
             released.leaked += 1;
         }
+        // The released entry, then (if it was a delta) its base.
         let mut next = Some(key);
+        let mut is_base = false;
         while let Some(key) = next.take() {
             let Some(&entry) = self.entries.get(SlabKey(key)) else {
                 // A delta's base that is gone: the books were wrong already.
                 released.leaked += 1;
                 break;
             };
-            if entry.sharers > 0 || entry.dependents() > 0 {
+            if entry.sharers > 0 {
+                break;
+            }
+            if entry.dependents() > 0 {
+                released.kept_as_base = !is_base;
                 break;
             }
             self.entries.remove(SlabKey(key));
@@ -540,6 +552,7 @@ impl<P: PageProvider + Clone> Content<P> {
             }
             let Some(base_key) = entry.base() else {
                 released.plain_freed += 1;
+                released.bases_freed += u32::from(is_base);
                 continue;
             };
             released.deltas_freed += 1;
@@ -547,6 +560,7 @@ impl<P: PageProvider + Clone> Content<P> {
                 Some(base) if base.dependents() > 0 => {
                     base.link -= 1;
                     next = Some(base_key);
+                    is_base = true;
                 }
                 _ => released.leaked += 1,
             }
@@ -622,9 +636,10 @@ impl<P: PageProvider + Clone> Content<P> {
         entry.tag = tag;
         // Age back to 0; whether it was examined stays.
         entry.age_and_examined &= EXAMINED;
-        // INVARIANT: a plain entry without dependents (checked above) becomes a
-        // delta whose link names its base; the base counts one more dependent.
-        entry.link = 0;
+        // INVARIANT: a recompressed entry stays plain and keeps its dependents
+        // (its link still counts them); a plain entry without dependents (checked
+        // above) becomes a delta whose link names its base, and the base counts
+        // one more dependent.
         if let Some((base_key, _)) = base {
             entry.link = base_key;
             self.entry_mut(base_key)?.link += 1;
@@ -890,6 +905,56 @@ mod tests {
             Ok(Reencoded::Replaced)
         );
         check_only(&content, key_c, &c);
+    }
+
+    /// A base recompressed after a delta came to depend on it keeps counting that
+    /// dependent: when the base's last sharer goes, the base stays for the delta.
+    /// (A re-encode once cleared the count, the base was freed under its delta and
+    /// the delta's load failed as corrupt.)
+    #[test]
+    fn a_recompressed_base_keeps_its_dependents() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let (base_page, mut delta_page) = (text(6), text(6));
+        delta_page[300] ^= 0x11;
+        let Scratch {
+            compress, decode, ..
+        } = &mut *scratch;
+        let mut lz4 = |page: &[u8; PAGE_SIZE]| {
+            compress
+                .compress(CodecKind::Lz4, page)
+                .unwrap()
+                .unwrap()
+                .to_vec()
+        };
+        let (base_lz4, delta_lz4) = (lz4(&base_page), lz4(&delta_page));
+        let base = store_new(&mut content, &base_page, &base_lz4, TAG_LZ4, decode);
+        let delta = store_new(&mut content, &delta_page, &delta_lz4, TAG_LZ4, decode);
+
+        let mut out = [0u8; PAGE_SIZE];
+        let index = EncodeScratch::from_page(&mut scratch.delta_index);
+        let n = encode(&delta_page, &base_page, index, &mut out).unwrap();
+        let base_generation = content.entry(base).unwrap().generation;
+        let generation = content.entry(delta).unwrap().generation;
+        let patched = (&out[..n], Some((base, base_generation)));
+        assert_eq!(
+            content.reencode(delta, generation, patched.0, TAG_DELTA, patched.1),
+            Ok(Reencoded::Replaced)
+        );
+        let (cold, tag) = cold_encoded(&mut scratch.decode, &base_page);
+        assert_eq!(
+            content.reencode(base, base_generation, &cold, tag, None),
+            Ok(Reencoded::Replaced)
+        );
+        assert_eq!(content.entry(base).unwrap().dependents(), 1);
+
+        let released = content.unshare(base).unwrap();
+        assert_eq!((released.plain_freed, released.leaked), (0, 0));
+        check_only(&content, delta, &delta_page);
+        // The delta's last sharer frees it, and then the base it kept.
+        let released = content.unshare(delta).unwrap();
+        assert_eq!((released.deltas_freed, released.plain_freed), (1, 1));
+        assert!(content.is_empty());
     }
 
     /// Every page stored under one hash (the worst a hash can do): each lookup

@@ -45,6 +45,10 @@ counters! {
     patched_pages,
     /// Distinct contents kept compressed (or raw) in the pool.
     compressed_pages,
+    /// Of the distinct contents: those no offset holds any more, kept as the base
+    /// of patched pages until their last dependent goes (so same-filled +
+    /// duplicate + patched + compressed = stored + base-only).
+    base_only_pages,
     /// Stores that succeeded (zswap's "written").
     written_pages,
     /// Loads that succeeded.

@@ -2,13 +2,11 @@
 //! a damaged pool object returns other bytes or a typed error, never a panic, and
 //! every offset not built on it still loads exactly what was stored.
 
-use core::cell::Cell;
-
 mod common;
 
-use common::{mark_member, unthrottled, words_page};
+use common::{TickClock, mark_member, unthrottled, words_page};
 use foldswap::testing::{Part, StoredObjects};
-use foldswap::{Backend, Clock, Error, Parker, ScanTunables, Scratch, StdParker};
+use foldswap::{Backend, Error, Parker, ScanTunables, Scratch, StdParker};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, PageProvider, StdPageProvider};
 use foldswap_pool::{Handle, TAG_LZ4, TAG_RAW};
 
@@ -31,16 +29,6 @@ fn noise_page(seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-/// Every read advances 50 µs: the ladder always has budget, no test sleeps.
-struct TickClock(Cell<u64>);
-
-impl Clock for TickClock {
-    fn now_ns(&self) -> u64 {
-        self.0.set(self.0.get() + 50_000);
-        self.0.get()
-    }
 }
 
 fn objects<P: PageProvider + Clone, K: Parker>(
@@ -207,7 +195,7 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
         backend.store(0, *offset, page, &mut scratch).unwrap();
     }
     // Scan until most pages are deltas.
-    let clock = TickClock(Cell::new(0));
+    let clock = TickClock::new();
     let tunables = ScanTunables {
         cold_rounds: 0,
         max_batches: 64,

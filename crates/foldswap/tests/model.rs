@@ -1,19 +1,34 @@
 //! The backend against a plain model: any sequence of init / store / load /
-//! invalidate_page / invalidate_area, across several swap types, returns exactly
-//! what the model says, and memory runs out without losing anything.
+//! invalidate_page / invalidate_area and scanner bursts (which patch similar pages
+//! and recompress cold ones), across several swap types, returns exactly what the
+//! model says, and memory runs out without losing anything.
 
 use std::collections::HashMap;
 
-use foldswap::{Backend, Config, Error, Scratch, StdParker, StoreKind};
+mod common;
+
+use common::{TickClock, mark_member, unthrottled, words_page};
+use foldswap::{Backend, Config, Error, ScanTunables, Scratch, StdParker, StoreKind};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 use proptest::prelude::*;
 
 const TYPES: usize = 3;
 const OFFSETS: u64 = 600;
 
+/// Seeds from here on give similar pages: [`SIMILAR_FAMILIES`] families of word
+/// text, each member a few bytes off the others (the scanner patches them).
+const FIRST_SIMILAR: u16 = 40;
+const SIMILAR_FAMILIES: u16 = 3;
+
 /// A page from a small seed: a few families of contents so duplicates, same-filled
-/// pages, compressible and incompressible pages all occur.
+/// pages, compressible, incompressible and similar pages all occur.
 fn page_of(seed: u16) -> Vec<u8> {
+    if seed >= FIRST_SIMILAR {
+        let (family, member) = (seed % SIMILAR_FAMILIES, seed / SIMILAR_FAMILIES);
+        let mut page = words_page(u64::from(family));
+        mark_member(&mut page, u64::from(member));
+        return page;
+    }
     let mut page = vec![0u8; PAGE_SIZE];
     match seed % 5 {
         0 => page.fill(0),
@@ -46,28 +61,39 @@ enum Op {
     Invalidate(usize, u64),
     InvalidateArea(usize),
     Init(usize),
+    /// Scanner bursts: each looks at up to 8 batches of offsets.
+    Scan(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let ty = 0..TYPES;
     let off = 0..OFFSETS / 20;
     prop_oneof![
-        8 => (ty.clone(), off.clone(), 0u16..40).prop_map(|(t, o, s)| Op::Store(t, o, s)),
+        8 => (ty.clone(), off.clone(), 0u16..64).prop_map(|(t, o, s)| Op::Store(t, o, s)),
         6 => (ty.clone(), off.clone()).prop_map(|(t, o)| Op::Load(t, o)),
         2 => (ty.clone(), off).prop_map(|(t, o)| Op::Invalidate(t, o)),
         1 => ty.clone().prop_map(Op::InvalidateArea),
         1 => ty.prop_map(Op::Init),
+        1 => (1u8..4).prop_map(Op::Scan),
     ]
 }
 
 fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(), TestCaseError> {
     let provider = CountingProvider::new(StdPageProvider, page_limit);
+    // The ladder never waits for CPU credit, and the scanner looks at every page
+    // from its first round on.
     let config = Config {
         keep_incompressible: keep_raw,
-        ..Config::default()
+        ..unthrottled()
     };
     let backend = Backend::new(&provider, config, StdParker::new()).unwrap();
     let mut scratch = Scratch::boxed();
+    let clock = TickClock::new();
+    let scan = ScanTunables {
+        cold_rounds: 0,
+        max_batches: 8,
+        ..ScanTunables::default()
+    };
     let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
     for t in 0..TYPES {
         backend.init(t, OFFSETS).unwrap();
@@ -80,7 +106,7 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
                 let page = page_of(seed);
                 match backend.store(t, o, &page, &mut scratch) {
                     Ok(kind) => {
-                        if seed % 5 == 0 || seed % 5 == 1 {
+                        if seed < FIRST_SIMILAR && seed % 5 <= 1 {
                             prop_assert_eq!(kind, StoreKind::SameFilled);
                         }
                         model.insert((t, o), page);
@@ -119,17 +145,24 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
                 backend.init(t, OFFSETS).unwrap();
                 model.retain(|(mt, _), _| *mt != t);
             }
+            Op::Scan(bursts) => {
+                for _ in 0..bursts {
+                    backend.scan_burst(&scan, &mut scratch, &clock).unwrap();
+                }
+            }
         }
         let s = backend.stats().snapshot();
         prop_assert_eq!(s.stored_pages, model.len() as u64);
         // Every stored offset is counted once: same-filled, the first sharer of a
-        // distinct content (compressed or patched), or a duplicate of one.
+        // distinct content (compressed or patched), or a duplicate of one; a
+        // distinct content no offset holds any more is a delta's base.
         prop_assert_eq!(
             s.same_filled_pages + s.compressed_pages + s.patched_pages + s.duplicate_pages,
-            s.stored_pages,
+            s.stored_pages + s.base_only_pages,
             "{:?}",
             s
         );
+        prop_assert_eq!(s.base_only_pages, backend.census().bases_only);
     }
     for ((t, o), page) in &model {
         backend.load(*t, *o, &mut out, &mut scratch).unwrap();
@@ -144,9 +177,11 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
             s.stored_pages,
             s.same_filled_pages,
             s.duplicate_pages,
-            s.compressed_pages
+            s.compressed_pages,
+            s.patched_pages,
+            s.base_only_pages
         ),
-        (0, 0, 0, 0)
+        (0, 0, 0, 0, 0, 0)
     );
     drop(backend);
     prop_assert_eq!(provider.pages_in_use(), 0, "pages leaked");

@@ -233,6 +233,7 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             duplicate_pages: s.duplicate_pages,
             patched_pages: s.patched_pages,
             compressed_pages: s.compressed_pages,
+            base_only_pages: s.base_only_pages,
             raw_pages: s.incompressible_kept,
             stores: s.written_pages,
             dedup_hits: s.dedup_hits,

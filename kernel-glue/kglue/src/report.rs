@@ -15,10 +15,14 @@ pub struct Report {
     pub same_filled_pages: u64,
     /// Of those: references to an identical page already stored.
     pub duplicate_pages: u64,
-    /// Of those: distinct contents kept as a delta against a similar page.
+    /// Distinct contents kept as a delta against a similar page.
     pub patched_pages: u64,
-    /// Of those: compressed.
+    /// Distinct contents compressed.
     pub compressed_pages: u64,
+    /// Of the distinct contents: those no stored page holds any more, kept as the
+    /// base of patched pages until the last of them goes (same-filled +
+    /// duplicate + patched + compressed = stored + base-only).
+    pub base_only_pages: u64,
     /// Of those: kept raw.
     pub raw_pages: u64,
     /// Successful stores since load.
@@ -86,7 +90,7 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 30] = [
+        let lines: [(&str, u64); 31] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
@@ -117,6 +121,7 @@ impl Report {
             ("scanner_wakeups", self.scanner_wakeups),
             ("scanned_pages", self.scanned_pages),
             ("recompressed_pages", self.recompressed_pages),
+            ("base_only_pages", self.base_only_pages),
         ];
         for (name, value) in lines {
             writeln!(w, "{name} {value}")?;

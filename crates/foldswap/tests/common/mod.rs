@@ -1,7 +1,27 @@
 //! Helpers shared by the backend's integration tests.
 
-use foldswap::Config;
+use core::cell::Cell;
+
+use foldswap::{Clock, Config};
 use foldswap_mem::PAGE_SIZE;
+
+/// Every read advances 50 µs: the ladder always has budget, no test sleeps.
+#[allow(dead_code)] // not every test uses every helper
+pub struct TickClock(Cell<u64>);
+
+#[allow(dead_code)]
+impl TickClock {
+    pub fn new() -> Self {
+        TickClock(Cell::new(0))
+    }
+}
+
+impl Clock for TickClock {
+    fn now_ns(&self) -> u64 {
+        self.0.set(self.0.get() + 50_000);
+        self.0.get()
+    }
+}
 
 /// A config whose ladder may use a whole CPU on every rung, so tests need not wait
 /// for scan credit, and which keeps poorly compressible pages raw.
