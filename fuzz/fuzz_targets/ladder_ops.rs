@@ -24,6 +24,8 @@ enum Op {
     Step {
         cost_per_page: u16,
         merged_share: u8,
+        /// Share of the scanned slots that held nothing, in 1/255.
+        empty_share: u8,
         partial: bool,
     },
     Broken(u8, u16),
@@ -71,6 +73,7 @@ fuzz_target!(|input: Input| {
             Op::Step {
                 cost_per_page,
                 merged_share,
+                empty_share,
                 partial,
             } => {
                 if let Some(batch) = outstanding.take() {
@@ -80,11 +83,14 @@ fuzz_target!(|input: Input| {
                     } else {
                         batch.count
                     };
-                    let merged = (u64::from(scanned) * u64::from(merged_share) / 255) as u32;
+                    let empty = (u64::from(scanned) * u64::from(empty_share) / 255) as u32;
+                    let merged =
+                        (u64::from(scanned - empty) * u64::from(merged_share) / 255) as u32;
                     let cost = u64::from(cost_per_page) * u64::from(scanned);
                     let result = BatchResult {
                         pages_scanned: scanned,
                         pages_changed: merged,
+                        pages_empty: empty,
                         cost_ns: cost,
                         hash: HashWork {
                             sampled: u64::from(scanned),

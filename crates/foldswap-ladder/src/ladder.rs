@@ -289,7 +289,8 @@ impl<P: PageProvider> Ladder<P> {
         let Some(issued) = self.outstanding.filter(|b| b == batch) else {
             return self.reject(Error::InvalidHandle);
         };
-        if result.pages_scanned > issued.count || result.pages_changed > result.pages_scanned {
+        let present = result.pages_scanned.checked_sub(result.pages_empty);
+        if result.pages_scanned > issued.count || present.is_none_or(|p| result.pages_changed > p) {
             return self.reject(Error::InvalidArgument("batch result larger than the batch"));
         }
         self.outstanding = None;
@@ -306,6 +307,10 @@ impl<P: PageProvider> Ladder<P> {
         match self.region_mut(issued.region) {
             Some(region) => {
                 region.round.scanned = region.round.scanned.saturating_add(pages);
+                region.round.empty = region
+                    .round
+                    .empty
+                    .saturating_add(u64::from(result.pages_empty));
                 region.round.changed = region
                     .round
                     .changed

@@ -30,9 +30,9 @@
 //! Regions (VMAs in the kernel, mappings or image ranges in userspace) sit on rungs.
 //! Each rung has a CPU share (`cpu_ratio`) and a cover time (`cover_msecs`): its
 //! regions are swept, with a stride and a random start, once per cover time on that
-//! share. After each round a region whose dedup ratio — (changed − broken) / scanned,
-//! changed counting the pages its scans merged (or, on the swap face, patched or
-//! recompressed) — reaches `promote_ratio` climbs a rung, others fall one, and a region
+//! share. After each round a region whose dedup ratio — (changed − broken) / (scanned
+//! − empty), changed counting the pages its scans merged (or, on the swap face, patched
+//! or recompressed), empty the slots that held nothing to scan — reaches `promote_ratio` climbs a rung, others fall one, and a region
 //! whose merges keep being broken by writes (`thrash_ratio`) counts as barren. So scan CPU goes
 //! where duplicates are. The governors of UKSM are the presets ([`Governor`]).
 //!

@@ -167,6 +167,22 @@ fn batch_protocol_misuse_is_rejected_without_change() {
         l.complete_batch(&batch, merged_too_many),
         Err(Error::InvalidArgument(_))
     ));
+    // More empty slots than scanned, or more changed pages than non-empty slots.
+    let empty_too_many = BatchResult {
+        pages_empty: batch.count + 1,
+        ..done(&batch)
+    };
+    let changed_empty = BatchResult {
+        pages_changed: 1,
+        pages_empty: batch.count,
+        ..done(&batch)
+    };
+    for result in [empty_too_many, changed_empty] {
+        assert!(matches!(
+            l.complete_batch(&batch, result),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
     assert_eq!(l.stats().batches, 0, "nothing was recorded");
     l.complete_batch(&batch, done(&batch)).unwrap();
     assert_eq!(
@@ -175,7 +191,7 @@ fn batch_protocol_misuse_is_rejected_without_change() {
         "completed twice"
     );
     assert_eq!(l.stats().batches, 1);
-    assert_eq!(l.stats().rejected_calls, 7);
+    assert_eq!(l.stats().rejected_calls, 9);
 }
 
 #[test]

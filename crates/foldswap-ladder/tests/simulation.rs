@@ -17,6 +17,9 @@ struct FakeRegion {
     dup_ratio: u64,
     /// Whether every merge of the round is broken by a write.
     writes_break_merges: bool,
+    /// Share of slots that hold a page, in 1/10000 (a sparse swap area: most
+    /// offsets empty); the others are reported as empty.
+    occupied: u64,
 }
 
 struct Host {
@@ -50,6 +53,7 @@ impl Host {
                 id: ladder.add_region(pages, i as u64).unwrap(),
                 dup_ratio,
                 writes_break_merges: false,
+                occupied: 10_000,
             })
             .collect();
         Host {
@@ -88,7 +92,14 @@ impl Host {
                 let region = *self.regions.iter().find(|r| r.id == batch.region).unwrap();
                 let mut cost = 0;
                 let mut merged = 0;
+                let mut empty = 0;
                 for page in batch.pages() {
+                    // A slot is empty or not for good; its merge roll is per round.
+                    if mix(page ^ (batch.tag << 40) ^ (1 << 63)) % 10_000 >= region.occupied {
+                        cost += 20;
+                        empty += 1;
+                        continue;
+                    }
                     cost += self.page_cost();
                     let roll = mix(page ^ (batch.tag << 40) ^ (self.ladder.round() << 52)) % 10_000;
                     if roll < region.dup_ratio {
@@ -98,6 +109,7 @@ impl Host {
                 let result = BatchResult {
                     pages_scanned: batch.count,
                     pages_changed: merged,
+                    pages_empty: empty,
                     cost_ns: cost,
                     hash: HashWork {
                         sampled: u64::from(batch.count),
@@ -163,6 +175,32 @@ fn duplicate_rich_regions_climb_and_barren_ones_fall() {
     );
     let stats = host.ladder.stats();
     assert!(stats.promotions >= 3 && stats.demotions >= 3, "{stats:?}");
+}
+
+/// A swap area is mostly empty offsets: one holding 3 % pages that the scanner all
+/// improves is as worth scanning as a full one, and climbs; judged over its empty
+/// offsets too (3 % < 10 %) it would stay at the bottom rung.
+#[test]
+fn a_sparse_region_is_judged_by_the_pages_it_holds() {
+    let mut host = Host::new(
+        Tunables::governor(Governor::Full),
+        &[(262_144, 10_000), (262_144, 200)],
+    );
+    for region in host.regions.iter_mut() {
+        region.occupied = 300;
+    }
+    host.run_for(20 * SECOND);
+    assert!(host.rounds.len() >= 5, "rounds: {}", host.rounds.len());
+    assert_eq!(
+        host.rung(0),
+        3,
+        "every page it holds improves: the top rung"
+    );
+    assert_eq!(host.rung(1), 0, "2 % of its pages improve: the bottom rung");
+    // Its pages settled: nothing improves any more, and it falls.
+    host.regions[0].dup_ratio = 0;
+    host.run_for(20 * SECOND);
+    assert_eq!(host.rung(0), 0, "a settled region falls to the bottom");
 }
 
 #[test]

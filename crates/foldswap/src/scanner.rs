@@ -57,6 +57,8 @@ pub struct BurstReport {
 /// What looking at one offset did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PageOutcome {
+    /// The offset holds no stored bytes (empty or same-filled): nothing to scan.
+    Empty,
     Skipped,
     Unchanged,
     Patched,
@@ -121,6 +123,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                                     result.pages_changed += 1;
                                     report.improved += 1;
                                 }
+                                Ok(PageOutcome::Empty) => result.pages_empty += 1,
                                 Ok(PageOutcome::Skipped | PageOutcome::Unchanged) => {}
                                 Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
                             }
@@ -162,7 +165,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     ) -> Result<PageOutcome, Error> {
         let key = match area.lock_shard(offset).get(offset) {
             Some(SlotValue::Entry(key)) => key,
-            _ => return Ok(PageOutcome::Skipped),
+            None | Some(SlotValue::SameFilled(_)) => return Ok(PageOutcome::Empty),
         };
         // 1. Under the lock: age the entry; take a snapshot if it is due.
         let (entry, snapshot) = {

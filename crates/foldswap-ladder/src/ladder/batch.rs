@@ -50,6 +50,11 @@ pub struct BatchResult {
     /// The ladder adds them to [`RegionRound::changed`](crate::RegionRound::changed)
     /// and [`LadderStats::pages_changed`](crate::LadderStats::pages_changed).
     pub pages_changed: u32,
+    /// Of `pages_scanned`, slots that held nothing to scan: on the swap face an
+    /// empty offset or a same-filled one (no stored bytes), on the resident face a
+    /// page not present. They count for cost and cover, not for the region's dedup
+    /// ratio: a sparse swap area whose stored pages all improve still climbs.
+    pub pages_empty: u32,
     /// CPU time the batch took, ns (hashing, tree lookups, merging).
     pub cost_ns: u64,
     /// Hashing work, for the strength adapter.

@@ -1,9 +1,13 @@
 //! Promotion: at a round's end each region climbs or falls a rung by its dedup ratio.
 //!
-//! A region's ratio is (changed − broken) / scanned over the round, where changed
-//! counts pages the scan merged, patched or recompressed
-//! ([`RegionRound::changed`]); at least `promote_ratio` climbs a rung, anything less
-//! falls one, and a region whose broken / changed exceeds `thrash_ratio` counts as 0. A region not scanned this round stays.
+//! A region's ratio is (changed − broken) / (scanned − empty) over the round, where
+//! changed counts pages the scan merged, patched or recompressed
+//! ([`RegionRound::changed`]) and empty the slots that held nothing to scan
+//! ([`RegionRound::empty`]: a sparse swap area is judged by the pages it holds,
+//! not diluted by its empty offsets); at least `promote_ratio` climbs a rung,
+//! anything less falls one, and a region whose broken / changed exceeds
+//! `thrash_ratio` counts as 0. A region not scanned this round, or whose scanned
+//! slots were all empty, stays.
 //! The move is two phases, so a region is judged once even if it lands on a rung not
 //! yet visited: decide every region's target, then relink.
 
@@ -29,11 +33,14 @@ impl<P: PageProvider> Ladder<P> {
             };
             let RegionRound {
                 scanned,
+                empty,
                 changed,
                 broken,
             } = core::mem::take(&mut region.round);
             let current = region.rung.min(top);
             region.target_rung = current;
+            // Only slots that held something are evidence either way.
+            let scanned = scanned.saturating_sub(empty);
             if scanned == 0 {
                 return;
             }

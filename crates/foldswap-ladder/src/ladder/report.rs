@@ -9,6 +9,10 @@ use crate::strength::StrengthChange;
 pub struct RegionRound {
     /// Pages scanned.
     pub scanned: u64,
+    /// Of those, slots that held nothing to scan
+    /// ([`BatchResult::pages_empty`](crate::BatchResult::pages_empty)): the dedup
+    /// ratio is `(changed - broken) / (scanned - empty)`.
+    pub empty: u64,
     /// Pages the scan changed: merged, patched or recompressed
     /// ([`BatchResult::pages_changed`](crate::BatchResult::pages_changed)).
     pub changed: u64,
