@@ -59,6 +59,8 @@ INJECT foldswap armed 8 left 7
 FSSTAT foldswap settled stored_pages 16384
 FSSTAT foldswap settled total_bytes 9000000
 FSSTAT foldswap settled recompressed_pages 2000
+ZSWAP zswap-zstd settled stored_pages 16000
+ZSWAP zswap-zstd settled pool_total_size 8000000
 GUEST done
 LOG
 }
@@ -100,6 +102,9 @@ judge "the limit changed" fail 's/-> limit_bytes 53686272/-> limit_bytes 0/' || 
 judge "an unreachable cold_rounds accepted" fail 's/^PARAM cold_rounds 127 refused old 1 now 1/PARAM cold_rounds 127 accepted old 1 now 127/' || fails=1
 judge "stats world-readable" fail 's/^PARAM stats mode 400/PARAM stats mode 444/' || fails=1
 judge "no cold page recompressed" fail 's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0/' || fails=1
+judge "settled foldswap over 1.3x zswap-zstd per page" fail \
+	's/^FSSTAT foldswap settled total_bytes 9000000/FSSTAT foldswap settled total_bytes 12000000/' || fails=1
+judge "no settled zswap-zstd figure" fail '/^ZSWAP zswap-zstd settled/d' || fails=1
 judge "zswap's zstd refused" fail '$a GUEST zswap zstd failed' || fails=1
 judge "loaded under preempt=full" fail '' 's/^PREEMPT insmod refused/PREEMPT insmod loaded/' || fails=1
 [ "$fails" = 0 ] && echo "verdict-test: the verdict passes a good log and fails each defect"
