@@ -308,10 +308,19 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Remember `key` as a base candidate for pages with `signature`, in an index
     /// sized by what is stored ([`CONTENTS_PER_SIMILARITY_PAGE`]).
     pub fn index_similar(&mut self, signature: &Signature, key: u32) {
+        self.fit_similarity_index();
+        self.similar.insert(signature, key);
+    }
+
+    /// Size the similarity index's ceiling by what is stored now: a table more
+    /// than twice the ceiling is rebuilt smaller (see
+    /// `SimilarityIndex::set_max_pages`). The scanner calls it at every round's
+    /// end too, so the index shrinks after pages go even when nothing new is
+    /// indexed any more.
+    pub fn fit_similarity_index(&mut self) {
         let ceiling = (self.entries.len() / CONTENTS_PER_SIMILARITY_PAGE)
             .clamp(1, SIMILARITY_INDEX_MAX_PAGES);
         self.similar.set_max_pages(ceiling);
-        self.similar.insert(signature, key);
     }
 
     /// Mark `key` as looked at by the scanner.

@@ -141,7 +141,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 }
                 Next::RoundEnd => {
                     self.ladder.lock().end_round(clock.now_ns())?;
-                    self.lock_content_to_move().pool.compact();
+                    let mut content = self.lock_content_to_move();
+                    content.pool.compact();
+                    content.fit_similarity_index();
+                    drop(content);
                     report.rounds_ended += 1;
                     Stats::add(&self.stats.scanner_rounds, 1);
                 }

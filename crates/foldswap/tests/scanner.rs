@@ -269,3 +269,51 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
         "{s:?}"
     );
 }
+
+/// The similarity index is sized by what is stored: after most pages go, it
+/// shrinks at the scanner's next round end even though nothing new is indexed
+/// (every page left was examined already). It once shrank only when a page was
+/// indexed, and a pool that settled after a storm kept its storm-sized table.
+#[test]
+fn the_similarity_index_shrinks_when_pages_go() {
+    const PAGES: u64 = 6_000;
+    let backend = Backend::new(StdPageProvider, unthrottled(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, PAGES).unwrap();
+    for offset in 0..PAGES {
+        let page = words_page(UNIQUE + offset);
+        backend.store(0, offset, &page, &mut scratch).unwrap();
+    }
+    let clock = common::TickClock::new();
+    let tunables = ScanTunables {
+        cold_rounds: 0,
+        ..ScanTunables::default()
+    };
+    let scan_rounds = |scratch: &mut Scratch, rounds: u32| {
+        let mut ended = 0;
+        while ended < rounds {
+            ended += backend
+                .scan_burst(&tunables, scratch, &clock)
+                .unwrap()
+                .rounds_ended;
+        }
+    };
+    scan_rounds(&mut scratch, 3);
+    let storm = backend.bytes_held().similarity_index;
+    for offset in 100..PAGES {
+        backend.invalidate_page(0, offset).unwrap();
+    }
+    scan_rounds(&mut scratch, 2);
+    let settled = backend.bytes_held().similarity_index;
+    // 100 contents: a one-page ceiling, a table of at most twice it (and the
+    // index's directory page).
+    assert!(
+        settled <= 3 * PAGE_SIZE && settled < storm,
+        "similarity index {storm} B with {PAGES} pages, {settled} B with 100"
+    );
+    let mut out = [0u8; PAGE_SIZE];
+    for offset in 0..100 {
+        backend.load(0, offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(&out[..], &words_page(UNIQUE + offset)[..]);
+    }
+}
