@@ -171,6 +171,9 @@ struct ZsPage {
     /// Provider pages held so far: pages are added as slots reach into them.
     allocated: u8,
     list: ZsList,
+    /// Inside [`ObjectStore::compact`] only: one past the highest live slot seen
+    /// of a zspage whose tail may be trimmed; [`NO_SLOT`] everywhere else.
+    top_live: u16,
 }
 
 /// Per-class bookkeeping.
@@ -209,8 +212,10 @@ pub struct CompactStats {
     pub objects_moved: usize,
     /// zspages freed.
     pub zspages_freed: usize,
-    /// Provider pages given back.
+    /// Provider pages given back (those of freed zspages and trimmed tails).
     pub pages_freed: usize,
+    /// Partial zspages whose trailing pages, holding no live object, went back.
+    pub tails_trimmed: usize,
 }
 
 /// Totals of an [`ObjectStore`].
@@ -249,6 +254,10 @@ pub struct StoreStats {
 ///   reaches the class's objects per zspage, `evacuating` only inside
 ///   [`compact`](Self::compact), `partial` otherwise. A zspage whose `used` falls
 ///   to 0 is freed at once; `zspage_pages` is the sum of the zspages' pages.
+/// - A zspage holds the first `allocated` of its pages, enough for every slot
+///   below `fresh`; its free list holds exactly the `fresh - used` slots below
+///   `fresh` that no live entry names. `top_live` is [`NO_SLOT`] outside
+///   [`compact`](Self::compact).
 /// - Free handle entries form the list headed by `free_handle`, each holding the
 ///   next as a raw [`SlabLink`]; freeing an entry bumps its generation, so no
 ///   handle issued before names it again.
@@ -541,11 +550,13 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     }
 
     /// Move objects out of sparsely used zspages into fuller ones of the same class
-    /// and free the emptied zspages. Every handle stays valid and reads the same
-    /// bytes. Needs no memory: objects only move into slots already held.
+    /// and free the emptied zspages; then give back the trailing pages of partial
+    /// zspages in which no object lives any more. Every handle stays valid and
+    /// reads the same bytes. Needs no memory: objects only move into slots already
+    /// held.
     ///
     /// Cost: one pass over the partial zspages of each class (quadratic in their
-    /// number per class), one pass over all handle entries, and one copy per moved
+    /// number per class), up to two passes over all handle entries, and one copy per moved
     /// object. Background work (the backend's scanner), not for the store path.
     pub fn compact(&mut self) -> CompactStats {
         let mut stats = CompactStats::default();
@@ -553,9 +564,15 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         for class in 0..CLASS_COUNT {
             any |= self.pick_evacuees(class);
         }
-        if !any {
-            return stats;
+        if any {
+            self.evacuate(&mut stats);
         }
+        self.trim_tails(&mut stats);
+        stats
+    }
+
+    /// Move every object of the zspages marked evacuating into kept zspages.
+    fn evacuate(&mut self, stats: &mut CompactStats) {
         for key in 0..self.handle_high_water {
             let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
                 continue;
@@ -575,7 +592,153 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             }
         }
         self.return_unfinished_evacuees();
-        stats
+    }
+
+    /// Give back the trailing pages of partial zspages that hold no live object.
+    ///
+    /// A zspage takes pages as its bump index reaches into them and keeps them
+    /// while any object lives in it; when objects all over it are freed (the
+    /// scanner re-encodes every cold page: the old object goes, the new one lands
+    /// in another class), its later pages can hold nothing live. Those pages are
+    /// freed: the slots in them leave the free list, and the bump index moves back
+    /// to the first slot not wholly in a kept page, so a later allocation takes
+    /// the pages again as it reaches them. One pass over the handle entries finds
+    /// each candidate's highest live slot; nothing is copied.
+    fn trim_tails(&mut self, stats: &mut CompactStats) {
+        // Candidates: partial zspages holding more pages than their objects need
+        // even if packed. `top_live` is set to 0 (nothing seen) on them only.
+        let mut candidates = false;
+        self.for_each_partial(|store, key, shape| {
+            if let Ok(zs) = store.zspage_mut(key)
+                && usize::from(zs.allocated) > pages_for_slots(zs.used, shape)
+            {
+                zs.top_live = 0;
+                candidates = true;
+            }
+        });
+        if !candidates {
+            return;
+        }
+        for key in 0..self.handle_high_water {
+            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
+                continue;
+            };
+            if !entry.live {
+                continue;
+            }
+            if let Ok(zs) = self.zspage_mut(entry.zspage)
+                && zs.top_live != NO_SLOT
+            {
+                zs.top_live = zs.top_live.max(entry.slot + 1);
+            }
+        }
+        self.for_each_partial(|store, key, shape| {
+            let Ok(zs) = store.zspage_mut(key) else {
+                return;
+            };
+            let top_live = core::mem::replace(&mut zs.top_live, NO_SLOT);
+            // A zspage whose free list is not what its counts say is left as it
+            // is (and its pages kept): trimming needs a sound list.
+            if top_live != NO_SLOT
+                && let Ok(pages) = store.trim_tail(key, top_live, shape)
+                && pages > 0
+            {
+                stats.tails_trimmed += 1;
+                stats.pages_freed += pages;
+            }
+        });
+    }
+
+    /// Call `visit(store, key, shape)` for every partial zspage, class by class.
+    /// `visit` may change the zspage, not the lists.
+    fn for_each_partial(&mut self, mut visit: impl FnMut(&mut Self, u32, ClassShape)) {
+        for class in 0..CLASS_COUNT {
+            let Ok(shape) = Self::shape(class) else {
+                continue;
+            };
+            let mut link = self.class(class).and_then(|state| state.partial);
+            while let Some(key) = link.map(|l| l.key().0) {
+                let Ok(zs) = self.zspage(key) else { break };
+                link = zs.next;
+                visit(self, key, shape);
+            }
+        }
+    }
+
+    /// Free the pages of zspage `key` past those that slots below `top_live` reach
+    /// into; returns how many. Fails with [`Error::Corrupt`], changing nothing,
+    /// if its free list is not `fresh - used` slots below `fresh`.
+    fn trim_tail(&mut self, key: u32, top_live: u16, shape: ClassShape) -> Result<usize, Error> {
+        let zs = self.zspage(key)?;
+        let keep_pages = pages_for_slots(top_live, shape);
+        let allocated = usize::from(zs.allocated);
+        if keep_pages >= allocated {
+            return Ok(0);
+        }
+        // Slots wholly inside the kept pages; every live slot is below `top_live`,
+        // which is at most this.
+        let kept_slots = (keep_pages * PAGE_SIZE / usize::from(shape.slot_size)) as u16;
+        let new_fresh = zs.fresh.min(kept_slots);
+        // Check the free list before changing anything.
+        let free_len = zs.fresh.checked_sub(zs.used).ok_or(Error::Corrupt)?;
+        let (mut slot, mut seen) = (zs.free_head, 0u16);
+        while slot != NO_SLOT {
+            if slot >= zs.fresh || seen >= free_len {
+                return Err(Error::Corrupt);
+            }
+            seen += 1;
+            slot = self.free_link(key, slot, shape);
+        }
+        if seen != free_len {
+            return Err(Error::Corrupt);
+        }
+        // Relink the free slots below `new_fresh`, in their order.
+        let (mut slot, mut head, mut tail) = (zs.free_head, NO_SLOT, NO_SLOT);
+        while slot != NO_SLOT {
+            let next = self.free_link(key, slot, shape);
+            if slot < new_fresh {
+                if tail == NO_SLOT {
+                    head = slot;
+                } else {
+                    self.set_free_link(key, tail, slot, shape);
+                }
+                tail = slot;
+            }
+            slot = next;
+        }
+        if tail != NO_SLOT {
+            self.set_free_link(key, tail, NO_SLOT, shape);
+        }
+        let zs = self.zspage_mut(key)?;
+        zs.free_head = head;
+        zs.fresh = new_fresh;
+        zs.allocated = keep_pages as u8;
+        let mut gone = [None; MAX_ZSPAGE_PAGES];
+        for (page, slot) in zs.pages[keep_pages..allocated]
+            .iter_mut()
+            .zip(gone.iter_mut())
+        {
+            *slot = page.take();
+        }
+        let freed = self.give_back_pages(&gone);
+        self.zspage_pages -= freed;
+        Ok(freed)
+    }
+
+    /// The next free slot after free `slot` of zspage `key` (its link).
+    fn free_link(&self, key: u32, slot: u16, shape: ClassShape) -> u16 {
+        let mut link = [0u8; 2];
+        self.read_at(key, slot as usize * shape.slot_size as usize, &mut link);
+        u16::from_ne_bytes(link)
+    }
+
+    /// Make `next` the free slot after free `slot` of zspage `key`.
+    fn set_free_link(&mut self, key: u32, slot: u16, next: u16, shape: ClassShape) {
+        self.write_at(
+            key,
+            slot as usize * shape.slot_size as usize,
+            &next.to_ne_bytes(),
+        );
     }
 
     // ----- handle entries -----
@@ -777,9 +940,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         let zs = self.zspage(key)?;
         if zs.free_head != NO_SLOT {
             let slot = zs.free_head;
-            let mut link = [0u8; 2];
-            self.read_at(key, slot as usize * shape.slot_size as usize, &mut link);
-            self.zspage_mut(key)?.free_head = u16::from_ne_bytes(link);
+            self.zspage_mut(key)?.free_head = self.free_link(key, slot, shape);
             return Ok(slot);
         }
         let slot = zs.fresh;
@@ -831,11 +992,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         if used == 0 {
             return self.release_zspage(key);
         }
-        self.write_at(
-            key,
-            slot as usize * shape.slot_size as usize,
-            &free_head.to_ne_bytes(),
-        );
+        self.set_free_link(key, slot, free_head, shape);
         let zs = self.zspage_mut(key)?;
         zs.used = used;
         zs.free_head = slot;
@@ -857,6 +1014,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             free_head: NO_SLOT,
             allocated: 0,
             list: ZsList::Partial,
+            top_live: NO_SLOT,
         })?;
         if let Some(state) = self.class_mut(class) {
             state.zspages += 1;
@@ -1079,6 +1237,11 @@ impl<P: PageProvider + Clone> Drop for ObjectStore<P> {
         // after this.
         unsafe { self.provider.free_page(self.classes) };
     }
+}
+
+/// Pages a zspage of `shape` needs to hold its first `slots` slots.
+fn pages_for_slots(slots: u16, shape: ClassShape) -> usize {
+    (usize::from(slots) * usize::from(shape.slot_size)).div_ceil(PAGE_SIZE)
 }
 
 /// Slots of `zs` that lie wholly in the pages it holds.

@@ -224,6 +224,70 @@ fn compaction_frees_sparse_zspages_and_keeps_every_handle() {
     assert_eq!(store.compact().zspages_freed, 0);
 }
 
+/// A zspage keeps the pages its bump index reached; once the objects in its later
+/// pages are freed (as the scanner's re-encodes free them), compaction gives those
+/// pages back, and the zspage takes pages again as new objects reach them.
+#[test]
+fn compaction_gives_back_pages_past_the_last_live_object() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut store = ObjectStore::new(&provider).unwrap();
+    // 1000-byte objects: 1008-byte slots, 65 to a zspage of 16 pages.
+    let mut kept: Vec<(Handle, Vec<u8>)> = (0..60)
+        .map(|i| {
+            let bytes = object(i, 1000);
+            (store.store_object(&bytes, 5).unwrap(), bytes)
+        })
+        .collect();
+    assert_eq!(store.stats().zspage_pages, 15);
+    // Keep 7 of the objects in slots 0..10; free the rest.
+    let mut slot = 0;
+    kept.retain(|(h, _)| {
+        slot += 1;
+        let keep = slot <= 10 && ![2, 6, 7].contains(&slot);
+        if !keep {
+            store.free(*h).unwrap();
+        }
+        keep
+    });
+    assert_eq!(kept.len(), 7);
+    let result = store.compact();
+    // The 7 objects left sit below slot 10: 3 pages hold them.
+    assert_eq!(
+        (result.tails_trimmed, result.pages_freed),
+        (1, 12),
+        "{result:?}"
+    );
+    let after = store.stats();
+    assert_eq!(after.zspage_pages, 3);
+    assert_eq!(provider.pages_in_use() * PAGE_SIZE, after.bytes_held);
+    let mut buf = vec![0u8; PAGE_SIZE];
+    let check = |store: &ObjectStore<&CountingProvider<StdPageProvider>>,
+                 kept: &[(Handle, Vec<u8>)],
+                 buf: &mut [u8]| {
+        for (h, bytes) in kept {
+            let (len, tag) = store.read_object(*h, buf).unwrap();
+            assert_eq!((tag, &buf[..len]), (5, &bytes[..]));
+        }
+    };
+    check(&store, &kept, &mut buf);
+    assert_eq!(store.compact(), Default::default(), "nothing more to do");
+    // New objects take the freed slots below the cut, then pages again.
+    for i in 100..150 {
+        let bytes = object(i, 1000);
+        kept.push((store.store_object(&bytes, 5).unwrap(), bytes));
+    }
+    // 57 objects: 5 in the free slots below the cut, 45 past it; ceil(57 * 1008
+    // / 4096) pages.
+    assert_eq!(store.stats().zspage_pages, 15);
+    check(&store, &kept, &mut buf);
+    for (h, _) in kept {
+        store.free(h).unwrap();
+    }
+    assert_eq!(store.stats().zspage_pages, 0);
+    drop(store);
+    assert_eq!(provider.pages_in_use(), 0);
+}
+
 #[test]
 fn store_and_pool_can_be_shared_between_threads() {
     fn send_sync<T: Send + Sync>() {}
