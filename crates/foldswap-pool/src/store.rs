@@ -619,18 +619,17 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         if !candidates {
             return;
         }
-        for key in 0..self.handle_high_water {
-            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
-                continue;
-            };
-            if !entry.live {
-                continue;
-            }
-            if let Ok(zs) = self.zspage_mut(entry.zspage)
-                && zs.top_live != NO_SLOT
-            {
-                zs.top_live = zs.top_live.max(entry.slot + 1);
-            }
+        if self.note_top_live() {
+            // Objects moved down: find the highest live slots again.
+            self.for_each_partial(|store, key, _| {
+                if let Ok(zs) = store.zspage_mut(key)
+                    && zs.top_live != NO_SLOT
+                {
+                    zs.top_live = 0;
+                }
+            });
+            self.pack_tails(stats);
+            self.note_top_live();
         }
         self.for_each_partial(|store, key, shape| {
             let Ok(zs) = store.zspage_mut(key) else {
@@ -647,6 +646,110 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 stats.pages_freed += pages;
             }
         });
+    }
+
+    /// Raise each candidate's `top_live` to one past its highest live slot (one
+    /// walk of the handle entries). True if some candidate's live objects reach
+    /// into pages its objects would not need if packed, in a class
+    /// [`pack_tails`](Self::pack_tails) packs.
+    fn note_top_live(&mut self) -> bool {
+        for key in 0..self.handle_high_water {
+            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
+                continue;
+            };
+            if !entry.live {
+                continue;
+            }
+            if let Ok(zs) = self.zspage_mut(entry.zspage)
+                && zs.top_live != NO_SLOT
+            {
+                zs.top_live = zs.top_live.max(entry.slot + 1);
+            }
+        }
+        let mut packable = false;
+        self.for_each_partial(|store, key, shape| {
+            if let Ok(zs) = store.zspage(key)
+                && zs.top_live != NO_SLOT
+                && pack_target(zs, shape).is_some_and(|target| zs.top_live > target)
+            {
+                packable = true;
+            }
+        });
+        packable
+    }
+
+    /// Move objects of candidate zspages that live past the slots their objects
+    /// need if packed into free slots below, within the zspage, so that
+    /// [`trim_tail`](Self::trim_tail) can give back more pages. Only classes of at
+    /// most [`PACK_MAX_OBJECTS`] slots per zspage: each move walks the free list.
+    fn pack_tails(&mut self, stats: &mut CompactStats) {
+        for key in 0..self.handle_high_water {
+            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
+                continue;
+            };
+            let Ok(zs) = self.zspage(entry.zspage) else {
+                continue;
+            };
+            if !entry.live || zs.top_live == NO_SLOT {
+                continue;
+            }
+            let Ok(shape) = Self::shape(usize::from(zs.class)) else {
+                continue;
+            };
+            if let Some(target) = pack_target(zs, shape)
+                && entry.slot >= target
+                && self.move_down(key, entry, target, shape).is_ok()
+            {
+                stats.objects_moved += 1;
+            }
+        }
+    }
+
+    /// Move the object of handle entry `key` (in zspage `entry.zspage`, at a slot
+    /// at or past `target`) into a free slot of the same zspage below `target`.
+    /// [`Error::Corrupt`], changing nothing, if the free list has none there.
+    fn move_down(
+        &mut self,
+        key: u32,
+        entry: HandleEntry,
+        target: u16,
+        shape: ClassShape,
+    ) -> Result<(), Error> {
+        let zspage = entry.zspage;
+        let zs = self.zspage(zspage)?;
+        // The first free slot below `target`, and the one before it in the list.
+        let (mut before, mut slot, mut steps) = (NO_SLOT, zs.free_head, 0);
+        while slot != NO_SLOT && slot >= target {
+            steps += 1;
+            if steps > shape.objects_per_zspage {
+                return Err(Error::Corrupt);
+            }
+            before = slot;
+            slot = self.free_link(zspage, slot, shape);
+        }
+        if slot == NO_SLOT {
+            return Err(Error::Corrupt);
+        }
+        let after = self.free_link(zspage, slot, shape);
+        if before == NO_SLOT {
+            self.zspage_mut(zspage)?.free_head = after;
+        } else {
+            self.set_free_link(zspage, before, after, shape);
+        }
+        let size = usize::from(shape.slot_size);
+        self.copy_between(
+            (zspage, usize::from(entry.slot) * size),
+            (zspage, usize::from(slot) * size),
+            usize::from(entry.len),
+        );
+        if let Some(moved) = self.handles.get_mut(SlabKey(key)) {
+            moved.slot = slot;
+        }
+        // The old slot goes on the free list (past `target`: the trim drops it).
+        let head = self.zspage(zspage)?.free_head;
+        self.set_free_link(zspage, entry.slot, head, shape);
+        self.zspage_mut(zspage)?.free_head = entry.slot;
+        Ok(())
     }
 
     /// Call `visit(store, key, shape)` for every partial zspage, class by class.
@@ -1115,10 +1218,12 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 return;
             };
             let take = (PAGE_SIZE - src_in).min(PAGE_SIZE - dst_in).min(len - done);
-            // SAFETY: both ranges lie in their pages (`take` fits both), pages of
-            // two different zspages, which never share a page, so they do not
-            // overlap. Raw pointers only, as in `write_at`: the destination is a
-            // free slot, and the source is read, not borrowed past this copy.
+            // SAFETY: both ranges lie in their pages (`take` fits both) and in
+            // two different slots: of two zspages, which never share a page, or
+            // two slots of one zspage, whose byte ranges `[slot * size, (slot + 1)
+            // * size)` are disjoint; so they do not overlap. Raw pointers only, as
+            // in `write_at`: the destination is a free slot, and the source is
+            // read, not borrowed past this copy.
             unsafe {
                 let src = src_page.as_ptr().cast::<u8>().add(src_in);
                 let dst = dst_page.as_ptr().cast::<u8>().add(dst_in);
@@ -1237,6 +1342,23 @@ impl<P: PageProvider + Clone> Drop for ObjectStore<P> {
         // after this.
         unsafe { self.provider.free_page(self.classes) };
     }
+}
+
+/// Classes with at most this many slots per zspage have their tails packed
+/// ([`ObjectStore::pack_tails`]): objects of 512 bytes and more.
+const PACK_MAX_OBJECTS: u16 = 128;
+
+/// The slots `zs`'s objects fit in when packed (those wholly in the pages they
+/// need), if its class is one whose tails are packed.
+fn pack_target(zs: &ZsPage, shape: ClassShape) -> Option<u16> {
+    if shape.objects_per_zspage > PACK_MAX_OBJECTS {
+        return None;
+    }
+    let pages = pages_for_slots(zs.used, shape);
+    Some(
+        (pages * PAGE_SIZE / usize::from(shape.slot_size))
+            .min(usize::from(shape.objects_per_zspage)) as u16,
+    )
 }
 
 /// Pages a zspage of `shape` needs to hold its first `slots` slots.

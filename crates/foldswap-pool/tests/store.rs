@@ -224,9 +224,10 @@ fn compaction_frees_sparse_zspages_and_keeps_every_handle() {
     assert_eq!(store.compact().zspages_freed, 0);
 }
 
-/// A zspage keeps the pages its bump index reached; once the objects in its later
-/// pages are freed (as the scanner's re-encodes free them), compaction gives those
-/// pages back, and the zspage takes pages again as new objects reach them.
+/// A zspage keeps the pages its bump index reached; once most objects in it are
+/// freed (as the scanner's re-encodes free them), compaction packs the rest into
+/// its first slots and gives the pages past them back, and the zspage takes pages
+/// again as new objects reach them.
 #[test]
 fn compaction_gives_back_pages_past_the_last_live_object() {
     let provider = CountingProvider::unlimited(StdPageProvider);
@@ -251,14 +252,19 @@ fn compaction_gives_back_pages_past_the_last_live_object() {
     });
     assert_eq!(kept.len(), 7);
     let result = store.compact();
-    // The 7 objects left sit below slot 10: 3 pages hold them.
+    // The 7 objects left sit in slots 0..10 (3 pages); packed they need 2 pages
+    // (slots 0..8): the two in slots 8 and 9 move down, 13 pages go back.
     assert_eq!(
-        (result.tails_trimmed, result.pages_freed),
-        (1, 12),
+        (
+            result.objects_moved,
+            result.tails_trimmed,
+            result.pages_freed
+        ),
+        (2, 1, 13),
         "{result:?}"
     );
     let after = store.stats();
-    assert_eq!(after.zspage_pages, 3);
+    assert_eq!(after.zspage_pages, 2);
     assert_eq!(provider.pages_in_use() * PAGE_SIZE, after.bytes_held);
     let mut buf = vec![0u8; PAGE_SIZE];
     let check = |store: &ObjectStore<&CountingProvider<StdPageProvider>>,
@@ -276,7 +282,7 @@ fn compaction_gives_back_pages_past_the_last_live_object() {
         let bytes = object(i, 1000);
         kept.push((store.store_object(&bytes, 5).unwrap(), bytes));
     }
-    // 57 objects: 5 in the free slots below the cut, 45 past it; ceil(57 * 1008
+    // 57 objects: 1 in the free slot below the cut, 49 past it; ceil(57 * 1008
     // / 4096) pages.
     assert_eq!(store.stats().zspage_pages, 15);
     check(&store, &kept, &mut buf);
