@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use foldswap::{Backend, Config, Scratch, StdParker};
-use foldswap_benches::{WarmPages, on_cpu, paired_ratio, report_ratio, thread_cpu_time};
+use foldswap_benches::{
+    WarmPages, on_cpu, paired_ratio, report_ratio, store_at_offsets, thread_cpu_time,
+};
 use foldswap_mem::PAGE_SIZE;
 use foldswap_pool::{CodecKind, lz4_matches};
 use lz4_flex::block::{
@@ -319,12 +321,7 @@ fn store_rate(pages: &[[u8; PAGE_SIZE]], threads: usize, per_thread: usize) -> f
 /// A backend holding `pages` at offsets `0..pages.len()`.
 fn backend_holding(pages: &[[u8; PAGE_SIZE]]) -> Backend<&'static WarmPages, StdParker> {
     let backend = new_backend();
-    let mut scratch = Scratch::boxed();
-    for (i, page) in pages.iter().enumerate() {
-        backend
-            .store(0, i as u64, page, &mut scratch)
-            .expect("store");
-    }
+    store_at_offsets(&backend, pages);
     backend
 }
 

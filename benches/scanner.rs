@@ -22,8 +22,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use foldswap::{Backend, Census, Clock, ColdKind, Config, ScanTunables, Scratch, StdParker};
-use foldswap_benches::{WarmPages, paired_ratio, thread_cpu_time};
-use foldswap_ladder::{Governor, Tunables};
+use foldswap_benches::{WarmPages, paired_ratio, store_at_offsets, thread_cpu_time};
+use foldswap_ladder::Tunables;
 use foldswap_mem::PAGE_SIZE;
 use foldswap_pool::building_blocks::zstd::bulk::{Compressor, Decompressor};
 use lz4_flex::block::{
@@ -95,24 +95,14 @@ impl Clock for SkippingClock {
 
 /// A backend whose ladder may use a whole CPU, holding `pages` at offsets 0...
 fn backend_holding(pages: &[[u8; PAGE_SIZE]]) -> Backend<&'static WarmPages, StdParker> {
-    let mut ladder = Tunables::governor(Governor::Full);
-    for rung in ladder.rungs.iter_mut() {
-        rung.cpu_ratio = 10_000;
-    }
-    ladder.max_cpu = 10_000;
     let config = Config {
         keep_incompressible: true,
-        ladder,
+        ladder: Tunables::whole_cpu(),
         ..Config::default()
     };
     let backend = Backend::new(warm_pages(), config, StdParker::new()).expect("backend");
     backend.init(0, pages.len() as u64).expect("init");
-    let mut scratch = Scratch::boxed();
-    for (i, page) in pages.iter().enumerate() {
-        backend
-            .store(0, i as u64, page, &mut scratch)
-            .expect("store");
-    }
+    store_at_offsets(&backend, pages);
     backend
 }
 

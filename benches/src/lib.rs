@@ -145,3 +145,16 @@ pub fn paired_ratio(
     );
     at(2)
 }
+
+/// Store `pages` into swap area 0 of `backend` at offsets `0..pages.len()`.
+pub fn store_at_offsets<K: foldswap::Parker>(
+    backend: &foldswap::Backend<&WarmPages, K>,
+    pages: &[[u8; foldswap_mem::PAGE_SIZE]],
+) {
+    let mut scratch = foldswap::Scratch::boxed();
+    for (i, page) in pages.iter().enumerate() {
+        backend
+            .store(0, i as u64, page, &mut scratch)
+            .expect("store");
+    }
+}

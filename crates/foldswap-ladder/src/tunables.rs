@@ -125,6 +125,17 @@ impl Tunables {
         }
     }
 
+    /// Every rung may use a whole CPU (`cpu_ratio` and `max_cpu` at 100 %): for
+    /// offline analysis, benchmarks and tests that must never wait for credit.
+    pub fn whole_cpu() -> Self {
+        let mut t = Tunables::governor(Governor::Full);
+        for rung in t.rungs.iter_mut() {
+            rung.cpu_ratio = RATIO_ONE;
+        }
+        t.max_cpu = RATIO_ONE;
+        t
+    }
+
     /// Check and clamp. Returns the tunables to use and how many fields were clamped,
     /// or [`Error::InvalidArgument`] naming the first impossible field.
     ///

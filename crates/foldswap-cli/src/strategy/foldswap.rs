@@ -18,7 +18,7 @@ use core::cell::Cell;
 use std::time::Instant;
 
 use foldswap::{Backend, Clock, Config, ScanTunables, Scratch, StdParker, StoreKind};
-use foldswap_ladder::{Governor, Tunables as LadderTunables};
+use foldswap_ladder::Tunables as LadderTunables;
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
 use super::{Counts, StageClock, Strategy, StrategyError, Summary};
@@ -62,14 +62,9 @@ impl Foldswap {
             reason: format!("backend: {e}"),
         };
         // The whole analysis is scan budget: every rung may use a whole CPU.
-        let mut ladder = LadderTunables::governor(Governor::Full);
-        for rung in ladder.rungs.iter_mut() {
-            rung.cpu_ratio = 10_000;
-        }
-        ladder.max_cpu = 10_000;
         let config = Config {
             keep_incompressible: true,
-            ladder,
+            ladder: LadderTunables::whole_cpu(),
             ..Config::default()
         };
         let backend = Backend::new(StdPageProvider, config, StdParker::new()).map_err(refused)?;

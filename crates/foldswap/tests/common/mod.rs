@@ -26,13 +26,8 @@ impl Clock for TickClock {
 /// A config whose ladder may use a whole CPU on every rung, so tests need not wait
 /// for scan credit, and which keeps poorly compressible pages raw.
 pub fn unthrottled() -> Config {
-    let mut ladder = foldswap_ladder::Tunables::governor(foldswap_ladder::Governor::Full);
-    for rung in ladder.rungs.iter_mut() {
-        rung.cpu_ratio = 10_000;
-    }
-    ladder.max_cpu = 10_000;
     Config {
-        ladder,
+        ladder: foldswap_ladder::Tunables::whole_cpu(),
         keep_incompressible: true,
         ..Config::default()
     }
