@@ -207,17 +207,21 @@ figures() {
 						stored["[" p "]"], held["[" p "]"] / 1048576, delta(p, "stores"), delta(p, "loads"),
 						delta(p, "dedup_hits"), delta(p, "reject_pool_full"), delta(p, "reject_compress_poor")
 			}
-			printf "figures settled    foldswap   %6d pages in %6.1f MiB (%d B/page; pool %.1f MiB, metadata %.1f MiB), recompressed %d, patched %d, scanned %d\n",
+			printf "figures settled    foldswap   %6d pages in %6.1f MiB (%d B/page; pool %.1f MiB, metadata %.1f MiB), recompressed %d, in blocks %d (%d blocks formed, %d rewritten out), patched %d, scanned %d, loads from blocks %d of %d\n",
 				s["foldswap,settled,stored_pages"], s["foldswap,settled,total_bytes"] / 1048576,
 				per_page(s["foldswap,settled,total_bytes"], s["foldswap,settled,stored_pages"]),
 				s["foldswap,settled,pool_bytes"] / 1048576, s["foldswap,settled,index_bytes"] / 1048576,
-				s["foldswap,settled,recompressed_pages"], s["foldswap,settled,patched_pages"], s["foldswap,settled,scanned_pages"]
-			printf "figures settled    foldswap   metadata by table (B/page): offset tables %d, entries %d, dedup index %d, similarity index %d, ladder %d\n",
+				s["foldswap,settled,recompressed_pages"], s["foldswap,settled,blocked_pages"],
+				s["foldswap,settled,blocks_formed"], s["foldswap,settled,block_rewrites"],
+				s["foldswap,settled,patched_pages"], s["foldswap,settled,scanned_pages"],
+				s["foldswap,settled,block_loads"], s["foldswap,settled,loads"]
+			printf "figures settled    foldswap   metadata by table (B/page): offset tables %d, entries %d, dedup index %d, similarity index %d, ladder %d, block records %d\n",
 				per_page(s["foldswap,settled,offset_table_bytes"], s["foldswap,settled,stored_pages"]),
 				per_page(s["foldswap,settled,entry_bytes"], s["foldswap,settled,stored_pages"]),
 				per_page(s["foldswap,settled,dedup_index_bytes"], s["foldswap,settled,stored_pages"]),
 				per_page(s["foldswap,settled,similarity_index_bytes"], s["foldswap,settled,stored_pages"]),
-				per_page(s["foldswap,settled,ladder_bytes"], s["foldswap,settled,stored_pages"])
+				per_page(s["foldswap,settled,ladder_bytes"], s["foldswap,settled,stored_pages"]),
+				per_page(s["foldswap,settled,block_bytes"], s["foldswap,settled,stored_pages"])
 			for (i = 0; i < 2; i++) {
 				p = i == 0 ? "zswap" : "zswap-zstd"
 				zs = zswap_held(z[p ",settled,pool_total_size"], z[p ",settled,stored_pages"])
@@ -225,7 +229,7 @@ figures() {
 					z[p ",settled,stored_pages"], zs / 1048576, per_page(zs, z[p ",settled,stored_pages"]),
 					z[p ",settled,pool_total_size"] / 1048576, (zs - z[p ",settled,pool_total_size"]) / 1048576
 			}
-			if (s["foldswap,settled,recompressed_pages"] <= 0) { print "verdict: the scanner recompressed no cold page (zstd)"; fail = 1 }
+			if (s["foldswap,settled,recompressed_pages"] + s["foldswap,settled,blocked_pages"] <= 0) { print "verdict: the scanner recompressed no cold page (zstd, alone or in blocks)"; fail = 1 }
 			# A guard, not the goal (0.90x): settled, foldswap holds a page in at most
 			# 1.3x what zswap-zstd does (1.02x measured; 1.56x when a sparse swap
 			# area kept the scanner on the bottom rung and half the pages stayed lz4).

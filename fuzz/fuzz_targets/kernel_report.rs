@@ -2,11 +2,9 @@
 //! figures, into buffers of any size up to the sysfs page the module hands it.
 //! It never panics, never writes outside the slice it was given, reports a
 //! too-small buffer as an error with only a prefix of the text written, and
-//! when it succeeds writes exactly 31 well-formed `name value` lines holding
+//! when it succeeds writes exactly 36 well-formed `name value` lines holding
 //! the figures.
 #![no_main]
-
-use std::fmt::Write as _;
 
 use arbitrary::Arbitrary;
 use foldswap_kglue::{Report, SliceWriter, TextBuf};
@@ -20,14 +18,14 @@ const CANARY: u8 = 0xa5;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
-    figures: [u64; 30],
+    figures: [u64; 35],
     /// The buffer's length (taken modulo SYSFS_PAGE + 1).
     len: u16,
     /// Where the buffer starts in a larger allocation (alignment does not matter).
     start: u8,
 }
 
-fn report(f: &[u64; 30]) -> Report {
+fn report(f: &[u64; 35]) -> Report {
     Report {
         stored_pages: f[0],
         same_filled_pages: f[1],
@@ -59,16 +57,21 @@ fn report(f: &[u64; 30]) -> Report {
         scanned_pages: f[27],
         recompressed_pages: f[28],
         base_only_pages: f[29],
+        blocked_pages: f[30],
+        blocks_formed: f[31],
+        block_rewrites: f[32],
+        block_bytes: f[33],
+        block_loads: f[34],
     }
 }
 
 /// The text a large enough buffer gets, checked line by line against the figures.
-fn reference(r: &Report, f: &[u64; 30]) -> String {
+fn reference(r: &Report, f: &[u64; 35]) -> String {
     let mut text = String::new();
     r.render(&mut text)
         .expect("a String never runs out of room");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 31, "{text}");
+    assert_eq!(lines.len(), 36, "{text}");
     assert!(text.ends_with('\n'));
     let mut want: Vec<u64> = f[..24].to_vec();
     want.push(r.pool_bytes.saturating_add(r.index_bytes)); // total_bytes

@@ -82,13 +82,14 @@ void *foldswap_host_alloc_page(void);
 void foldswap_host_free_page(void *addr);
 void *foldswap_host_vzalloc(size_t bytes);
 void foldswap_host_vfree(void *addr);
-size_t foldswap_host_zstd_cctx_size(int max_level);
+size_t foldswap_host_zstd_cctx_size(int max_level, size_t max_src);
 void *foldswap_host_zstd_init_cctx(void *workspace, size_t size);
 size_t foldswap_host_zstd_dctx_size(void);
 void *foldswap_host_zstd_init_dctx(void *workspace, size_t size);
 long foldswap_host_zstd_compress(void *cctx, int level, void *dst, size_t dst_len,
-				 const void *src);
-int foldswap_host_zstd_decompress(void *dctx, void *dst, const void *src, size_t src_len);
+				 const void *src, size_t src_len);
+int foldswap_host_zstd_decompress(void *dctx, void *dst, size_t dst_len,
+				  const void *src, size_t src_len);
 u64 foldswap_host_now_ns(void);
 u32 foldswap_host_cpu(void);
 u32 foldswap_host_nr_cpus(void);
@@ -259,22 +260,28 @@ void foldswap_host_vfree(void *addr)
 	vfree(addr);
 }
 
-/* zstd's parameters for one page at `level` (they shrink with the source). */
-static zstd_parameters foldswap_zstd_params(int level)
+/* zstd's parameters for src_len bytes at `level` (they shrink with the source). */
+static zstd_parameters foldswap_zstd_params(int level, size_t src_len)
 {
-	return zstd_get_params(level, PAGE_SIZE);
+	return zstd_get_params(level, src_len);
 }
 
-/* Workspace bytes a compression context needs for every level up to max_level. */
-size_t foldswap_host_zstd_cctx_size(int max_level)
+/*
+ * Workspace bytes a compression context needs for every level up to max_level
+ * and every source from one page up to max_src bytes (a cold block).
+ */
+size_t foldswap_host_zstd_cctx_size(int max_level, size_t max_src)
 {
 	size_t bound = 0;
+	size_t src;
 	int level;
 
 	for (level = 1; level <= max_level; level++) {
-		zstd_parameters params = foldswap_zstd_params(level);
+		for (src = PAGE_SIZE; src <= max_src; src *= 2) {
+			zstd_parameters params = foldswap_zstd_params(level, src);
 
-		bound = max(bound, zstd_cctx_workspace_bound(&params.cParams));
+			bound = max(bound, zstd_cctx_workspace_bound(&params.cParams));
+		}
 	}
 	return bound;
 }
@@ -295,26 +302,28 @@ void *foldswap_host_zstd_init_dctx(void *workspace, size_t size)
 }
 
 /*
- * Compress the page at src into dst: the frame's length, 0 if it does not
- * fit in dst_len bytes, -EINVAL on any other zstd error.
+ * Compress src_len bytes at src (a page, or a cold block of pages) into dst:
+ * the frame's length, 0 if it does not fit in dst_len bytes, -EINVAL on any
+ * other zstd error.
  */
 long foldswap_host_zstd_compress(void *cctx, int level, void *dst, size_t dst_len,
-				 const void *src)
+				 const void *src, size_t src_len)
 {
-	zstd_parameters params = foldswap_zstd_params(level);
-	size_t ret = zstd_compress_cctx(cctx, dst, dst_len, src, PAGE_SIZE, &params);
+	zstd_parameters params = foldswap_zstd_params(level, src_len);
+	size_t ret = zstd_compress_cctx(cctx, dst, dst_len, src, src_len, &params);
 
 	if (!zstd_is_error(ret))
 		return ret;
 	return zstd_get_error_code(ret) == ZSTD_error_dstSize_tooSmall ? 0 : -EINVAL;
 }
 
-/* Decode src into the page at dst: 0 if it is exactly one page, else -EINVAL. */
-int foldswap_host_zstd_decompress(void *dctx, void *dst, const void *src, size_t src_len)
+/* Decode src into dst: 0 if it is exactly dst_len bytes, else -EINVAL. */
+int foldswap_host_zstd_decompress(void *dctx, void *dst, size_t dst_len,
+				  const void *src, size_t src_len)
 {
-	size_t ret = zstd_decompress_dctx(dctx, dst, PAGE_SIZE, src, src_len);
+	size_t ret = zstd_decompress_dctx(dctx, dst, dst_len, src, src_len);
 
-	return !zstd_is_error(ret) && ret == PAGE_SIZE ? 0 : -EINVAL;
+	return !zstd_is_error(ret) && ret == dst_len ? 0 : -EINVAL;
 }
 
 u64 foldswap_host_now_ns(void)

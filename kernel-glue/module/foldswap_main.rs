@@ -43,7 +43,7 @@ extern "C" {
     fn foldswap_host_free_page(addr: *mut c_void);
     fn foldswap_host_vzalloc(bytes: usize) -> *mut c_void;
     fn foldswap_host_vfree(addr: *mut c_void);
-    fn foldswap_host_zstd_cctx_size(max_level: c_int) -> usize;
+    fn foldswap_host_zstd_cctx_size(max_level: c_int, max_src: usize) -> usize;
     fn foldswap_host_zstd_init_cctx(workspace: *mut c_void, size: usize) -> *mut c_void;
     fn foldswap_host_zstd_dctx_size() -> usize;
     fn foldswap_host_zstd_init_dctx(workspace: *mut c_void, size: usize) -> *mut c_void;
@@ -53,10 +53,12 @@ extern "C" {
         dst: *mut u8,
         dst_len: usize,
         src: *const u8,
+        src_len: usize,
     ) -> c_long;
     fn foldswap_host_zstd_decompress(
         dctx: *mut c_void,
         dst: *mut u8,
+        dst_len: usize,
         src: *const u8,
         src_len: usize,
     ) -> c_int;
@@ -185,6 +187,9 @@ impl Drop for ZstdContext {
 /// backend refuses higher ones when they are staged).
 const MAX_ZSTD_LEVEL: c_int = MAX_COLD_LEVEL as c_int;
 
+/// The largest source the scanner's zstd context compresses: a cold block.
+const MAX_BLOCK_BYTES: usize = foldswap_kglue::backend::block::MAX_BLOCK_PAGES * PAGE_SIZE;
+
 /// The cold codec over the kernel's lib/zstd. Every scratch decodes zstd
 /// objects (loads, and the scanner's bases); only the scanner's scratch
 /// compresses, so only it carries a compression context (sized for every
@@ -217,7 +222,7 @@ impl KernelZstd {
     fn for_scanner() -> Option<Self> {
         let mut codec = Self::for_worker()?;
         // SAFETY: plain C call.
-        let size = unsafe { foldswap_host_zstd_cctx_size(MAX_ZSTD_LEVEL) };
+        let size = unsafe { foldswap_host_zstd_cctx_size(MAX_ZSTD_LEVEL, MAX_BLOCK_BYTES) };
         codec.cctx = Some(ZstdContext::new(size, foldswap_host_zstd_init_cctx)?);
         Some(codec)
     }
@@ -246,19 +251,54 @@ impl ColdCodec for KernelZstd {
         page: &[u8; PAGE_SIZE],
         out: &mut [u8],
     ) -> Result<Option<usize>, Error> {
+        self.compress(page, out)
+    }
+
+    fn decompress_page(&mut self, input: &[u8], page: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
+        self.decompress(input, page)
+    }
+
+    fn blocks(&self) -> bool {
+        true
+    }
+
+    fn compress_block(&mut self, input: &[u8], out: &mut [u8]) -> Result<Option<usize>, Error> {
+        if input.len() > MAX_BLOCK_BYTES {
+            return Err(Error::InvalidArgument("block past the context's size"));
+        }
+        self.compress(input, out)
+    }
+
+    fn decompress_block(&mut self, tag: u8, input: &[u8], out: &mut [u8]) -> Result<(), Error> {
+        if tag != ColdKind::Zstd.tag() {
+            return Err(Error::InvalidArgument(
+                "object of a cold codec this worker lacks",
+            ));
+        }
+        self.decompress(input, out)
+    }
+}
+
+impl KernelZstd {
+    /// Compress `input` (a page or a block of at most [`MAX_BLOCK_BYTES`]) into
+    /// `out`: the length, or `None` if it does not fit.
+    fn compress(&mut self, input: &[u8], out: &mut [u8]) -> Result<Option<usize>, Error> {
         let cctx = self
             .cctx
             .as_ref()
             .ok_or(Error::InvalidArgument("no zstd compression context"))?;
         // SAFETY: the context is ours alone (ZstdContext's invariants, and
-        // `&mut self`); `out` is `out.len()` writable bytes, `page` one page.
+        // `&mut self`), its workspace sized for sources up to MAX_BLOCK_BYTES
+        // (callers check); `out` is `out.len()` writable bytes, `input`
+        // `input.len()` readable ones.
         let ret = unsafe {
             foldswap_host_zstd_compress(
                 cctx.ctx.as_ptr(),
                 c_int::from(self.level),
                 out.as_mut_ptr(),
                 out.len(),
-                page.as_ptr(),
+                input.as_ptr(),
+                input.len(),
             )
         };
         match usize::try_from(ret) {
@@ -268,13 +308,16 @@ impl ColdCodec for KernelZstd {
         }
     }
 
-    fn decompress_page(&mut self, input: &[u8], page: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
-        // SAFETY: the context is ours alone (`&mut self`); `page` is one
-        // writable page, `input` `input.len()` readable bytes.
+    /// Decode `input` into exactly `out.len()` bytes ([`Error::Corrupt`] otherwise).
+    fn decompress(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), Error> {
+        // SAFETY: the context is ours alone (`&mut self`); `out` is
+        // `out.len()` writable bytes, `input` `input.len()` readable ones, and
+        // zstd writes only within the bound it is given.
         let ret = unsafe {
             foldswap_host_zstd_decompress(
                 self.dctx.ctx.as_ptr(),
-                page.as_mut_ptr(),
+                out.as_mut_ptr(),
+                out.len(),
                 input.as_ptr(),
                 input.len(),
             )
@@ -511,7 +554,7 @@ impl kernel::Module for FoldswapModule {
         // SAFETY: plain C calls.
         let (cctx, dctx) = unsafe {
             (
-                foldswap_host_zstd_cctx_size(MAX_ZSTD_LEVEL),
+                foldswap_host_zstd_cctx_size(MAX_ZSTD_LEVEL, MAX_BLOCK_BYTES),
                 foldswap_host_zstd_dctx_size(),
             )
         };

@@ -102,6 +102,8 @@ judge "the limit changed" fail 's/-> limit_bytes 53686272/-> limit_bytes 0/' || 
 judge "an unreachable cold_rounds accepted" fail 's/^PARAM cold_rounds 127 refused old 1 now 1/PARAM cold_rounds 127 accepted old 1 now 127/' || fails=1
 judge "stats world-readable" fail 's/^PARAM stats mode 400/PARAM stats mode 444/' || fails=1
 judge "no cold page recompressed" fail 's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0/' || fails=1
+judge "cold pages in blocks, none alone" pass \
+	's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0\nFSSTAT foldswap settled blocked_pages 2000/' || fails=1
 judge "settled foldswap over 1.3x zswap-zstd per page" fail \
 	's/^FSSTAT foldswap settled total_bytes 9000000/FSSTAT foldswap settled total_bytes 14000000/' || fails=1
 judge "no settled zswap-zstd figure" fail '/^ZSWAP zswap-zstd settled/d' || fails=1

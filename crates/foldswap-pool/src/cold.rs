@@ -109,6 +109,28 @@ pub trait ColdCodec {
     /// Decompress `input` into exactly one page ([`Error::Corrupt`] otherwise).
     fn decompress_page(&mut self, input: &[u8], page: &mut [u8; PAGE_SIZE]) -> Result<(), Error>;
 
+    /// Whether the codec compresses blocks of several pages as one frame
+    /// ([`compress_block`](Self::compress_block)); the scanner forms cold blocks
+    /// only with a codec that does.
+    fn blocks(&self) -> bool {
+        false
+    }
+
+    /// Compress `input` (whole pages, neighbours in a cold block) as one frame into
+    /// `out`: the length, or `None` if it does not fit. A codec without blocks
+    /// returns [`Error::InvalidArgument`].
+    fn compress_block(&mut self, _input: &[u8], _out: &mut [u8]) -> Result<Option<usize>, Error> {
+        Err(Error::InvalidArgument("cold codec without blocks"))
+    }
+
+    /// Decode a block frame this codec wrote (tagged `tag`) into exactly
+    /// `out.len()` bytes: [`Error::Corrupt`] if it decodes to any other length or
+    /// not at all, [`Error::InvalidArgument`] for another codec's frame.
+    fn decompress_block(&mut self, tag: u8, _input: &[u8], _out: &mut [u8]) -> Result<(), Error> {
+        let _ = tag;
+        Err(Error::InvalidArgument("cold codec without blocks"))
+    }
+
     /// Decode an object tagged `tag`, which must be this codec's:
     /// [`Error::InvalidArgument`] for another cold codec's object (a host must give
     /// every worker of one backend the same codec).
@@ -294,6 +316,27 @@ mod zstd_codec {
                 _ => Err(Error::Corrupt),
             }
         }
+
+        fn blocks(&self) -> bool {
+            true
+        }
+
+        fn compress_block(&mut self, input: &[u8], out: &mut [u8]) -> Result<Option<usize>, Error> {
+            Ok(self.compressor.compress_to_buffer(input, out).ok())
+        }
+
+        fn decompress_block(&mut self, tag: u8, input: &[u8], out: &mut [u8]) -> Result<(), Error> {
+            if tag != ColdKind::Zstd.tag() {
+                return Err(Error::InvalidArgument(
+                    "object of a cold codec this worker lacks",
+                ));
+            }
+            let want = out.len();
+            match self.decompressor.decompress_to_buffer(input, out) {
+                Ok(len) if len == want => Ok(()),
+                _ => Err(Error::Corrupt),
+            }
+        }
     }
 }
 
@@ -376,6 +419,51 @@ mod tests {
         round_trips(&mut ZstdCodec::new().unwrap());
     }
 
+    /// A block of pages round-trips as one frame; a cut or padded frame, or an
+    /// output of the wrong size, is `Corrupt`; another codec's tag is refused.
+    #[cfg(feature = "zstd")]
+    #[test]
+    fn zstd_blocks_round_trip_and_reject_the_wrong_length() {
+        let mut codec = ZstdCodec::new().unwrap();
+        assert!(codec.blocks());
+        let mut pages = std::vec![0u8; 4 * PAGE_SIZE];
+        for (i, chunk) in pages.chunks_mut(PAGE_SIZE).enumerate() {
+            chunk.copy_from_slice(&text_page());
+            chunk[i * 7] ^= 0x55;
+        }
+        let mut out = std::vec![0u8; 4 * PAGE_SIZE];
+        let len = codec.compress_block(&pages, &mut out).unwrap().unwrap();
+        let single = codec
+            .compress_page(&text_page(), &mut [0; PAGE_SIZE])
+            .unwrap()
+            .unwrap();
+        assert!(len < 2 * single, "{len} vs {single} for one page");
+        let frame = out[..len].to_vec();
+        let mut back = std::vec![0u8; 4 * PAGE_SIZE];
+        codec.decompress_block(TAG_ZSTD, &frame, &mut back).unwrap();
+        assert_eq!(back, pages);
+        for cut in [0, 1, len / 2, len - 1] {
+            assert_eq!(
+                codec.decompress_block(TAG_ZSTD, &frame[..cut], &mut back),
+                Err(Error::Corrupt)
+            );
+        }
+        assert_eq!(
+            codec.decompress_block(TAG_ZSTD, &frame, &mut back[..3 * PAGE_SIZE]),
+            Err(Error::Corrupt)
+        );
+        let mut bigger = std::vec![0u8; 5 * PAGE_SIZE];
+        assert_eq!(
+            codec.decompress_block(TAG_ZSTD, &frame, &mut bigger),
+            Err(Error::Corrupt)
+        );
+        assert!(matches!(
+            codec.decompress_block(TAG_DEFLATE, &frame, &mut back),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(codec.compress_block(&pages, &mut out[..8]), Ok(None));
+    }
+
     #[test]
     fn without_a_cold_codec_everything_is_a_typed_error() {
         let mut none = NoColdCodec;
@@ -387,5 +475,8 @@ mod tests {
                 .is_err()
         );
         assert!(none.set_level(3).is_err());
+        assert!(!none.blocks());
+        assert!(none.compress_block(&page, &mut out).is_err());
+        assert!(none.decompress_block(TAG_ZSTD, &out, &mut [0; 8]).is_err());
     }
 }

@@ -17,6 +17,7 @@ use spin::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
+use crate::block::TAG_BLOCK;
 use crate::content::{Candidate, Content, Lookup, Released, TAG_DELTA};
 use crate::decode::{decode_plain, decode_snapshot, plain_matches};
 use crate::in_place::InPlace;
@@ -77,6 +78,8 @@ pub struct BytesHeld {
     pub dedup_index: usize,
     /// The similarity index (candidates for patching).
     pub similarity_index: usize,
+    /// Cold block records (where each block's frame lies, which pages are live).
+    pub blocks: usize,
     /// The per-area offset tables.
     pub offset_tables: usize,
     /// The scanner's ladder (its regions: one per swap area, a constant page or
@@ -91,6 +94,7 @@ impl BytesHeld {
             + self.entries
             + self.dedup_index
             + self.similarity_index
+            + self.blocks
             + self.offset_tables
             + self.ladder
     }
@@ -109,6 +113,13 @@ pub struct Census {
     pub delta: u64,
     /// Entries no offset points at any more, kept because deltas need them.
     pub bases_only: u64,
+    /// Entries of pages held in cold blocks.
+    pub blocked: u64,
+    /// Cold blocks.
+    pub blocks: u64,
+    /// Live pages the cold blocks' records count (equal to `blocked` while the
+    /// books are right).
+    pub block_live_pages: u64,
 }
 
 /// How a page was stored.
@@ -247,9 +258,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Stage new scanner tunables (any thread); the scanner applies them between
-    /// rounds. A cold level past [`MAX_COLD_LEVEL`], or cold rounds an entry's
-    /// age cannot reach (127 or more), is refused and nothing is staged.
+    /// rounds. A cold level past [`MAX_COLD_LEVEL`], cold rounds an entry's age
+    /// cannot reach (127 or more), or block pages outside 1 to
+    /// [`MAX_BLOCK_PAGES`](crate::block::MAX_BLOCK_PAGES) is refused and nothing
+    /// is staged.
     pub fn stage_scan_tunables(&self, tunables: ScanTunables) -> Result<(), Error> {
+        if !(1..=crate::block::MAX_BLOCK_PAGES as u32).contains(&tunables.block_pages) {
+            return Err(Error::InvalidArgument("block pages outside 1 to 16"));
+        }
         if tunables.cold_level > MAX_COLD_LEVEL {
             return Err(Error::InvalidArgument("cold level past the highest"));
         }
@@ -368,8 +384,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// content lock: for statistics, not for a hot path).
     pub fn census(&self) -> Census {
         let mut census = Census::default();
-        self.content.lock().entries.for_each(|_, entry| {
+        let content = self.content.lock();
+        content.blocks.for_each(|_, block| {
+            census.blocks += 1;
+            census.block_live_pages += block.live() as u64;
+        });
+        content.entries.for_each(|_, entry| {
             let count = match entry.tag() {
+                TAG_BLOCK => &mut census.blocked,
                 TAG_DELTA => &mut census.delta,
                 TAG_RAW => &mut census.raw,
                 TAG_DEFLATE | TAG_ZSTD => &mut census.cold,
@@ -394,6 +416,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             entries: content.entries.bytes_held(),
             dedup_index: content.index.bytes_held(),
             similarity_index: content.similar.pages_held() * PAGE_SIZE,
+            blocks: content.blocks.bytes_held(),
             offset_tables,
             ladder,
         }
@@ -520,6 +543,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 drop(content);
                 drop(table);
                 decode_snapshot(&snapshot, &mut scratch.decode, Some(out))?;
+                if snapshot.reads_block() {
+                    Stats::add(&self.stats.block_loads, 1);
+                }
             }
         }
         Stats::add(&self.stats.loaded_pages, 1);
@@ -772,6 +798,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         if released.deltas_freed > 0 {
             Stats::sub(&self.stats.patched_pages, u64::from(released.deltas_freed));
+        }
+        if released.blocked_freed > 0 {
+            Stats::sub(&self.stats.blocked_pages, u64::from(released.blocked_freed));
         }
         if released.kept_as_base {
             Stats::add(&self.stats.base_only_pages, 1);

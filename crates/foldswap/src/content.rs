@@ -29,7 +29,8 @@ use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
 use foldswap_merge::StableIndex;
 use foldswap_pool::{ColdCodec, Handle, ObjectInPlace, ObjectStore, TAG_FIRST_HOST};
 
-use crate::decode::{Snapshot, plain_in_place, same_as_stored, snapshot};
+use crate::block::{Block, MAX_BLOCK_PAGES, TAG_BLOCK};
+use crate::decode::{Snapshot, Stored, plain_in_place, same_as_stored, snapshot};
 use crate::scratch::DecodeScratch;
 
 /// Pool tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
@@ -59,7 +60,9 @@ pub const CONTENTS_PER_SIMILARITY_PAGE: usize = 1024;
 ///   not `TAG_DELTA` (deltas never chain); otherwise `e.link` is the number of live
 ///   entries whose base is `k`.
 /// - `e.sharers > 0 || e.dependents() > 0`: an entry nothing needs is freed at once.
-/// - `e.handle()` is a live pool object tagged `e.tag`.
+/// - `e.handle()` is a live pool object tagged `e.tag`, except for a page in a cold
+///   block (`e.tag == TAG_BLOCK`): then `e.block()` names a live block whose bit
+///   for the page is set (see [`Block`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     /// The content's dedup index key ([`index_key`] of its xxh3-64).
@@ -70,7 +73,8 @@ pub struct Entry {
     pub sharers: u32,
     /// A delta's base key, or a plain entry's number of dependents.
     link: u32,
-    /// The pool object holding the encoded content: its handle's two parts.
+    /// The pool object holding the encoded content: its handle's two parts (for a
+    /// page in a cold block: the block's key and the page's index in it).
     handle_key: u32,
     handle_generation: u16,
     /// Pool tag: how the object is encoded.
@@ -100,9 +104,15 @@ impl Entry {
         self.tag
     }
 
-    /// The pool object holding the encoded content.
-    pub fn handle(&self) -> Handle {
-        Handle::from_parts(self.handle_key, self.handle_generation)
+    /// The pool object holding the encoded content; `None` for a page in a cold
+    /// block ([`block`](Self::block)).
+    pub fn handle(&self) -> Option<Handle> {
+        (self.tag != TAG_BLOCK).then(|| Handle::from_parts(self.handle_key, self.handle_generation))
+    }
+
+    /// For a page in a cold block: the block's key and the page's index in it.
+    pub fn block(&self) -> Option<(u32, u8)> {
+        (self.tag == TAG_BLOCK).then_some((self.handle_key, self.handle_generation as u8))
     }
 
     /// The base entry's key, for a delta.
@@ -167,6 +177,7 @@ pub fn index_key(hash: u64) -> u32 {
 ///   valid while it is unchanged).
 pub struct Content<P: PageProvider + Clone> {
     pub(crate) entries: Slab<Entry, P>,
+    pub(crate) blocks: Slab<Block, P>,
     pub(crate) index: StableIndex<P>,
     pub(crate) pool: ObjectStore<P>,
     pub(crate) similar: SimilarityIndex<u32, P>,
@@ -240,6 +251,8 @@ pub struct Released {
     pub plain_freed: u32,
     /// Delta entries freed.
     pub deltas_freed: u32,
+    /// Entries of pages in cold blocks freed (not counted in `plain_freed`).
+    pub blocked_freed: u32,
     /// The entry lost its last sharer but stays, the base of deltas: a content no
     /// offset holds, freed with its last dependent.
     pub kept_as_base: bool,
@@ -250,6 +263,23 @@ pub struct Released {
     /// missing or without dependents): the release went on past each; the pool
     /// bytes of such an object stay held until the backend is dropped.
     pub leaked: u32,
+}
+
+/// What [`Content::store_block`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockStored {
+    /// The block holds `joined` pages now; `leaked` old objects would not free
+    /// (the pool's books were wrong; their bytes stay held).
+    Formed {
+        /// Pages that joined.
+        joined: u32,
+        /// Old objects that would not free.
+        leaked: u32,
+    },
+    /// The frame is not smaller than what the pages hold alone: nothing changed.
+    NotSmaller,
+    /// No member is the entry the caller read any more: nothing changed.
+    Stale,
 }
 
 /// What [`Content::reencode`] did.
@@ -283,6 +313,7 @@ impl<P: PageProvider + Clone> Content<P> {
     ) -> Result<&mut Self, Error> {
         let index = StableIndex::new(provider.clone())?;
         let entries = Slab::new(provider.clone())?;
+        let blocks = Slab::new(provider.clone())?;
         let similar = SimilarityIndex::new(
             provider.clone(),
             similarity,
@@ -295,6 +326,7 @@ impl<P: PageProvider + Clone> Content<P> {
         unsafe {
             addr_of_mut!((*this).pool).write(pool);
             addr_of_mut!((*this).entries).write(entries);
+            addr_of_mut!((*this).blocks).write(blocks);
             addr_of_mut!((*this).index).write(index);
             addr_of_mut!((*this).similar).write(similar);
             addr_of_mut!((*this).next_generation).write(0);
@@ -365,7 +397,7 @@ impl<P: PageProvider + Clone> Content<P> {
         key: u32,
         scratch: &mut DecodeScratch<C>,
     ) -> Result<Snapshot, Error> {
-        snapshot(&self.entries, &self.pool, key, scratch)
+        snapshot(self.stored(), key, scratch)
     }
 
     /// Look `page` (hash `hash`) up in the dedup index: sampled key, full hash,
@@ -382,6 +414,11 @@ impl<P: PageProvider + Clone> Content<P> {
         scratch: &mut DecodeScratch<C>,
         defer: bool,
     ) -> Result<(Option<u32>, Option<Deferred>), Error> {
+        let stored = Stored {
+            entries: &self.entries,
+            blocks: &self.blocks,
+            pool: &self.pool,
+        };
         let (entries, pool, counts) = (&self.entries, &self.pool, &mut self.dedup_counts);
         let mut deferred = None;
         let found = self.index.find_map(index_key(hash), |key| {
@@ -404,7 +441,7 @@ impl<P: PageProvider + Clone> Content<P> {
                 }
             }
             counts.comparisons += 1;
-            match same_as_stored(entries, pool, key, page, scratch) {
+            match same_as_stored(stored, key, page, scratch) {
                 Ok(true) => Some(Ok(key)),
                 Ok(false) => {
                     counts.collisions += 1;
@@ -556,11 +593,13 @@ impl<P: PageProvider + Clone> Content<P> {
                 break;
             }
             self.entries.remove(SlabKey(key));
-            if self.pool.free(entry.handle()).is_err() {
-                released.leaked += 1;
-            }
+            released.leaked += self.free_encoding(&entry);
             let Some(base_key) = entry.base() else {
-                released.plain_freed += 1;
+                if entry.block().is_some() {
+                    released.blocked_freed += 1;
+                } else {
+                    released.plain_freed += 1;
+                }
                 released.bases_freed += u32::from(is_base);
                 continue;
             };
@@ -586,6 +625,7 @@ impl<P: PageProvider + Clone> Content<P> {
     /// the smaller similarity table keeps the old one.
     fn give_back_when_empty(&mut self) {
         self.entries.release_if_empty();
+        self.blocks.release_if_empty();
         self.index.release_if_empty();
         let _ = self.similar.clear_and_shrink();
     }
@@ -614,6 +654,14 @@ impl<P: PageProvider + Clone> Content<P> {
             Some(&entry) if entry.generation == generation && entry.tag != TAG_DELTA => entry,
             _ => return Ok(Reencoded::Stale),
         };
+        if let Some((block, index)) = entry.block()
+            && !self
+                .blocks
+                .get(SlabKey(block))
+                .is_some_and(|b| b.is_live(index))
+        {
+            return Err(Error::Corrupt);
+        }
         if let Some((base_key, base_generation)) = base {
             let base_ok = matches!(
                 self.entries.get(SlabKey(base_key)),
@@ -626,8 +674,11 @@ impl<P: PageProvider + Clone> Content<P> {
                 return Ok(Reencoded::Stale);
             }
         }
-        let old_len = self.pool.object_len(entry.handle())?;
-        if bytes.len() >= old_len {
+        // A page moved out of a block takes more than its share of the frame; the
+        // block's chunks go when its last page has left.
+        if let Some(handle) = entry.handle()
+            && bytes.len() >= self.pool.object_len(handle)?
+        {
             return Err(Error::InvalidArgument("a re-encode must shrink the object"));
         }
         let limit = self.pool.limit_bytes();
@@ -635,10 +686,17 @@ impl<P: PageProvider + Clone> Content<P> {
         let stored = self.pool.store_object(bytes, tag);
         self.pool.set_limit_bytes(limit);
         let handle = stored?;
-        if let Err(e) = self.pool.free(entry.handle()) {
+        if let Some(old) = entry.handle()
+            && let Err(e) = self.pool.free(old)
+        {
             // Undo: the object just stored is live, so freeing it cannot fail.
             let _ = self.pool.free(handle);
             return Err(e);
+        }
+        // A page leaving its block (checked live above): what a chunk that
+        // would not free leaks is the pool's bytes, not the page's.
+        if entry.block().is_some() {
+            let _ = self.free_encoding(&entry);
         }
         let entry = self.entry_mut(key)?;
         entry.set_handle(handle);
@@ -708,9 +766,162 @@ impl<P: PageProvider + Clone> Content<P> {
         self.pool.bytes_held().saturating_add(self.metadata_bytes())
     }
 
-    /// Bytes of metadata: entries, the dedup index and the similarity index.
+    /// Bytes of metadata: entries, block records, the dedup index and the
+    /// similarity index.
     pub fn metadata_bytes(&self) -> usize {
-        self.entries.bytes_held() + self.index.bytes_held() + self.similar.pages_held() * PAGE_SIZE
+        self.entries.bytes_held()
+            + self.blocks.bytes_held()
+            + self.index.bytes_held()
+            + self.similar.pages_held() * PAGE_SIZE
+    }
+
+    /// The live block under `key`.
+    pub fn block(&self, key: u32) -> Result<&Block, Error> {
+        self.blocks.get(SlabKey(key)).ok_or(Error::InvalidHandle)
+    }
+
+    /// Cold blocks held.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub(crate) fn stored(&self) -> Stored<'_, P> {
+        Stored {
+            entries: &self.entries,
+            blocks: &self.blocks,
+            pool: &self.pool,
+        }
+    }
+
+    /// Let go of `entry`'s encoded bytes: its pool object, or its page's place in
+    /// a cold block (the block and its chunks go with its last page). The number
+    /// of objects or places that were not what the books said (0 normally).
+    fn free_encoding(&mut self, entry: &Entry) -> u32 {
+        match (entry.handle(), entry.block()) {
+            (Some(handle), _) => u32::from(self.pool.free(handle).is_err()),
+            (None, Some((block, index))) => self.leave_block(block, index),
+            (None, None) => 1,
+        }
+    }
+
+    /// Clear page `index` of block `key`; free the block and its chunks if it was
+    /// the last live page. The number of inconsistencies met (a page not live, a
+    /// chunk that would not free).
+    fn leave_block(&mut self, key: u32, index: u8) -> u32 {
+        let Some(block) = self.blocks.get_mut(SlabKey(key)) else {
+            return 1;
+        };
+        if !block.is_live(index) {
+            return 1;
+        }
+        if !block.leave(index) {
+            return 0;
+        }
+        let mut leaked = 0;
+        if let Some(block) = self.blocks.remove(SlabKey(key)) {
+            for i in 0..block.chunk_count() {
+                let freed = block
+                    .chunk(i)
+                    .map(|(k, g)| self.pool.free(Handle::from_parts(k, g)));
+                leaked += u32::from(!matches!(freed, Some(Ok(()))));
+            }
+        }
+        leaked
+    }
+
+    /// Form a cold block of `members` (entry keys and the generations the scanner
+    /// read, in the order of their pages in the frame) from `frame`, written by
+    /// the cold codec tagged `codec_tag`. Members whose entry changed since it was
+    /// read (freed, reused, re-encoded into a delta or another block) are left
+    /// out: their pages stay in the frame as holes. The block is formed only if
+    /// its frame is smaller than the objects the joining pages hold alone; those
+    /// objects are freed. The caller has waited out the loads decoding in place
+    /// (`Backend::lock_content_to_move`). All or nothing.
+    ///
+    /// Like a re-encode, the chunks are stored past the pool's limit if need be:
+    /// the block gives back more than it takes.
+    pub fn store_block(
+        &mut self,
+        members: &[(u32, u32)],
+        frame: &[u8],
+        codec_tag: u8,
+    ) -> Result<BlockStored, Error> {
+        let mut block = Block::new(members.len(), frame.len(), codec_tag)
+            .ok_or(Error::InvalidArgument("block size"))?;
+        let mut joining = 0u32;
+        let mut alone = 0usize;
+        for (i, &(key, generation)) in members.iter().enumerate() {
+            if let Some(entry) = self.entries.get(SlabKey(key))
+                && entry.generation == generation
+                && entry.tag != TAG_DELTA
+                && let Some(handle) = entry.handle()
+                && !members[..i].iter().any(|&(k, _)| k == key)
+            {
+                alone += self.pool.object_len(handle)?;
+                joining |= 1 << i;
+            }
+        }
+        if joining == 0 {
+            return Ok(BlockStored::Stale);
+        }
+        if frame.len() >= alone {
+            return Ok(BlockStored::NotSmaller);
+        }
+        self.blocks.reserve(1)?;
+        let limit = self.pool.limit_bytes();
+        self.pool.set_limit_bytes(usize::MAX);
+        let mut stored_chunks = 0;
+        let mut failed = None;
+        for (i, chunk) in frame.chunks(block.chunk_span()).enumerate() {
+            match self.pool.store_object(chunk, codec_tag) {
+                Ok(handle) => {
+                    block.set_chunk(i, handle.to_parts());
+                    stored_chunks += 1;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.pool.set_limit_bytes(limit);
+        for i in (0..MAX_BLOCK_PAGES).filter(|i| joining & (1 << i) != 0) {
+            block.set_live(i as u8);
+        }
+        let inserted = match failed {
+            None => self.blocks.insert(block),
+            Some(e) => Err(e),
+        };
+        let block_key = match inserted {
+            Ok(key) => key.0,
+            Err(e) => {
+                for (k, g) in (0..stored_chunks).filter_map(|i| block.chunk(i)) {
+                    let _ = self.pool.free(Handle::from_parts(k, g));
+                }
+                return Err(e);
+            }
+        };
+        let mut leaked = 0;
+        for (i, &(key, _)) in members.iter().enumerate() {
+            if joining & (1 << i) == 0 {
+                continue;
+            }
+            let entry = self.entry_mut(key)?;
+            let old = entry.handle();
+            // INVARIANT: the page's bit is set in the block just inserted; the
+            // entry keeps its sharers and its link (a base keeps its dependents).
+            entry.tag = TAG_BLOCK;
+            entry.handle_key = block_key;
+            entry.handle_generation = i as u16;
+            entry.age_and_examined &= EXAMINED;
+            if let Some(old) = old {
+                leaked += u32::from(self.pool.free(old).is_err());
+            }
+        }
+        Ok(BlockStored::Formed {
+            joined: joining.count_ones(),
+            leaked,
+        })
     }
 
     /// The dedup work counted since the last call, and reset.
@@ -740,7 +951,7 @@ mod tests {
         let mut scratch = Scratch::boxed();
         let decode = &mut scratch.decode;
         let same = |p: &[u8; PAGE_SIZE], d: &mut DecodeScratch| {
-            same_as_stored(&content.entries, &content.pool, key, p, d)
+            same_as_stored(content.stored(), key, p, d)
         };
         assert_eq!(same(page, decode), Ok(true));
         for at in [0, 1, 17, 700, 2048, 4000, PAGE_SIZE - 1] {
@@ -964,6 +1175,153 @@ mod tests {
         let released = content.unshare(delta).unwrap();
         assert_eq!((released.deltas_freed, released.plain_freed), (1, 1));
         assert!(content.is_empty());
+    }
+
+    /// `pages` stored alone as lz4: their keys and generations.
+    fn stored_as_lz4(
+        content: &mut Content<StdPageProvider>,
+        scratch: &mut Scratch,
+        pages: &[[u8; PAGE_SIZE]],
+    ) -> std::vec::Vec<(u32, u32)> {
+        let Scratch {
+            compress, decode, ..
+        } = scratch;
+        pages
+            .iter()
+            .map(|page| {
+                let bytes = compress.compress(CodecKind::Lz4, page).unwrap().unwrap();
+                let key = store_new(content, page, bytes, TAG_LZ4, decode);
+                (key, content.entry(key).unwrap().generation)
+            })
+            .collect()
+    }
+
+    /// `pages` compressed as one block frame with the scratch's cold codec, and
+    /// the codec's tag.
+    fn block_frame(scratch: &mut Scratch, pages: &[[u8; PAGE_SIZE]]) -> (std::vec::Vec<u8>, u8) {
+        let all: std::vec::Vec<u8> = pages.iter().flatten().copied().collect();
+        let mut frame = std::vec![0u8; crate::block::MAX_FRAME];
+        let cold = &mut scratch.decode.cold;
+        let len = cold.compress_block(&all, &mut frame).unwrap().unwrap();
+        frame.truncate(len);
+        (frame, cold.kind().unwrap().tag())
+    }
+
+    /// `pages` stored alone as lz4, then formed into one cold block: their keys.
+    fn stored_in_a_block(
+        content: &mut Content<StdPageProvider>,
+        scratch: &mut Scratch,
+        pages: &[[u8; PAGE_SIZE]],
+    ) -> std::vec::Vec<u32> {
+        let members = stored_as_lz4(content, scratch, pages);
+        let (frame, tag) = block_frame(scratch, pages);
+        let stored = content.store_block(&members, &frame, tag).unwrap();
+        assert_eq!(
+            stored,
+            BlockStored::Formed {
+                joined: pages.len() as u32,
+                leaked: 0
+            }
+        );
+        members.iter().map(|&(key, _)| key).collect()
+    }
+
+    /// Pages in a block decode exactly (each from its place in the frame) and
+    /// compare byte for byte; the block and its chunks go with its last page, and
+    /// not before.
+    #[test]
+    fn a_block_holds_its_pages_until_the_last_goes() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let pages: std::vec::Vec<[u8; PAGE_SIZE]> = (20..26).map(text).collect();
+        let lz4_bytes = content.pool.stats().object_bytes;
+        assert_eq!(lz4_bytes, 0);
+        let keys = stored_in_a_block(&mut content, &mut scratch, &pages);
+        assert_eq!(content.block_count(), 1);
+        assert!(content.pool.len() <= MAX_BLOCK_PAGES);
+        for (key, page) in keys.iter().zip(&pages) {
+            assert_eq!(content.entry(*key).unwrap().tag(), TAG_BLOCK);
+            check_only(&content, *key, page);
+            // A duplicate of a page in the block is found, after a full comparison.
+            let found = content.share_identical(xxh3_64(page), page, &mut scratch.decode);
+            assert!(matches!(found, Ok(Lookup::Shared(k)) if k == *key));
+            assert!(content.unshare(*key).unwrap().still_shared);
+        }
+        for key in &keys[..keys.len() - 1] {
+            let released = content.unshare(*key).unwrap();
+            assert_eq!((released.blocked_freed, released.leaked), (1, 0));
+            assert_eq!(content.block_count(), 1);
+        }
+        check_only(&content, keys[keys.len() - 1], &pages[pages.len() - 1]);
+        content.unshare(keys[keys.len() - 1]).unwrap();
+        assert_eq!(content.block_count(), 0);
+        assert!(content.is_empty() && content.pool.is_empty());
+    }
+
+    /// Only members still as the scanner read them join; a frame no smaller than
+    /// the pages alone, or no member left, changes nothing.
+    #[test]
+    fn a_block_takes_only_the_members_still_as_read() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let pages: std::vec::Vec<[u8; PAGE_SIZE]> = (30..34).map(text).collect();
+        let members = stored_as_lz4(&mut content, &mut scratch, &pages);
+        let (frame, tag) = block_frame(&mut scratch, &pages);
+        let objects = content.pool.len();
+        // Not smaller: nothing changes.
+        let too_big = std::vec![0x5au8; 4 * PAGE_SIZE];
+        assert_eq!(
+            content.store_block(&members, &too_big, tag),
+            Ok(BlockStored::NotSmaller)
+        );
+        assert_eq!((content.pool.len(), content.block_count()), (objects, 0));
+        // Member 1 freed, its key reused by another page: left out, a hole.
+        content.unshare(members[1].0).unwrap();
+        let other = text(40);
+        let (reused, _) = stored_as_lz4(&mut content, &mut scratch, &[other])[0];
+        assert_eq!(reused, members[1].0);
+        let stored = content.store_block(&members, &frame, tag);
+        assert_eq!(
+            stored,
+            Ok(BlockStored::Formed {
+                joined: 3,
+                leaked: 0
+            })
+        );
+        check_only(&content, reused, &other);
+        assert_eq!(content.entry(reused).unwrap().tag(), TAG_LZ4);
+        for i in [0, 2, 3] {
+            check_only(&content, members[i].0, &pages[i]);
+        }
+        // Every member in a block already: nothing left to join.
+        assert_eq!(
+            content.store_block(&members, &frame, tag),
+            Ok(BlockStored::Stale)
+        );
+    }
+
+    /// A page moved out of its block (the scanner's rewrite) keeps its content
+    /// and its dependents; the block goes when its last page has left.
+    #[test]
+    fn pages_moved_out_of_a_block_free_it() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let pages: std::vec::Vec<[u8; PAGE_SIZE]> = (50..53).map(text).collect();
+        let keys = stored_in_a_block(&mut content, &mut scratch, &pages);
+        for (i, (key, page)) in keys.iter().zip(&pages).enumerate() {
+            let (cold, tag) = cold_encoded(&mut scratch.decode, page);
+            let generation = content.entry(*key).unwrap().generation;
+            assert_eq!(
+                content.reencode(*key, generation, &cold, tag, None),
+                Ok(Reencoded::Replaced)
+            );
+            assert_eq!(content.block_count(), usize::from(i + 1 < keys.len()));
+            check_only(&content, *key, page);
+        }
+        for key in keys {
+            content.unshare(key).unwrap();
+        }
+        assert!(content.is_empty() && content.pool.is_empty());
     }
 
     /// Every page stored under one hash (the worst a hash can do): each lookup

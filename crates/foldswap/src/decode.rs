@@ -13,8 +13,25 @@ use foldswap_pool::{
     TAG_RAW, TAG_ZSTD, decompress, lz4_matches,
 };
 
+use crate::block::{Block, TAG_BLOCK};
 use crate::content::{Entry, TAG_DELTA};
 use crate::scratch::DecodeScratch;
+
+/// What is stored, as the content lock's holder sees it: entries, cold blocks and
+/// the pool.
+pub(crate) struct Stored<'a, P: PageProvider + Clone> {
+    pub(crate) entries: &'a Slab<Entry, P>,
+    pub(crate) blocks: &'a Slab<Block, P>,
+    pub(crate) pool: &'a ObjectStore<P>,
+}
+
+impl<P: PageProvider + Clone> Clone for Stored<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: PageProvider + Clone> Copy for Stored<'_, P> {}
 
 /// A copy of an entry's encoded bytes, taken under the lock and decoded outside it.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +40,17 @@ pub struct Snapshot {
     len: usize,
     base_tag: u8,
     base_len: usize,
+    /// The page's place in the block frame copied out, for a page in a cold block
+    /// (`tag`) or a delta whose base is one (`base_tag`).
+    block: BlockPlace,
+}
+
+/// Where a page lies in a block frame copied into the scratch.
+#[derive(Debug, Default, Clone, Copy)]
+struct BlockPlace {
+    codec_tag: u8,
+    index: u8,
+    pages: u8,
 }
 
 impl Snapshot {
@@ -35,6 +63,12 @@ impl Snapshot {
     pub fn tag(&self) -> u8 {
         self.tag
     }
+
+    /// Whether decoding it decodes a cold block (the page's own, or a delta's
+    /// base's).
+    pub fn reads_block(&self) -> bool {
+        self.tag == TAG_BLOCK || self.base_tag == TAG_BLOCK
+    }
 }
 
 /// Where `entry`'s bytes lie in the pool, if it is plain (lz4 or raw) and its
@@ -43,10 +77,10 @@ pub(crate) fn plain_in_place<P: PageProvider + Clone>(
     pool: &ObjectStore<P>,
     entry: &Entry,
 ) -> Result<Option<ObjectInPlace>, Error> {
-    if entry.tag() != TAG_LZ4 && entry.tag() != TAG_RAW {
-        return Ok(None);
+    match (entry.tag(), entry.handle()) {
+        (TAG_LZ4 | TAG_RAW, Some(handle)) => pool.object_in_place(handle),
+        _ => Ok(None),
     }
-    pool.object_in_place(entry.handle())
 }
 
 /// Whether plain `bytes` (tagged `tag`: lz4 or raw) decode to exactly `page`;
@@ -64,53 +98,110 @@ pub(crate) fn plain_matches(tag: u8, bytes: &[u8], page: &[u8; PAGE_SIZE]) -> Re
 /// copy when the object lies in one pool page), a raw one directly; deflate and
 /// delta entries are decoded into `scratch.page` first.
 pub(crate) fn same_as_stored<P: PageProvider + Clone, C: ColdCodec>(
-    entries: &Slab<Entry, P>,
-    pool: &ObjectStore<P>,
+    stored: Stored<'_, P>,
     key: u32,
     page: &[u8; PAGE_SIZE],
     scratch: &mut DecodeScratch<C>,
 ) -> Result<bool, Error> {
-    let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-    match pool.view_object(entry.handle(), &mut scratch.object)? {
-        (bytes, tag @ (TAG_LZ4 | TAG_RAW)) => plain_matches(tag, bytes, page),
-        _ => {
-            decode_into(entries, pool, key, scratch)?;
-            Ok(scratch.page.as_bytes() == page)
+    let entry = stored
+        .entries
+        .get(SlabKey(key))
+        .ok_or(Error::InvalidHandle)?;
+    if let Some(handle) = entry.handle()
+        && let (bytes, tag @ (TAG_LZ4 | TAG_RAW)) =
+            stored.pool.view_object(handle, &mut scratch.object)?
+    {
+        return plain_matches(tag, bytes, page);
+    }
+    decode_into(stored, key, scratch)?;
+    Ok(scratch.page.as_bytes() == page)
+}
+
+/// Copy block `key`'s frame into `frame`: its length, and where page `index` lies.
+fn read_block<P: PageProvider + Clone>(
+    stored: Stored<'_, P>,
+    key: u32,
+    index: u8,
+    frame: &mut [u8],
+) -> Result<(usize, BlockPlace), Error> {
+    let block = stored.blocks.get(SlabKey(key)).ok_or(Error::Corrupt)?;
+    if !block.is_live(index) {
+        return Err(Error::Corrupt);
+    }
+    let len = block.frame_len();
+    let frame = frame.get_mut(..len).ok_or(Error::Corrupt)?;
+    for (i, part) in frame.chunks_mut(block.chunk_span()).enumerate() {
+        let (k, g) = block.chunk(i).ok_or(Error::Corrupt)?;
+        let (n, _) = stored
+            .pool
+            .read_object(foldswap_pool::Handle::from_parts(k, g), part)?;
+        if n != part.len() {
+            return Err(Error::Corrupt);
         }
+    }
+    let place = BlockPlace {
+        codec_tag: block.codec_tag(),
+        index,
+        pages: block.pages() as u8,
+    };
+    Ok((len, place))
+}
+
+/// Copy `entry`'s encoded bytes: its pool object into `object`, or for a page in
+/// a cold block the block's frame into `frame` (its place into `block`). Their
+/// length and tag ([`TAG_BLOCK`] for a block's frame).
+fn copy_encoded<P: PageProvider + Clone>(
+    stored: Stored<'_, P>,
+    entry: &Entry,
+    object: &mut [u8],
+    frame: &mut [u8],
+    block: &mut BlockPlace,
+) -> Result<(usize, u8), Error> {
+    match (entry.handle(), entry.block()) {
+        (Some(handle), _) => stored.pool.read_object(handle, object),
+        (None, Some((key, index))) => {
+            let (len, place) = read_block(stored, key, index, frame)?;
+            *block = place;
+            Ok((len, TAG_BLOCK))
+        }
+        (None, None) => Err(Error::Corrupt),
     }
 }
 
 /// Copy entry `key`'s encoded bytes (and its base's, for a delta) into `scratch`.
 pub(crate) fn snapshot<P: PageProvider + Clone, C: ColdCodec>(
-    entries: &Slab<Entry, P>,
-    pool: &ObjectStore<P>,
+    stored: Stored<'_, P>,
     key: u32,
     scratch: &mut DecodeScratch<C>,
 ) -> Result<Snapshot, Error> {
+    let entries = stored.entries;
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
-    let (len, tag) = pool.read_object(entry.handle(), &mut scratch.object)?;
+    let mut block = BlockPlace::default();
+    let frame = &mut scratch.block_frame;
+    let (len, tag) = copy_encoded(stored, entry, &mut scratch.object, frame, &mut block)?;
     let (mut base_tag, mut base_len) = (TAG_RAW, 0);
     if tag == TAG_DELTA {
         let base_key = entry.base().ok_or(Error::Corrupt)?;
         let base = entries.get(SlabKey(base_key)).ok_or(Error::Corrupt)?;
-        (base_len, base_tag) = pool.read_object(base.handle(), &mut scratch.base_object)?;
+        (base_len, base_tag) =
+            copy_encoded(stored, base, &mut scratch.base_object, frame, &mut block)?;
     }
     Ok(Snapshot {
         tag,
         len,
         base_tag,
         base_len,
+        block,
     })
 }
 
 /// Decode `key`'s content into `scratch.page`.
 pub(crate) fn decode_into<P: PageProvider + Clone, C: ColdCodec>(
-    entries: &Slab<Entry, P>,
-    pool: &ObjectStore<P>,
+    stored: Stored<'_, P>,
     key: u32,
     scratch: &mut DecodeScratch<C>,
 ) -> Result<(), Error> {
-    let snapshot = snapshot(entries, pool, key, scratch)?;
+    let snapshot = snapshot(stored, key, scratch)?;
     decode_snapshot(&snapshot, scratch, None)
 }
 
@@ -128,19 +219,54 @@ pub fn decode_snapshot<C: ColdCodec>(
         base_page,
         decompress,
         cold,
+        block_frame,
+        block_pages,
     } = scratch;
     let out = match out {
         Some(out) => out,
         None => page.as_bytes_mut(),
     };
+    let mut block_page = |len: usize, out: &mut [u8; PAGE_SIZE]| {
+        let frame = block_frame.get(..len).ok_or(Error::Corrupt)?;
+        decode_block_page(frame, snapshot.block, block_pages, cold, out)
+    };
+    if snapshot.tag == TAG_BLOCK {
+        return block_page(snapshot.len, out);
+    }
     let bytes = object.get(..snapshot.len).ok_or(Error::Corrupt)?;
     if snapshot.tag == TAG_DELTA {
-        let base_bytes = base_object.get(..snapshot.base_len).ok_or(Error::Corrupt)?;
         let base_page = base_page.as_bytes_mut();
-        decode_plain(snapshot.base_tag, base_bytes, base_page, decompress, cold)?;
+        if snapshot.base_tag == TAG_BLOCK {
+            block_page(snapshot.base_len, base_page)?;
+        } else {
+            let base_bytes = base_object.get(..snapshot.base_len).ok_or(Error::Corrupt)?;
+            decode_plain(snapshot.base_tag, base_bytes, base_page, decompress, cold)?;
+        }
         return foldswap_delta::decode(base_page, bytes, out);
     }
     decode_plain(snapshot.tag, bytes, out, decompress, cold)
+}
+
+/// Decode a block `frame` into `pages` (the whole frame, with the codec's bulk
+/// decoder) and copy the page at `place` to `out`.
+fn decode_block_page<C: ColdCodec>(
+    frame: &[u8],
+    place: BlockPlace,
+    pages: &mut [u8],
+    cold: &mut C,
+    out: &mut [u8; PAGE_SIZE],
+) -> Result<(), Error> {
+    if place.index >= place.pages {
+        return Err(Error::Corrupt);
+    }
+    let all = pages
+        .get_mut(..usize::from(place.pages) * PAGE_SIZE)
+        .ok_or(Error::Corrupt)?;
+    cold.decompress_block(place.codec_tag, frame, all)?;
+    let at = usize::from(place.index) * PAGE_SIZE;
+    let page = all.get(at..at + PAGE_SIZE).ok_or(Error::Corrupt)?;
+    out.copy_from_slice(page);
+    Ok(())
 }
 
 /// Decode a plain (raw, lz4 or cold-codec) object's `bytes` into `out`.

@@ -27,7 +27,8 @@
 //!
 //! Similar pages (Difference Engine's patching) and cold pages (recompression with
 //! the host's cold codec: libzstd in userspace, the kernel's `lib/zstd` in the
-//! module) are the scanner's background work, not the store path's: a patch attempt costs about one more lz4 compress per store for a few
+//! module, alone or several neighbours as one cold block) are the scanner's
+//! background work, not the store path's: a patch attempt costs about one more lz4 compress per store for a few
 //! percent of bytes (measured in `docs/delta.md`). The host runs
 //! [`Backend::run_scanner`] on a thread of its own (kernel: a kthread); the ladder
 //! (foldswap-ladder) sizes its batches from a CPU budget and the measured cost per
@@ -57,6 +58,7 @@
 //! | `backend` | the five operations, the limit, statistics |
 //! | [`area`], [`offsets`] | swap areas, their sharded offset tables of 8-byte slots |
 //! | [`content`] | entries, the dedup index and the pool behind the content lock |
+//! | [`block`] | cold blocks: runs of cold pages compressed as one frame |
 //! | [`decode`] | from a stored object (and its base) to page bytes, and the dedup byte check |
 //! | `scanner` | the background rounds: ageing, patching, recompression, compaction |
 //! | `tunables` | the scanner's tunables, staged through foldswap-wake |
@@ -70,6 +72,7 @@ extern crate std;
 
 pub mod area;
 mod backend;
+pub mod block;
 pub mod content;
 pub mod decode;
 mod in_place;

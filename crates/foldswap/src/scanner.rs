@@ -10,11 +10,21 @@
 //!    delta. Deltas never chain and a base never becomes a delta itself.
 //! 2. **Recompression.** An lz4 page is recompressed with the host's cold codec
 //!    (zstd; deflate for hosts without it; none: the scanner only patches).
+//! 3. **Cold blocks** (with a codec that forms them, zstd, and `block_pages` > 1).
+//!    Instead of recompressing a cold page alone, the scanner gathers it with the
+//!    cold pages at the offsets that follow it (pages swapped out together make
+//!    good neighbours) and compresses up to `block_pages` of them as one frame
+//!    ([`crate::block`]). A delta is still kept when it is smaller than the page's
+//!    likely share of a block. A block whose frame would not be smaller than its
+//!    pages alone is not formed: its pages are recompressed alone. A block at most
+//!    half live is rewritten: each live page the ladder visits moves out into an
+//!    object of its own, and the block is freed with the last.
 //!
-//! The smallest of {current encoding, cold codec, delta} wins; an entry is re-encoded
-//! only if it is still the one that was read (its generation) and, for a delta, its
-//! base is still the one encoded against. Every byte is read and written through the
-//! same snapshot/decode path as `load`, so a re-encoded entry still loads exactly.
+//! The smallest of {current encoding, cold codec, delta, block} wins; an entry is
+//! re-encoded only if it is still the one that was read (its generation) and, for a
+//! delta, its base is still the one encoded against. Every byte is read and written
+//! through the same snapshot/decode path as `load`, so a re-encoded entry still
+//! loads exactly.
 //!
 //! Which offsets are visited and how many per batch is the ladder's decision: each
 //! swap area is a ladder region, batches are sized from the CPU budget and the
@@ -28,11 +38,12 @@ use core::time::Duration;
 use foldswap_delta::{EncodeScratch, Signature, encode};
 use foldswap_ladder::{BatchResult, Next};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
-use foldswap_pool::{Clock, ColdCodec, TAG_LZ4};
+use foldswap_pool::{Clock, ColdCodec, TAG_LZ4, TAG_RAW};
 use foldswap_wake::{Parker, WaitOutcome};
 
 use crate::backend::Backend;
-use crate::content::{Entry, Reencoded, TAG_DELTA};
+use crate::block::MAX_BLOCK_PAGES;
+use crate::content::{BlockStored, Entry, Reencoded, TAG_DELTA};
 use crate::decode::decode_snapshot;
 use crate::offsets::SlotValue;
 use crate::scratch::Scratch;
@@ -63,6 +74,19 @@ enum PageOutcome {
     Unchanged,
     Patched,
     Recompressed,
+    /// The page waits in the scratch for its cold block to be formed.
+    Gathered,
+    /// The page left a cold block at most half live.
+    Rewritten,
+}
+
+/// A page gathered for the cold block being formed: its entry, the generation
+/// read, and the bytes its encoding holds now.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Gathered {
+    key: u32,
+    generation: u32,
+    encoded_len: u32,
 }
 
 impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
@@ -118,14 +142,30 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     if let Some(area) = self.area_by_tag(batch.tag) {
                         for offset in batch.pages() {
                             result.pages_scanned += 1;
-                            match self.scan_offset(area, offset, tunables, scratch) {
+                            let visit =
+                                self.scan_offset(area, offset, Visit::Ladder, tunables, scratch);
+                            if visit == Ok(PageOutcome::Gathered) {
+                                report.improved +=
+                                    self.gather_neighbours(area, offset, tunables, scratch);
+                            }
+                            match visit {
                                 Ok(PageOutcome::Patched | PageOutcome::Recompressed) => {
                                     result.pages_changed += 1;
                                     report.improved += 1;
                                 }
+                                // For the ladder a page gathered into a block is
+                                // changed when gathered (its block may be formed
+                                // in a later batch); the burst counts the pages
+                                // that joined.
+                                Ok(PageOutcome::Gathered | PageOutcome::Rewritten) => {
+                                    result.pages_changed += 1;
+                                }
                                 Ok(PageOutcome::Empty) => result.pages_empty += 1,
                                 Ok(PageOutcome::Skipped | PageOutcome::Unchanged) => {}
                                 Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
+                            }
+                            if scratch.gathered_len >= block_pages(tunables) {
+                                report.improved += u64::from(self.flush_block(tunables, scratch));
                             }
                         }
                     }
@@ -140,6 +180,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     break;
                 }
                 Next::RoundEnd => {
+                    report.improved += u64::from(self.flush_block(tunables, scratch));
                     self.ladder.lock().end_round(clock.now_ns())?;
                     let mut content = self.lock_content_to_move();
                     content.pool.compact();
@@ -150,6 +191,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 }
             }
         }
+        // A block is not kept gathering across the sleep: its pages would go
+        // stale while the scanner sleeps.
+        report.improved += u64::from(self.flush_block(tunables, scratch));
         Ok(report)
     }
 
@@ -158,11 +202,43 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         area.is_active().then_some(area)
     }
 
-    /// Age, patch or recompress the entry at `offset`.
+    /// After a page was gathered into the block being formed: gather the cold
+    /// pages at the offsets that follow it too (pages swapped out together make
+    /// good neighbours in a frame), up to the block's size, looking at most
+    /// twice as far. They are not the ladder's batch: not aged, not counted in it.
+    /// Returns the neighbours patched instead (a delta smaller than a block
+    /// share).
+    fn gather_neighbours<C: ColdCodec>(
+        &self,
+        area: &crate::area::SwapArea,
+        offset: u64,
+        tunables: &ScanTunables,
+        scratch: &mut Scratch<C>,
+    ) -> u64 {
+        let mut patched = 0;
+        let want = block_pages(tunables);
+        let reach = 2 * want as u64;
+        let last = offset.saturating_add(reach).min(area.nr_pages());
+        for neighbour in offset.saturating_add(1)..last {
+            if scratch.gathered_len >= want {
+                break;
+            }
+            Stats::add(&self.stats.scanned_pages, 1);
+            match self.scan_offset(area, neighbour, Visit::Neighbour, tunables, scratch) {
+                Ok(PageOutcome::Patched) => patched += 1,
+                Ok(_) => {}
+                Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
+            }
+        }
+        patched
+    }
+
+    /// Age, patch or recompress the entry at `offset`, or gather it into a block.
     fn scan_offset<C: ColdCodec>(
         &self,
         area: &crate::area::SwapArea,
         offset: u64,
+        visit: Visit,
         tunables: &ScanTunables,
         scratch: &mut Scratch<C>,
     ) -> Result<PageOutcome, Error> {
@@ -170,21 +246,38 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Some(SlotValue::Entry(key)) => key,
             None | Some(SlotValue::SameFilled(_)) => return Ok(PageOutcome::Empty),
         };
-        // 1. Under the lock: age the entry; take a snapshot if it is due.
-        let (entry, snapshot) = {
+        // 1. Under the lock: age the entry (on the ladder's visit); take a
+        // snapshot if it is due.
+        let (entry, snapshot, rewrite) = {
             let mut content = self.content.lock();
-            let Some(age) = content.age(key) else {
+            // A neighbour is judged by the age the ladder's visit this round
+            // would give it.
+            let age = match visit {
+                Visit::Ladder => content.age(key),
+                Visit::Neighbour => content.entry(key).ok().map(|e| e.age().saturating_add(1)),
+            };
+            let Some(age) = age else {
                 return Ok(PageOutcome::Skipped);
             };
             let entry = *content.entry(key)?;
-            if u32::from(age) <= tunables.cold_rounds
-                || entry.tag() == TAG_DELTA
-                || entry.examined()
+            let rewrite = match (visit, entry.block()) {
+                (Visit::Ladder, Some((block, _))) => content.block(block)?.is_sparse(),
+                _ => false,
+            };
+            let gathering = blocks_on(tunables, scratch) && entry.handle().is_some();
+            if visit == Visit::Neighbour && !gathering {
+                return Ok(PageOutcome::Skipped);
+            }
+            if !rewrite
+                && (u32::from(age) <= tunables.cold_rounds
+                    || entry.tag() == TAG_DELTA
+                    || entry.block().is_some()
+                    || entry.examined())
             {
                 return Ok(PageOutcome::Skipped);
             }
             content.mark_examined(key);
-            (entry, content.snapshot(key, &mut scratch.decode)?)
+            (entry, content.snapshot(key, &mut scratch.decode)?, rewrite)
         };
         // 2. Outside: decode the page.
         decode_snapshot(
@@ -192,19 +285,21 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             &mut scratch.decode,
             Some(scratch.target.as_bytes_mut()),
         )?;
+        if rewrite {
+            return self.move_out_of_block(key, &entry, tunables, scratch);
+        }
         let mut best_len = snapshot.encoded_len();
         let mut choice = None;
+        if blocks_on(tunables, scratch) {
+            return self.patch_or_gather(key, &entry, best_len, tunables, scratch);
+        }
         // 3. Recompress with the cold codec.
         let cold = &mut scratch.decode.cold;
         if tunables.recompress != 0
             && entry.tag() == TAG_LZ4
             && let Some(kind) = cold.kind()
         {
-            let level = u8::try_from(tunables.cold_level)
-                .map_err(|_| Error::InvalidArgument("cold level"))?;
-            if level != 0 && level != cold.level() {
-                cold.set_level(level)?;
-            }
+            set_cold_level(cold, tunables)?;
             if let Some(len) =
                 cold.compress_page(scratch.target.as_bytes(), &mut scratch.recompressed)?
                 && len < best_len
@@ -250,23 +345,34 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             return Ok(PageOutcome::Unchanged);
         };
         // 5. Under the lock: re-encode if nothing changed meanwhile.
-        let (bytes, tag, base, outcome) = match choice {
+        let (bytes, tag, base) = match choice {
             Encoding::Cold { tag, len } => (
                 scratch.recompressed.get(..len).ok_or(Error::Corrupt)?,
                 tag,
                 None,
-                PageOutcome::Recompressed,
             ),
             Encoding::Delta(patch) => (
                 scratch.delta_best.get(..patch.len).ok_or(Error::Corrupt)?,
                 TAG_DELTA,
                 Some((patch.base, patch.base_generation)),
-                PageOutcome::Patched,
             ),
         };
-        let replaced =
-            self.lock_content_to_move()
-                .reencode(key, entry.generation, bytes, tag, base);
+        self.reencode_counted(key, entry.generation, bytes, tag, base)
+    }
+
+    /// Re-encode `key` (if still of `generation`) and count it: a delta against
+    /// `base`, or recompressed.
+    fn reencode_counted(
+        &self,
+        key: u32,
+        generation: u32,
+        bytes: &[u8],
+        tag: u8,
+        base: Option<(u32, u32)>,
+    ) -> Result<PageOutcome, Error> {
+        let replaced = self
+            .lock_content_to_move()
+            .reencode(key, generation, bytes, tag, base);
         match replaced {
             Ok(Reencoded::Replaced) => {}
             // Freed, reused or changed since it was read (an invalidate, a store,
@@ -275,19 +381,189 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             // Memory is short: the entry keeps its encoding and is looked at again
             // in a later round.
             Err(Error::OutOfMemory | Error::PoolFull) => {
-                self.content.lock().unmark_examined(key, entry.generation);
+                self.content.lock().unmark_examined(key, generation);
                 return Ok(PageOutcome::Unchanged);
             }
             Err(e) => return Err(e),
         }
-        match outcome {
-            PageOutcome::Patched => {
-                Stats::add(&self.stats.patched_pages, 1);
-                Stats::sub(&self.stats.compressed_pages, 1);
-            }
-            _ => Stats::add(&self.stats.recompressed_pages, 1),
+        if base.is_some() {
+            Stats::add(&self.stats.patched_pages, 1);
+            Stats::sub(&self.stats.compressed_pages, 1);
+            Ok(PageOutcome::Patched)
+        } else {
+            Stats::add(&self.stats.recompressed_pages, 1);
+            Ok(PageOutcome::Recompressed)
         }
-        Ok(outcome)
+    }
+
+    /// With cold blocks on: keep the page as a delta if one is smaller than its
+    /// likely share of a block, else gather it for the block being formed.
+    fn patch_or_gather<C: ColdCodec>(
+        &self,
+        key: u32,
+        entry: &Entry,
+        encoded_len: usize,
+        tunables: &ScanTunables,
+        scratch: &mut Scratch<C>,
+    ) -> Result<PageOutcome, Error> {
+        let signature = self.sampler.signature(scratch.target.as_bytes());
+        // A delta is kept if it is smaller than about what the page would take
+        // in a block. The bound was chosen on the dev corpus (8-page blocks,
+        // settled bytes; runs vary by about 0.2 MB): 3/4 of the lz4 bytes 30.5 MB,
+        // 9/16 30.6-30.8 MB, 3/8 30.8 MB. A page the cold codec already holds
+        // alone gains less from a block: 7/8 of its bytes.
+        let share = if entry.tag() == TAG_LZ4 {
+            encoded_len * 3 / 4
+        } else {
+            encoded_len * 7 / 8
+        };
+        if tunables.patch != 0
+            && let Some(patch) = self.try_patch(key, entry, &signature, share, scratch)?
+        {
+            let outcome = self.commit(key, entry, Some(Encoding::Delta(patch)), scratch)?;
+            let indexed = if outcome == PageOutcome::Patched {
+                patch.base
+            } else {
+                key
+            };
+            self.content.lock().index_similar(&signature, indexed);
+            return Ok(outcome);
+        }
+        // A page in a block may still serve as a base.
+        self.content.lock().index_similar(&signature, key);
+        let at = scratch.gathered_len;
+        let (Some(slot), Some(page)) = (
+            scratch.gathered.get_mut(at),
+            scratch.gather.get_mut(at * PAGE_SIZE..(at + 1) * PAGE_SIZE),
+        ) else {
+            return Err(Error::Corrupt);
+        };
+        page.copy_from_slice(scratch.target.as_bytes());
+        *slot = Gathered {
+            key,
+            generation: entry.generation,
+            encoded_len: encoded_len as u32,
+        };
+        scratch.gathered_len += 1;
+        Ok(PageOutcome::Gathered)
+    }
+
+    /// Form a cold block of the gathered pages; the pages that joined it. If the
+    /// block would not be smaller than the pages alone (or one page is gathered),
+    /// each is recompressed alone instead. Errors are counted
+    /// (`scanner_page_errors`), not returned: the gathered pages are let go.
+    fn flush_block<C: ColdCodec>(&self, tunables: &ScanTunables, scratch: &mut Scratch<C>) -> u32 {
+        let n = core::mem::take(&mut scratch.gathered_len);
+        if n == 0 {
+            return 0;
+        }
+        match self.store_gathered(n, tunables, scratch) {
+            Ok(improved) => improved,
+            Err(_) => {
+                Stats::add(&self.stats.scanner_page_errors, 1);
+                0
+            }
+        }
+    }
+
+    fn store_gathered<C: ColdCodec>(
+        &self,
+        n: usize,
+        tunables: &ScanTunables,
+        scratch: &mut Scratch<C>,
+    ) -> Result<u32, Error> {
+        let gathered = scratch.gathered.get(..n).ok_or(Error::Corrupt)?;
+        let pages = scratch.gather.get(..n * PAGE_SIZE).ok_or(Error::Corrupt)?;
+        let cold = &mut scratch.decode.cold;
+        let tag = cold.kind().ok_or(Error::Corrupt)?.tag();
+        set_cold_level(cold, tunables)?;
+        if n > 1
+            && let Some(len) = cold.compress_block(pages, &mut scratch.frame)?
+        {
+            let mut members = [(0u32, 0u32); MAX_BLOCK_PAGES];
+            for (member, g) in members.iter_mut().zip(gathered) {
+                *member = (g.key, g.generation);
+            }
+            let frame = scratch.frame.get(..len).ok_or(Error::Corrupt)?;
+            let stored = self
+                .lock_content_to_move()
+                .store_block(&members[..n], frame, tag);
+            match stored {
+                Ok(BlockStored::Formed { joined, leaked }) => {
+                    let s = &self.stats;
+                    Stats::add(&s.blocks_formed, 1);
+                    Stats::add(&s.blocked_pages, u64::from(joined));
+                    Stats::sub(&s.compressed_pages, u64::from(joined));
+                    if leaked > 0 {
+                        Stats::add(&s.release_errors, u64::from(leaked));
+                    }
+                    return Ok(joined);
+                }
+                Ok(BlockStored::Stale) => return Ok(0),
+                Ok(BlockStored::NotSmaller) => {}
+                Err(Error::OutOfMemory | Error::PoolFull) => {
+                    let mut content = self.content.lock();
+                    for g in gathered {
+                        content.unmark_examined(g.key, g.generation);
+                    }
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Each page alone.
+        let mut improved = 0;
+        for (i, g) in gathered.iter().enumerate() {
+            let page: &[u8; PAGE_SIZE] = pages
+                .get(i * PAGE_SIZE..(i + 1) * PAGE_SIZE)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(Error::Corrupt)?;
+            let len = match cold.compress_page(page, &mut scratch.recompressed)? {
+                Some(len) if len < g.encoded_len as usize => len,
+                _ => continue,
+            };
+            let bytes = scratch.recompressed.get(..len).ok_or(Error::Corrupt)?;
+            if self.reencode_counted(g.key, g.generation, bytes, tag, None)?
+                == PageOutcome::Recompressed
+            {
+                improved += 1;
+            }
+        }
+        Ok(improved)
+    }
+
+    /// Move the page at `key` (decoded in `scratch.target`) out of its cold block
+    /// into an object of its own: the cold codec's, or raw if that does not fit.
+    fn move_out_of_block<C: ColdCodec>(
+        &self,
+        key: u32,
+        entry: &Entry,
+        tunables: &ScanTunables,
+        scratch: &mut Scratch<C>,
+    ) -> Result<PageOutcome, Error> {
+        let cold = &mut scratch.decode.cold;
+        set_cold_level(cold, tunables)?;
+        let tag = cold.kind().ok_or(Error::Corrupt)?.tag();
+        let (bytes, tag) =
+            match cold.compress_page(scratch.target.as_bytes(), &mut scratch.recompressed)? {
+                Some(len) => (scratch.recompressed.get(..len).ok_or(Error::Corrupt)?, tag),
+                None => (&scratch.target.as_bytes()[..], TAG_RAW),
+            };
+        let replaced =
+            self.lock_content_to_move()
+                .reencode(key, entry.generation, bytes, tag, None);
+        match replaced {
+            Ok(Reencoded::Replaced) => {
+                let s = &self.stats;
+                Stats::add(&s.block_rewrites, 1);
+                Stats::sub(&s.blocked_pages, 1);
+                Stats::add(&s.compressed_pages, 1);
+                Ok(PageOutcome::Rewritten)
+            }
+            Ok(Reencoded::Stale) => Ok(PageOutcome::Skipped),
+            Err(Error::OutOfMemory | Error::PoolFull) => Ok(PageOutcome::Unchanged),
+            Err(e) => Err(e),
+        }
     }
 
     /// Find a similar plain entry and encode `scratch.target` against it; `Some` if
@@ -351,6 +627,35 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         Ok(best)
     }
+}
+
+/// Who sent the scanner to an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// The ladder's batch.
+    Ladder,
+    /// A page gathered just before it, for the block being formed.
+    Neighbour,
+}
+
+/// Whether the scanner forms cold blocks with these tunables and this codec.
+fn blocks_on<C: ColdCodec>(tunables: &ScanTunables, scratch: &Scratch<C>) -> bool {
+    tunables.block_pages > 1 && tunables.recompress != 0 && scratch.decode.cold.blocks()
+}
+
+/// Pages at which the block being gathered is formed.
+fn block_pages(tunables: &ScanTunables) -> usize {
+    (tunables.block_pages as usize).clamp(1, MAX_BLOCK_PAGES)
+}
+
+/// Give the cold codec the tunables' level (0: the codec's own).
+fn set_cold_level<C: ColdCodec>(cold: &mut C, tunables: &ScanTunables) -> Result<(), Error> {
+    let level =
+        u8::try_from(tunables.cold_level).map_err(|_| Error::InvalidArgument("cold level"))?;
+    if level != 0 && level != cold.level() {
+        cold.set_level(level)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -525,7 +830,9 @@ mod tests {
         assert!(stored.len() > 20, "{} stored", stored.len());
         scan_rounds(&backend, &mut scratch, 3);
         let s = backend.stats().snapshot();
-        assert_eq!(s.recompressed_pages, stored.len() as u64, "{s:?}");
+        let settled = s.recompressed_pages + s.blocked_pages + s.patched_pages;
+        assert_eq!(settled, stored.len() as u64, "{s:?}");
+        assert!(s.blocks_formed > 0, "{s:?}");
         let mut out = [0u8; PAGE_SIZE];
         for &offset in &stored {
             backend.load(0, offset, &mut out, &mut scratch).unwrap();
@@ -556,7 +863,7 @@ mod tests {
         // Three ladder rounds: the broken page fails in each, and each round ends.
         assert_eq!(scan_rounds(&backend, &mut scratch, 3), 2);
         let s = backend.stats().snapshot();
-        assert_eq!(s.recompressed_pages, 2, "{s:?}");
+        assert_eq!(s.recompressed_pages + s.blocked_pages, 2, "{s:?}");
         assert!(s.scanner_page_errors >= 1, "{s:?}");
         let mut out = [0u8; PAGE_SIZE];
         for offset in [0, 2] {

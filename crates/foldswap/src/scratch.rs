@@ -9,6 +9,9 @@ use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 
 use foldswap_mem::{PAGE_SIZE, Page};
+
+use crate::block::{MAX_BLOCK_PAGES, MAX_FRAME};
+use crate::scanner::Gathered;
 use foldswap_pool::{ColdCodec, CompressScratch, DecompressScratch, DefaultColdCodec, NoColdCodec};
 
 /// What decoding a stored entry needs.
@@ -26,9 +29,14 @@ pub struct DecodeScratch<C: ColdCodec = DefaultColdCodec> {
     /// The host's cold codec: decodes cold objects, and the scanner recompresses
     /// with it.
     pub(crate) cold: C,
+    /// A cold block's frame, copied out of the pool's chunks under the lock.
+    pub(crate) block_frame: [u8; MAX_FRAME],
+    /// A cold block's pages, decoded.
+    pub(crate) block_pages: [u8; MAX_BLOCK_PAGES * PAGE_SIZE],
 }
 
-/// Working memory of one worker: 68 KiB, plus the cold codec's (a host codec
+/// Working memory of one worker: 228 KiB (of it 80 KiB to decode cold blocks
+/// and 80 KiB to form them), plus the cold codec's (a host codec
 /// keeps its workspaces where it chooses; libzstd's and miniz_oxide's are on the
 /// heap).
 ///
@@ -48,6 +56,15 @@ pub struct Scratch<C: ColdCodec = DefaultColdCodec> {
     pub(crate) delta_best: [u8; PAGE_SIZE],
     /// A recompressed page, kept while a delta is tried.
     pub(crate) recompressed: [u8; PAGE_SIZE],
+    /// The scanner's cold block being gathered: its pages' entries (key and the
+    /// generation read) ...
+    pub(crate) gathered: [Gathered; MAX_BLOCK_PAGES],
+    /// ... how many there are ...
+    pub(crate) gathered_len: usize,
+    /// ... their pages, back to back ...
+    pub(crate) gather: [u8; MAX_BLOCK_PAGES * PAGE_SIZE],
+    /// ... and the frame they compress to.
+    pub(crate) frame: [u8; MAX_FRAME],
 }
 
 impl Scratch<NoColdCodec> {
@@ -89,6 +106,12 @@ impl<C: ColdCodec> Scratch<C> {
             addr_of_mut!((*decode).base_object).write_bytes(0, 1);
             addr_of_mut!((*decode).page).write_bytes(0, 1);
             addr_of_mut!((*decode).base_page).write_bytes(0, 1);
+            addr_of_mut!((*decode).block_frame).write_bytes(0, 1);
+            addr_of_mut!((*decode).block_pages).write_bytes(0, 1);
+            addr_of_mut!((*ptr).gathered).write_bytes(0, 1);
+            addr_of_mut!((*ptr).gathered_len).write(0);
+            addr_of_mut!((*ptr).gather).write_bytes(0, 1);
+            addr_of_mut!((*ptr).frame).write_bytes(0, 1);
             addr_of_mut!((*ptr).target).write_bytes(0, 1);
             addr_of_mut!((*ptr).delta_index).write_bytes(0, 1);
             addr_of_mut!((*ptr).delta_out).write_bytes(0, 1);
@@ -117,6 +140,6 @@ mod size_tests {
     /// The size the type's doc states (so the doc cannot drift from the type).
     #[test]
     fn scratch_is_what_its_doc_says() {
-        assert_eq!(size_of::<Scratch<NoColdCodec>>().div_ceil(1024), 68);
+        assert_eq!(size_of::<Scratch<NoColdCodec>>().div_ceil(1024), 228);
     }
 }

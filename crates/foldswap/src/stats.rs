@@ -45,14 +45,19 @@ counters! {
     patched_pages,
     /// Distinct contents kept compressed (or raw) in the pool.
     compressed_pages,
+    /// Distinct contents kept in cold blocks (compressed with their neighbours).
+    blocked_pages,
     /// Of the distinct contents: those no offset holds any more, kept as the base
     /// of patched pages until their last dependent goes (so same-filled +
-    /// duplicate + patched + compressed = stored + base-only).
+    /// duplicate + patched + compressed + blocked = stored + base-only).
     base_only_pages,
     /// Stores that succeeded (zswap's "written").
     written_pages,
     /// Loads that succeeded.
     loaded_pages,
+    /// Of those: loads that decoded a cold block (the page's own, or the block
+    /// of a delta's base).
+    block_loads,
     /// Stores that found an identical page (dedup hits), cumulative.
     dedup_hits,
     /// Stores rejected because the pool limit was reached.
@@ -79,6 +84,10 @@ counters! {
     scanner_wakeups,
     /// Entries the scanner recompressed with a stronger codec.
     recompressed_pages,
+    /// Cold blocks the scanner formed, cumulative.
+    blocks_formed,
+    /// Pages the scanner moved out of cold blocks at most half live, cumulative.
+    block_rewrites,
     /// Pages the scanner examined.
     scanned_pages,
     /// Pages the scanner skipped on an error (corrupt bytes, a failed decode): a

@@ -60,10 +60,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let entry = content.entry(key)?;
         let base = match entry.base() {
             None => None,
-            Some(base) => Some(object(&content, content.entry(base)?.handle())?),
+            Some(base) => Some(object(&content, base, 0)?.0),
         };
         Ok(Some(StoredObjects {
-            object: object(&content, entry.handle())?,
+            object: object(&content, key, 0)?.0,
             base,
         }))
     }
@@ -104,12 +104,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         let mut content = self.lock_content_to_move();
         let entry = *content.entry(key)?;
-        let handle = match (part, entry.base()) {
-            (Part::Object, _) => entry.handle(),
+        let holder = match (part, entry.base()) {
+            (Part::Object, _) => key,
             (Part::DeltaBase, None) => return Ok(false),
-            (Part::DeltaBase, Some(base)) => content.entry(base)?.handle(),
+            (Part::DeltaBase, Some(base)) => base,
         };
-        let changed = content.pool.corrupt_object(handle, at, xor);
+        let (object, at) = object(&content, holder, at)?;
+        let changed = content.pool.corrupt_object(object.handle, at, xor);
         drop(content);
         drop(table);
         changed
@@ -136,10 +137,26 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 }
 
+/// The pool object that holds byte `at` of entry `key`'s encoded bytes, and where
+/// in it: the entry's own object, or for a page in a cold block the chunk of the
+/// block's frame.
 fn object<P: PageProvider + Clone>(
     content: &Content<P>,
-    handle: Handle,
-) -> Result<StoredObject, Error> {
+    key: u32,
+    at: usize,
+) -> Result<(StoredObject, usize), Error> {
+    let entry = content.entry(key)?;
+    let (handle, at) = match (entry.handle(), entry.block()) {
+        (Some(handle), _) => (handle, at),
+        (None, Some((block, _))) => {
+            let block = content.block(block)?;
+            let span = block.chunk_span();
+            let chunk = (at / span).min(block.chunk_count().saturating_sub(1));
+            let (k, g) = block.chunk(chunk).ok_or(Error::Corrupt)?;
+            (Handle::from_parts(k, g), at - chunk * span)
+        }
+        (None, None) => return Err(Error::Corrupt),
+    };
     let (len, tag) = content.pool.object_info(handle)?;
-    Ok(StoredObject { handle, len, tag })
+    Ok((StoredObject { handle, len, tag }, at))
 }

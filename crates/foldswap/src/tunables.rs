@@ -7,6 +7,10 @@ use foldswap_wake::Tunables;
 /// The highest cold-codec level any codec takes (zstd's strongest ordinary level).
 pub const MAX_COLD_LEVEL: u32 = 19;
 
+/// Pages per cold block by default, chosen by measurement on the dev corpus
+/// (docs/backend.md).
+pub const DEFAULT_BLOCK_PAGES: u32 = 8;
+
 /// The scanner's tunables: staged by any thread through foldswap-wake, applied by
 /// the scanner between rounds only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,10 @@ pub struct ScanTunables {
     /// take is refused when staged ([`MAX_COLD_LEVEL`]) or, past the codec's own
     /// range, counted as a page error while the codec keeps its level.
     pub cold_level: u32,
+    /// Most cold pages compressed together as one block frame (1: no blocks; at
+    /// most [`crate::block::MAX_BLOCK_PAGES`]). Blocks need a cold codec that
+    /// forms them (zstd) and `recompress`.
+    pub block_pages: u32,
 }
 
 impl Default for ScanTunables {
@@ -38,12 +46,13 @@ impl Default for ScanTunables {
             recompress: 1,
             max_batches: 4096,
             cold_level: 0,
+            block_pages: DEFAULT_BLOCK_PAGES,
         }
     }
 }
 
 impl Tunables for ScanTunables {
-    const WORDS: usize = 6;
+    const WORDS: usize = 7;
 
     fn to_words(&self) -> foldswap_wake::TunableWords {
         let mut words = foldswap_wake::TunableWords::default();
@@ -54,6 +63,7 @@ impl Tunables for ScanTunables {
             self.recompress,
             self.max_batches,
             self.cold_level,
+            self.block_pages,
         ];
         for (word, field) in words.iter_mut().zip(fields) {
             *word = field;
@@ -70,6 +80,7 @@ impl Tunables for ScanTunables {
             recompress: word(3),
             max_batches: word(4),
             cold_level: word(5),
+            block_pages: word(6),
         }
     }
 }

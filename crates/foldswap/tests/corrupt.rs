@@ -196,9 +196,11 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
     }
     // Scan until most pages are deltas.
     let clock = TickClock::new();
+    // Pages alone (no cold blocks): one base object is one page's.
     let tunables = ScanTunables {
         cold_rounds: 0,
         max_batches: 64,
+        block_pages: 1,
         ..ScanTunables::default()
     };
     for _ in 0..200 {
@@ -278,6 +280,58 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
         &pages,
         &on_base,
     );
+    drop(backend);
+    assert_eq!(provider.pages_in_use(), 0, "pages leaked");
+}
+
+/// A damaged chunk of a cold block's frame spoils the pages of that block (other
+/// bytes or `Corrupt`: a zstd frame without checksum may decode to other bytes),
+/// never a page of another block; the frame is checked against the length it
+/// must decode to.
+#[test]
+fn a_damaged_block_spoils_its_own_pages_only() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let backend = Backend::new(&provider, unthrottled(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, 64).unwrap();
+    let pages: Vec<(u64, Vec<u8>)> = (0..64u64).map(|o| (o, words_page(o))).collect();
+    for (offset, page) in &pages {
+        backend.store(0, *offset, page, &mut scratch).unwrap();
+    }
+    let tunables = ScanTunables {
+        cold_rounds: 0,
+        patch: 0,
+        ..ScanTunables::default()
+    };
+    let clock = TickClock::new();
+    for _ in 0..200 {
+        backend.scan_burst(&tunables, &mut scratch, &clock).unwrap();
+        if backend.stats().snapshot().blocked_pages == 64 {
+            break;
+        }
+    }
+    assert_eq!(backend.stats().snapshot().blocked_pages, 64);
+    let chunk = objects(&backend, 20).unwrap();
+    assert_eq!(chunk.base, None);
+    let in_block = built_on_it(&backend, &pages, chunk.object.handle);
+    assert!(
+        in_block.len() >= 2 && in_block.len() <= 8 && in_block.contains(&20),
+        "{in_block:?}"
+    );
+    let mut errors = 0;
+    for at in [0, 1, 5, chunk.object.len / 2, chunk.object.len - 1] {
+        assert_eq!(backend.corrupt_stored_object(0, 20, at, 0xa5), Ok(true));
+        let spoilt = check_loads(
+            |o, out| backend.load(0, o, out, &mut scratch),
+            &pages,
+            &in_block,
+        );
+        errors += spoilt.iter().filter(|(_, page)| page.is_none()).count();
+        assert_eq!(backend.corrupt_stored_object(0, 20, at, 0xa5), Ok(true));
+    }
+    assert!(errors > 0, "no damage was detected as corrupt");
+    check_loads(|o, out| backend.load(0, o, out, &mut scratch), &pages, &[]);
+    backend.invalidate_area(0).unwrap();
     drop(backend);
     assert_eq!(provider.pages_in_use(), 0, "pages leaked");
 }

@@ -78,7 +78,12 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(), TestCaseError> {
+fn check_sequence(
+    ops: Vec<Op>,
+    page_limit: usize,
+    keep_raw: bool,
+    block_pages: u32,
+) -> Result<(), TestCaseError> {
     let provider = CountingProvider::new(StdPageProvider, page_limit);
     // The ladder never waits for CPU credit, and the scanner looks at every page
     // from its first round on.
@@ -92,6 +97,7 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
     let scan = ScanTunables {
         cold_rounds: 0,
         max_batches: 8,
+        block_pages,
         ..ScanTunables::default()
     };
     let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
@@ -157,12 +163,20 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
         // distinct content (compressed or patched), or a duplicate of one; a
         // distinct content no offset holds any more is a delta's base.
         prop_assert_eq!(
-            s.same_filled_pages + s.compressed_pages + s.patched_pages + s.duplicate_pages,
+            s.same_filled_pages
+                + s.compressed_pages
+                + s.patched_pages
+                + s.blocked_pages
+                + s.duplicate_pages,
             s.stored_pages + s.base_only_pages,
             "{:?}",
             s
         );
-        prop_assert_eq!(s.base_only_pages, backend.census().bases_only);
+        let census = backend.census();
+        prop_assert_eq!(s.base_only_pages, census.bases_only);
+        // Every page in a block is one live bit of its block, and back.
+        prop_assert_eq!(s.blocked_pages, census.blocked);
+        prop_assert_eq!(census.blocked, census.block_live_pages);
     }
     for ((t, o), page) in &model {
         backend.load(*t, *o, &mut out, &mut scratch).unwrap();
@@ -179,10 +193,12 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
             s.duplicate_pages,
             s.compressed_pages,
             s.patched_pages,
-            s.base_only_pages
+            s.base_only_pages,
+            s.blocked_pages
         ),
-        (0, 0, 0, 0, 0, 0)
+        (0, 0, 0, 0, 0, 0, 0)
     );
+    prop_assert_eq!(backend.census().blocks, 0);
     drop(backend);
     prop_assert_eq!(provider.pages_in_use(), 0, "pages leaked");
     Ok(())
@@ -191,13 +207,13 @@ fn check_sequence(ops: Vec<Op>, page_limit: usize, keep_raw: bool) -> Result<(),
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn backend_matches_model(ops in proptest::collection::vec(op(), 1..400), keep_raw in any::<bool>()) {
-        check_sequence(ops, usize::MAX, keep_raw)?;
+    fn backend_matches_model(ops in proptest::collection::vec(op(), 1..400), keep_raw in any::<bool>(), block_pages in 1u32..=8) {
+        check_sequence(ops, usize::MAX, keep_raw, block_pages)?;
     }
 
     #[test]
-    fn backend_matches_model_when_memory_runs_out(ops in proptest::collection::vec(op(), 1..300), limit in 8usize..40) {
-        check_sequence(ops, limit, true)?;
+    fn backend_matches_model_when_memory_runs_out(ops in proptest::collection::vec(op(), 1..300), limit in 8usize..40, block_pages in 1u32..=8) {
+        check_sequence(ops, limit, true, block_pages)?;
     }
 }
 

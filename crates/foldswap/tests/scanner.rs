@@ -261,11 +261,20 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
     // kept, a store racing an invalidate) lost or doubled one. Contents counted as
     // compressed but kept only as a base of deltas hold no offset, and the counter
     // of them agrees with a walk of the entries.
-    let bases_only = backend.census().bases_only;
-    assert_eq!(s.base_only_pages, bases_only, "{s:?}");
+    let census = backend.census();
+    assert_eq!(s.base_only_pages, census.bases_only, "{s:?}");
     assert_eq!(
-        s.same_filled_pages + s.compressed_pages + s.patched_pages + s.duplicate_pages,
+        s.same_filled_pages
+            + s.compressed_pages
+            + s.patched_pages
+            + s.blocked_pages
+            + s.duplicate_pages,
         s.stored_pages + s.base_only_pages,
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.blocked_pages, census.blocked),
+        (census.block_live_pages, census.block_live_pages),
         "{s:?}"
     );
 }

@@ -234,6 +234,7 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             patched_pages: s.patched_pages,
             compressed_pages: s.compressed_pages,
             base_only_pages: s.base_only_pages,
+            blocked_pages: s.blocked_pages,
             raw_pages: s.incompressible_kept,
             stores: s.written_pages,
             dedup_hits: s.dedup_hits,
@@ -253,6 +254,7 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             dedup_index_bytes: held.dedup_index as u64,
             similarity_index_bytes: held.similarity_index as u64,
             ladder_bytes: held.ladder as u64,
+            block_bytes: held.blocks as u64,
             limit_bytes: match backend.pool_limit_bytes() {
                 usize::MAX => u64::MAX,
                 limit => limit as u64,
@@ -261,6 +263,9 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             scanner_wakeups: s.scanner_wakeups,
             scanned_pages: s.scanned_pages,
             recompressed_pages: s.recompressed_pages,
+            blocks_formed: s.blocks_formed,
+            block_rewrites: s.block_rewrites,
+            block_loads: s.block_loads,
         }
     }
 }
@@ -555,7 +560,8 @@ mod tests {
                 + report.entry_bytes
                 + report.dedup_index_bytes
                 + report.similarity_index_bytes
-                + report.ladder_bytes,
+                + report.ladder_bytes
+                + report.block_bytes,
             "the tables add up to everything held beside the pool"
         );
         assert!(report.entry_bytes > 0 && report.offset_table_bytes > 0);

@@ -19,9 +19,11 @@ pub struct Report {
     pub patched_pages: u64,
     /// Distinct contents compressed.
     pub compressed_pages: u64,
+    /// Distinct contents kept in cold blocks (compressed with their neighbours).
+    pub blocked_pages: u64,
     /// Of the distinct contents: those no stored page holds any more, kept as the
     /// base of patched pages until the last of them goes (same-filled +
-    /// duplicate + patched + compressed = stored + base-only).
+    /// duplicate + patched + compressed + blocked = stored + base-only).
     pub base_only_pages: u64,
     /// Of those: kept raw.
     pub raw_pages: u64,
@@ -50,7 +52,7 @@ pub struct Report {
     /// Bytes the pool holds from the page allocator (data + its metadata).
     pub pool_bytes: u64,
     /// Bytes of the backend's own tables (everything held but the pool):
-    /// the five below.
+    /// the six below.
     pub index_bytes: u64,
     /// Of those: the per-area offset tables (offset -> stored page).
     pub offset_table_bytes: u64,
@@ -62,6 +64,8 @@ pub struct Report {
     pub similarity_index_bytes: u64,
     /// Of those: the scanner's ladder.
     pub ladder_bytes: u64,
+    /// Of those: the cold block records.
+    pub block_bytes: u64,
     /// The pool limit in bytes (`u64::MAX` when unlimited).
     pub limit_bytes: u64,
     /// Scanner rounds run.
@@ -72,6 +76,13 @@ pub struct Report {
     pub scanned_pages: u64,
     /// Pages the scanner recompressed with a stronger codec.
     pub recompressed_pages: u64,
+    /// Cold blocks the scanner formed since load.
+    pub blocks_formed: u64,
+    /// Pages the scanner moved out of cold blocks at most half live, since load.
+    pub block_rewrites: u64,
+    /// Loads that decoded a cold block (the page's, or a delta's base's), since
+    /// load.
+    pub block_loads: u64,
 }
 
 impl Report {
@@ -90,7 +101,7 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 31] = [
+        let lines: [(&str, u64); 36] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
@@ -122,6 +133,11 @@ impl Report {
             ("scanned_pages", self.scanned_pages),
             ("recompressed_pages", self.recompressed_pages),
             ("base_only_pages", self.base_only_pages),
+            ("blocked_pages", self.blocked_pages),
+            ("blocks_formed", self.blocks_formed),
+            ("block_rewrites", self.block_rewrites),
+            ("block_bytes", self.block_bytes),
+            ("block_loads", self.block_loads),
         ];
         for (name, value) in lines {
             writeln!(w, "{name} {value}")?;

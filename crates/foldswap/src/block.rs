@@ -1,0 +1,199 @@
+//! Cold blocks: runs of cold pages compressed together as one frame.
+//!
+//! A compressor that sees one page at a time forgets everything between pages;
+//! neighbouring pages of one process share much of their vocabulary. The scanner
+//! gathers cold plain pages (up to [`MAX_BLOCK_PAGES`], the `block_pages` tunable)
+//! and compresses them as one frame with the cold codec. The frame is kept in the
+//! pool as up to [`MAX_BLOCK_CHUNKS`] objects of equal size, at most one page
+//! each ("chunks");
+//! a [`Block`] record names them. Each page's entry stays its own (its sharers,
+//! dedup index key, dependents as a base): its tag says "in a block", and its
+//! pool-handle fields name the block and the page's place in it.
+//!
+//! # Rules
+//!
+//! - A block is formed only if its frame is smaller than the objects its pages
+//!   held alone, and only of pages whose entries are still the ones the scanner
+//!   read (generation), plain (not a delta, not in a block already).
+//! - A page leaving a block (its last reference gone, or moved out by a rewrite)
+//!   clears its bit in `live`; the block and its chunks are freed with the last
+//!   one. A block at most half live is rewritten by the scanner: its live pages
+//!   are moved out one by one as single cold objects, so a block of holes does not
+//!   hold memory for long.
+//! - A load copies the chunks out under the content lock and decodes the frame
+//!   outside it, into the worker's scratch; nothing is read in place, so a block's
+//!   chunks are freed or moved only under the content lock like any copied object.
+//! - A page in a block may be the base of deltas (a delta's load then decodes the
+//!   base's block); dedup against it compares every byte of the decoded page.
+
+use foldswap_pool::{MAX_OBJECT, TAG_FIRST_HOST};
+
+/// Entry tag of a page held in a cold block (the pool's codecs use tags below
+/// `TAG_FIRST_HOST`, a delta `TAG_FIRST_HOST`).
+pub const TAG_BLOCK: u8 = TAG_FIRST_HOST + 1;
+/// Most pages in one block.
+pub const MAX_BLOCK_PAGES: usize = 16;
+/// Most pool objects one block's frame is split into. Four (frames up to 16 KiB)
+/// hold the dev corpus in 30.5 MB with 32-byte records, eight (32 KiB) in the
+/// same with 56-byte records: runs that compress worse than 2 KiB a page gain
+/// little from a block.
+pub const MAX_BLOCK_CHUNKS: usize = 4;
+/// The longest frame a block keeps (a run that compresses worse is not a block).
+pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
+
+/// One cold block: where its frame lies and which of its pages are live. 32 bytes.
+///
+/// # Invariants
+///
+/// Under the content lock, for a block with key `b`:
+/// - its first `chunk_count()` chunks are live pool objects tagged `codec_tag`,
+///   which together hold the frame (`frame_len` bytes), in order;
+/// - bit `i` of `live` is set exactly while an entry with tag [`TAG_BLOCK`] names
+///   (`b`, `i`); `live != 0` (a block without live pages is freed at once);
+/// - the frame decodes to `pages` pages.
+#[derive(Debug, Clone, Copy)]
+pub struct Block {
+    chunk_keys: [u32; MAX_BLOCK_CHUNKS],
+    chunk_generations: [u16; MAX_BLOCK_CHUNKS],
+    frame_len: u16,
+    live: u16,
+    pages: u8,
+    codec_tag: u8,
+}
+
+const _: () = assert!(size_of::<Block>() == 32);
+const _: () = assert!(MAX_FRAME <= u16::MAX as usize);
+const _: () = assert!(MAX_BLOCK_PAGES <= u16::BITS as usize);
+
+impl Block {
+    /// A block of `pages` pages whose frame is `frame_len` bytes, none live yet and
+    /// no chunk recorded.
+    pub(crate) fn new(pages: usize, frame_len: usize, codec_tag: u8) -> Option<Self> {
+        if !(1..=MAX_BLOCK_PAGES).contains(&pages) || !(1..=MAX_FRAME).contains(&frame_len) {
+            return None;
+        }
+        Some(Block {
+            chunk_keys: [0; MAX_BLOCK_CHUNKS],
+            chunk_generations: [0; MAX_BLOCK_CHUNKS],
+            frame_len: frame_len as u16,
+            live: 0,
+            pages: pages as u8,
+            codec_tag,
+        })
+    }
+
+    /// Bytes of each chunk but the last (which may be shorter): the frame split
+    /// into as few objects as fit, of equal size, so the chunks share zspages of
+    /// one class rather than each taking a whole page of the largest class.
+    pub fn chunk_span(&self) -> usize {
+        let len = usize::from(self.frame_len);
+        len.div_ceil(len.div_ceil(MAX_OBJECT).max(1)).max(1)
+    }
+
+    /// Pool objects the frame is split into.
+    pub fn chunk_count(&self) -> usize {
+        usize::from(self.frame_len).div_ceil(self.chunk_span())
+    }
+
+    /// The handle of chunk `i`, as its two parts.
+    pub(crate) fn chunk(&self, i: usize) -> Option<(u32, u16)> {
+        (i < self.chunk_count()).then(|| (self.chunk_keys[i], self.chunk_generations[i]))
+    }
+
+    pub(crate) fn set_chunk(&mut self, i: usize, (key, generation): (u32, u16)) {
+        if let (Some(k), Some(g)) = (
+            self.chunk_keys.get_mut(i),
+            self.chunk_generations.get_mut(i),
+        ) {
+            *k = key;
+            *g = generation;
+        }
+    }
+
+    /// Bytes of the frame.
+    pub fn frame_len(&self) -> usize {
+        usize::from(self.frame_len)
+    }
+
+    /// Pages the frame decodes to.
+    pub fn pages(&self) -> usize {
+        usize::from(self.pages)
+    }
+
+    /// Pages still live (held by an entry).
+    pub fn live(&self) -> usize {
+        self.live.count_ones() as usize
+    }
+
+    /// The cold codec's tag of the frame.
+    pub fn codec_tag(&self) -> u8 {
+        self.codec_tag
+    }
+
+    /// Whether the scanner should rewrite the block: at most half its pages live.
+    pub fn is_sparse(&self) -> bool {
+        2 * self.live() <= self.pages()
+    }
+
+    pub(crate) fn is_live(&self, index: u8) -> bool {
+        u32::from(index) < u32::from(self.pages) && self.live & (1 << index) != 0
+    }
+
+    pub(crate) fn set_live(&mut self, index: u8) {
+        if u32::from(index) < u32::from(self.pages) {
+            self.live |= 1 << index;
+        }
+    }
+
+    /// Clear page `index`'s bit; whether the block is now empty.
+    pub(crate) fn leave(&mut self, index: u8) -> bool {
+        if u32::from(index) < u32::from(self.pages) {
+            self.live &= !(1 << index);
+        }
+        self.live == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_counts_its_chunks_and_live_pages() {
+        assert!(Block::new(0, 10, 3).is_none());
+        assert!(Block::new(MAX_BLOCK_PAGES + 1, 10, 3).is_none());
+        assert!(Block::new(4, MAX_FRAME + 1, 3).is_none());
+        for len in [
+            1,
+            5,
+            100,
+            MAX_OBJECT,
+            MAX_OBJECT + 1,
+            3 * MAX_OBJECT - 1,
+            MAX_FRAME,
+        ] {
+            let block = Block::new(4, len, 3).unwrap();
+            let (span, count) = (block.chunk_span(), block.chunk_count());
+            assert!(span <= MAX_OBJECT && count <= MAX_BLOCK_CHUNKS, "{len}");
+            assert_eq!(count, len.div_ceil(MAX_OBJECT), "{len}");
+            assert!(span * count >= len && span * (count - 1) < len, "{len}");
+        }
+        let mut block = Block::new(4, MAX_OBJECT + 1, 3).unwrap();
+        assert_eq!(
+            (block.chunk_count(), block.chunk_span()),
+            (2, MAX_OBJECT / 2 + 1)
+        );
+        assert!(block.chunk(1).is_some() && block.chunk(2).is_none());
+        for i in 0..4 {
+            block.set_live(i);
+        }
+        block.set_live(9);
+        assert_eq!(block.live(), 4);
+        assert!(!block.is_sparse());
+        assert!(!block.leave(0));
+        assert!(!block.leave(1));
+        assert!(block.is_sparse() && !block.is_live(1) && block.is_live(2));
+        assert!(!block.leave(2));
+        assert!(block.leave(3));
+    }
+}
