@@ -5,11 +5,15 @@
 //!   holding lz4 pages, recompressing only (snapshot, lz4 decode, the cold codec,
 //!   the re-encode under the lock), vs plain libzstd (`zstd::bulk`, same level) on
 //!   the same pages. `scanner_full` also looks for similar pages (signature,
-//!   similarity index, delta encoding) as the scanner does by default.
-//! - `load_lz4`, `load_zstd`, `load_delta`: `Backend::load` of pages kept as lz4
-//!   (fresh stores), recompressed with zstd, and patched as deltas against a
-//!   similar page, vs plain `lz4_flex` decompression of the same pages.
-//!   `plain_zstd_decompress` is beside them: what a zstd page costs at the least.
+//!   similarity index, delta encoding); both keep pages alone (`block_pages` 1).
+//!   `scanner_blocks` forms cold blocks of 8 neighbours (no patching), vs plain
+//!   libzstd compressing the same pages as frames of 8.
+//! - `load_lz4`, `load_zstd`, `load_delta`, `load_block`: `Backend::load` of pages
+//!   kept as lz4 (fresh stores), recompressed alone with zstd, patched as deltas
+//!   against a similar page, and held in cold blocks of 8, vs plain `lz4_flex`
+//!   decompression of the same pages. `plain_zstd_decompress` and
+//!   `plain_zstd_block_decompress` (a whole 8-page frame per page loaded) are
+//!   beside them: what a zstd page, and a page of a block, cost at the least.
 //!
 //! Every figure is a `paired` median: both sides measured in alternation, 41
 //! rounds, in thread CPU time (see `foldswap_benches::paired_ratio`). Backends are
@@ -112,10 +116,12 @@ fn settle(
     backend: &Backend<&'static WarmPages, StdParker>,
     scratch: &mut Scratch,
     patch: bool,
+    block_pages: u32,
 ) -> (Duration, Census) {
     let tunables = ScanTunables {
         cold_rounds: 0,
         patch: u32::from(patch),
+        block_pages,
         ..ScanTunables::default()
     };
     let clock = SkippingClock {
@@ -142,6 +148,7 @@ fn bench_scanner(pages: &[[u8; PAGE_SIZE]]) {
     let mut plain = Compressor::new(i32::from(level)).expect("zstd");
     plain.include_checksum(false).expect("zstd");
     let mut out = vec![0u8; 2 * PAGE_SIZE];
+    let mut out_blocks = vec![0u8; 2 * BLOCK_PAGES as usize * PAGE_SIZE];
     let mut scratch = Scratch::boxed();
     let mut plain_zstd = || {
         let start = thread_cpu_time();
@@ -150,24 +157,56 @@ fn bench_scanner(pages: &[[u8; PAGE_SIZE]]) {
         }
         thread_cpu_time() - start
     };
-    for (name, patch) in [("scanner_recompress", false), ("scanner_full", true)] {
+    let mut plain_blocks = Compressor::new(i32::from(level)).expect("zstd");
+    plain_blocks.include_checksum(false).expect("zstd");
+    let runs: Vec<Vec<u8>> = pages
+        .chunks(BLOCK_PAGES as usize)
+        .map(|run| run.iter().flatten().copied().collect())
+        .collect();
+    let mut plain_zstd_blocks = || {
+        let start = thread_cpu_time();
+        for run in &runs {
+            black_box(
+                plain_blocks
+                    .compress_to_buffer(&run[..], &mut out_blocks[..])
+                    .ok(),
+            );
+        }
+        thread_cpu_time() - start
+    };
+    for (name, patch, block_pages) in [
+        ("scanner_recompress", false, 1),
+        ("scanner_full", true, 1),
+        ("scanner_blocks", false, BLOCK_PAGES),
+    ] {
         let mut per_page = Vec::new();
         let mut scanner = || {
             let backend = backend_holding(pages);
-            let (time, census) = settle(&backend, &mut scratch, patch);
+            let (time, census) = settle(&backend, &mut scratch, patch, block_pages);
             assert!(
-                census.cold + census.delta > 0,
+                census.cold + census.delta + census.blocked > 0,
                 "the scanner settled nothing"
             );
             per_page.push(time.as_nanos() as u64 / pages.len() as u64);
             time
         };
-        paired_ratio(
-            &format!("{name} / plain_zstd_compress (level {level})"),
-            ROUNDS,
-            &mut scanner,
-            &mut plain_zstd,
-        );
+        if block_pages > 1 {
+            paired_ratio(
+                &format!(
+                    "{name} / plain_zstd_compress of {block_pages}-page frames (level {level})"
+                ),
+                ROUNDS,
+                &mut scanner,
+                &mut plain_zstd_blocks,
+            );
+        } else {
+            paired_ratio(
+                &format!("{name} / plain_zstd_compress (level {level})"),
+                ROUNDS,
+                &mut scanner,
+                &mut plain_zstd,
+            );
+        }
         per_page.sort_unstable();
         println!(
             "  {name}: median {} ns per page held",
@@ -209,7 +248,7 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
     drop(fresh);
 
     let recompressed = backend_holding(pages);
-    let (_, census) = settle(&recompressed, &mut Scratch::boxed(), false);
+    let (_, census) = settle(&recompressed, &mut Scratch::boxed(), false, 1);
     println!("  load_zstd: {} of {} pages zstd", census.cold, pages.len());
     paired_ratio(
         "load_zstd / plain_lz4_decompress",
@@ -240,7 +279,7 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
 
     let pairs = similar_pairs(pages);
     let patched = backend_holding(&pairs);
-    let (_, census) = settle(&patched, &mut Scratch::boxed(), true);
+    let (_, census) = settle(&patched, &mut Scratch::boxed(), true, 1);
     println!(
         "  load_delta: {} of {} pages deltas, {} zstd",
         census.delta,
@@ -262,7 +301,49 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
             thread_cpu_time() - start
         },
     );
+    drop(patched);
+
+    let blocked = backend_holding(pages);
+    let (_, census) = settle(&blocked, &mut Scratch::boxed(), false, BLOCK_PAGES);
+    println!(
+        "  load_block: {} of {} pages in {} blocks of at most {BLOCK_PAGES}",
+        census.blocked,
+        pages.len(),
+        census.blocks
+    );
+    paired_ratio(
+        "load_block / plain_lz4_decompress",
+        ROUNDS,
+        || loads(&blocked, pages.len(), 0, 1),
+        &mut plain_lz4,
+    );
+    let block_frames: Vec<Vec<u8>> = pages
+        .chunks(BLOCK_PAGES as usize)
+        .map(|run| {
+            let frame: Vec<u8> = run.iter().flatten().copied().collect();
+            compressor.compress(&frame[..]).expect("zstd")
+        })
+        .collect();
+    paired_ratio(
+        "plain_zstd_block_decompress / plain_lz4_decompress",
+        ROUNDS,
+        || {
+            let start = thread_cpu_time();
+            let mut block_out = vec![0u8; BLOCK_PAGES as usize * PAGE_SIZE];
+            // One whole frame decoded per page loaded, as a load of a block does.
+            for frame in &block_frames {
+                for _ in 0..BLOCK_PAGES {
+                    black_box(plain.decompress_to_buffer(frame, &mut block_out[..]).ok());
+                }
+            }
+            thread_cpu_time() - start
+        },
+        &mut plain_lz4,
+    );
 }
+
+/// Pages per cold block in the block benches (the scanner's default).
+const BLOCK_PAGES: u32 = foldswap::DEFAULT_BLOCK_PAGES;
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not take.

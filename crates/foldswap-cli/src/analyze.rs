@@ -20,7 +20,8 @@ use indicatif::ProgressBar;
 use crate::error::InputError;
 use crate::procmem::{check_processes_exist, read_process_pages};
 use crate::report::{
-    AnalyzeReport, InputReport, MetadataTableReport, SCHEMA, StageReport, StrategyReport,
+    AnalyzeReport, EncodingLoadsReport, InputReport, MetadataTableReport, SCHEMA, StageReport,
+    StrategyReport,
 };
 use crate::strategy::{COMPRESS_ONLY, Strategy};
 
@@ -209,6 +210,16 @@ pub fn run_strategy(
                 ns_per_page: per_page(u128::from(stage.nanos)),
             })
             .collect(),
+        loads_by_encoding: summary
+            .loads_by_encoding
+            .iter()
+            .map(|l| EncodingLoadsReport {
+                encoding: l.encoding.to_owned(),
+                pages: l.pages,
+                median_ns: l.median_ns,
+                p99_ns: l.p99_ns,
+            })
+            .collect(),
     })
 }
 
@@ -300,6 +311,13 @@ mod tests {
             let tables: u64 = row.metadata_tables.iter().map(|t| t.bytes).sum();
             assert_eq!(tables, row.metadata_bytes, "{}", row.name);
             assert!(!row.metadata_tables.is_empty(), "{}", row.name);
+            // The backend's rows time every load by its page's encoding.
+            let timed: u64 = row.loads_by_encoding.iter().map(|l| l.pages).sum();
+            let backend = row.name.starts_with("foldswap");
+            assert_eq!(timed, if backend { 4 } else { 0 }, "{}", row.name);
+            for l in &row.loads_by_encoding {
+                assert!(l.pages > 0 && l.median_ns <= l.p99_ns, "{l:?}");
+            }
         }
     }
 

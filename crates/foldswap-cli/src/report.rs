@@ -68,6 +68,22 @@ pub struct StrategyReport {
     pub load_ns_per_page: u64,
     /// The strategy's own stages, each as total time / input pages.
     pub stages: Vec<StageReport>,
+    /// Load time by how the page was kept (the backend's strategies; empty for
+    /// the models).
+    pub loads_by_encoding: Vec<EncodingLoadsReport>,
+}
+
+/// The loads of the pages kept one way (`lz4`, `cold`, `delta`, `block`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodingLoadsReport {
+    /// Stable encoding name.
+    pub encoding: String,
+    /// Pages loaded.
+    pub pages: u64,
+    /// Median time of one load, ns.
+    pub median_ns: u64,
+    /// 99th percentile, ns.
+    pub p99_ns: u64,
 }
 
 /// One table of a strategy's bookkeeping.

@@ -120,6 +120,49 @@ pub struct Census {
     /// Live pages the cold blocks' records count (equal to `blocked` while the
     /// books are right).
     pub block_live_pages: u64,
+    /// Pages the cold blocks' frames hold, live or not.
+    pub block_frame_pages: u64,
+}
+
+/// How a stored page is kept now ([`Backend::encoding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// One repeated word in its offset slot.
+    SameFilled,
+    /// An lz4 object of its own.
+    Lz4,
+    /// A raw copy (compressed too poorly).
+    Raw,
+    /// An object of the cold codec's of its own (zstd or deflate).
+    Cold,
+    /// A delta against a similar page.
+    Delta,
+    /// A page of a cold block.
+    Block,
+}
+
+impl Encoding {
+    /// Every encoding, in a stable order.
+    pub const ALL: [Encoding; 6] = [
+        Encoding::SameFilled,
+        Encoding::Lz4,
+        Encoding::Raw,
+        Encoding::Cold,
+        Encoding::Delta,
+        Encoding::Block,
+    ];
+
+    /// A short stable name (`lz4`, `block`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Encoding::SameFilled => "same_filled",
+            Encoding::Lz4 => "lz4",
+            Encoding::Raw => "raw",
+            Encoding::Cold => "cold",
+            Encoding::Delta => "delta",
+            Encoding::Block => "block",
+        }
+    }
 }
 
 /// How a page was stored.
@@ -388,6 +431,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         content.blocks.for_each(|_, block| {
             census.blocks += 1;
             census.block_live_pages += block.live() as u64;
+            census.block_frame_pages += block.pages() as u64;
         });
         content.entries.for_each(|_, entry| {
             let count = match entry.tag() {
@@ -403,6 +447,29 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
         });
         census
+    }
+
+    /// How the page at (`swap_type`, `offset`) is kept now; `None` if the offset
+    /// holds nothing. For reports (loads by encoding); the argument checks of
+    /// [`load`](Self::load).
+    pub fn encoding(&self, swap_type: usize, offset: u64) -> Result<Option<Encoding>, Error> {
+        let area = self.area(swap_type)?;
+        area.check_offset(offset)?;
+        let table = area.lock_shard(offset);
+        let key = match table.get(offset) {
+            None => return Ok(None),
+            Some(SlotValue::SameFilled(_)) => return Ok(Some(Encoding::SameFilled)),
+            Some(SlotValue::Entry(key)) => key,
+        };
+        let tag = self.content.lock().entry(key)?.tag();
+        drop(table);
+        Ok(Some(match tag {
+            TAG_BLOCK => Encoding::Block,
+            TAG_DELTA => Encoding::Delta,
+            TAG_RAW => Encoding::Raw,
+            TAG_DEFLATE | TAG_ZSTD => Encoding::Cold,
+            _ => Encoding::Lz4,
+        }))
     }
 
     /// Bytes held from the provider, part by part.

@@ -84,7 +84,7 @@ pub mod stats;
 pub mod testing;
 mod tunables;
 
-pub use backend::{Backend, BytesHeld, Census, Config, StoreKind};
+pub use backend::{Backend, BytesHeld, Census, Config, Encoding, StoreKind};
 pub use foldswap_mem::Error;
 pub use foldswap_pool::Clock;
 #[cfg(feature = "alloc")]
@@ -100,4 +100,4 @@ pub use foldswap_wake::{Parker, ScannerState, WakeStats};
 pub use scanner::BurstReport;
 pub use scratch::Scratch;
 pub use stats::{Snapshot, Stats};
-pub use tunables::{MAX_COLD_LEVEL, ScanTunables};
+pub use tunables::{DEFAULT_BLOCK_PAGES, MAX_COLD_LEVEL, ScanTunables};

@@ -87,6 +87,8 @@ pub(crate) struct Gathered {
     key: u32,
     generation: u32,
     encoded_len: u32,
+    /// It leaves a cold block at most half live (a rewrite).
+    from_block: bool,
 }
 
 impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
@@ -286,6 +288,16 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Some(scratch.target.as_bytes_mut()),
         )?;
         if rewrite {
+            // Its survivors join the block being formed, or leave alone.
+            if blocks_on(tunables, scratch) {
+                return self.patch_or_gather(
+                    key,
+                    &entry,
+                    snapshot.encoded_len(),
+                    tunables,
+                    scratch,
+                );
+            }
             return self.move_out_of_block(key, &entry, tunables, scratch);
         }
         let mut best_len = snapshot.encoded_len();
@@ -357,11 +369,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 Some((patch.base, patch.base_generation)),
             ),
         };
-        self.reencode_counted(key, entry.generation, bytes, tag, base)
+        let from_block = entry.block().is_some();
+        self.reencode_counted(key, entry.generation, bytes, tag, base, from_block)
     }
 
     /// Re-encode `key` (if still of `generation`) and count it: a delta against
-    /// `base`, or recompressed.
+    /// `base`, or recompressed; `from_block` if it leaves a cold block.
     fn reencode_counted(
         &self,
         key: u32,
@@ -369,6 +382,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         bytes: &[u8],
         tag: u8,
         base: Option<(u32, u32)>,
+        from_block: bool,
     ) -> Result<PageOutcome, Error> {
         let replaced = self
             .lock_content_to_move()
@@ -386,12 +400,20 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
             Err(e) => return Err(e),
         }
+        let s = &self.stats;
+        // The page leaves what counted it: a block, or the plain pages.
+        if from_block {
+            Stats::add(&s.block_rewrites, 1);
+            Stats::sub(&s.blocked_pages, 1);
+        } else {
+            Stats::sub(&s.compressed_pages, 1);
+        }
         if base.is_some() {
-            Stats::add(&self.stats.patched_pages, 1);
-            Stats::sub(&self.stats.compressed_pages, 1);
+            Stats::add(&s.patched_pages, 1);
             Ok(PageOutcome::Patched)
         } else {
-            Stats::add(&self.stats.recompressed_pages, 1);
+            Stats::add(&s.compressed_pages, 1);
+            Stats::add(&s.recompressed_pages, 1);
             Ok(PageOutcome::Recompressed)
         }
     }
@@ -443,6 +465,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             key,
             generation: entry.generation,
             encoded_len: encoded_len as u32,
+            from_block: entry.block().is_some(),
         };
         scratch.gathered_len += 1;
         Ok(PageOutcome::Gathered)
@@ -489,11 +512,17 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 .lock_content_to_move()
                 .store_block(&members[..n], frame, tag);
             match stored {
-                Ok(BlockStored::Formed { joined, leaked }) => {
+                Ok(BlockStored::Formed {
+                    joined,
+                    from_blocks,
+                    leaked,
+                }) => {
                     let s = &self.stats;
                     Stats::add(&s.blocks_formed, 1);
-                    Stats::add(&s.blocked_pages, u64::from(joined));
-                    Stats::sub(&s.compressed_pages, u64::from(joined));
+                    Stats::add(&s.block_rewrites, u64::from(from_blocks));
+                    let fresh = u64::from(joined - from_blocks);
+                    Stats::add(&s.blocked_pages, fresh);
+                    Stats::sub(&s.compressed_pages, fresh);
                     if leaked > 0 {
                         Stats::add(&s.release_errors, u64::from(leaked));
                     }
@@ -511,23 +540,20 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 Err(e) => return Err(e),
             }
         }
-        // Each page alone.
+        // Each page alone; a page leaving a sparse block leaves it in any case.
         let mut improved = 0;
         for (i, g) in gathered.iter().enumerate() {
             let page: &[u8; PAGE_SIZE] = pages
                 .get(i * PAGE_SIZE..(i + 1) * PAGE_SIZE)
                 .and_then(|p| p.try_into().ok())
                 .ok_or(Error::Corrupt)?;
-            let len = match cold.compress_page(page, &mut scratch.recompressed)? {
-                Some(len) if len < g.encoded_len as usize => len,
-                _ => continue,
-            };
-            let bytes = scratch.recompressed.get(..len).ok_or(Error::Corrupt)?;
-            if self.reencode_counted(g.key, g.generation, bytes, tag, None)?
-                == PageOutcome::Recompressed
-            {
-                improved += 1;
+            let (bytes, tag) = alone(cold, tag, page, &mut scratch.recompressed)?;
+            if !g.from_block && bytes.len() >= g.encoded_len as usize {
+                continue;
             }
+            let outcome =
+                self.reencode_counted(g.key, g.generation, bytes, tag, None, g.from_block)?;
+            improved += u32::from(outcome == PageOutcome::Recompressed);
         }
         Ok(improved)
     }
@@ -544,25 +570,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let cold = &mut scratch.decode.cold;
         set_cold_level(cold, tunables)?;
         let tag = cold.kind().ok_or(Error::Corrupt)?.tag();
-        let (bytes, tag) =
-            match cold.compress_page(scratch.target.as_bytes(), &mut scratch.recompressed)? {
-                Some(len) => (scratch.recompressed.get(..len).ok_or(Error::Corrupt)?, tag),
-                None => (&scratch.target.as_bytes()[..], TAG_RAW),
-            };
-        let replaced =
-            self.lock_content_to_move()
-                .reencode(key, entry.generation, bytes, tag, None);
-        match replaced {
-            Ok(Reencoded::Replaced) => {
-                let s = &self.stats;
-                Stats::add(&s.block_rewrites, 1);
-                Stats::sub(&s.blocked_pages, 1);
-                Stats::add(&s.compressed_pages, 1);
-                Ok(PageOutcome::Rewritten)
-            }
-            Ok(Reencoded::Stale) => Ok(PageOutcome::Skipped),
-            Err(Error::OutOfMemory | Error::PoolFull) => Ok(PageOutcome::Unchanged),
-            Err(e) => Err(e),
+        let page = scratch.target.as_bytes();
+        let (bytes, tag) = alone(cold, tag, page, &mut scratch.recompressed)?;
+        match self.reencode_counted(key, entry.generation, bytes, tag, None, true)? {
+            PageOutcome::Recompressed => Ok(PageOutcome::Rewritten),
+            other => Ok(other),
         }
     }
 
@@ -626,6 +638,20 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
         }
         Ok(best)
+    }
+}
+
+/// `page` encoded alone by the cold codec (tagged `tag`) into `out`, or raw if
+/// that does not fit a page: the bytes and their tag.
+fn alone<'a, C: ColdCodec>(
+    cold: &mut C,
+    tag: u8,
+    page: &'a [u8; PAGE_SIZE],
+    out: &'a mut [u8],
+) -> Result<(&'a [u8], u8), Error> {
+    match cold.compress_page(page, out)? {
+        Some(len) => Ok((out.get(..len).ok_or(Error::Corrupt)?, tag)),
+        None => Ok((&page[..], TAG_RAW)),
     }
 }
 

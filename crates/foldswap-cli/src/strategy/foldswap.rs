@@ -17,11 +17,11 @@
 use core::cell::Cell;
 use std::time::Instant;
 
-use foldswap::{Backend, Clock, Config, ScanTunables, Scratch, StdParker, StoreKind};
+use foldswap::{Backend, Clock, Config, Encoding, ScanTunables, Scratch, StdParker, StoreKind};
 use foldswap_ladder::Tunables as LadderTunables;
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
-use super::{Counts, StageClock, Strategy, StrategyError, Summary};
+use super::{Counts, EncodingLoads, StageClock, Strategy, StrategyError, Summary};
 
 /// Most ladder rounds the scanner gets to settle.
 const MAX_SETTLE_ROUNDS: u32 = 64;
@@ -52,6 +52,8 @@ pub struct Foldswap {
     zero: u64,
     same_filled: u64,
     clock: StageClock,
+    /// Each load's time, ns, by the encoding of its page (`Encoding::ALL` order).
+    load_times: [Vec<u64>; Encoding::ALL.len()],
 }
 
 impl Foldswap {
@@ -80,6 +82,7 @@ impl Foldswap {
             zero: 0,
             same_filled: 0,
             clock: StageClock::new(STAGES),
+            load_times: Default::default(),
         })
     }
 
@@ -175,32 +178,43 @@ impl Strategy for Foldswap {
 
     fn load(&mut self, index: u32, out: &mut [u8; PAGE_SIZE]) -> Result<(), StrategyError> {
         let (backend, scratch) = (&self.backend, &mut self.scratch);
-        self.clock
-            .time(2, || backend.load(0, u64::from(index), out, scratch))
-            .map_err(|e| match e {
-                foldswap::Error::NotFound => StrategyError::UnknownPage(index),
-                other => StrategyError::Corrupt {
-                    index,
-                    reason: other.to_string(),
-                },
-            })
+        let encoding = backend.encoding(0, u64::from(index)).ok().flatten();
+        let start = Instant::now();
+        let loaded = self
+            .clock
+            .time(2, || backend.load(0, u64::from(index), out, scratch));
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if let Some(times) = encoding
+            .and_then(|e| Encoding::ALL.iter().position(|&a| a == e))
+            .and_then(|i| self.load_times.get_mut(i))
+        {
+            times.push(nanos);
+        }
+        loaded.map_err(|e| match e {
+            foldswap::Error::NotFound => StrategyError::UnknownPage(index),
+            other => StrategyError::Corrupt {
+                index,
+                reason: other.to_string(),
+            },
+        })
     }
 
     fn summary(&self) -> Summary {
         let census = self.backend.census();
         let held = self.backend.bytes_held();
         let pool = self.backend.pool_stats();
-        let distinct = census.lz4 + census.cold + census.raw + census.delta - census.bases_only;
+        let distinct = census.lz4 + census.cold + census.blocked + census.raw + census.delta
+            - census.bases_only;
         let fills = self.zero + self.same_filled;
         let page = PAGE_SIZE as u64;
         let data_bytes = pool.zspage_pages as u64 * page;
-        Summary::new(
+        let mut summary = Summary::new(
             Counts {
                 zero: self.zero,
                 same_filled: self.same_filled,
                 identical: self.stored.saturating_sub(fills + distinct),
                 patched: census.delta,
-                compressed: census.lz4 + census.cold,
+                compressed: census.lz4 + census.cold + census.blocked,
                 raw: census.raw,
             }
             .without_bases(census.bases_only),
@@ -210,13 +224,20 @@ impl Strategy for Foldswap {
                 ("entries", held.entries as u64),
                 ("dedup_index", held.dedup_index as u64),
                 ("similarity_index", held.similarity_index as u64),
+                ("block_records", held.blocks as u64),
                 (
                     "pool_metadata",
                     (held.pool as u64).saturating_sub(data_bytes),
                 ),
             ],
             self.clock.stages(),
-        )
+        );
+        summary.loads_by_encoding = Encoding::ALL
+            .iter()
+            .zip(&self.load_times)
+            .filter_map(|(e, times)| EncodingLoads::from_times(e.name(), &mut times.clone()))
+            .collect();
+        summary
     }
 }
 

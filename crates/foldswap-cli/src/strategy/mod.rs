@@ -106,6 +106,39 @@ pub struct Summary {
     pub metadata_tables: Vec<MetadataTable>,
     /// Time per stage, in the order the stages run.
     pub stages: Vec<StageTime>,
+    /// Load times by how the page was kept (strategies that can tell; empty
+    /// otherwise).
+    pub loads_by_encoding: Vec<EncodingLoads>,
+}
+
+/// The loads of pages kept one way, each timed alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodingLoads {
+    /// Stable encoding name (`lz4`, `cold`, `delta`, `block`, ...).
+    pub encoding: &'static str,
+    /// Pages loaded.
+    pub pages: u64,
+    /// Median load time, ns.
+    pub median_ns: u64,
+    /// 99th percentile load time, ns.
+    pub p99_ns: u64,
+}
+
+impl EncodingLoads {
+    /// The figures of `times` (ns, in any order; sorted here); `None` if empty.
+    pub fn from_times(encoding: &'static str, times: &mut [u64]) -> Option<Self> {
+        if times.is_empty() {
+            return None;
+        }
+        times.sort_unstable();
+        let at = |per_mille: usize| times[(times.len() - 1) * per_mille / 1000];
+        Some(EncodingLoads {
+            encoding,
+            pages: times.len() as u64,
+            median_ns: at(500),
+            p99_ns: at(990),
+        })
+    }
 }
 
 /// One table of a strategy's bookkeeping.
@@ -135,6 +168,7 @@ impl Summary {
             metadata_bytes: metadata_tables.iter().map(|t| t.bytes).sum(),
             metadata_tables,
             stages,
+            loads_by_encoding: Vec::new(),
         }
     }
 }
