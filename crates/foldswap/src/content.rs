@@ -273,8 +273,6 @@ pub enum BlockStored {
     Formed {
         /// Pages that joined.
         joined: u32,
-        /// Of those: pages that left a block (at most half live) for this one.
-        from_blocks: u32,
         /// Old objects that would not free.
         leaked: u32,
     },
@@ -835,11 +833,9 @@ impl<P: PageProvider + Clone> Content<P> {
     /// read, in the order of their pages in the frame) from `frame`, written by
     /// the cold codec tagged `codec_tag`. Members whose entry changed since it was
     /// read (freed, reused, re-encoded into a delta or another block) are left
-    /// out: their pages stay in the frame as holes. A member may be a page of
-    /// another block (the scanner rewriting a block at most half live): it leaves
-    /// that block, which goes with its last page. The block is formed only if its
-    /// frame is smaller than what the joining pages hold now (their objects, or
-    /// their shares of the frames they leave); those objects are freed. The caller has waited out the loads decoding in place
+    /// out: their pages stay in the frame as holes. The block is formed only if
+    /// its frame is smaller than the objects the joining pages hold alone; those
+    /// objects are freed. The caller has waited out the loads decoding in place
     /// (`Backend::lock_content_to_move`). All or nothing.
     ///
     /// Like a re-encode, the chunks are stored past the pool's limit if need be:
@@ -853,32 +849,17 @@ impl<P: PageProvider + Clone> Content<P> {
         let mut block = Block::new(members.len(), frame.len(), codec_tag)
             .ok_or(Error::InvalidArgument("block size"))?;
         let mut joining = 0u32;
-        let mut from_blocks = 0u32;
         let mut alone = 0usize;
         for (i, &(key, generation)) in members.iter().enumerate() {
-            let Some(entry) = self.entries.get(SlabKey(key)) else {
-                continue;
-            };
-            if entry.generation != generation
-                || entry.tag == TAG_DELTA
-                || members[..i].iter().any(|&(k, _)| k == key)
+            if let Some(entry) = self.entries.get(SlabKey(key))
+                && entry.generation == generation
+                && entry.tag != TAG_DELTA
+                && let Some(handle) = entry.handle()
+                && !members[..i].iter().any(|&(k, _)| k == key)
             {
-                continue;
+                alone += self.pool.object_len(handle)?;
+                joining |= 1 << i;
             }
-            // What the page holds now: its object, or its share of the frame of
-            // the (sparse) block it leaves.
-            alone += match (entry.handle(), entry.block()) {
-                (Some(handle), _) => self.pool.object_len(handle)?,
-                (None, Some((old, index))) => match self.blocks.get(SlabKey(old)) {
-                    Some(old) if old.is_live(index) => {
-                        from_blocks += 1;
-                        old.frame_len() / old.live()
-                    }
-                    _ => continue,
-                },
-                (None, None) => continue,
-            };
-            joining |= 1 << i;
         }
         if joining == 0 {
             return Ok(BlockStored::Stale);
@@ -926,19 +907,19 @@ impl<P: PageProvider + Clone> Content<P> {
                 continue;
             }
             let entry = self.entry_mut(key)?;
-            let old = *entry;
+            let old = entry.handle();
             // INVARIANT: the page's bit is set in the block just inserted; the
             // entry keeps its sharers and its link (a base keeps its dependents).
             entry.tag = TAG_BLOCK;
             entry.handle_key = block_key;
             entry.handle_generation = i as u16;
             entry.age_and_examined &= EXAMINED;
-            // Its object, or its place in the block it leaves (checked live above).
-            leaked += self.free_encoding(&old);
+            if let Some(old) = old {
+                leaked += u32::from(self.pool.free(old).is_err());
+            }
         }
         Ok(BlockStored::Formed {
             joined: joining.count_ones(),
-            from_blocks,
             leaked,
         })
     }
@@ -1239,7 +1220,6 @@ mod tests {
             stored,
             BlockStored::Formed {
                 joined: pages.len() as u32,
-                from_blocks: 0,
                 leaked: 0
             }
         );
@@ -1305,7 +1285,6 @@ mod tests {
             stored,
             Ok(BlockStored::Formed {
                 joined: 3,
-                from_blocks: 0,
                 leaked: 0
             })
         );
@@ -1314,16 +1293,9 @@ mod tests {
         for i in [0, 2, 3] {
             check_only(&content, members[i].0, &pages[i]);
         }
-        // The same frame again: not smaller than the shares of it the pages
-        // hold in the block now.
+        // Every member in a block already: nothing left to join.
         assert_eq!(
             content.store_block(&members, &frame, tag),
-            Ok(BlockStored::NotSmaller)
-        );
-        // A member freed: nothing of it joins.
-        content.unshare(reused).unwrap();
-        assert_eq!(
-            content.store_block(&members[1..2], &frame, tag),
             Ok(BlockStored::Stale)
         );
     }
