@@ -144,6 +144,7 @@ decide() {
 		'pool_limit_pages 1000 accepted old 0 now 1000' \
 		'cold_rounds 127 refused old 1 now 1' \
 		'cold_level 20 refused old 0 now 0' \
+		'block_pages 17 refused old 8 now 8' \
 		'cold_rounds 0 accepted old 1 now 0' \
 		'stats mode 400'; do
 		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }
@@ -231,12 +232,13 @@ figures() {
 			}
 			if (s["foldswap,settled,recompressed_pages"] + s["foldswap,settled,blocked_pages"] <= 0) { print "verdict: the scanner recompressed no cold page (zstd, alone or in blocks)"; fail = 1 }
 			# A guard, not the goal (0.90x): settled, foldswap holds a page in at most
-			# 1.3x what zswap-zstd does (1.02x measured; 1.56x when a sparse swap
-			# area kept the scanner on the bottom rung and half the pages stayed lz4).
+			# 1.15x what zswap-zstd does (0.94-0.95x measured with cold blocks, 1.02x
+			# without; 1.39x when the survivors of sparse blocks joined new blocks;
+			# 1.56x when a sparse swap area kept the scanner on the bottom rung).
 			fs_pp = per_page(s["foldswap,settled,total_bytes"], s["foldswap,settled,stored_pages"])
 			zs_pp = per_page(zswap_held(z["zswap-zstd,settled,pool_total_size"], z["zswap-zstd,settled,stored_pages"]), z["zswap-zstd,settled,stored_pages"])
 			if (zs_pp <= 0) { print "verdict: no settled zswap-zstd figure to compare with"; fail = 1 }
-			else if (fs_pp * 10 > zs_pp * 13) { printf "verdict: settled, foldswap holds %d B/page, over 1.3x the %d of zswap-zstd\n", fs_pp, zs_pp; fail = 1 }
+			else if (fs_pp * 100 > zs_pp * 115) { printf "verdict: settled, foldswap holds %d B/page, over 1.15x the %d of zswap-zstd\n", fs_pp, zs_pp; fail = 1 }
 			printf "figures mthp-foldswap: foldswap stores %d loads %d\n", delta("mthp-foldswap", "stores"), delta("mthp-foldswap", "loads")
 			if (delta("mthp-foldswap", "loads") <= 0) { print "verdict: the mTHP test loaded nothing from foldswap"; fail = 1 }
 			if (delta("foldswap", "stores") <= 0 || delta("foldswap", "loads") <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }

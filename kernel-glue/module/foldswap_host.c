@@ -33,6 +33,7 @@
  *     enabled           rw  accept new stores (loads always work)
  *     cold_rounds       rw  scanner rounds before an entry is cold (1)
  *     cold_level        rw  zstd level for cold pages (0: default 3)
+ *     block_pages       rw  pages per cold block (8; 1: none; at most 16)
  *     stats             r   the backend's statistics, "name value" lines;
  *                           root only (0400): dedup hits and stored pages
  *                           tell whether another process holds a page
@@ -71,7 +72,8 @@ void foldswap_rs_invalidate_page(unsigned int type, u64 offset);
 void foldswap_rs_invalidate_area(unsigned int type);
 void foldswap_rs_set_limit_bytes(u64 limit);
 void foldswap_rs_set_enabled(bool enabled);
-int foldswap_rs_stage_scan(unsigned int cold_rounds, unsigned int cold_level);
+int foldswap_rs_stage_scan(unsigned int cold_rounds, unsigned int cold_level,
+			   unsigned int block_pages);
 long foldswap_rs_stats(char *buf, size_t len);
 void foldswap_rs_scanner_main(void);
 
@@ -410,6 +412,7 @@ static bool enabled = true;
 /* The scanner's ScanTunables::default() (crates/foldswap), which the backend checks. */
 static unsigned int cold_rounds = 1;
 static unsigned int cold_level;
+static unsigned int block_pages = 8;
 static bool backend_ready;
 
 static void apply_limit(void)
@@ -431,14 +434,14 @@ int foldswap_host_params_on(void)
 	int ret;
 
 	kernel_param_lock(THIS_MODULE);
-	ret = foldswap_rs_stage_scan(cold_rounds, cold_level);
+	ret = foldswap_rs_stage_scan(cold_rounds, cold_level, block_pages);
 	if (!ret) {
 		backend_ready = true;
 		apply_limit();
 		foldswap_rs_set_enabled(enabled);
 	} else {
-		pr_err("refused scanner tunables cold_rounds=%u cold_level=%u\n",
-		       cold_rounds, cold_level);
+		pr_err("refused scanner tunables cold_rounds=%u cold_level=%u block_pages=%u\n",
+		       cold_rounds, cold_level, block_pages);
 	}
 	kernel_param_unlock(THIS_MODULE);
 	return ret;
@@ -513,8 +516,9 @@ module_param_cb(enabled, &enabled_ops, &enabled, 0644);
 MODULE_PARM_DESC(enabled, "Accept new stores (loads always work)");
 
 /*
- * cold_rounds / cold_level: the backend checks them (an age an entry cannot
- * reach, a level past 19: -EINVAL) and the old value stays. Before the
+ * cold_rounds / cold_level / block_pages: the backend checks them (an age an
+ * entry cannot reach, a level past 19, blocks of 0 or more than 16 pages:
+ * -EINVAL) and the old value stays. Before the
  * backend exists they are checked when it starts (insmod fails).
  */
 static int set_scan_tunable(const char *val, const struct kernel_param *kp)
@@ -527,7 +531,7 @@ static int set_scan_tunable(const char *val, const struct kernel_param *kp)
 	old = *field;
 	*field = value;
 	if (backend_ready) {
-		ret = foldswap_rs_stage_scan(cold_rounds, cold_level);
+		ret = foldswap_rs_stage_scan(cold_rounds, cold_level, block_pages);
 		if (ret)
 			*field = old;
 	}
@@ -542,6 +546,8 @@ module_param_cb(cold_rounds, &scan_tunable_ops, &cold_rounds, 0644);
 MODULE_PARM_DESC(cold_rounds, "Scanner rounds an entry stays untouched before it is cold (1; at most 126)");
 module_param_cb(cold_level, &scan_tunable_ops, &cold_level, 0644);
 MODULE_PARM_DESC(cold_level, "zstd level for cold pages (0: the default, 3; at most 19)");
+module_param_cb(block_pages, &scan_tunable_ops, &block_pages, 0644);
+MODULE_PARM_DESC(block_pages, "Cold pages compressed together as one block (8; 1: no blocks; at most 16)");
 
 static int get_stats(char *buf, const struct kernel_param *kp)
 {

@@ -439,24 +439,27 @@ pub extern "C" fn foldswap_rs_set_enabled(enabled: bool) {
     BACKEND.set_enabled(enabled);
 }
 
-/// Stage the scanner's tunables: the module's fixed ones with these two
+/// Stage the scanner's tunables: the module's fixed ones with these three
 /// (checked by the backend: `-EINVAL` and nothing staged if out of range).
 #[no_mangle]
-pub extern "C" fn foldswap_rs_stage_scan(cold_rounds: u32, cold_level: u32) -> c_int {
-    status(
-        BACKEND.backend().and_then(|backend| {
-            backend.stage_scan_tunables(scan_tunables(cold_rounds, cold_level))
-        }),
-    )
+pub extern "C" fn foldswap_rs_stage_scan(
+    cold_rounds: u32,
+    cold_level: u32,
+    block_pages: u32,
+) -> c_int {
+    status(BACKEND.backend().and_then(|backend| {
+        backend.stage_scan_tunables(scan_tunables(cold_rounds, cold_level, block_pages))
+    }))
 }
 
 /// The scanner's tunables: the backend's defaults, the module's sleep, and
-/// the two the parameters set.
-fn scan_tunables(cold_rounds: u32, cold_level: u32) -> ScanTunables {
+/// the three the parameters set.
+fn scan_tunables(cold_rounds: u32, cold_level: u32, block_pages: u32) -> ScanTunables {
     ScanTunables {
         sleep_msecs: SCAN_SLEEP_MSECS,
         cold_rounds,
         cold_level,
+        block_pages,
         ..ScanTunables::default()
     }
 }
