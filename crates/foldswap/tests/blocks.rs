@@ -184,6 +184,12 @@ fn loads_stay_exact_while_blocks_are_rewritten() {
                 }
             });
         }
+        // Both loaders are reading before the scanner starts (on a loaded box a
+        // thread may start late: the rewrite must not be over before).
+        let deadline = std::time::Instant::now() + core::time::Duration::from_secs(30);
+        while loads.load(Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         scan_until(&backend, &tunables(8), &mut scratch, |b| {
             b.census().blocks == 0
         });
