@@ -414,6 +414,7 @@ impl<P: PageProvider + Clone> Content<P> {
         scratch: &mut DecodeScratch<C>,
         defer: bool,
     ) -> Result<(Option<u32>, Option<Deferred>), Error> {
+        // What `stored()` names, borrowed apart from the dedup counts.
         let stored = Stored {
             entries: &self.entries,
             blocks: &self.blocks,

@@ -392,18 +392,22 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Err(e) => return Err(e),
         }
         let s = &self.stats;
-        // The page leaves what counted it: a block, or the plain pages.
         if from_block {
+            // It leaves the pages in blocks.
             Stats::add(&s.block_rewrites, 1);
             Stats::sub(&s.blocked_pages, 1);
-        } else {
-            Stats::sub(&s.compressed_pages, 1);
         }
         if base.is_some() {
             Stats::add(&s.patched_pages, 1);
+            if !from_block {
+                Stats::sub(&s.compressed_pages, 1);
+            }
             Ok(PageOutcome::Patched)
         } else {
-            Stats::add(&s.compressed_pages, 1);
+            // A plain page stays plain; a page out of a block becomes one.
+            if from_block {
+                Stats::add(&s.compressed_pages, 1);
+            }
             Stats::add(&s.recompressed_pages, 1);
             Ok(PageOutcome::Recompressed)
         }
