@@ -105,7 +105,7 @@ fn damage<P: PageProvider + Clone, K: Parker>(
     for &other in model.keys() {
         let objects = backend.stored_objects(0, other).expect("objects");
         if objects.is_some_and(|o| {
-            o.object.handle == target.handle || o.base.is_some_and(|b| b.handle == target.handle)
+            o.object.place == target.place || o.base.is_some_and(|b| b.place == target.place)
         }) {
             spoilt.insert(other);
         }

@@ -26,7 +26,8 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// 12 pages: 3 zero, 2 filled with one non-zero word, 4 copies of a text page, one
+/// 12 pages: 3 zero, 2 filled with one non-zero 64-bit word (its halves differ), 4
+/// copies of a text page, one
 /// other text page, 2 different pages of noise.
 fn small_corpus() -> Vec<u8> {
     let text = |phrase: &[u8]| -> Vec<u8> { phrase.iter().copied().cycle().take(PAGE).collect() };
@@ -156,12 +157,15 @@ fn analyze_json_counts_every_page_of_a_small_corpus() {
             ]
             .map(|f| field(row, f))
         };
-        // The backend: fills free, noise raw, every text page compressed once or
-        // referenced (byte-verified) — with and without its scanner.
+        // The backend: zero pages free, noise raw, every text page compressed once
+        // or referenced (byte-verified) — with and without its scanner. Its
+        // same-filled pages repeat a 32-bit word: the two pages of one 64-bit word
+        // with different halves are content, compressed once and then shared.
         for row in &rows[..2] {
             let [zero, same, identical, patched, compressed, raw] = counts(row);
-            assert_eq!((zero, same, raw), (3, 2, 2), "{row}");
-            assert_eq!(identical + patched + compressed, 5, "{row}");
+            assert_eq!((zero, same, raw), (3, 0, 2), "{row}");
+            assert_eq!(identical + patched + compressed, 7, "{row}");
+            assert!(identical >= 4, "{row}");
         }
         // zswap/zram: fills free, text compressed, noise raw.
         assert_eq!(counts(&rows[2]), [3, 2, 0, 0, 5, 2]);

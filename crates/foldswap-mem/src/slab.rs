@@ -355,6 +355,26 @@ impl<T, P: PageProvider> Slab<T, P> {
 
     /// Visit every live object.
     pub fn for_each(&self, mut f: impl FnMut(SlabKey, &T)) {
+        self.for_each_live(|key, value| {
+            // SAFETY: `for_each_live` gives initialised values only, and `&self`
+            // keeps every writer out while the shared borrow lives.
+            f(key, unsafe { &*value })
+        });
+    }
+
+    /// Visit every live object, writable, in key order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(SlabKey, &mut T)) {
+        self.for_each_live(|key, value| {
+            // SAFETY: `for_each_live` gives initialised values only, each once;
+            // `&mut self` makes the borrow unique, and it ends before the next
+            // value's begins.
+            f(key, unsafe { &mut *value })
+        });
+    }
+
+    /// Call `f` with the key of every live slot and a pointer to its initialised
+    /// value, in key order.
+    fn for_each_live(&self, mut f: impl FnMut(SlabKey, *mut T)) {
         let per_page = Self::GEOMETRY.per_page;
         for page_index in 0..self.extent as usize {
             let Some(page) = self.data_page(page_index) else {
@@ -363,8 +383,8 @@ impl<T, P: PageProvider> Slab<T, P> {
             for slot in 0..per_page {
                 if Self::bit(page, slot) {
                     let key = SlabKey((page_index * per_page + slot) as u32);
-                    // SAFETY: bit set means the slot holds an initialized `T`.
-                    f(key, unsafe { &*Self::slot_ptr(page, slot).cast::<T>() });
+                    // A set bit means the slot holds an initialised `T`.
+                    f(key, Self::slot_ptr(page, slot).cast::<T>());
                 }
             }
         }
@@ -847,6 +867,18 @@ mod tests {
                 seen += 1;
             });
             prop_assert_eq!(seen, model.len());
+            // Every live value once, writable: flip each, then read the flips back.
+            let mut keys = std::vec::Vec::new();
+            slab.for_each_mut(|k, v| {
+                keys.push(k.0);
+                v[0] = !v[0];
+            });
+            let mut want = model.keys().copied().collect::<std::vec::Vec<_>>();
+            want.sort_unstable();
+            prop_assert_eq!(keys, want);
+            for (&k, &m) in &model {
+                prop_assert_eq!(slab.get(SlabKey(k)).copied(), Some([!m, !m, m ^ 7]));
+            }
             prop_assert_eq!(provider.pages_in_use(), slab.pages_held());
             drop(slab);
             prop_assert_eq!(provider.pages_in_use(), 0);

@@ -113,6 +113,23 @@ const TABLES: Tables = build_tables();
 /// Number of size classes after merging.
 pub const CLASS_COUNT: usize = TABLES.count;
 
+/// The most slots a zspage of any class has (a zspage's live-slot bitmap holds
+/// this many bits).
+pub const MAX_OBJECTS_PER_ZSPAGE: usize = max_objects_per_zspage();
+
+const fn max_objects_per_zspage() -> usize {
+    let mut most = 0;
+    let mut class = 0;
+    while class < TABLES.count {
+        let objects = TABLES.shapes[class].objects_per_zspage as usize;
+        if objects > most {
+            most = objects;
+        }
+        class += 1;
+    }
+    most
+}
+
 static CLASS_OF_SIZE: [u8; SIZES] = TABLES.class_of_size;
 static SHAPES: [ClassShape; SIZES] = TABLES.shapes;
 
@@ -143,6 +160,7 @@ mod tests {
             let shape = class_shape(class).unwrap();
             assert!(shape.slot_size as usize >= len.max(1));
             assert!(shape.objects_per_zspage >= 1);
+            assert!(usize::from(shape.objects_per_zspage) <= MAX_OBJECTS_PER_ZSPAGE);
             assert!(
                 shape.objects_per_zspage as usize * shape.slot_size as usize
                     <= shape.pages_per_zspage as usize * PAGE_SIZE

@@ -30,8 +30,10 @@ pub const TAG_LZ4: u8 = 1;
 pub const TAG_DEFLATE: u8 = 2;
 /// Tag of a zstd frame (the cold codec, see [`crate::ColdCodec`]).
 pub const TAG_ZSTD: u8 = 3;
-/// First tag free for hosts (the backend's own encodings, e.g. deltas).
-pub const TAG_FIRST_HOST: u8 = 16;
+/// First tag free for hosts (the backend's own encodings, e.g. deltas). Tags are
+/// the caller's to keep (the store keeps none); they are small so a host can pack
+/// one in a few bits.
+pub const TAG_FIRST_HOST: u8 = 4;
 
 /// Which compressor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

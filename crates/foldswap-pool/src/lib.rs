@@ -24,9 +24,11 @@
 //!    them, so a class's partly filled zspage never holds more than one page it
 //!    does not need (on the dev corpus: 1.03× the compressed bytes held, metadata
 //!    included).
-//!    Callers hold indirect [`Handle`]s (entry key + generation), so
-//!    [`ObjectStore::compact`] can move objects out of sparse zspages and free them
-//!    whole. A byte limit makes stores fail with [`Error::PoolFull`].
+//!    Callers keep each object's [`Place`] (zspage, slot, length: 8 bytes) in
+//!    their own records, so the store keeps no per-object metadata;
+//!    [`ObjectStore::compact`] moves objects out of sparse zspages, frees them
+//!    whole and rewrites the places the caller shows it ([`PlaceOwners`]). A byte
+//!    limit makes stores fail with [`Error::PoolFull`].
 //! 4. **The page layer** ([`PagePool`]): zswap's policy — same-filled first, then
 //!    compress with the chosen codec, then the threshold (default 3/4 of a page):
 //!    keep the page raw or reject it ([`Error::Incompressible`]), as configured —
@@ -39,10 +41,10 @@
 //!    │ no
 //!    ▼ prepare_page: scratch.compress(codec)  (outside any lock)
 //!    │ len > threshold? ──► Reject: Error::Incompressible | KeepRaw: 4096 raw bytes
-//!    ▼ commit: ObjectStore::store_object(bytes, tag)
+//!    ▼ commit: ObjectStore::store_object(bytes)
 //!        class_for_len ─► partial zspage of that class (or a new one, within the limit)
-//!        ─► slot ─► handle entry {zspage, slot, len, tag, generation}
-//!    ◄── StoredPage::Object(handle)
+//!        ─► its lowest free slot, marked live in the zspage's bitmap
+//!    ◄── StoredPage::Object(Place { zspage, slot, len }, tag)
 //! ```
 //!
 //! Failure never loses data: every allocation is made (or fails, with a typed
@@ -70,7 +72,8 @@ mod store;
 pub mod testing;
 
 pub use class::{
-    CLASS_COUNT, CLASS_STEP, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
+    CLASS_COUNT, CLASS_STEP, ClassShape, MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE, MAX_ZSPAGE_PAGES,
+    class_for_len, class_shape,
 };
 #[cfg(feature = "std")]
 pub use clock::StdClock;
@@ -93,7 +96,9 @@ pub use page_pool::{
     prepare_page,
 };
 pub use same_filled::{fill_page, same_filled_word};
-pub use store::{ClassOccupancy, CompactStats, Handle, ObjectInPlace, ObjectStore, StoreStats};
+pub use store::{
+    ClassOccupancy, CompactStats, ObjectInPlace, ObjectStore, Place, PlaceOwners, StoreStats,
+};
 
 /// The raw building blocks under the codecs, re-exported so benchmarks can measure
 /// the pool against plain lz4_flex / miniz_oxide with exactly the same build of them.

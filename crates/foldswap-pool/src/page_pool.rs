@@ -10,7 +10,7 @@ use foldswap_mem::{Error, PAGE_SIZE, PageProvider, as_page_bytes};
 use crate::clock::Clock;
 use crate::codec::{CodecKind, CompressScratch, DecompressScratch, TAG_RAW, decompress_with};
 use crate::same_filled::{fill_page, same_filled_word};
-use crate::store::{Handle, ObjectStore, StoreStats};
+use crate::store::{ObjectStore, Place, PlaceOwners, StoreStats};
 
 /// Default threshold: a page must compress to at most 3/4 of its size (3072 bytes).
 pub const DEFAULT_THRESHOLD: usize = PAGE_SIZE * 3 / 4;
@@ -62,13 +62,37 @@ impl PagePolicy {
 }
 
 /// How one page is kept: the word of a same-filled page (no pool space) or an
-/// object handle. This is what a host stores per swapped page.
+/// object's place and how it is encoded. This is what a host stores per swapped
+/// page; [`PagePool::compact`] rewrites the places of the objects it moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoredPage {
     /// Every 8-byte word of the page is this value.
     SameFilled(u64),
-    /// An object in the pool (compressed or raw).
-    Object(Handle),
+    /// An object in the pool: its place and its tag ([`TAG_RAW`] or a codec's,
+    /// [`CodecKind::tag`]).
+    Object(Place, u8),
+}
+
+/// A host's table of stored pages shows the pool its objects' places.
+impl PlaceOwners for [StoredPage] {
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        for stored in self {
+            if let StoredPage::Object(place, _) = stored {
+                visit(place);
+            }
+        }
+    }
+}
+
+/// A host's table of stored pages with empty slots.
+impl PlaceOwners for [Option<StoredPage>] {
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        for stored in self.iter_mut().flatten() {
+            if let StoredPage::Object(place, _) = stored {
+                visit(place);
+            }
+        }
+    }
 }
 
 /// A page made ready for the pool by [`prepare_page`], outside any lock.
@@ -174,7 +198,7 @@ struct LoadCounters {
 /// let mut page = [0u8; 4096];
 /// page[..11].copy_from_slice(b"hello pool!");
 /// let stored = pool.store_page(&page, scratch, &NoClock).unwrap();
-/// assert!(matches!(stored, StoredPage::Object(_)));
+/// assert!(matches!(stored, StoredPage::Object(..)));
 /// let mut out = [0u8; 4096];
 /// pool.load_page(stored, &mut out, &mut Box::new(DecompressScratch::new()), &NoClock).unwrap();
 /// assert_eq!(out, page);
@@ -216,8 +240,8 @@ impl<P: PageProvider + Clone> PagePool<P> {
         self.store.set_limit_bytes(limit);
     }
 
-    /// The object store underneath (a backend keeps its own objects, e.g. deltas,
-    /// in it too, with tags from [`TAG_FIRST_HOST`](crate::TAG_FIRST_HOST)).
+    /// The object store underneath (a host may keep objects of its own in it too,
+    /// and then shows their places to [`compact`](Self::compact) as well).
     pub fn store(&self) -> &ObjectStore<P> {
         &self.store
     }
@@ -255,9 +279,9 @@ impl<P: PageProvider + Clone> PagePool<P> {
             }
             Prepared::Compressed { codec, bytes, ns } => {
                 self.count_compress(codec, ns);
-                let handle = self.store_or_count(bytes, codec.tag())?;
+                let place = self.store_or_count(bytes)?;
                 self.stats.compressed_pages += 1;
-                (StoredPage::Object(handle), bytes.len())
+                (StoredPage::Object(place, codec.tag()), bytes.len())
             }
             Prepared::Poor { codec, ns } => {
                 self.count_compress(codec, ns);
@@ -265,9 +289,9 @@ impl<P: PageProvider + Clone> PagePool<P> {
                     self.stats.reject_compress_poor += 1;
                     return Err(Error::Incompressible);
                 }
-                let handle = self.store_or_count(page, TAG_RAW)?;
+                let place = self.store_or_count(page)?;
                 self.stats.raw_pages += 1;
-                (StoredPage::Object(handle), PAGE_SIZE)
+                (StoredPage::Object(place, TAG_RAW), PAGE_SIZE)
             }
         };
         self.stats.stored_pages += 1;
@@ -287,18 +311,16 @@ impl<P: PageProvider + Clone> PagePool<P> {
         }
     }
 
-    fn store_or_count(&mut self, bytes: &[u8], tag: u8) -> Result<Handle, Error> {
-        self.store
-            .store_object(bytes, tag)
-            .inspect_err(|e| match e {
-                Error::PoolFull => self.stats.reject_pool_full += 1,
-                Error::OutOfMemory | Error::CapacityExceeded => self.stats.reject_alloc_fail += 1,
-                _ => {}
-            })
+    fn store_or_count(&mut self, bytes: &[u8]) -> Result<Place, Error> {
+        self.store.store_object(bytes).inspect_err(|e| match e {
+            Error::PoolFull => self.stats.reject_pool_full += 1,
+            Error::OutOfMemory | Error::CapacityExceeded => self.stats.reject_alloc_fail += 1,
+            _ => {}
+        })
     }
 
     /// Rebuild a stored page into `out` (4096 bytes). [`Error::InvalidHandle`] for a
-    /// freed or unknown handle, [`Error::Corrupt`] if the bytes do not decode
+    /// freed or unknown place, [`Error::Corrupt`] if the bytes do not decode
     /// (`out` may then hold garbage; the stored object is unchanged).
     pub fn load_page(
         &self,
@@ -312,17 +334,17 @@ impl<P: PageProvider + Clone> PagePool<P> {
             expected: PAGE_SIZE,
             actual,
         })?;
-        let handle = match stored {
+        let (place, tag) = match stored {
             StoredPage::SameFilled(word) => {
                 fill_page(out, word);
                 self.load.loads.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            StoredPage::Object(handle) => handle,
+            StoredPage::Object(place, tag) => (place, tag),
         };
         let start = clock.now_ns();
         let (spill, inflate) = scratch.split();
-        let (bytes, tag) = self.store.view_object(handle, spill)?;
+        let bytes = self.store.view_object(place, spill)?;
         if tag == TAG_RAW {
             if bytes.len() != PAGE_SIZE {
                 return self.corrupt();
@@ -364,9 +386,9 @@ impl<P: PageProvider + Clone> PagePool<P> {
                     self.stats.zero_pages = self.stats.zero_pages.saturating_sub(1);
                 }
             }
-            StoredPage::Object(handle) => {
-                let (len, tag) = self.store.object_info(handle)?;
-                self.store.free(handle)?;
+            StoredPage::Object(place, tag) => {
+                let len = place.len();
+                self.store.free(place)?;
                 if tag == TAG_RAW {
                     self.stats.raw_pages = self.stats.raw_pages.saturating_sub(1);
                 } else {
@@ -380,9 +402,10 @@ impl<P: PageProvider + Clone> PagePool<P> {
         Ok(())
     }
 
-    /// Compact the store ([`ObjectStore::compact`]).
-    pub fn compact(&mut self) -> crate::CompactStats {
-        self.store.compact()
+    /// Compact the store ([`ObjectStore::compact`]): `pages` is the host's table
+    /// of every page stored here, whose places are rewritten as objects move.
+    pub fn compact(&mut self, pages: &mut (impl PlaceOwners + ?Sized)) -> crate::CompactStats {
+        self.store.compact(pages)
     }
 
     /// All counters, with the store's figures.

@@ -1,94 +1,102 @@
 //! The object store: zsmalloc-like packing of variable-size objects into zspages.
 //!
 //! ```text
-//!   Handle ──► handle entry (Slab, 12 B: zspage, slot, len, tag, generation)
-//!                   │
-//!                   ▼
-//!   zspage descriptor (Slab): class, used, free list, its provider pages
-//!                   │
-//!                   ▼
+//!   Place { zspage, slot, len }  ── kept by the caller (8 bytes, in its own record)
+//!        │
+//!        ▼
+//!   zspage descriptor (Slab): class, live-slot bitmap, list links, its provider pages
+//!        │
+//!        ▼
 //!   [ page 0 ][ page 1 ][ page 2 ]      slots of one size, back to back;
 //!   |s0 |s1 |s2 |s3 |s4 |s5 |s6 |...    a slot may span two pages
 //! ```
 //!
-//! Handles are indirect: a caller keeps a [`Handle`] (the entry's key plus its
-//! generation), the entry says where the bytes are. [`ObjectStore::compact`] moves
-//! objects out of sparse zspages, rewrites their entries, and frees the emptied
-//! zspages; handles stay valid. A freed entry bumps its generation, so a stale
-//! handle to a reused entry is [`Error::InvalidHandle`], never someone else's data.
+//! There is no handle table: the caller keeps each object's [`Place`] in its own
+//! record (the backend in its content entry, as zswap keeps zsmalloc's handle in
+//! its `zswap_entry`), so an object costs the store no metadata of its own. The
+//! price is that [`ObjectStore::compact`], which moves objects, needs the caller's
+//! places: it walks them through [`PlaceOwners`] and rewrites those it moves.
+//!
+//! A zspage marks its live slots in a bitmap (a zspage has at most
+//! [`MAX_OBJECTS_PER_ZSPAGE`] slots). Allocation takes the lowest free slot and
+//! adds provider pages as slots reach into them, so a zspage's objects gather at
+//! its front, its later pages are taken only when needed, and a new zspage is not
+//! touched before it is written. A place that names no live object (freed, never
+//! issued, of another class than its zspage) is refused with
+//! [`Error::InvalidHandle`]; what the store cannot tell is a place whose slot was
+//! freed and given to a new object of the same class, so a caller's record must
+//! not outlive its object (the backend's entry generations see to that).
 //!
 //! Per class, zspages with a free slot are on a `partial` list (allocation takes
 //! the first), full ones on a `full` list. A zspage that becomes empty is freed at
-//! once. Free slots inside a zspage form a list threaded through the slots
-//! themselves (two bytes each); slots never used are handed out by a bump index,
-//! so a new zspage is not touched before it is written.
+//! once.
 
-use core::num::NonZeroU64;
 use core::ptr::NonNull;
 
 use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider, Slab, SlabKey, SlabLink};
 
 use crate::class::{
-    CLASS_COUNT, ClassShape, MAX_OBJECT, MAX_ZSPAGE_PAGES, class_for_len, class_shape,
+    CLASS_COUNT, ClassShape, MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE, MAX_ZSPAGE_PAGES, class_for_len,
+    class_shape,
 };
 
 #[cfg(feature = "testing")]
 mod testing;
 
-const NO_SLOT: u16 = u16::MAX;
+/// Words of a zspage's live-slot bitmap.
+const LIVE_WORDS: usize = MAX_OBJECTS_PER_ZSPAGE.div_ceil(64);
 
-/// A stored object. Copy it freely; it stays valid until the object is freed, also
-/// across [`ObjectStore::compact`].
-///
-/// It names a handle entry and the 16-bit generation the entry had when the handle
-/// was issued; freeing bumps the generation, so a stale handle is refused even after
-/// its entry is reused (until the same entry has been reused 65,536 times).
+const _: () = assert!(MAX_OBJECTS_PER_ZSPAGE <= u16::MAX as usize);
+
+/// Where a stored object lies: its zspage, its slot there, and its length. The
+/// caller keeps it (8 bytes) and gives it back to read or free the object;
+/// [`ObjectStore::compact`] rewrites it, through [`PlaceOwners`], when the
+/// object moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Handle(NonZeroU64);
+pub struct Place {
+    zspage: u32,
+    slot: u16,
+    len: u16,
+}
 
-impl Handle {
-    fn new(key: u32, generation: u16) -> Self {
-        let raw = (u64::from(generation) << 32) | (u64::from(key) + 1);
-        match NonZeroU64::new(raw) {
-            Some(raw) => Handle(raw),
-            None => Handle(NonZeroU64::MIN),
-        }
+impl Place {
+    /// The object's length in bytes.
+    pub fn len(self) -> usize {
+        usize::from(self.len)
     }
 
-    fn key(self) -> u32 {
-        (self.0.get() as u32).wrapping_sub(1)
+    /// Whether the object is empty.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
     }
 
-    fn generation(self) -> u16 {
-        (self.0.get() >> 32) as u16
+    /// The place as its three parts (zspage key, slot, length), for a host that
+    /// packs them into its own record (see [`from_parts`](Self::from_parts)).
+    pub fn to_parts(self) -> (u32, u16, u16) {
+        (self.zspage, self.slot, self.len)
     }
 
-    /// The handle as its two parts, the entry key and the generation, for a host
-    /// that packs them into its own record (see [`from_parts`](Self::from_parts)).
-    pub fn to_parts(self) -> (u32, u16) {
-        (self.key(), self.generation())
+    /// A place from [`to_parts`](Self::to_parts). Whether it names a live
+    /// object, the store checks on use (see the module's documentation).
+    pub fn from_parts(zspage: u32, slot: u16, len: u16) -> Place {
+        Place { zspage, slot, len }
     }
+}
 
-    /// A handle from [`to_parts`](Self::to_parts). Whether it names a live object,
-    /// the store checks on use (a forged or stale one is [`Error::InvalidHandle`]).
-    pub fn from_parts(key: u32, generation: u16) -> Handle {
-        Handle::new(key, generation)
-    }
+/// Whoever keeps the places of a store's objects. [`ObjectStore::compact`] moves
+/// objects from sparse zspages into fuller ones and rewrites the places it is
+/// shown.
+pub trait PlaceOwners {
+    /// Call `visit` once with every place of a live object of the store, writable:
+    /// `visit` rewrites it when it moves the object. A live object left out stays
+    /// where it is (and keeps its zspage); a place of no live object is skipped.
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place));
+}
 
-    /// The handle as an integer (never 0), to keep in a host's own tables.
-    pub fn to_raw(self) -> u64 {
-        self.0.get()
-    }
-
-    /// A handle from [`to_raw`](Self::to_raw): `None` unless `raw` has the shape of
-    /// one (key part non-zero, nothing above the 16-bit generation), so each handle
-    /// has exactly one raw form. Whether it names a live object, the store checks
-    /// on use.
-    pub fn from_raw(raw: u64) -> Option<Handle> {
-        if raw >> 48 != 0 || raw as u32 == 0 {
-            return None;
-        }
-        NonZeroU64::new(raw).map(Handle)
+/// Places in a slice: every one names a live object.
+impl PlaceOwners for [Place] {
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        self.iter_mut().for_each(visit);
     }
 }
 
@@ -100,7 +108,6 @@ impl Handle {
 pub struct ObjectInPlace {
     start: NonNull<u8>,
     len: usize,
-    tag: u8,
 }
 
 impl ObjectInPlace {
@@ -112,11 +119,6 @@ impl ObjectInPlace {
     /// Whether the object is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// The object's tag.
-    pub fn tag(&self) -> u8 {
-        self.tag
     }
 
     /// The object's bytes.
@@ -136,19 +138,6 @@ impl ObjectInPlace {
     }
 }
 
-/// Where one object lives. 12 bytes: the per-object metadata of the store.
-#[derive(Debug, Clone, Copy)]
-struct HandleEntry {
-    /// zspage key when live; when free, the next free entry as a raw
-    /// [`SlabLink`] (0: the end of the list).
-    zspage: u32,
-    slot: u16,
-    len: u16,
-    generation: u16,
-    tag: u8,
-    live: bool,
-}
-
 /// Which list a zspage is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ZsList {
@@ -159,21 +148,65 @@ enum ZsList {
 }
 
 /// One zspage: a few provider pages holding slots of one class.
+///
+/// # Invariants
+///
+/// `live` has bit `s` set exactly for the slots holding an object, `used` of
+/// them, all below the class's `objects_per_zspage` and wholly inside the first
+/// `allocated` pages, which are the ones held (`pages[..allocated]`).
 struct ZsPage {
     pages: [Option<NonNull<Page>>; MAX_ZSPAGE_PAGES],
+    live: [u64; LIVE_WORDS],
     prev: Option<SlabLink>,
     next: Option<SlabLink>,
     class: u16,
     used: u16,
-    /// Slots below this were handed out at least once.
-    fresh: u16,
-    free_head: u16,
     /// Provider pages held so far: pages are added as slots reach into them.
     allocated: u8,
     list: ZsList,
-    /// Inside [`ObjectStore::compact`] only: one past the highest live slot seen
-    /// of a zspage whose tail may be trimmed; [`NO_SLOT`] everywhere else.
-    top_live: u16,
+}
+
+impl ZsPage {
+    fn is_live(&self, slot: u16) -> bool {
+        let slot = usize::from(slot);
+        self.live
+            .get(slot / 64)
+            .is_some_and(|word| word & (1 << (slot % 64)) != 0)
+    }
+
+    fn set_live(&mut self, slot: u16, on: bool) {
+        let slot = usize::from(slot);
+        if let Some(word) = self.live.get_mut(slot / 64) {
+            if on {
+                *word |= 1 << (slot % 64);
+            } else {
+                *word &= !(1 << (slot % 64));
+            }
+        }
+    }
+
+    /// The lowest free slot of a zspage of `shape`, if any.
+    fn lowest_free(&self, shape: ClassShape) -> Option<u16> {
+        let (index, word) = self
+            .live
+            .iter()
+            .enumerate()
+            .find(|(_, word)| **word != u64::MAX)?;
+        let slot = index * 64 + word.trailing_ones() as usize;
+        (slot < usize::from(shape.objects_per_zspage)).then_some(slot as u16)
+    }
+
+    /// One past the highest live slot (0 when none is live).
+    fn top_live(&self) -> u16 {
+        self.live
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, word)| **word != 0)
+            .map_or(0, |(index, word)| {
+                (index * 64 + 64 - word.leading_zeros() as usize) as u16
+            })
+    }
 }
 
 /// Per-class bookkeeping.
@@ -229,7 +262,7 @@ pub struct StoreStats {
     pub zspages: usize,
     /// Provider pages in zspages.
     pub zspage_pages: usize,
-    /// Provider pages of metadata (handle entries, zspage descriptors, class table).
+    /// Provider pages of metadata (zspage descriptors, class table).
     pub metadata_pages: usize,
     /// All bytes held from the provider: `(zspage_pages + metadata_pages) * 4096`.
     pub bytes_held: usize,
@@ -240,57 +273,45 @@ pub struct StoreStats {
 /// A zsmalloc-like store of objects up to one page long, in pages from `P`.
 ///
 /// Not internally synchronised: `&mut self` to change it; wrap it in a lock (or
-/// shard it) to share. `P` is cloned for the store's slabs, so pass a cheap handle
+/// shard it) to share. `P` is cloned for the store's slab, so pass a cheap handle
 /// (`&provider` or a zero-sized provider).
 ///
 /// # Invariants
 ///
-/// - A live handle entry names a zspage of the class its `len` falls in, at a
-///   slot handed out (below the zspage's `fresh`) and not on its free list; no
-///   two live entries name one slot. `objects` and `object_bytes` count the live
-///   entries and sum their lengths.
-/// - A zspage's `used` is the number of live entries naming it, and it is on
-///   exactly one list of its class, linked by `prev`/`next`: `full` when `used`
-///   reaches the class's objects per zspage, `evacuating` only inside
-///   [`compact`](Self::compact), `partial` otherwise. A zspage whose `used` falls
-///   to 0 is freed at once; `zspage_pages` is the sum of the zspages' pages.
-/// - A zspage holds the first `allocated` of its pages, enough for every slot
-///   below `fresh`; its free list holds exactly the `fresh - used` slots below
-///   `fresh` that no live entry names. `top_live` is [`NO_SLOT`] outside
-///   [`compact`](Self::compact).
-/// - Free handle entries form the list headed by `free_handle`, each holding the
-///   next as a raw [`SlabLink`]; freeing an entry bumps its generation, so no
-///   handle issued before names it again.
+/// - Every zspage keeps the [`ZsPage`] invariants; `objects` counts the live
+///   slots of all of them and `object_bytes` sums the lengths of the places
+///   issued for them (a place carries its length; the store keeps none).
+/// - A zspage is on exactly one list of its class, linked by `prev`/`next`:
+///   `full` when `used` reaches the class's objects per zspage, `evacuating` only
+///   inside [`compact`](Self::compact), `partial` otherwise. A zspage whose
+///   `used` falls to 0 is freed at once; `zspage_pages` is the sum of the
+///   zspages' pages.
 ///
 /// ```
 /// use foldswap_mem::StdPageProvider;
 /// use foldswap_pool::{ObjectStore, Error};
 /// let mut store = ObjectStore::new(StdPageProvider).unwrap();
-/// let handle = store.store_object(b"hello", 42).unwrap();
+/// let place = store.store_object(b"hello").unwrap();
 /// let mut buf = [0u8; 16];
-/// assert_eq!(store.read_object(handle, &mut buf), Ok((5, 42)));
+/// assert_eq!(store.read_object(place, &mut buf), Ok(5));
 /// assert_eq!(&buf[..5], b"hello");
-/// store.free(handle).unwrap();
-/// assert_eq!(store.free(handle), Err(Error::InvalidHandle));
+/// store.free(place).unwrap();
+/// assert_eq!(store.free(place), Err(Error::InvalidHandle));
 /// ```
 pub struct ObjectStore<P: PageProvider + Clone> {
     provider: P,
-    handles: Slab<HandleEntry, P>,
     zspages: Slab<ZsPage, P>,
     /// One provider page: `[ClassState; CLASS_COUNT]`.
     classes: NonNull<Page>,
-    free_handle: Option<SlabLink>,
-    handle_high_water: u32,
-    /// The generation a newly made handle entry starts with.
-    fresh_generation: u16,
     limit_bytes: usize,
     objects: usize,
     object_bytes: usize,
     zspage_pages: usize,
 }
 
-// SAFETY: the store owns its pages and slabs exclusively (no shared pointers leave
-// it except borrows tied to `&self`); moving it to another thread moves that
+// SAFETY: the store owns its pages and slab exclusively (no shared pointers leave
+// it except borrows tied to `&self` and `ObjectInPlace`, whose use is the
+// caller's `unsafe` contract); moving it to another thread moves that
 // ownership, which is sound when the provider may move too.
 unsafe impl<P: PageProvider + Clone + Send> Send for ObjectStore<P> {}
 // SAFETY: `&ObjectStore` only reads: page bytes, slab entries and counters; every
@@ -310,21 +331,15 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             // large enough for CLASS_COUNT entries (checked at compile time).
             unsafe { table.add(class).write(EMPTY_CLASS) };
         }
-        let handles = Slab::new(provider.clone());
-        let zspages = Slab::new(provider.clone());
-        let (Ok(handles), Ok(zspages)) = (handles, zspages) else {
+        let Ok(zspages) = Slab::new(provider.clone()) else {
             // SAFETY: allocated above, not shared.
             unsafe { provider.free_page(classes) };
             return Err(Error::InvalidArgument("slab geometry"));
         };
         Ok(ObjectStore {
             provider,
-            handles,
             zspages,
             classes,
-            free_handle: None,
-            fresh_generation: 0,
-            handle_high_water: 0,
             limit_bytes: usize::MAX,
             objects: 0,
             object_bytes: 0,
@@ -332,9 +347,9 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         })
     }
 
-    /// Limit the bytes held: a store that would need a new zspage past the limit
-    /// fails with [`Error::PoolFull`]. Lowering it below the current size frees
-    /// nothing; it only stops growth. `usize::MAX` means no limit.
+    /// Limit the bytes held: a store that would need a new zspage page past the
+    /// limit fails with [`Error::PoolFull`]. Lowering it below the current size
+    /// frees nothing; it only stops growth. `usize::MAX` means no limit.
     pub fn set_limit_bytes(&mut self, limit: usize) {
         self.limit_bytes = limit;
     }
@@ -344,91 +359,61 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         self.limit_bytes
     }
 
-    /// Store a copy of `bytes` (at most 4096) with a caller-chosen `tag`.
+    /// Store a copy of `bytes` (at most 4096); the caller keeps the [`Place`].
     ///
     /// Fails with [`Error::InvalidArgument`] if `bytes` is longer than a page,
     /// [`Error::PoolFull`] at the limit, [`Error::OutOfMemory`] if the provider
     /// refuses a page; a failed call changes nothing that was stored.
-    pub fn store_object(&mut self, bytes: &[u8], tag: u8) -> Result<Handle, Error> {
+    pub fn store_object(&mut self, bytes: &[u8]) -> Result<Place, Error> {
         let class = class_for_len(bytes.len())
             .ok_or(Error::InvalidArgument("object longer than a page"))?;
-        let key = self.take_handle_entry()?;
-        let (zspage, slot) = match self.alloc_slot(class, true) {
-            Ok(place) => place,
-            Err(e) => {
-                self.release_handle_entry(key);
-                return Err(e);
-            }
-        };
+        let (zspage, slot) = self.alloc_slot(class, true)?;
         let offset = self.slot_offset(class, slot);
         self.write_at(zspage, offset, bytes);
-        let len = bytes.len() as u16;
-        let Some(entry) = self.handles.get_mut(SlabKey(key)) else {
-            return Err(Error::InvalidHandle);
-        };
-        entry.zspage = zspage;
-        entry.slot = slot;
-        entry.len = len;
-        entry.tag = tag;
-        entry.live = true;
-        let handle = Handle::new(key, entry.generation);
         self.objects += 1;
         self.object_bytes += bytes.len();
-        Ok(handle)
+        Ok(Place {
+            zspage,
+            slot,
+            len: bytes.len() as u16,
+        })
     }
 
-    /// The object's length, or [`Error::InvalidHandle`] for a freed, stale or
-    /// unknown handle.
-    pub fn object_len(&self, handle: Handle) -> Result<usize, Error> {
-        Ok(self.entry(handle)?.len as usize)
-    }
-
-    /// Copy the object into `out`, returning its length and tag. Fails with
-    /// [`Error::InvalidHandle`] for a freed, stale or unknown handle and with
+    /// Copy the object into `out`, returning its length. Fails with
+    /// [`Error::InvalidHandle`] for a place of no live object and with
     /// [`Error::WrongLength`] if `out` is shorter than the object.
-    pub fn read_object(&self, handle: Handle, out: &mut [u8]) -> Result<(usize, u8), Error> {
-        let entry = self.entry(handle)?;
-        let len = entry.len as usize;
+    pub fn read_object(&self, place: Place, out: &mut [u8]) -> Result<usize, Error> {
+        let offset = self.locate(place)?;
+        let len = place.len();
         let actual = out.len();
         let out = out.get_mut(..len).ok_or(Error::WrongLength {
             expected: len,
             actual,
         })?;
-        let class = self.zspage(entry.zspage)?.class as usize;
-        let offset = self.slot_offset(class, entry.slot);
-        self.read_at(entry.zspage, offset, out);
-        Ok((len, entry.tag))
+        self.read_at(place.zspage, offset, out);
+        Ok(len)
     }
 
-    /// The object's bytes and tag without a copy when they lie in one provider
-    /// page; otherwise copied into `spill`. This is the load path's fast way in.
+    /// The object's bytes without a copy when they lie in one provider page;
+    /// otherwise copied into `spill`. This is the load path's fast way in.
     pub fn view_object<'a>(
         &'a self,
-        handle: Handle,
+        place: Place,
         spill: &'a mut [u8; MAX_OBJECT],
-    ) -> Result<(&'a [u8], u8), Error> {
-        let entry = self.entry(handle)?;
-        let len = entry.len as usize;
-        let zs = self.zspage(entry.zspage)?;
-        let offset = self.slot_offset(zs.class as usize, entry.slot);
-        let first = offset / PAGE_SIZE;
+    ) -> Result<&'a [u8], Error> {
+        let offset = self.locate(place)?;
+        let len = place.len();
         let within = offset % PAGE_SIZE;
         if within + len <= PAGE_SIZE {
-            let page = zs
-                .pages
-                .get(first)
-                .copied()
-                .flatten()
-                .ok_or(Error::Corrupt)?;
-            let bytes = self
+            let (page, _) = self.page_at(place.zspage, offset).ok_or(Error::Corrupt)?;
+            return self
                 .page_bytes(page)
                 .get(within..within + len)
-                .ok_or(Error::Corrupt)?;
-            return Ok((bytes, entry.tag));
+                .ok_or(Error::Corrupt);
         }
         let out = spill.get_mut(..len).ok_or(Error::Corrupt)?;
-        self.read_at(entry.zspage, offset, out);
-        Ok((out, entry.tag))
+        self.read_at(place.zspage, offset, out);
+        Ok(out)
     }
 
     /// Where a live object's bytes lie, when they lie in one provider page
@@ -438,67 +423,34 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// [`ObjectInPlace::bytes`].
     ///
     /// [`read_object`]: Self::read_object
-    pub fn object_in_place(&self, handle: Handle) -> Result<Option<ObjectInPlace>, Error> {
-        let entry = self.entry(handle)?;
-        let len = entry.len as usize;
-        let zs = self.zspage(entry.zspage)?;
-        let offset = self.slot_offset(zs.class as usize, entry.slot);
+    pub fn object_in_place(&self, place: Place) -> Result<Option<ObjectInPlace>, Error> {
+        let offset = self.locate(place)?;
+        let len = place.len();
         let within = offset % PAGE_SIZE;
         if within + len > PAGE_SIZE {
             return Ok(None);
         }
-        let page = zs
-            .pages
-            .get(offset / PAGE_SIZE)
-            .copied()
-            .flatten()
-            .ok_or(Error::Corrupt)?;
+        let (page, _) = self.page_at(place.zspage, offset).ok_or(Error::Corrupt)?;
         // SAFETY: `within < PAGE_SIZE`: the pointer stays inside the page.
         let start = unsafe { page.as_ptr().cast::<u8>().add(within) };
-        Ok(NonNull::new(start).map(|start| ObjectInPlace {
-            start,
-            len,
-            tag: entry.tag,
-        }))
+        Ok(NonNull::new(start).map(|start| ObjectInPlace { start, len }))
     }
 
-    /// Length and tag of a live object.
-    pub fn object_info(&self, handle: Handle) -> Result<(usize, u8), Error> {
-        let entry = self.entry(handle)?;
-        Ok((entry.len as usize, entry.tag))
-    }
-
-    /// Free the object. [`Error::InvalidHandle`] if it is not live (already freed,
-    /// stale, never issued); nothing changes then.
-    pub fn free(&mut self, handle: Handle) -> Result<(), Error> {
-        let entry = *self.entry(handle)?;
-        self.free_slot(entry.zspage, entry.slot)?;
+    /// Free the object. [`Error::InvalidHandle`] if the place names no live object
+    /// (already freed, never issued); nothing changes then.
+    pub fn free(&mut self, place: Place) -> Result<(), Error> {
+        self.locate(place)?;
+        self.free_slot(place.zspage, place.slot)?;
         self.objects -= 1;
-        self.object_bytes -= entry.len as usize;
-        self.release_handle_entry(handle.key());
-        if self.objects == 0 {
-            self.give_back_metadata();
-        }
-        Ok(())
-    }
-
-    /// With no object left, give the handle table and the zspage descriptors back
-    /// (a store that held a million objects keeps nothing of it once empty). Fresh
-    /// handle entries then start from a generation past every one issued before,
-    /// so a stale handle still meets a different generation.
-    fn give_back_metadata(&mut self) {
-        if self.zspages.is_empty() {
+        // A forged place of the live slot with another length of its class frees
+        // the object all the same: the count takes what the place says, at most
+        // what it holds.
+        self.object_bytes = self.object_bytes.saturating_sub(place.len());
+        if self.objects == 0 && self.zspages.is_empty() {
+            // INVARIANT: no zspage is left, so the descriptor slab holds nothing.
             self.zspages.release_if_empty();
         }
-        let mut newest = self.fresh_generation;
-        self.handles
-            .for_each(|_, entry| newest = newest.max(entry.generation));
-        // INVARIANT: no object is live, so no handle entry is in use: dropping them
-        // all and the free list with them loses nothing.
-        self.handles.clear();
-        self.free_handle = None;
-        self.handle_high_water = 0;
-        self.fresh_generation = newest.wrapping_add(1);
+        Ok(())
     }
 
     /// Live objects.
@@ -517,7 +469,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     }
 
     fn metadata_pages(&self) -> usize {
-        self.handles.pages_held() + self.zspages.pages_held() + 1
+        self.zspages.pages_held() + 1
     }
 
     /// Totals.
@@ -551,126 +503,61 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
 
     /// Move objects out of sparsely used zspages into fuller ones of the same class
     /// and free the emptied zspages; then give back the trailing pages of partial
-    /// zspages in which no object lives any more. Every handle stays valid and
-    /// reads the same bytes. Needs no memory: objects only move into slots already
-    /// held.
+    /// zspages in which no object lives any more, after moving the objects of
+    /// large-slot classes that keep such pages down into free slots in front.
+    /// `owners` shows every live object's place and takes the new place of each
+    /// object moved; every object reads the same bytes at its (new) place. Needs
+    /// no memory: objects only move into slots already held.
     ///
     /// Cost: one pass over the partial zspages of each class (quadratic in their
-    /// number per class), up to two passes over all handle entries, and one copy per moved
-    /// object. Background work (the backend's scanner), not for the store path.
-    pub fn compact(&mut self) -> CompactStats {
+    /// number per class), up to two walks of the owners' places, and one copy per
+    /// moved object. Background work (the backend's scanner), not for the store
+    /// path.
+    pub fn compact(&mut self, owners: &mut (impl PlaceOwners + ?Sized)) -> CompactStats {
         let mut stats = CompactStats::default();
         let mut any = false;
         for class in 0..CLASS_COUNT {
             any |= self.pick_evacuees(class);
         }
         if any {
-            self.evacuate(&mut stats);
+            self.evacuate(owners, &mut stats);
+        }
+        if self.any_packable() {
+            self.pack_tails(owners, &mut stats);
         }
         self.trim_tails(&mut stats);
         stats
     }
 
     /// Move every object of the zspages marked evacuating into kept zspages.
-    fn evacuate(&mut self, stats: &mut CompactStats) {
-        for key in 0..self.handle_high_water {
-            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
-                continue;
-            };
-            if !entry.live || !self.is_evacuating(entry.zspage) {
-                continue;
+    fn evacuate(&mut self, owners: &mut (impl PlaceOwners + ?Sized), stats: &mut CompactStats) {
+        let mut stuck = false;
+        owners.for_each_place(&mut |place| {
+            if stuck || !self.is_evacuating(place.zspage) || self.locate(*place).is_err() {
+                return;
             }
-            match self.move_object(key, entry) {
-                Ok(freed) => {
+            match self.move_object(*place) {
+                Ok((moved, freed)) => {
+                    *place = moved;
                     stats.objects_moved += 1;
                     if let Some(pages) = freed {
                         stats.zspages_freed += 1;
                         stats.pages_freed += pages;
                     }
                 }
-                Err(_) => break,
+                Err(_) => stuck = true,
             }
-        }
+        });
         self.return_unfinished_evacuees();
     }
 
-    /// Give back the trailing pages of partial zspages that hold no live object.
-    ///
-    /// A zspage takes pages as its bump index reaches into them and keeps them
-    /// while any object lives in it; when objects all over it are freed (the
-    /// scanner re-encodes every cold page: the old object goes, the new one lands
-    /// in another class), its later pages can hold nothing live. Those pages are
-    /// freed: the slots in them leave the free list, and the bump index moves back
-    /// to the first slot not wholly in a kept page, so a later allocation takes
-    /// the pages again as it reaches them. One pass over the handle entries finds
-    /// each candidate's highest live slot; nothing is copied.
-    fn trim_tails(&mut self, stats: &mut CompactStats) {
-        // Candidates: partial zspages holding more pages than their objects need
-        // even if packed. `top_live` is set to 0 (nothing seen) on them only.
-        let mut candidates = false;
-        self.for_each_partial(|store, key, shape| {
-            if let Ok(zs) = store.zspage_mut(key)
-                && usize::from(zs.allocated) > pages_for_slots(zs.used, shape)
-            {
-                zs.top_live = 0;
-                candidates = true;
-            }
-        });
-        if !candidates {
-            return;
-        }
-        if self.note_top_live() {
-            // Objects moved down: find the highest live slots again.
-            self.for_each_partial(|store, key, _| {
-                if let Ok(zs) = store.zspage_mut(key)
-                    && zs.top_live != NO_SLOT
-                {
-                    zs.top_live = 0;
-                }
-            });
-            self.pack_tails(stats);
-            self.note_top_live();
-        }
-        self.for_each_partial(|store, key, shape| {
-            let Ok(zs) = store.zspage_mut(key) else {
-                return;
-            };
-            let top_live = core::mem::replace(&mut zs.top_live, NO_SLOT);
-            // A zspage whose free list is not what its counts say is left as it
-            // is (and its pages kept): trimming needs a sound list.
-            if top_live != NO_SLOT
-                && let Ok(pages) = store.trim_tail(key, top_live, shape)
-                && pages > 0
-            {
-                stats.tails_trimmed += 1;
-                stats.pages_freed += pages;
-            }
-        });
-    }
-
-    /// Raise each candidate's `top_live` to one past its highest live slot (one
-    /// walk of the handle entries). True if some candidate's live objects reach
-    /// into pages its objects would not need if packed, in a class
-    /// [`pack_tails`](Self::pack_tails) packs.
-    fn note_top_live(&mut self) -> bool {
-        for key in 0..self.handle_high_water {
-            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
-                continue;
-            };
-            if !entry.live {
-                continue;
-            }
-            if let Ok(zs) = self.zspage_mut(entry.zspage)
-                && zs.top_live != NO_SLOT
-            {
-                zs.top_live = zs.top_live.max(entry.slot + 1);
-            }
-        }
+    /// Whether some partial zspage of a packed class has a live object past the
+    /// slots its objects would fill if packed ([`pack_target`]).
+    fn any_packable(&mut self) -> bool {
         let mut packable = false;
         self.for_each_partial(|store, key, shape| {
             if let Ok(zs) = store.zspage(key)
-                && zs.top_live != NO_SLOT
-                && pack_target(zs, shape).is_some_and(|target| zs.top_live > target)
+                && pack_target(zs, shape).is_some_and(|target| zs.top_live() > target)
             {
                 packable = true;
             }
@@ -678,78 +565,73 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         packable
     }
 
-    /// Move objects of candidate zspages that live past the slots their objects
-    /// need if packed into free slots below, within the zspage, so that
-    /// [`trim_tail`](Self::trim_tail) can give back more pages. Only classes of at
-    /// most [`PACK_MAX_OBJECTS`] slots per zspage: each move walks the free list.
-    fn pack_tails(&mut self, stats: &mut CompactStats) {
-        for key in 0..self.handle_high_water {
-            let Some(entry) = self.handles.get(SlabKey(key)).copied() else {
-                continue;
-            };
-            let Ok(zs) = self.zspage(entry.zspage) else {
-                continue;
-            };
-            if !entry.live || zs.top_live == NO_SLOT {
-                continue;
+    /// Move each object of a partial zspage of a packed class that lies past its
+    /// zspage's [`pack_target`] into the lowest free slot of the same zspage (one
+    /// below the target: fewer objects than the target's slots are live), so that
+    /// [`trim_tails`](Self::trim_tails) can give back more pages.
+    fn pack_tails(&mut self, owners: &mut (impl PlaceOwners + ?Sized), stats: &mut CompactStats) {
+        owners.for_each_place(&mut |place| {
+            if self.locate(*place).is_err() {
+                return;
             }
-            let Ok(shape) = Self::shape(usize::from(zs.class)) else {
-                continue;
+            let Ok(zs) = self.zspage(place.zspage) else {
+                return;
             };
+            let Ok(shape) = Self::shape(usize::from(zs.class)) else {
+                return;
+            };
+            if zs.list != ZsList::Partial {
+                return;
+            }
             if let Some(target) = pack_target(zs, shape)
-                && entry.slot >= target
-                && self.move_down(key, entry, target, shape).is_ok()
+                && place.slot >= target
+                && let Some(free) = zs.lowest_free(shape).filter(|&free| free < target)
             {
+                let size = usize::from(shape.slot_size);
+                self.copy_between(
+                    (place.zspage, usize::from(place.slot) * size),
+                    (place.zspage, usize::from(free) * size),
+                    place.len(),
+                );
+                if let Ok(zs) = self.zspage_mut(place.zspage) {
+                    zs.set_live(free, true);
+                    zs.set_live(place.slot, false);
+                }
+                place.slot = free;
                 stats.objects_moved += 1;
             }
-        }
+        });
     }
 
-    /// Move the object of handle entry `key` (in zspage `entry.zspage`, at a slot
-    /// at or past `target`) into a free slot of the same zspage below `target`.
-    /// [`Error::Corrupt`], changing nothing, if the free list has none there.
-    fn move_down(
-        &mut self,
-        key: u32,
-        entry: HandleEntry,
-        target: u16,
-        shape: ClassShape,
-    ) -> Result<(), Error> {
-        let zspage = entry.zspage;
-        let zs = self.zspage(zspage)?;
-        // The first free slot below `target`, and the one before it in the list.
-        let (mut before, mut slot, mut steps) = (NO_SLOT, zs.free_head, 0);
-        while slot != NO_SLOT && slot >= target {
-            steps += 1;
-            if steps > shape.objects_per_zspage {
-                return Err(Error::Corrupt);
+    /// Give back the trailing pages of partial zspages that hold no live object.
+    ///
+    /// A zspage takes pages as its slots reach into them and keeps them while any
+    /// object lives in it; when objects all over it are freed (the scanner
+    /// re-encodes every cold page: the old object goes, the new one lands in
+    /// another class), its later pages can hold nothing live. Those pages are
+    /// freed; a later allocation takes them again as its slot reaches them.
+    fn trim_tails(&mut self, stats: &mut CompactStats) {
+        self.for_each_partial(|store, key, shape| {
+            let Ok(zs) = store.zspage_mut(key) else {
+                return;
+            };
+            let keep = pages_for_slots(zs.top_live(), shape);
+            let allocated = usize::from(zs.allocated);
+            if keep >= allocated {
+                return;
             }
-            before = slot;
-            slot = self.free_link(zspage, slot, shape);
-        }
-        if slot == NO_SLOT {
-            return Err(Error::Corrupt);
-        }
-        let after = self.free_link(zspage, slot, shape);
-        if before == NO_SLOT {
-            self.zspage_mut(zspage)?.free_head = after;
-        } else {
-            self.set_free_link(zspage, before, after, shape);
-        }
-        let size = usize::from(shape.slot_size);
-        self.copy_between(
-            (zspage, usize::from(entry.slot) * size),
-            (zspage, usize::from(slot) * size),
-            usize::from(entry.len),
-        );
-        if let Some(moved) = self.handles.get_mut(SlabKey(key)) {
-            moved.slot = slot;
-        }
-        // The old slot goes on the free list (past `target`: the trim drops it).
-        let head = self.zspage(zspage)?.free_head;
-        self.set_free_link(zspage, entry.slot, head, shape);
-        self.zspage_mut(zspage)?.free_head = entry.slot;
-        Ok(())
+            let mut gone = [None; MAX_ZSPAGE_PAGES];
+            for (page, slot) in zs.pages[keep..allocated].iter_mut().zip(gone.iter_mut()) {
+                *slot = page.take();
+            }
+            // INVARIANT: every live slot lies below `top_live`, wholly inside the
+            // first `keep` pages.
+            zs.allocated = keep as u8;
+            let freed = store.give_back_pages(&gone);
+            store.zspage_pages -= freed;
+            stats.tails_trimmed += 1;
+            stats.pages_freed += freed;
+        });
     }
 
     /// Call `visit(store, key, shape)` for every partial zspage, class by class.
@@ -768,121 +650,19 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         }
     }
 
-    /// Free the pages of zspage `key` past those that slots below `top_live` reach
-    /// into; returns how many. Fails with [`Error::Corrupt`], changing nothing,
-    /// if its free list is not `fresh - used` slots below `fresh`.
-    fn trim_tail(&mut self, key: u32, top_live: u16, shape: ClassShape) -> Result<usize, Error> {
-        let zs = self.zspage(key)?;
-        let keep_pages = pages_for_slots(top_live, shape);
-        let allocated = usize::from(zs.allocated);
-        if keep_pages >= allocated {
-            return Ok(0);
+    /// The byte offset of `place`'s object in its zspage, if the place names a
+    /// live object: its zspage exists and is of the class its length falls in,
+    /// and its slot is live. [`Error::InvalidHandle`] otherwise.
+    fn locate(&self, place: Place) -> Result<usize, Error> {
+        let zs = self
+            .zspages
+            .get(SlabKey(place.zspage))
+            .ok_or(Error::InvalidHandle)?;
+        let class = class_for_len(place.len()).ok_or(Error::InvalidHandle)?;
+        if usize::from(zs.class) != class || !zs.is_live(place.slot) {
+            return Err(Error::InvalidHandle);
         }
-        // Slots wholly inside the kept pages; every live slot is below `top_live`,
-        // which is at most this.
-        let kept_slots = (keep_pages * PAGE_SIZE / usize::from(shape.slot_size)) as u16;
-        let new_fresh = zs.fresh.min(kept_slots);
-        // Check the free list before changing anything.
-        let free_len = zs.fresh.checked_sub(zs.used).ok_or(Error::Corrupt)?;
-        let (mut slot, mut seen) = (zs.free_head, 0u16);
-        while slot != NO_SLOT {
-            if slot >= zs.fresh || seen >= free_len {
-                return Err(Error::Corrupt);
-            }
-            seen += 1;
-            slot = self.free_link(key, slot, shape);
-        }
-        if seen != free_len {
-            return Err(Error::Corrupt);
-        }
-        // Relink the free slots below `new_fresh`, in their order.
-        let (mut slot, mut head, mut tail) = (zs.free_head, NO_SLOT, NO_SLOT);
-        while slot != NO_SLOT {
-            let next = self.free_link(key, slot, shape);
-            if slot < new_fresh {
-                if tail == NO_SLOT {
-                    head = slot;
-                } else {
-                    self.set_free_link(key, tail, slot, shape);
-                }
-                tail = slot;
-            }
-            slot = next;
-        }
-        if tail != NO_SLOT {
-            self.set_free_link(key, tail, NO_SLOT, shape);
-        }
-        let zs = self.zspage_mut(key)?;
-        zs.free_head = head;
-        zs.fresh = new_fresh;
-        zs.allocated = keep_pages as u8;
-        let mut gone = [None; MAX_ZSPAGE_PAGES];
-        for (page, slot) in zs.pages[keep_pages..allocated]
-            .iter_mut()
-            .zip(gone.iter_mut())
-        {
-            *slot = page.take();
-        }
-        let freed = self.give_back_pages(&gone);
-        self.zspage_pages -= freed;
-        Ok(freed)
-    }
-
-    /// The next free slot after free `slot` of zspage `key` (its link).
-    fn free_link(&self, key: u32, slot: u16, shape: ClassShape) -> u16 {
-        let mut link = [0u8; 2];
-        self.read_at(key, slot as usize * shape.slot_size as usize, &mut link);
-        u16::from_ne_bytes(link)
-    }
-
-    /// Make `next` the free slot after free `slot` of zspage `key`.
-    fn set_free_link(&mut self, key: u32, slot: u16, next: u16, shape: ClassShape) {
-        self.write_at(
-            key,
-            slot as usize * shape.slot_size as usize,
-            &next.to_ne_bytes(),
-        );
-    }
-
-    // ----- handle entries -----
-
-    fn entry(&self, handle: Handle) -> Result<&HandleEntry, Error> {
-        match self.handles.get(SlabKey(handle.key())) {
-            Some(entry) if entry.live && entry.generation == handle.generation() => Ok(entry),
-            _ => Err(Error::InvalidHandle),
-        }
-    }
-
-    fn take_handle_entry(&mut self) -> Result<u32, Error> {
-        if let Some(head) = self.free_handle {
-            let key = head.key();
-            let entry = self.handles.get(key).ok_or(Error::InvalidHandle)?;
-            self.free_handle = SlabLink::from_raw(entry.zspage);
-            return Ok(key.0);
-        }
-        let key = self.handles.insert(HandleEntry {
-            zspage: 0,
-            slot: 0,
-            len: 0,
-            generation: self.fresh_generation,
-            tag: 0,
-            live: false,
-        })?;
-        self.handle_high_water = self.handle_high_water.max(key.0 + 1);
-        Ok(key.0)
-    }
-
-    /// Put entry `key` on the free list, retiring its current generation.
-    fn release_handle_entry(&mut self, key: u32) {
-        let next = self.free_handle;
-        if let Some(entry) = self.handles.get_mut(SlabKey(key)) {
-            if entry.live {
-                entry.generation = entry.generation.wrapping_add(1);
-            }
-            entry.live = false;
-            entry.zspage = SlabLink::raw(next);
-            self.free_handle = SlabLink::to(SlabKey(key));
-        }
+        Ok(self.slot_offset(class, place.slot))
     }
 
     // ----- classes and zspage lists -----
@@ -977,9 +757,9 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         class_shape(class).map_or(0, |shape| slot as usize * shape.slot_size as usize)
     }
 
-    /// A free slot of `class`. Normally from the first partial zspage, else from a
-    /// new zspage; during compaction (`may_grow` false) only from a slot in pages
-    /// already held, so compaction never allocates.
+    /// A free slot of `class`, marked live. Normally from the first partial
+    /// zspage, else from a new zspage; during compaction (`may_grow` false) only
+    /// from a slot in pages already held, so compaction never allocates.
     fn alloc_slot(&mut self, class: usize, may_grow: bool) -> Result<(u32, u16), Error> {
         let shape = Self::shape(class)?;
         let head = self.class(class).ok_or(Error::Corrupt)?.partial;
@@ -991,7 +771,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         } else {
             self.new_zspage(class)?
         };
-        let (key, slot) = match self.pop_slot(key, shape, may_grow) {
+        let (key, slot) = match self.take_slot(key, shape, may_grow) {
             Ok(slot) => (key, slot),
             Err(e) => {
                 // A zspage made for this object and left empty goes back at once.
@@ -1006,7 +786,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 // if the list order ever changes.)
                 match (e, self.partial_with_room(class, shape)) {
                     (Error::PoolFull | Error::OutOfMemory, Some(other)) if may_grow => {
-                        (other, self.pop_slot(other, shape, false)?)
+                        (other, self.take_slot(other, shape, false)?)
                     }
                     _ => return Err(e),
                 }
@@ -1024,12 +804,15 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         Ok((key, slot))
     }
 
-    /// A partial zspage of `class` with a free slot in pages it already holds.
+    /// A partial zspage of `class` whose lowest free slot lies in pages it holds.
     fn partial_with_room(&self, class: usize, shape: ClassShape) -> Option<u32> {
         let mut link = self.class(class)?.partial;
         while let Some(key) = link.map(|l| l.key().0) {
             let zs = self.zspage(key).ok()?;
-            if zs.free_head != NO_SLOT || zs.fresh < held_slots(zs, shape) {
+            if zs
+                .lowest_free(shape)
+                .is_some_and(|slot| slot < held_slots(zs, shape))
+            {
                 return Some(key);
             }
             link = zs.next;
@@ -1037,27 +820,18 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         None
     }
 
-    /// Take a slot from the zspage's free list, else the next never-used slot,
-    /// adding the provider pages it reaches into (if `may_grow`).
-    fn pop_slot(&mut self, key: u32, shape: ClassShape, may_grow: bool) -> Result<u16, Error> {
-        let zs = self.zspage(key)?;
-        if zs.free_head != NO_SLOT {
-            let slot = zs.free_head;
-            self.zspage_mut(key)?.free_head = self.free_link(key, slot, shape);
-            return Ok(slot);
-        }
-        let slot = zs.fresh;
-        if slot >= shape.objects_per_zspage {
-            return Err(Error::Corrupt);
-        }
-        let end = (slot as usize + 1) * shape.slot_size as usize;
-        while (self.zspage(key)?.allocated as usize) * PAGE_SIZE < end {
+    /// Mark the zspage's lowest free slot live, first adding the provider pages it
+    /// reaches into (if `may_grow`; [`Error::PoolFull`] otherwise).
+    fn take_slot(&mut self, key: u32, shape: ClassShape, may_grow: bool) -> Result<u16, Error> {
+        let slot = self.zspage(key)?.lowest_free(shape).ok_or(Error::Corrupt)?;
+        let end = (usize::from(slot) + 1) * usize::from(shape.slot_size);
+        while usize::from(self.zspage(key)?.allocated) * PAGE_SIZE < end {
             if !may_grow {
                 return Err(Error::PoolFull);
             }
             self.add_page(key)?;
         }
-        self.zspage_mut(key)?.fresh += 1;
+        self.zspage_mut(key)?.set_live(slot, true);
         Ok(slot)
     }
 
@@ -1080,14 +854,12 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         Ok(())
     }
 
-    /// Free `slot` of zspage `key`; frees the zspage when it empties. Returns the
-    /// provider pages given back (0 if the zspage stays).
+    /// Free live `slot` of zspage `key`; frees the zspage when it empties.
+    /// Returns the provider pages given back (0 if the zspage stays).
     fn free_slot(&mut self, key: u32, slot: u16) -> Result<usize, Error> {
         let zs = self.zspage(key)?;
         let class = zs.class as usize;
-        let shape = Self::shape(class)?;
         let was_full = zs.list == ZsList::Full;
-        let free_head = zs.free_head;
         let used = zs.used.checked_sub(1).ok_or(Error::Corrupt)?;
         if let Some(state) = self.class_mut(class) {
             state.objects = state.objects.saturating_sub(1);
@@ -1095,10 +867,9 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         if used == 0 {
             return self.release_zspage(key);
         }
-        self.set_free_link(key, slot, free_head, shape);
         let zs = self.zspage_mut(key)?;
+        zs.set_live(slot, false);
         zs.used = used;
-        zs.free_head = slot;
         if was_full {
             self.move_to(key, ZsList::Partial)?;
         }
@@ -1109,15 +880,13 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     fn new_zspage(&mut self, class: usize) -> Result<u32, Error> {
         let key = self.zspages.insert(ZsPage {
             pages: [None; MAX_ZSPAGE_PAGES],
+            live: [0; LIVE_WORDS],
             prev: None,
             next: None,
             class: class as u16,
             used: 0,
-            fresh: 0,
-            free_head: NO_SLOT,
             allocated: 0,
             list: ZsList::Partial,
-            top_live: NO_SLOT,
         })?;
         if let Some(state) = self.class_mut(class) {
             state.zspages += 1;
@@ -1141,7 +910,8 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         let mut count = 0;
         for page in pages.iter().flatten() {
             // SAFETY: every page in a zspage came from `self.provider` and is
-            // referenced only by that zspage, which is being discarded.
+            // referenced only by that zspage, which is being discarded (or is
+            // giving back pages no live slot reaches into).
             unsafe { self.provider.free_page(*page) };
             count += 1;
         }
@@ -1284,27 +1054,26 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         best.map(|(key, _, held)| (key, held))
     }
 
-    /// Move one object of an evacuating zspage into a slot of a kept zspage.
-    /// Returns the pages freed if its old zspage emptied.
-    fn move_object(&mut self, key: u32, entry: HandleEntry) -> Result<Option<usize>, Error> {
-        let class = self.zspage(entry.zspage)?.class as usize;
+    /// Move the live object at `place` (in an evacuating zspage) into a slot of a
+    /// kept zspage. Returns its new place, and the pages freed if its old zspage
+    /// emptied.
+    fn move_object(&mut self, place: Place) -> Result<(Place, Option<usize>), Error> {
+        let class = self.zspage(place.zspage)?.class as usize;
         let (to, slot) = self.alloc_slot(class, false)?;
-        let from_offset = self.slot_offset(class, entry.slot);
+        let from_offset = self.slot_offset(class, place.slot);
         let to_offset = self.slot_offset(class, slot);
-        self.copy_between(
-            (entry.zspage, from_offset),
-            (to, to_offset),
-            entry.len as usize,
-        );
-        if let Some(moved) = self.handles.get_mut(SlabKey(key)) {
-            moved.zspage = to;
-            moved.slot = slot;
-        }
-        let freed = self.free_slot(entry.zspage, entry.slot)?;
-        Ok((freed > 0).then_some(freed))
+        self.copy_between((place.zspage, from_offset), (to, to_offset), place.len());
+        let freed = self.free_slot(place.zspage, place.slot)?;
+        let moved = Place {
+            zspage: to,
+            slot,
+            len: place.len,
+        };
+        Ok((moved, (freed > 0).then_some(freed)))
     }
 
-    /// Put zspages still marked evacuating (a move failed) back on their lists.
+    /// Put zspages still marked evacuating (a move failed, or an owner did not
+    /// show all their objects) back on their lists.
     fn return_unfinished_evacuees(&mut self) {
         for class in 0..CLASS_COUNT {
             let per = class_shape(class).map_or(0, |shape| shape.objects_per_zspage);

@@ -27,7 +27,7 @@ fn dev_corpus_counts_match_reference_and_pages_round_trip() {
         match s {
             StoredPage::SameFilled(0) => zero += 1,
             StoredPage::SameFilled(_) => same_filled += 1,
-            StoredPage::Object(_) => {}
+            StoredPage::Object(..) => {}
         }
         stored.push(s);
     }

@@ -1,16 +1,19 @@
-//! Property tests: random operation sequences against a plain model map.
+//! Property tests: random operation sequences against a plain model table.
 //!
-//! Every load equals its store, freed handles stay refused, compaction keeps every
-//! handle readable, and running out of memory (CountingProvider) or hitting the
-//! byte limit loses and changes nothing already stored.
+//! Every load equals its store; a freed or forged place is refused unless it
+//! names a live object's slot with a length of that object's class (then it reads
+//! that object: what the store cannot tell); compaction rewrites the places it is
+//! shown, keeps the others where they are, and every object reads the same
+//! after it; running out of memory (CountingProvider) or hitting the byte limit
+//! loses and changes nothing already stored.
 #![cfg(feature = "std")]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use foldswap_mem::{CountingProvider, Error, PAGE_SIZE, StdPageProvider};
 use foldswap_pool::{
-    CodecKind, CompressScratch, DecompressScratch, Handle, NoClock, ObjectStore, PagePolicy,
-    PagePool, PoorCompression, StoredPage,
+    CodecKind, CompressScratch, DecompressScratch, MAX_OBJECT, NoClock, ObjectStore, PagePolicy,
+    PagePool, Place, PlaceOwners, PoorCompression, StoredPage, TAG_DEFLATE, TAG_LZ4, class_for_len,
 };
 use proptest::prelude::*;
 
@@ -19,7 +22,6 @@ enum Op {
     Store {
         len: usize,
         seed: u8,
-        tag: u8,
     },
     /// Store `count` objects of one length: fills zspages of one class.
     Burst {
@@ -32,27 +34,44 @@ enum Op {
         step: usize,
     },
     Free(usize),
+    /// Use a place freed before (or left by an object compaction moved).
     FreeStale(usize),
+    /// A place near a live one: its zspage and slot moved by a little, its
+    /// length the same or another.
+    Forge {
+        i: usize,
+        zspage: i8,
+        slot: i8,
+        len: Option<u16>,
+    },
     Read(usize),
     Compact,
+    /// Compact through an owner that shows all but every `step`-th place.
+    CompactSome {
+        step: usize,
+    },
     ProviderLimit(usize),
     ByteLimit(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    let small = prop_oneof![6 => Just(0i8), 1 => -3i8..=3];
     prop_oneof![
-        6 => (0..=PAGE_SIZE, any::<u8>(), any::<u8>()).prop_map(|(len, seed, tag)| Op::Store { len, seed, tag }),
-        1 => (0..=PAGE_SIZE / 8, any::<u8>(), any::<u8>()).prop_map(|(len, seed, tag)| Op::Store { len, seed, tag }),
+        6 => (0..=PAGE_SIZE, any::<u8>()).prop_map(|(len, seed)| Op::Store { len, seed }),
+        1 => (0..=PAGE_SIZE / 8, any::<u8>()).prop_map(|(len, seed)| Op::Store { len, seed }),
         // Few lengths: many objects per class, so compaction has work to do.
-        8 => (prop::sample::select(vec![40usize, 700, 1500, 2100]), any::<u8>(), any::<u8>())
-            .prop_map(|(len, seed, tag)| Op::Store { len, seed, tag }),
+        8 => (prop::sample::select(vec![40usize, 700, 1500, 2100]), any::<u8>())
+            .prop_map(|(len, seed)| Op::Store { len, seed }),
         8 => any::<usize>().prop_map(Op::Free),
         2 => (prop::sample::select(vec![40usize, 700, 1500, 2100]), 1usize..150, any::<u8>())
             .prop_map(|(len, count, seed)| Op::Burst { len, count, seed }),
         1 => (2usize..5).prop_map(|step| Op::Thin { step }),
-        1 => any::<usize>().prop_map(Op::FreeStale),
+        2 => any::<usize>().prop_map(Op::FreeStale),
+        2 => (any::<usize>(), small, -3i8..=3, prop::option::of(0u16..=PAGE_SIZE as u16 + 100))
+            .prop_map(|(i, zspage, slot, len)| Op::Forge { i, zspage, slot, len }),
         2 => any::<usize>().prop_map(Op::Read),
         1 => Just(Op::Compact),
+        1 => (2usize..4).prop_map(|step| Op::CompactSome { step }),
         1 => (0usize..200).prop_map(Op::ProviderLimit),
         1 => (0usize..400).prop_map(|pages| Op::ByteLimit(pages * PAGE_SIZE)),
     ]
@@ -64,17 +83,94 @@ fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn check_all(
-    store: &ObjectStore<&CountingProvider<StdPageProvider>>,
-    model: &[(Handle, Vec<u8>, u8)],
-) {
+type Store<'p> = ObjectStore<&'p CountingProvider<StdPageProvider>>;
+
+/// The model: each live object's place and bytes.
+type Model = Vec<(Place, Vec<u8>)>;
+
+/// The model's places, shown to compaction; with `hide`, all but every
+/// `hide`-th.
+struct Owner<'a> {
+    model: &'a mut Model,
+    hide: Option<usize>,
+}
+
+impl PlaceOwners for Owner<'_> {
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        for (i, (place, _)) in self.model.iter_mut().enumerate() {
+            if self.hide.is_none_or(|step| i % step != 0) {
+                visit(place);
+            }
+        }
+    }
+}
+
+fn check_all(store: &Store<'_>, model: &[(Place, Vec<u8>)]) {
     let mut buf = vec![0u8; PAGE_SIZE];
-    for (handle, bytes, tag) in model {
-        assert_eq!(
-            store.read_object(*handle, &mut buf),
-            Ok((bytes.len(), *tag))
-        );
+    for (place, bytes) in model {
+        assert_eq!(place.len(), bytes.len());
+        assert_eq!(store.read_object(*place, &mut buf), Ok(bytes.len()));
         assert_eq!(&buf[..bytes.len()], &bytes[..]);
+    }
+    let slots: HashSet<(u32, u16)> = model
+        .iter()
+        .map(|(p, _)| {
+            let (zspage, slot, _) = p.to_parts();
+            (zspage, slot)
+        })
+        .collect();
+    assert_eq!(slots.len(), model.len(), "two live objects in one slot");
+}
+
+/// What the store must make of `place`, which the model may not have issued:
+/// the live object in its slot, if that object's class is its length's;
+/// nothing otherwise.
+fn named(model: &Model, place: Place) -> Option<&[u8]> {
+    let (zspage, slot, len) = place.to_parts();
+    let class = class_for_len(usize::from(len))?;
+    model.iter().find_map(|(live, bytes)| {
+        let (z, s, l) = live.to_parts();
+        (z == zspage && s == slot && class_for_len(usize::from(l)) == Some(class))
+            .then_some(&bytes[..])
+    })
+}
+
+/// Check a place against [`named`]: refused by every way in (and, if `free`,
+/// by `free`, changing nothing), or reading the object it names.
+fn check_place(store: &mut Store<'_>, model: &Model, place: Place, free: bool) {
+    let mut buf = vec![0u8; PAGE_SIZE];
+    let mut spill = [0u8; MAX_OBJECT];
+    match named(model, place) {
+        None => {
+            assert_eq!(
+                store.read_object(place, &mut buf),
+                Err(Error::InvalidHandle),
+                "{place:?}"
+            );
+            assert_eq!(
+                store.view_object(place, &mut spill),
+                Err(Error::InvalidHandle)
+            );
+            assert_eq!(
+                store.object_in_place(place).err(),
+                Some(Error::InvalidHandle)
+            );
+            if free {
+                let before = store.stats();
+                assert_eq!(store.free(place), Err(Error::InvalidHandle), "{place:?}");
+                assert_eq!(store.stats(), before);
+            }
+        }
+        Some(bytes) => {
+            // Its length is the place's: past the object's own end, the slot's
+            // bytes are whatever they are.
+            let len = place.len();
+            let same = len.min(bytes.len());
+            assert_eq!(store.read_object(place, &mut buf), Ok(len), "{place:?}");
+            assert_eq!(&buf[..same], &bytes[..same]);
+            let view = store.view_object(place, &mut spill).unwrap();
+            assert_eq!((view.len(), &view[..same]), (len, &bytes[..same]));
+        }
     }
 }
 
@@ -85,21 +181,24 @@ proptest! {
     fn store_matches_model(ops in proptest::collection::vec(op(), 1..300)) {
         let provider = CountingProvider::unlimited(StdPageProvider);
         let mut store = ObjectStore::new(&provider).unwrap();
-        let mut model: Vec<(Handle, Vec<u8>, u8)> = Vec::new();
-        let mut freed: Vec<Handle> = Vec::new();
+        let mut model: Model = Vec::new();
+        let mut stale: Vec<Place> = Vec::new();
         let mut buf = vec![0u8; PAGE_SIZE];
         for op in ops {
             match op {
-                Op::Store { len, seed, tag } => {
+                Op::Store { len, seed } => {
                     let bytes = bytes_of(len, seed);
                     let held = store.bytes_held();
-                    match store.store_object(&bytes, tag) {
-                        Ok(handle) => model.push((handle, bytes, tag)),
+                    match store.store_object(&bytes) {
+                        Ok(place) => {
+                            prop_assert_eq!(place.len(), len);
+                            model.push((place, bytes));
+                        }
                         Err(Error::OutOfMemory) | Err(Error::PoolFull) => {
                             // A failed store keeps no zspage page; at most the
-                            // metadata slabs keep what they got (dir + data page
-                            // each), for the next store to use.
-                            prop_assert!(store.bytes_held() <= held + 4 * PAGE_SIZE);
+                            // descriptor slab keeps what it got (dir + data
+                            // page), for the next store to use.
+                            prop_assert!(store.bytes_held() <= held + 2 * PAGE_SIZE);
                             check_all(&store, &model);
                         }
                         Err(e) => prop_assert!(false, "unexpected {e:?}"),
@@ -108,8 +207,8 @@ proptest! {
                 Op::Burst { len, count, seed } => {
                     for i in 0..count {
                         let bytes = bytes_of(len, seed.wrapping_add(i as u8));
-                        match store.store_object(&bytes, seed) {
-                            Ok(handle) => model.push((handle, bytes, seed)),
+                        match store.store_object(&bytes) {
+                            Ok(place) => model.push((place, bytes)),
                             Err(Error::OutOfMemory) | Err(Error::PoolFull) => break,
                             Err(e) => prop_assert!(false, "unexpected {e:?}"),
                         }
@@ -117,11 +216,11 @@ proptest! {
                 }
                 Op::Thin { step } => {
                     let mut index = 0;
-                    model.retain(|(handle, _, _)| {
+                    model.retain(|(place, _)| {
                         index += 1;
                         if index % step == 0 {
-                            assert_eq!(store.free(*handle), Ok(()));
-                            freed.push(*handle);
+                            assert_eq!(store.free(*place), Ok(()));
+                            stale.push(*place);
                             false
                         } else {
                             true
@@ -129,25 +228,56 @@ proptest! {
                     });
                 }
                 Op::Free(i) if !model.is_empty() => {
-                    let (handle, _, _) = model.swap_remove(i % model.len());
-                    prop_assert_eq!(store.free(handle), Ok(()));
-                    freed.push(handle);
+                    let (place, _) = model.swap_remove(i % model.len());
+                    prop_assert_eq!(store.free(place), Ok(()));
+                    // Refused at once: its slot is free (or its zspage gone).
+                    prop_assert_eq!(store.free(place), Err(Error::InvalidHandle));
+                    prop_assert_eq!(store.read_object(place, &mut buf), Err(Error::InvalidHandle));
+                    stale.push(place);
                 }
-                Op::FreeStale(i) if !freed.is_empty() => {
-                    let handle = freed[i % freed.len()];
-                    prop_assert_eq!(store.free(handle), Err(Error::InvalidHandle));
-                    prop_assert_eq!(store.read_object(handle, &mut buf), Err(Error::InvalidHandle));
+                Op::FreeStale(i) if !stale.is_empty() => {
+                    let place = stale[i % stale.len()];
+                    check_place(&mut store, &model, place, true);
+                }
+                Op::Forge { i, zspage, slot, len } => {
+                    let base = model
+                        .get(i.checked_rem(model.len()).unwrap_or(0))
+                        .map_or(Place::from_parts(0, 0, 0), |m| m.0);
+                    let (z, s, l) = base.to_parts();
+                    let forged = Place::from_parts(
+                        z.wrapping_add_signed(zspage.into()),
+                        s.wrapping_add_signed(slot.into()),
+                        len.unwrap_or(l),
+                    );
+                    check_place(&mut store, &model, forged, true);
                 }
                 Op::Read(i) if !model.is_empty() => {
-                    let (handle, bytes, tag) = &model[i % model.len()];
-                    prop_assert_eq!(store.read_object(*handle, &mut buf), Ok((bytes.len(), *tag)));
+                    let (place, bytes) = &model[i % model.len()];
+                    prop_assert_eq!(store.read_object(*place, &mut buf), Ok(bytes.len()));
                     prop_assert_eq!(&buf[..bytes.len()], &bytes[..]);
                 }
-                Op::Compact => {
+                Op::Compact | Op::CompactSome { .. } => {
+                    let hide = match op {
+                        Op::CompactSome { step } => Some(step),
+                        _ => None,
+                    };
                     let before = store.bytes_held();
-                    let result = store.compact();
+                    let (objects, object_bytes) = (store.len(), store.stats().object_bytes);
+                    let old: Vec<Place> = model.iter().map(|m| m.0).collect();
+                    let result = store.compact(&mut Owner { model: &mut model, hide });
                     prop_assert!(store.bytes_held() <= before);
                     prop_assert_eq!(before - store.bytes_held(), result.pages_freed * PAGE_SIZE);
+                    prop_assert_eq!((store.len(), store.stats().object_bytes), (objects, object_bytes));
+                    let mut rewritten = 0;
+                    for (i, (old, (new, _))) in old.iter().zip(&model).enumerate() {
+                        if old != new {
+                            prop_assert!(hide.is_none_or(|step| i % step != 0), "a hidden place was rewritten");
+                            prop_assert_eq!(old.len(), new.len());
+                            rewritten += 1;
+                            stale.push(*old);
+                        }
+                    }
+                    prop_assert!(rewritten <= result.objects_moved);
                     check_all(&store, &model);
                 }
                 Op::ProviderLimit(extra) => provider.set_limit(provider.pages_in_use() + extra),
@@ -157,17 +287,20 @@ proptest! {
             prop_assert_eq!(store.len(), model.len());
             // The store accounts for every page it holds. (foldswap-mem's Slab does
             // not count a directory page whose first data page could not be had,
-            // hence up to one uncounted page per slab.)
+            // hence up to one uncounted page.)
             let in_use = provider.pages_in_use() * PAGE_SIZE;
-            prop_assert!(in_use >= store.bytes_held() && in_use <= store.bytes_held() + 2 * PAGE_SIZE);
+            prop_assert!(in_use >= store.bytes_held() && in_use <= store.bytes_held() + PAGE_SIZE);
             prop_assert_eq!(store.stats().object_bytes, model.iter().map(|m| m.1.len()).sum::<usize>());
         }
         check_all(&store, &model);
         provider.set_limit(usize::MAX);
-        store.compact();
+        store.compact(&mut Owner { model: &mut model, hide: None });
         check_all(&store, &model);
-        for (handle, _, _) in model.drain(..) {
-            prop_assert_eq!(store.free(handle), Ok(()));
+        for place in stale.iter().step_by(7) {
+            check_place(&mut store, &model, *place, false);
+        }
+        for (place, _) in model.drain(..) {
+            prop_assert_eq!(store.free(place), Ok(()));
         }
         prop_assert_eq!(store.stats().zspage_pages, 0);
         drop(store);
@@ -201,13 +334,35 @@ proptest! {
                 prop_assert_eq!(pool.free_page(stored), Ok(()));
             }
         }
-        pool.compact();
+        let old: Vec<(usize, StoredPage)> = model.iter().map(|(k, v)| (*k, v.0)).collect();
+        pool.compact(&mut Pages(&mut model));
+        for (key, stored) in old {
+            match (stored, model[&key].0) {
+                (StoredPage::Object(a, tag_a), StoredPage::Object(b, tag_b)) => {
+                    prop_assert_eq!((a.len(), tag_a), (b.len(), tag_b));
+                }
+                (a, b) => prop_assert_eq!(a, b),
+            }
+        }
         let mut out = vec![0u8; PAGE_SIZE];
         for (stored, page) in model.values() {
             prop_assert_eq!(pool.load_page(*stored, &mut out, &mut dscratch, &NoClock), Ok(()));
             prop_assert_eq!(&out, page);
         }
         prop_assert_eq!(pool.stats().stored_pages as usize, model.len());
+    }
+}
+
+/// The pool's pages in a host's table (here a map), shown to compaction.
+struct Pages<'a>(&'a mut HashMap<usize, (StoredPage, Vec<u8>)>);
+
+impl PlaceOwners for Pages<'_> {
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        for (stored, _) in self.0.values_mut() {
+            if let StoredPage::Object(place, _) = stored {
+                visit(place);
+            }
+        }
     }
 }
 
@@ -255,10 +410,11 @@ fn deflate_and_lz4_pages_load_back_in_one_pool() {
     })
     .unwrap();
     let deflate = pool.store_page(&page, &mut scratch, &NoClock).unwrap();
-    let (StoredPage::Object(a), StoredPage::Object(b)) = (lz4, deflate) else {
-        panic!("not objects")
+    let (StoredPage::Object(a, TAG_LZ4), StoredPage::Object(b, TAG_DEFLATE)) = (lz4, deflate)
+    else {
+        panic!("not objects with their codecs' tags: {lz4:?} {deflate:?}")
     };
-    assert!(pool.store().object_info(b).unwrap().0 < pool.store().object_info(a).unwrap().0);
+    assert!(b.len() < a.len());
     let mut out = vec![0u8; PAGE_SIZE];
     for stored in [lz4, deflate] {
         pool.load_page(stored, &mut out, &mut dscratch, &NoClock)

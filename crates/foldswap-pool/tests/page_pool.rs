@@ -6,8 +6,8 @@ use core::cell::Cell;
 
 use foldswap_mem::{CountingProvider, Error, PAGE_SIZE, StdPageProvider};
 use foldswap_pool::{
-    Clock, CodecKind, CompressScratch, DecompressScratch, NoClock, PagePolicy, PagePool,
-    PoorCompression, Prepared, StoredPage, TAG_LZ4, prepare_page,
+    Clock, CodecKind, CompressScratch, DecompressScratch, NoClock, PagePolicy, PagePool, Place,
+    PoorCompression, Prepared, StoredPage, TAG_FIRST_HOST, TAG_LZ4, TAG_RAW, prepare_page,
 };
 
 fn random_page(seed: u64) -> Vec<u8> {
@@ -96,10 +96,10 @@ fn threshold_rejects_or_keeps_raw_as_configured() {
     })
     .unwrap();
     let stored = pool.store_page(&random, &mut scratch, &NoClock).unwrap();
-    let StoredPage::Object(handle) = stored else {
-        panic!("raw page must be an object")
+    let StoredPage::Object(place, TAG_RAW) = stored else {
+        panic!("raw page must be a raw object: {stored:?}")
     };
-    assert_eq!(pool.store().object_info(handle).unwrap().0, PAGE_SIZE);
+    assert_eq!(place.len(), PAGE_SIZE);
     let mut out = vec![0u8; PAGE_SIZE];
     pool.load_page(
         stored,
@@ -162,24 +162,65 @@ fn bad_arguments_get_typed_errors_and_change_nothing() {
     // Corrupt bytes under an lz4 tag: load fails with Corrupt, counted.
     let garbage = pool
         .store_mut()
-        .store_object(&[0xf0, 1, 2, 3, 4, 5], TAG_LZ4)
+        .store_object(&[0xf0, 1, 2, 3, 4, 5])
         .unwrap();
     let mut out = vec![0u8; PAGE_SIZE];
     assert_eq!(
-        pool.load_page(StoredPage::Object(garbage), &mut out, &mut d, &NoClock),
+        pool.load_page(
+            StoredPage::Object(garbage, TAG_LZ4),
+            &mut out,
+            &mut d,
+            &NoClock
+        ),
         Err(Error::Corrupt)
     );
     assert_eq!(pool.stats().corrupt_loads, 1);
-    // Freed handles are refused; the good page still loads.
-    let StoredPage::Object(handle) = stored else {
-        panic!()
+    // The tag is the host's: a raw tag on a short object, or a tag no codec has,
+    // is corrupt too.
+    for tag in [TAG_RAW, TAG_FIRST_HOST] {
+        assert_eq!(
+            pool.load_page(StoredPage::Object(garbage, tag), &mut out, &mut d, &NoClock),
+            Err(Error::Corrupt)
+        );
+    }
+    assert_eq!(pool.stats().corrupt_loads, 3);
+    // A freed page's place is refused; the good page still loads.
+    let StoredPage::Object(place, tag) = stored else {
+        panic!("{stored:?}")
     };
+    assert_eq!(tag, TAG_LZ4);
+    pool.load_page(stored, &mut out, &mut d, &NoClock).unwrap();
+    assert_eq!(out, text);
+    let before = pool.stats();
     pool.free_page(stored).unwrap();
+    let freed = pool.stats();
     assert_eq!(pool.free_page(stored), Err(Error::InvalidHandle));
     assert_eq!(
-        pool.load_page(StoredPage::Object(handle), &mut out, &mut d, &NoClock),
+        pool.load_page(StoredPage::Object(place, tag), &mut out, &mut d, &NoClock),
         Err(Error::InvalidHandle)
     );
+    // Forged places: refused, and the counters stay as they were.
+    let (zspage, slot, len) = place.to_parts();
+    let (garbage_zspage, garbage_slot, _) = garbage.to_parts();
+    for forged in [
+        Place::from_parts(zspage, slot + 1, len),
+        Place::from_parts(u32::MAX, 0, len),
+        // The live garbage object's slot, with a length of another class.
+        Place::from_parts(garbage_zspage, garbage_slot, 2000),
+    ] {
+        assert_eq!(
+            pool.free_page(StoredPage::Object(forged, tag)),
+            Err(Error::InvalidHandle)
+        );
+    }
+    let after = pool.stats();
+    assert_eq!(after.stored_pages, before.stored_pages - 1);
+    assert_eq!(
+        (after.compressed_pages, after.compressed_bytes, after.store),
+        (freed.compressed_pages, freed.compressed_bytes, freed.store)
+    );
+    let mut buf = [0u8; 6];
+    assert_eq!(pool.store().read_object(garbage, &mut buf), Ok(6));
 }
 
 #[test]
@@ -275,4 +316,104 @@ fn codec_time_comes_from_the_host_clock_and_prepare_needs_no_pool() {
         (stats.stores, stats.loads, stats.compressed_pages),
         (1, 1, 1)
     );
+}
+
+/// Compaction rewrites the places in the host's table of stored pages (with
+/// holes and same-filled pages in it); every page loads back the same, and the
+/// page counters do not change.
+#[test]
+fn compaction_rewrites_the_places_in_the_hosts_table() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let policy = PagePolicy {
+        on_poor: PoorCompression::KeepRaw,
+        ..PagePolicy::default()
+    };
+    let mut pool = PagePool::new(&provider, policy).unwrap();
+    let mut scratch = CompressScratch::boxed();
+    let mut d = Box::new(DecompressScratch::new());
+    // Pages of many compressed sizes, some raw and some same-filled.
+    let page = |i: u64| {
+        let mut page = random_page(i + 1);
+        match i % 7 {
+            0 => page.fill(i as u8),
+            1 => {}
+            n => page[(n as usize) * 400..].fill(0),
+        }
+        page
+    };
+    let mut table: Vec<Option<StoredPage>> = (0..1500u64)
+        .map(|i| Some(pool.store_page(&page(i), &mut scratch, &NoClock).unwrap()))
+        .collect();
+    // Two of every three freed: their entries become holes.
+    for (i, entry) in table.iter_mut().enumerate() {
+        if i % 3 != 0 {
+            pool.free_page(entry.take().unwrap()).unwrap();
+        }
+    }
+    let before = pool.stats();
+    let old = table.clone();
+    let result = pool.compact(table.as_mut_slice());
+    let after = pool.stats();
+    assert!(result.zspages_freed > 0, "{result:?}");
+    assert_eq!(
+        before.store.zspage_pages - after.store.zspage_pages,
+        result.pages_freed
+    );
+    assert_eq!(provider.pages_in_use() * PAGE_SIZE, after.store.bytes_held);
+    assert_eq!(
+        (
+            after.stored_pages,
+            after.compressed_pages,
+            after.raw_pages,
+            after.compressed_bytes
+        ),
+        (
+            before.stored_pages,
+            before.compressed_pages,
+            before.raw_pages,
+            before.compressed_bytes
+        )
+    );
+    let mut rewritten = 0;
+    let mut out = vec![0u8; PAGE_SIZE];
+    for (i, (old, new)) in old.iter().zip(&table).enumerate() {
+        match (old, new) {
+            (None, None) => {}
+            (Some(StoredPage::SameFilled(a)), Some(StoredPage::SameFilled(b))) => assert_eq!(a, b),
+            (Some(StoredPage::Object(a, tag_a)), Some(StoredPage::Object(b, tag_b))) => {
+                // Only the place changes, never the tag or the length.
+                assert_eq!((tag_a, a.len()), (tag_b, b.len()));
+                rewritten += usize::from(a != b);
+            }
+            _ => panic!("entry {i}: {old:?} became {new:?}"),
+        }
+        if let Some(stored) = new {
+            pool.load_page(*stored, &mut out, &mut d, &NoClock).unwrap();
+            assert_eq!(out, page(i as u64), "page {i}");
+        }
+    }
+    assert!(
+        rewritten > 0 && rewritten <= result.objects_moved,
+        "{rewritten} {result:?}"
+    );
+    // The same through a table without holes.
+    let mut dense: Vec<StoredPage> = table.iter().flatten().copied().collect();
+    pool.compact(dense.as_mut_slice());
+    for (stored, i) in dense.iter().zip((0..1500u64).step_by(3)) {
+        pool.load_page(*stored, &mut out, &mut d, &NoClock).unwrap();
+        assert_eq!(out, page(i), "page {i}");
+    }
+    for stored in dense {
+        pool.free_page(stored).unwrap();
+    }
+    let empty = pool.stats();
+    assert_eq!(
+        (
+            empty.stored_pages,
+            empty.compressed_bytes,
+            empty.store.objects
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(empty.store.zspage_pages, 0);
 }

@@ -21,7 +21,7 @@ use crate::block::TAG_BLOCK;
 use crate::content::{Candidate, Content, Lookup, Released, TAG_DELTA};
 use crate::decode::{decode_plain, decode_snapshot, plain_matches};
 use crate::in_place::InPlace;
-use crate::offsets::{OffsetTable, SlotValue};
+use crate::offsets::{OffsetTable, SlotValue, fill_word, fill_word_u64};
 use crate::scratch::Scratch;
 use crate::stats::Stats;
 use crate::tunables::{MAX_COLD_LEVEL, ScanTunables};
@@ -574,7 +574,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
             Some(SlotValue::SameFilled(word)) => {
                 drop(table);
-                fill_page(out, word);
+                fill_page(out, fill_word_u64(word));
                 Stats::add(&self.stats.loaded_pages, 1);
                 return Ok(());
             }
@@ -658,7 +658,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         scratch: &mut Scratch<C>,
     ) -> Result<StoreKind, Error> {
         self.check_room()?;
-        if let Some(word) = same_filled_word(page) {
+        if let Some(word) = same_filled_word(page).and_then(fill_word) {
             let old = area.replace(&self.provider, offset, SlotValue::SameFilled(word))?;
             self.count_stored(StoreKind::SameFilled, old.is_some());
             if let Some(old) = old {

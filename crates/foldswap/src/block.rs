@@ -8,7 +8,7 @@
 //! each ("chunks");
 //! a [`Block`] record names them. Each page's entry stays its own (its sharers,
 //! dedup index key, dependents as a base): its tag says "in a block", and its
-//! pool-handle fields name the block and the page's place in it.
+//! place fields name the block and the page's index in it.
 //!
 //! # Rules
 //!
@@ -26,7 +26,7 @@
 //! - A page in a block may be the base of deltas (a delta's load then decodes the
 //!   base's block); dedup against it compares every byte of the decoded page.
 
-use foldswap_pool::{MAX_OBJECT, TAG_FIRST_HOST};
+use foldswap_pool::{MAX_OBJECT, Place, TAG_FIRST_HOST};
 
 /// Entry tag of a page held in a cold block (the pool's codecs use tags below
 /// `TAG_FIRST_HOST`, a delta `TAG_FIRST_HOST`).
@@ -46,15 +46,16 @@ pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
 /// # Invariants
 ///
 /// Under the content lock, for a block with key `b`:
-/// - its first `chunk_count()` chunks are live pool objects tagged `codec_tag`,
-///   which together hold the frame (`frame_len` bytes), in order;
+/// - its first `chunk_count()` chunks are live pool objects, written by the cold
+///   codec tagged `codec_tag`, which together hold the frame (`frame_len` bytes),
+///   in order: chunk `i` is `chunk_span()` bytes long, the last one the rest;
 /// - bit `i` of `live` is set exactly while an entry with tag [`TAG_BLOCK`] names
 ///   (`b`, `i`); `live != 0` (a block without live pages is freed at once);
 /// - the frame decodes to `pages` pages.
 #[derive(Debug, Clone, Copy)]
 pub struct Block {
-    chunk_keys: [u32; MAX_BLOCK_CHUNKS],
-    chunk_generations: [u16; MAX_BLOCK_CHUNKS],
+    chunk_zspages: [u32; MAX_BLOCK_CHUNKS],
+    chunk_slots: [u16; MAX_BLOCK_CHUNKS],
     frame_len: u16,
     live: u16,
     pages: u8,
@@ -73,8 +74,8 @@ impl Block {
             return None;
         }
         Some(Block {
-            chunk_keys: [0; MAX_BLOCK_CHUNKS],
-            chunk_generations: [0; MAX_BLOCK_CHUNKS],
+            chunk_zspages: [0; MAX_BLOCK_CHUNKS],
+            chunk_slots: [0; MAX_BLOCK_CHUNKS],
             frame_len: frame_len as u16,
             live: 0,
             pages: pages as u8,
@@ -95,18 +96,44 @@ impl Block {
         usize::from(self.frame_len).div_ceil(self.chunk_span())
     }
 
-    /// The handle of chunk `i`, as its two parts.
-    pub(crate) fn chunk(&self, i: usize) -> Option<(u32, u16)> {
-        (i < self.chunk_count()).then(|| (self.chunk_keys[i], self.chunk_generations[i]))
+    /// Bytes of chunk `i` (`None` past the last).
+    fn chunk_len(&self, i: usize) -> Option<usize> {
+        let (span, count) = (self.chunk_span(), self.chunk_count());
+        (i < count).then(|| {
+            if i + 1 < count {
+                span
+            } else {
+                usize::from(self.frame_len) - span * (count - 1)
+            }
+        })
     }
 
-    pub(crate) fn set_chunk(&mut self, i: usize, (key, generation): (u32, u16)) {
-        if let (Some(k), Some(g)) = (
-            self.chunk_keys.get_mut(i),
-            self.chunk_generations.get_mut(i),
-        ) {
-            *k = key;
-            *g = generation;
+    /// Where chunk `i` lies in the pool.
+    pub(crate) fn chunk(&self, i: usize) -> Option<Place> {
+        let len = self.chunk_len(i)?;
+        Some(Place::from_parts(
+            *self.chunk_zspages.get(i)?,
+            *self.chunk_slots.get(i)?,
+            len as u16,
+        ))
+    }
+
+    /// Record where chunk `i` lies (its length is the block's to know).
+    pub(crate) fn set_chunk(&mut self, i: usize, place: Place) {
+        let (zspage, slot, _) = place.to_parts();
+        if let (Some(z), Some(s)) = (self.chunk_zspages.get_mut(i), self.chunk_slots.get_mut(i)) {
+            *z = zspage;
+            *s = slot;
+        }
+    }
+
+    /// Show each chunk's place to `visit`, and keep where it moved.
+    pub(crate) fn for_each_chunk(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        for i in 0..self.chunk_count() {
+            if let Some(mut place) = self.chunk(i) {
+                visit(&mut place);
+                self.set_chunk(i, place);
+            }
         }
     }
 
@@ -184,6 +211,8 @@ mod tests {
             (2, MAX_OBJECT / 2 + 1)
         );
         assert!(block.chunk(1).is_some() && block.chunk(2).is_none());
+        let lens = [0, 1].map(|i| block.chunk(i).unwrap().len());
+        assert_eq!(lens, [MAX_OBJECT / 2 + 1, MAX_OBJECT / 2]);
         for i in 0..4 {
             block.set_live(i);
         }

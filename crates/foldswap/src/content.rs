@@ -27,13 +27,14 @@ use core::ptr::addr_of_mut;
 use foldswap_delta::{IndexCapacity, Signature, SimilarityConfig, SimilarityIndex};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
 use foldswap_merge::StableIndex;
-use foldswap_pool::{ColdCodec, Handle, ObjectInPlace, ObjectStore, TAG_FIRST_HOST};
+use foldswap_pool::{ColdCodec, CompactStats, ObjectStore, Place, PlaceOwners, TAG_FIRST_HOST};
+use foldswap_pool::{MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE};
 
 use crate::block::{Block, MAX_BLOCK_PAGES, TAG_BLOCK};
-use crate::decode::{Snapshot, Stored, plain_in_place, same_as_stored, snapshot};
+use crate::decode::{PlainInPlace, Snapshot, Stored, plain_in_place, same_as_stored, snapshot};
 use crate::scratch::DecodeScratch;
 
-/// Pool tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
+/// Tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
 pub const TAG_DELTA: u8 = TAG_FIRST_HOST;
 
 /// Most pages the similarity index may grow to (it is a cache of candidates: when
@@ -48,7 +49,9 @@ pub const CONTENTS_PER_SIMILARITY_PAGE: usize = 1024;
 /// One distinct stored content. 24 bytes (checked at compile time): the dedup
 /// index key stands for the full hash (a lookup compares every byte anyway), one
 /// word serves as a delta's base or a plain entry's count of dependents (deltas
-/// never chain, so no entry needs both), and the pool handle is kept as its parts.
+/// never chain, so no entry needs both), and the pool object's [`Place`] is kept
+/// as its parts (the pool keeps no record of its own per object), its length
+/// sharing a word with the tag.
 ///
 /// # Invariants
 ///
@@ -60,9 +63,9 @@ pub const CONTENTS_PER_SIMILARITY_PAGE: usize = 1024;
 ///   not `TAG_DELTA` (deltas never chain); otherwise `e.link` is the number of live
 ///   entries whose base is `k`.
 /// - `e.sharers > 0 || e.dependents() > 0`: an entry nothing needs is freed at once.
-/// - `e.handle()` is a live pool object tagged `e.tag`, except for a page in a cold
-///   block (`e.tag == TAG_BLOCK`): then `e.block()` names a live block whose bit
-///   for the page is set (see [`Block`]).
+/// - `e.place()` is a live pool object holding the content encoded as `e.tag`
+///   says, except for a page in a cold block (`e.tag == TAG_BLOCK`): then
+///   `e.block()` names a live block whose bit for the page is set (see [`Block`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     /// The content's dedup index key ([`index_key`] of its xxh3-64).
@@ -73,18 +76,29 @@ pub struct Entry {
     pub sharers: u32,
     /// A delta's base key, or a plain entry's number of dependents.
     link: u32,
-    /// The pool object holding the encoded content: its handle's two parts (for a
-    /// page in a cold block: the block's key and the page's index in it).
-    handle_key: u32,
-    handle_generation: u16,
-    /// Pool tag: how the object is encoded.
-    tag: u8,
+    /// The pool object holding the encoded content: its place's zspage and slot
+    /// (for a page in a cold block: the block's key and the page's index in it).
+    place_zspage: u32,
+    place_slot: u8,
+    /// The object's length (the low [`LEN_BITS`]; 0 for a page in a block) and
+    /// the tag (the bits above): how the content is encoded.
+    len_and_tag: u16,
     /// Scanner rounds since the content was stored or last re-encoded (low seven
     /// bits, saturating at [`MAX_AGE`]) and [`EXAMINED`].
     age_and_examined: u8,
 }
 
 const _: () = assert!(size_of::<Entry>() == 24);
+
+/// Bits of `Entry::len_and_tag` holding the object's length.
+const LEN_BITS: u32 = 13;
+/// The largest tag an entry holds (the bits of `Entry::len_and_tag` above the
+/// length).
+pub const MAX_TAG: u8 = (u16::MAX >> LEN_BITS) as u8;
+const _: () = assert!(MAX_OBJECT < 1 << LEN_BITS);
+const _: () = assert!(TAG_DELTA <= MAX_TAG && TAG_BLOCK <= MAX_TAG);
+// A place's slot fits the entry's byte.
+const _: () = assert!(MAX_OBJECTS_PER_ZSPAGE <= 1 << u8::BITS);
 
 /// `Entry::age_and_examined`: the scanner has looked at this entry already.
 const EXAMINED: u8 = 0x80;
@@ -96,33 +110,46 @@ pub const MAX_DEPENDENTS: u32 = u32::MAX;
 impl Entry {
     /// Whether the entry may serve as the base of a delta (deltas never chain).
     pub fn can_be_base(&self) -> bool {
-        self.tag != TAG_DELTA
+        self.tag() != TAG_DELTA
     }
 
-    /// Pool tag: how the object is encoded.
+    /// The tag: how the content is encoded (a codec's, [`TAG_DELTA`] or
+    /// [`TAG_BLOCK`]).
     pub fn tag(&self) -> u8 {
-        self.tag
+        (self.len_and_tag >> LEN_BITS) as u8
+    }
+
+    /// Set the tag (at most [`MAX_TAG`], checked where tags come in).
+    fn set_tag(&mut self, tag: u8) {
+        let len = self.len_and_tag & ((1 << LEN_BITS) - 1);
+        self.len_and_tag = len | (u16::from(tag.min(MAX_TAG)) << LEN_BITS);
     }
 
     /// The pool object holding the encoded content; `None` for a page in a cold
     /// block ([`block`](Self::block)).
-    pub fn handle(&self) -> Option<Handle> {
-        (self.tag != TAG_BLOCK).then(|| Handle::from_parts(self.handle_key, self.handle_generation))
+    pub fn place(&self) -> Option<Place> {
+        let len = self.len_and_tag & ((1 << LEN_BITS) - 1);
+        (self.tag() != TAG_BLOCK)
+            .then(|| Place::from_parts(self.place_zspage, u16::from(self.place_slot), len))
     }
 
     /// For a page in a cold block: the block's key and the page's index in it.
     pub fn block(&self) -> Option<(u32, u8)> {
-        (self.tag == TAG_BLOCK).then_some((self.handle_key, self.handle_generation as u8))
+        (self.tag() == TAG_BLOCK).then_some((self.place_zspage, self.place_slot))
     }
 
     /// The base entry's key, for a delta.
     pub fn base(&self) -> Option<u32> {
-        (self.tag == TAG_DELTA).then_some(self.link)
+        (self.tag() == TAG_DELTA).then_some(self.link)
     }
 
     /// Delta entries whose base this is (0 for a delta).
     pub fn dependents(&self) -> u32 {
-        if self.tag == TAG_DELTA { 0 } else { self.link }
+        if self.tag() == TAG_DELTA {
+            0
+        } else {
+            self.link
+        }
     }
 
     /// Whether the scanner has looked at this entry already.
@@ -136,24 +163,67 @@ impl Entry {
     }
 
     /// A new plain entry: one sharer, no dependents, age 0, not examined.
-    fn new(sampled: u32, handle: Handle, generation: u32, tag: u8) -> Self {
-        let (handle_key, handle_generation) = handle.to_parts();
-        Entry {
+    fn new(sampled: u32, place: Place, generation: u32, tag: u8) -> Self {
+        let mut entry = Entry {
             sampled,
             generation,
             sharers: 1,
             link: 0,
-            handle_key,
-            handle_generation,
-            tag,
+            place_zspage: 0,
+            place_slot: 0,
+            len_and_tag: 0,
             age_and_examined: 0,
-        }
+        };
+        entry.set_place(place);
+        entry.set_tag(tag);
+        entry
     }
 
-    /// Point the entry at a new pool object.
-    pub(crate) fn set_handle(&mut self, handle: Handle) {
-        (self.handle_key, self.handle_generation) = handle.to_parts();
+    /// Point the entry at a pool object (a new encoding, or compaction moved it);
+    /// the tag stays.
+    pub(crate) fn set_place(&mut self, place: Place) {
+        let (zspage, slot, len) = place.to_parts();
+        // Slots are below MAX_OBJECTS_PER_ZSPAGE (at most 256) and lengths at
+        // most MAX_OBJECT: both fit (checked at compile time).
+        self.place_zspage = zspage;
+        self.place_slot = slot as u8;
+        self.len_and_tag =
+            (len & ((1 << LEN_BITS) - 1)) | (self.len_and_tag & !((1 << LEN_BITS) - 1));
     }
+
+    /// Point the entry at page `index` of block `block`.
+    fn set_block(&mut self, block: u32, index: u8) {
+        (self.place_zspage, self.place_slot, self.len_and_tag) = (block, index, 0);
+        self.set_tag(TAG_BLOCK);
+    }
+}
+
+/// Every record naming a pool object: the entries (but those of pages in cold
+/// blocks) and the blocks' chunks, each object named by exactly one of them.
+struct Owners<'a, P: PageProvider + Clone> {
+    entries: &'a mut Slab<Entry, P>,
+    blocks: &'a mut Slab<Block, P>,
+}
+
+impl<P: PageProvider + Clone> PlaceOwners for Owners<'_, P> {
+    fn for_each_place(&mut self, visit: &mut dyn FnMut(&mut Place)) {
+        self.entries.for_each_mut(|_, entry| {
+            if let Some(mut place) = entry.place() {
+                visit(&mut place);
+                entry.set_place(place);
+            }
+        });
+        self.blocks
+            .for_each_mut(|_, block| block.for_each_chunk(visit));
+    }
+}
+
+/// A tag an entry can hold: at most [`MAX_TAG`].
+fn check_tag(tag: u8) -> Result<(), Error> {
+    if tag > MAX_TAG {
+        return Err(Error::InvalidArgument("tag past MAX_TAG"));
+    }
+    Ok(())
 }
 
 /// The dedup index key ("sampled hash") taken from the content hash.
@@ -224,7 +294,7 @@ pub enum Candidate {
         /// The entry.
         key: u32,
         /// Its bytes in the pool.
-        object: ObjectInPlace,
+        object: PlainInPlace,
     },
 }
 
@@ -232,7 +302,7 @@ pub enum Candidate {
 #[derive(Debug, Clone, Copy)]
 struct Deferred {
     key: u32,
-    object: ObjectInPlace,
+    object: PlainInPlace,
 }
 
 /// A lookup that found nothing, and when: if no page entered the index since,
@@ -387,7 +457,7 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Where `key`'s bytes lie in the pool, if it is plain (lz4 or raw) and its
     /// object lies in one pool page: a load decodes it there, outside this lock.
     /// `None` for deltas, deflate, and objects across two pool pages.
-    pub fn plain_in_place(&self, key: u32) -> Result<Option<ObjectInPlace>, Error> {
+    pub fn plain_in_place(&self, key: u32) -> Result<Option<PlainInPlace>, Error> {
         plain_in_place(&self.pool, self.entry(key)?)
     }
 
@@ -525,6 +595,7 @@ impl<P: PageProvider + Clone> Content<P> {
         scratch: &mut DecodeScratch<C>,
         pending: Pending,
     ) -> Result<(u32, bool), Error> {
+        check_tag(tag)?;
         if pending.inserts != self.inserts
             && let (Some(key), _) = self.lookup(hash, page, scratch, false)?
         {
@@ -533,20 +604,20 @@ impl<P: PageProvider + Clone> Content<P> {
         }
         self.index.reserve_one()?;
         self.entries.reserve(1)?;
-        let handle = self.pool.store_object(bytes, tag)?;
+        let place = self.pool.store_object(bytes)?;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry::new(index_key(hash), handle, self.next_generation, tag);
+        let entry = Entry::new(index_key(hash), place, self.next_generation, tag);
         let key = match self.entries.insert(entry) {
             Ok(key) => key.0,
             Err(e) => {
-                let _ = self.pool.free(handle);
+                let _ = self.pool.free(place);
                 return Err(e);
             }
         };
         // INVARIANT: the entry has a sharer, so it enters the index.
         if let Err(e) = self.index.insert(index_key(hash), key) {
             self.entries.remove(SlabKey(key));
-            let _ = self.pool.free(handle);
+            let _ = self.pool.free(place);
             return Err(e);
         }
         self.inserts += 1;
@@ -651,8 +722,9 @@ impl<P: PageProvider + Clone> Content<P> {
         tag: u8,
         base: Option<(u32, u32)>,
     ) -> Result<Reencoded, Error> {
+        check_tag(tag)?;
         let entry = match self.entries.get(SlabKey(key)) {
-            Some(&entry) if entry.generation == generation && entry.tag != TAG_DELTA => entry,
+            Some(&entry) if entry.generation == generation && entry.tag() != TAG_DELTA => entry,
             _ => return Ok(Reencoded::Stale),
         };
         if let Some((block, index)) = entry.block()
@@ -677,21 +749,21 @@ impl<P: PageProvider + Clone> Content<P> {
         }
         // A page moved out of a block takes more than its share of the frame; the
         // block's chunks go when its last page has left.
-        if let Some(handle) = entry.handle()
-            && bytes.len() >= self.pool.object_len(handle)?
+        if let Some(place) = entry.place()
+            && bytes.len() >= place.len()
         {
             return Err(Error::InvalidArgument("a re-encode must shrink the object"));
         }
         let limit = self.pool.limit_bytes();
         self.pool.set_limit_bytes(usize::MAX);
-        let stored = self.pool.store_object(bytes, tag);
+        let stored = self.pool.store_object(bytes);
         self.pool.set_limit_bytes(limit);
-        let handle = stored?;
-        if let Some(old) = entry.handle()
+        let place = stored?;
+        if let Some(old) = entry.place()
             && let Err(e) = self.pool.free(old)
         {
             // Undo: the object just stored is live, so freeing it cannot fail.
-            let _ = self.pool.free(handle);
+            let _ = self.pool.free(place);
             return Err(e);
         }
         // A page leaving its block (checked live above): what a chunk that
@@ -700,8 +772,8 @@ impl<P: PageProvider + Clone> Content<P> {
             let _ = self.free_encoding(&entry);
         }
         let entry = self.entry_mut(key)?;
-        entry.set_handle(handle);
-        entry.tag = tag;
+        entry.set_place(place);
+        entry.set_tag(tag);
         // Age back to 0; whether it was examined stays.
         entry.age_and_examined &= EXAMINED;
         // INVARIANT: a recompressed entry stays plain and keeps its dependents
@@ -798,8 +870,8 @@ impl<P: PageProvider + Clone> Content<P> {
     /// a cold block (the block and its chunks go with its last page). The number
     /// of objects or places that were not what the books said (0 normally).
     fn free_encoding(&mut self, entry: &Entry) -> u32 {
-        match (entry.handle(), entry.block()) {
-            (Some(handle), _) => u32::from(self.pool.free(handle).is_err()),
+        match (entry.place(), entry.block()) {
+            (Some(place), _) => u32::from(self.pool.free(place).is_err()),
             (None, Some((block, index))) => self.leave_block(block, index),
             (None, None) => 1,
         }
@@ -821,9 +893,7 @@ impl<P: PageProvider + Clone> Content<P> {
         let mut leaked = 0;
         if let Some(block) = self.blocks.remove(SlabKey(key)) {
             for i in 0..block.chunk_count() {
-                let freed = block
-                    .chunk(i)
-                    .map(|(k, g)| self.pool.free(Handle::from_parts(k, g)));
+                let freed = block.chunk(i).map(|place| self.pool.free(place));
                 leaked += u32::from(!matches!(freed, Some(Ok(()))));
             }
         }
@@ -854,11 +924,11 @@ impl<P: PageProvider + Clone> Content<P> {
         for (i, &(key, generation)) in members.iter().enumerate() {
             if let Some(entry) = self.entries.get(SlabKey(key))
                 && entry.generation == generation
-                && entry.tag != TAG_DELTA
-                && let Some(handle) = entry.handle()
+                && entry.tag() != TAG_DELTA
+                && let Some(place) = entry.place()
                 && !members[..i].iter().any(|&(k, _)| k == key)
             {
-                alone += self.pool.object_len(handle)?;
+                alone += place.len();
                 joining |= 1 << i;
             }
         }
@@ -874,9 +944,9 @@ impl<P: PageProvider + Clone> Content<P> {
         let mut stored_chunks = 0;
         let mut failed = None;
         for (i, chunk) in frame.chunks(block.chunk_span()).enumerate() {
-            match self.pool.store_object(chunk, codec_tag) {
-                Ok(handle) => {
-                    block.set_chunk(i, handle.to_parts());
+            match self.pool.store_object(chunk) {
+                Ok(place) => {
+                    block.set_chunk(i, place);
                     stored_chunks += 1;
                 }
                 Err(e) => {
@@ -896,8 +966,8 @@ impl<P: PageProvider + Clone> Content<P> {
         let block_key = match inserted {
             Ok(key) => key.0,
             Err(e) => {
-                for (k, g) in (0..stored_chunks).filter_map(|i| block.chunk(i)) {
-                    let _ = self.pool.free(Handle::from_parts(k, g));
+                for place in (0..stored_chunks).filter_map(|i| block.chunk(i)) {
+                    let _ = self.pool.free(place);
                 }
                 return Err(e);
             }
@@ -908,12 +978,10 @@ impl<P: PageProvider + Clone> Content<P> {
                 continue;
             }
             let entry = self.entry_mut(key)?;
-            let old = entry.handle();
+            let old = entry.place();
             // INVARIANT: the page's bit is set in the block just inserted; the
             // entry keeps its sharers and its link (a base keeps its dependents).
-            entry.tag = TAG_BLOCK;
-            entry.handle_key = block_key;
-            entry.handle_generation = i as u16;
+            entry.set_block(block_key, i as u8);
             entry.age_and_examined &= EXAMINED;
             if let Some(old) = old {
                 leaked += u32::from(self.pool.free(old).is_err());
@@ -923,6 +991,17 @@ impl<P: PageProvider + Clone> Content<P> {
             joined: joining.count_ones(),
             leaked,
         })
+    }
+
+    /// Compact the pool ([`ObjectStore::compact`]), showing it every entry's and
+    /// every block chunk's place. The caller has waited out the loads decoding in
+    /// place (`Backend::lock_content_to_move`): objects move.
+    pub fn compact(&mut self) -> CompactStats {
+        let mut owners = Owners {
+            entries: &mut self.entries,
+            blocks: &mut self.blocks,
+        };
+        self.pool.compact(&mut owners)
     }
 
     /// The dedup work counted since the last call, and reset.
@@ -1106,9 +1185,16 @@ mod tests {
         check_only(&content, key_a, &a);
         check_only(&content, key_b, &b);
 
-        // a recompressed with the cold codec.
+        // a recompressed with the cold codec (a tag an entry cannot hold is
+        // refused first, changing nothing).
         let (cold, tag) = cold_encoded(&mut scratch.decode, &a);
         let generation = content.entry(key_a).unwrap().generation;
+        assert_eq!(
+            content.reencode(key_a, generation, &cold, MAX_TAG + 1, None),
+            Err(Error::InvalidArgument("tag past MAX_TAG"))
+        );
+        assert_eq!(content.entry(key_a).unwrap().tag(), TAG_LZ4);
+        check_only(&content, key_a, &a);
         assert_eq!(
             content.reencode(key_a, generation, &cold, tag, None),
             Ok(Reencoded::Replaced)
@@ -1126,6 +1212,27 @@ mod tests {
             Ok(Reencoded::Replaced)
         );
         check_only(&content, key_c, &c);
+    }
+
+    /// An entry packs its place's slot and length with its tag: each reads back as
+    /// set, at the extremes (the last slot of a zspage, a whole raw page, the
+    /// highest tag), and a page in a block names no place.
+    #[test]
+    fn an_entry_keeps_its_place_and_tag_apart() {
+        let place = Place::from_parts(0xdead_beef, 255, MAX_OBJECT as u16);
+        let mut entry = Entry::new(7, place, 1, TAG_RAW);
+        assert_eq!((entry.place(), entry.tag()), (Some(place), TAG_RAW));
+        entry.set_tag(MAX_TAG);
+        assert_eq!((entry.place(), entry.tag()), (Some(place), MAX_TAG));
+        entry.set_tag(TAG_DELTA);
+        let moved = Place::from_parts(3, 0, 1);
+        entry.set_place(moved);
+        assert_eq!((entry.place(), entry.tag()), (Some(moved), TAG_DELTA));
+        entry.set_block(9, 15);
+        assert_eq!(
+            (entry.place(), entry.block(), entry.tag()),
+            (None, Some((9, 15)), TAG_BLOCK)
+        );
     }
 
     /// A base recompressed after a delta came to depend on it keeps counting that

@@ -71,14 +71,41 @@ impl Snapshot {
     }
 }
 
+/// A plain entry's pool object where it lies in one pool page, and its tag.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainInPlace {
+    object: ObjectInPlace,
+    tag: u8,
+}
+
+impl PlainInPlace {
+    /// The entry's tag: lz4 or raw.
+    pub fn tag(&self) -> u8 {
+        self.tag
+    }
+
+    /// The object's bytes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ObjectInPlace::bytes`]: the object stays live and in place while
+    /// the slice is used.
+    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
+        // SAFETY: the caller's contract is the one `ObjectInPlace::bytes` needs.
+        unsafe { self.object.bytes() }
+    }
+}
+
 /// Where `entry`'s bytes lie in the pool, if it is plain (lz4 or raw) and its
 /// object lies in one pool page.
 pub(crate) fn plain_in_place<P: PageProvider + Clone>(
     pool: &ObjectStore<P>,
     entry: &Entry,
-) -> Result<Option<ObjectInPlace>, Error> {
-    match (entry.tag(), entry.handle()) {
-        (TAG_LZ4 | TAG_RAW, Some(handle)) => pool.object_in_place(handle),
+) -> Result<Option<PlainInPlace>, Error> {
+    match (entry.tag(), entry.place()) {
+        (tag @ (TAG_LZ4 | TAG_RAW), Some(place)) => Ok(pool
+            .object_in_place(place)?
+            .map(|object| PlainInPlace { object, tag })),
         _ => Ok(None),
     }
 }
@@ -107,10 +134,8 @@ pub(crate) fn same_as_stored<P: PageProvider + Clone, C: ColdCodec>(
         .entries
         .get(SlabKey(key))
         .ok_or(Error::InvalidHandle)?;
-    if let Some(handle) = entry.handle()
-        && let (bytes, tag @ (TAG_LZ4 | TAG_RAW)) =
-            stored.pool.view_object(handle, &mut scratch.object)?
-    {
+    if let (Some(place), tag @ (TAG_LZ4 | TAG_RAW)) = (entry.place(), entry.tag()) {
+        let bytes = stored.pool.view_object(place, &mut scratch.object)?;
         return plain_matches(tag, bytes, page);
     }
     decode_into(stored, key, scratch)?;
@@ -131,11 +156,8 @@ fn read_block<P: PageProvider + Clone>(
     let len = block.frame_len();
     let frame = frame.get_mut(..len).ok_or(Error::Corrupt)?;
     for (i, part) in frame.chunks_mut(block.chunk_span()).enumerate() {
-        let (k, g) = block.chunk(i).ok_or(Error::Corrupt)?;
-        let (n, _) = stored
-            .pool
-            .read_object(foldswap_pool::Handle::from_parts(k, g), part)?;
-        if n != part.len() {
+        let chunk = block.chunk(i).ok_or(Error::Corrupt)?;
+        if chunk.len() != part.len() || stored.pool.read_object(chunk, part)? != part.len() {
             return Err(Error::Corrupt);
         }
     }
@@ -157,8 +179,8 @@ fn copy_encoded<P: PageProvider + Clone>(
     frame: &mut [u8],
     block: &mut BlockPlace,
 ) -> Result<(usize, u8), Error> {
-    match (entry.handle(), entry.block()) {
-        (Some(handle), _) => stored.pool.read_object(handle, object),
+    match (entry.place(), entry.block()) {
+        (Some(place), _) => Ok((stored.pool.read_object(place, object)?, entry.tag())),
         (None, Some((key, index))) => {
             let (len, place) = read_block(stored, key, index, frame)?;
             *block = place;

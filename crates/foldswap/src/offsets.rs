@@ -4,17 +4,22 @@
 //! stored, like the kernel's xarray for zswap entries:
 //!
 //! ```text
-//!   root page: 512 pointers ─► mid page: 512 pointers ─► leaf page: header + 495 × 8 B
-//!   offset = (root index × 512 + mid index) × 495 + leaf index
+//!   root page: 512 pointers ─► mid page: 512 pointers ─► leaf page: header + 958 × 4 B
+//!   offset = (root index × 512 + mid index) × 958 + leaf index
 //! ```
 //!
 //! A leaf starts with its header: the count of used slots and two bitmaps, which
 //! slots hold something and which of those hold a same-filled word. Its remaining
-//! 495 slots are one 8-byte word each: the repeated word of a same-filled page (no
-//! other storage), or the key of a content entry. So an offset costs 8 bytes, half
-//! a tagged 16-byte slot, and a leaf serves 495 offsets (an offset splits by
-//! division, not by bit fields). Leaves are freed when their last slot empties, so
-//! an area that is mostly invalidated gives its pages back.
+//! 958 slots are one 4-byte word each: the repeated 32-bit word of a same-filled
+//! page (no other storage), or the key of a content entry. So an offset costs 4
+//! bytes (zswap's xarray: a pointer), and a leaf serves 958 offsets (an offset
+//! splits by division, not by bit fields). Leaves are freed when their last slot
+//! empties, so an area that is mostly invalidated gives its pages back.
+//!
+//! A same-filled page here is one whose 32-bit words are all equal (zero pages,
+//! pages of one repeated `u32`: what zram keeps as same-filled, more than zswap's
+//! zero pages). A page repeating a 64-bit word with two different halves is stored
+//! as content: it compresses to a few bytes and deduplicates like any page.
 
 use core::ptr::NonNull;
 
@@ -22,18 +27,19 @@ use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider};
 
 const FANOUT: usize = PAGE_SIZE / size_of::<usize>();
 /// Words of each leaf bitmap: one bit per slot of the page.
-const BITMAP_WORDS: usize = PAGE_SIZE / size_of::<u64>() / 64;
+const BITMAP_WORDS: usize = PAGE_SIZE / size_of::<u32>() / 64;
 /// Offsets one leaf page serves: what the header leaves of the page.
 pub const LEAF_OFFSETS: usize =
-    (PAGE_SIZE - size_of::<u64>() - 2 * BITMAP_WORDS * size_of::<u64>()) / size_of::<u64>();
+    (PAGE_SIZE - size_of::<u64>() - 2 * BITMAP_WORDS * size_of::<u64>()) / size_of::<u32>();
 /// The largest number of offsets one table can address (about 2^27: 500 GiB of swap).
 pub const MAX_OFFSETS: u64 = (FANOUT * FANOUT * LEAF_OFFSETS) as u64;
 
 /// What one swap offset holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotValue {
-    /// A page whose bytes are one 64-bit word repeated (zero included).
-    SameFilled(u64),
+    /// A page whose bytes are one 32-bit word repeated (zero included); see
+    /// [`fill_word`].
+    SameFilled(u32),
     /// A reference to a content entry (see `content`): its key.
     Entry(u32),
 }
@@ -50,7 +56,20 @@ struct Leaf {
     used: u64,
     present: [u64; BITMAP_WORDS],
     same_filled: [u64; BITMAP_WORDS],
-    values: [u64; LEAF_OFFSETS],
+    values: [u32; LEAF_OFFSETS],
+}
+
+/// The 32-bit word a page repeats, from the 64-bit word `same_filled_word` found
+/// it repeats: `None` if the two halves differ (the page is then stored as
+/// content).
+pub fn fill_word(word: u64) -> Option<u32> {
+    let low = word as u32;
+    ((word >> 32) as u32 == low).then_some(low)
+}
+
+/// The 64-bit word of a page repeating `word` (to fill it back).
+pub fn fill_word_u64(word: u32) -> u64 {
+    (u64::from(word) << 32) | u64::from(word)
 }
 
 const _: () = assert!(size_of::<Leaf>() <= PAGE_SIZE);
@@ -71,8 +90,7 @@ impl Leaf {
         if self.same_filled[word] & mask != 0 {
             Some(SlotValue::SameFilled(value))
         } else {
-            // INVARIANT: entry slots are only written from a `u32` key.
-            Some(SlotValue::Entry(value as u32))
+            Some(SlotValue::Entry(value))
         }
     }
 
@@ -82,7 +100,7 @@ impl Leaf {
         let (word, mask) = bit(index);
         let (raw, same_filled) = match value {
             SlotValue::SameFilled(fill) => (fill, true),
-            SlotValue::Entry(key) => (u64::from(key), false),
+            SlotValue::Entry(key) => (key, false),
         };
         self.values[index] = raw;
         if same_filled {
@@ -374,21 +392,21 @@ mod tests {
     }
 
     #[test]
-    fn an_offset_costs_eight_bytes() {
+    fn an_offset_costs_four_bytes() {
         let provider = CountingProvider::unlimited(StdPageProvider);
         let mut table = OffsetTable::new();
-        assert_eq!(LEAF_OFFSETS, 495);
+        assert_eq!(LEAF_OFFSETS, 958);
         for offset in 0..LEAF_OFFSETS as u64 {
             let value = if offset % 2 == 0 {
-                SlotValue::SameFilled(u64::MAX - offset)
+                SlotValue::SameFilled(u32::MAX - offset as u32)
             } else {
                 SlotValue::Entry(u32::MAX - offset as u32)
             };
             table.replace(&provider, offset, value).unwrap();
         }
-        // Root, mid and one leaf for 495 offsets (16-byte slots needed two leaves).
+        // Root, mid and one leaf for 958 offsets (8-byte slots needed two leaves).
         assert_eq!(provider.pages_in_use(), 3);
-        assert_eq!(table.get(0), Some(SlotValue::SameFilled(u64::MAX)));
+        assert_eq!(table.get(0), Some(SlotValue::SameFilled(u32::MAX)));
         assert_eq!(table.get(1), Some(SlotValue::Entry(u32::MAX - 1)));
         table
             .replace(&provider, LEAF_OFFSETS as u64, SlotValue::Entry(0))
@@ -403,6 +421,16 @@ mod tests {
         assert_eq!(table.get(0), Some(SlotValue::SameFilled(7)));
         table.free_all(&provider);
         assert_eq!(provider.pages_in_use(), 0);
+    }
+
+    #[test]
+    fn only_words_with_equal_halves_are_fill_words() {
+        for word in [0u32, 1, 0x8000_0000, u32::MAX] {
+            assert_eq!(fill_word(fill_word_u64(word)), Some(word));
+        }
+        assert_eq!(fill_word(1), None);
+        assert_eq!(fill_word(0x0000_0001_0000_0000), None);
+        assert_eq!(fill_word(u64::MAX ^ 1), None);
     }
 
     #[test]
@@ -431,7 +459,7 @@ mod tests {
                 let offset = offset * 37;
                 match op {
                     Some(v) => {
-                        let value = if v % 2 == 0 { SlotValue::SameFilled(v) } else { SlotValue::Entry(v as u32) };
+                        let value = if v % 2 == 0 { SlotValue::SameFilled((v >> 32) as u32) } else { SlotValue::Entry(v as u32) };
                         prop_assert_eq!(table.replace(&provider, offset, value).unwrap(), model.insert(offset, value));
                     }
                     None => prop_assert_eq!(table.take(&provider, offset), model.remove(&offset)),

@@ -183,7 +183,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     report.improved += u64::from(self.flush_block(tunables, scratch));
                     self.ladder.lock().end_round(clock.now_ns())?;
                     let mut content = self.lock_content_to_move();
-                    content.pool.compact();
+                    content.compact();
                     content.fit_similarity_index();
                     drop(content);
                     report.rounds_ended += 1;
@@ -264,7 +264,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 (Visit::Ladder, Some((block, _))) => content.block(block)?.is_sparse(),
                 _ => false,
             };
-            let gathering = blocks_on(tunables, scratch) && entry.handle().is_some();
+            let gathering = blocks_on(tunables, scratch) && entry.place().is_some();
             if visit == Visit::Neighbour && !gathering {
                 return Ok(PageOutcome::Skipped);
             }
@@ -699,7 +699,7 @@ mod tests {
 
     use foldswap_ladder::{Governor, Tunables as LadderTunables};
     use foldswap_mem::{SlabKey, StdPageProvider};
-    use foldswap_pool::{Handle, StdClock};
+    use foldswap_pool::{Place, StdClock};
     use foldswap_wake::StdParker;
 
     use super::*;
@@ -872,7 +872,7 @@ mod tests {
             .entries
             .get_mut(SlabKey(broken))
             .unwrap()
-            .set_handle(Handle::from_raw(0xffff_0000_0001).unwrap());
+            .set_place(Place::from_parts(0xffff, 1, 100));
         // Three ladder rounds: the broken page fails in each, and each round ends.
         assert_eq!(scan_rounds(&backend, &mut scratch, 3), 2);
         let s = backend.stats().snapshot();
@@ -894,7 +894,7 @@ mod tests {
         let mut scratch = Scratch::boxed();
         backend.store(0, 0, &text(3), &mut scratch).unwrap();
         let key = entry_key_at(&backend, 0);
-        let before = backend.content.lock().entry(key).unwrap().handle();
+        let before = backend.content.lock().entry(key).unwrap().place();
         thread::scope(|s| {
             // A load in the middle of decoding in place.
             let reading = backend.readers.enter();
@@ -913,7 +913,7 @@ mod tests {
         });
         let s = backend.stats().snapshot();
         assert_eq!((s.recompressed_pages, s.scanner_waits_for_loads), (1, 1));
-        assert_ne!(backend.content.lock().entry(key).unwrap().handle(), before);
+        assert_ne!(backend.content.lock().entry(key).unwrap().place(), before);
         let mut out = [0u8; PAGE_SIZE];
         backend.load(0, 0, &mut out, &mut scratch).unwrap();
         assert_eq!(out, text(3));

@@ -7,7 +7,7 @@
 //! lock, then the content lock (lock order: offset shard → content).
 
 use foldswap_mem::{Error, PageProvider};
-use foldswap_pool::Handle;
+use foldswap_pool::Place;
 use foldswap_wake::Parker;
 
 use crate::Backend;
@@ -18,8 +18,9 @@ use crate::offsets::SlotValue;
 /// One pool object behind an offset's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredObject {
-    /// Its pool handle: stable across compaction, new when the scanner re-encodes.
-    pub handle: Handle,
+    /// Its place in the pool: new when the scanner re-encodes it or compaction
+    /// moves it.
+    pub place: Place,
     /// Its length in bytes.
     pub len: usize,
     /// Its pool tag (lz4, deflate, raw, or the backend's delta tag).
@@ -110,7 +111,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             (Part::DeltaBase, Some(base)) => base,
         };
         let (object, at) = object(&content, holder, at)?;
-        let changed = content.pool.corrupt_object(object.handle, at, xor);
+        let changed = content.pool.corrupt_object(object.place, at, xor);
         drop(content);
         drop(table);
         changed
@@ -146,17 +147,20 @@ fn object<P: PageProvider + Clone>(
     at: usize,
 ) -> Result<(StoredObject, usize), Error> {
     let entry = content.entry(key)?;
-    let (handle, at) = match (entry.handle(), entry.block()) {
-        (Some(handle), _) => (handle, at),
+    let (place, at) = match (entry.place(), entry.block()) {
+        (Some(place), _) => (place, at),
         (None, Some((block, _))) => {
             let block = content.block(block)?;
             let span = block.chunk_span();
             let chunk = (at / span).min(block.chunk_count().saturating_sub(1));
-            let (k, g) = block.chunk(chunk).ok_or(Error::Corrupt)?;
-            (Handle::from_parts(k, g), at - chunk * span)
+            (block.chunk(chunk).ok_or(Error::Corrupt)?, at - chunk * span)
         }
         (None, None) => return Err(Error::Corrupt),
     };
-    let (len, tag) = content.pool.object_info(handle)?;
-    Ok((StoredObject { handle, len, tag }, at))
+    let tag = match entry.block() {
+        Some((block, _)) => content.block(block)?.codec_tag(),
+        None => entry.tag(),
+    };
+    let len = place.len();
+    Ok((StoredObject { place, len, tag }, at))
 }

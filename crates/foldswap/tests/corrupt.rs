@@ -8,7 +8,7 @@ use common::{TickClock, mark_member, unthrottled, words_page};
 use foldswap::testing::{Part, StoredObjects};
 use foldswap::{Backend, Error, Parker, ScanTunables, Scratch, StdParker};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, PageProvider, StdPageProvider};
-use foldswap_pool::{Handle, TAG_LZ4, TAG_RAW};
+use foldswap_pool::{Place, TAG_LZ4, TAG_RAW};
 
 /// Member `member` of a family of similar pages: the family's words page with a
 /// few bytes changed (the scanner patches members against each other).
@@ -38,26 +38,26 @@ fn objects<P: PageProvider + Clone, K: Parker>(
     backend.stored_objects(0, offset).unwrap()
 }
 
-/// Whether `offset`'s content is decoded from `handle`.
+/// Whether `offset`'s content is decoded from `place`.
 fn built_on<P: PageProvider + Clone, K: Parker>(
     backend: &Backend<P, K>,
     offset: u64,
-    handle: Handle,
+    place: Place,
 ) -> bool {
     objects(backend, offset)
-        .is_some_and(|o| o.object.handle == handle || o.base.is_some_and(|b| b.handle == handle))
+        .is_some_and(|o| o.object.place == place || o.base.is_some_and(|b| b.place == place))
 }
 
-/// The offsets of `pages` whose content is decoded from `handle`.
+/// The offsets of `pages` whose content is decoded from `place`.
 fn built_on_it<P: PageProvider + Clone, K: Parker>(
     backend: &Backend<P, K>,
     pages: &[(u64, Vec<u8>)],
-    handle: Handle,
+    place: Place,
 ) -> Vec<u64> {
     pages
         .iter()
         .map(|(offset, _)| *offset)
-        .filter(|&offset| built_on(backend, offset, handle))
+        .filter(|&offset| built_on(backend, offset, place))
         .collect()
 }
 
@@ -111,7 +111,7 @@ fn a_damaged_lz4_or_raw_object_spoils_its_sharers_only() {
     let raw = objects(&backend, 3).unwrap().object;
     assert_eq!((raw.tag, raw.len), (TAG_RAW, PAGE_SIZE));
     assert_eq!(objects(&backend, 4), None);
-    assert_eq!(built_on_it(&backend, &pages, lz4.object.handle), [0, 1]);
+    assert_eq!(built_on_it(&backend, &pages, lz4.object.place), [0, 1]);
 
     // Nothing to damage: no pool object, no base, past the end; bad arguments.
     assert_eq!(backend.corrupt_stored_object(0, 4, 0, 1), Ok(false));
@@ -154,7 +154,7 @@ fn a_damaged_lz4_or_raw_object_spoils_its_sharers_only() {
                 Ok(_) => {
                     backend.load(0, 5, &mut out, &mut scratch).unwrap();
                     assert!(out == pages[0].1);
-                    assert!(!built_on(&backend, 5, lz4.object.handle));
+                    assert!(!built_on(&backend, 5, lz4.object.place));
                     assert_eq!(backend.invalidate_page(0, 5), Ok(true));
                 }
                 Err(e) => {
@@ -224,7 +224,7 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
         .filter(|(_, o)| o.base == Some(base) && o.object != delta.object)
         .count();
     assert!(siblings > 0, "no other delta on the base");
-    assert_eq!(built_on_it(&backend, &pages, delta.object.handle), [offset]);
+    assert_eq!(built_on_it(&backend, &pages, delta.object.place), [offset]);
     for at in [0, 1, delta.object.len / 2, delta.object.len - 1] {
         assert_eq!(backend.corrupt_stored_object(0, offset, at, 0xff), Ok(true));
         check_loads(
@@ -238,7 +238,7 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
 
     // The base: every delta on it (and any offset holding it) is spoilt, the other
     // families are not.
-    let on_base = built_on_it(&backend, &pages, base.handle);
+    let on_base = built_on_it(&backend, &pages, base.place);
     assert!(on_base.len() > siblings && on_base.len() <= 12);
     let mut errors = 0;
     for at in [0, 1, base.len / 2, base.len - 1] {
@@ -313,7 +313,7 @@ fn a_damaged_block_spoils_its_own_pages_only() {
     assert_eq!(backend.stats().snapshot().blocked_pages, 64);
     let chunk = objects(&backend, 20).unwrap();
     assert_eq!(chunk.base, None);
-    let in_block = built_on_it(&backend, &pages, chunk.object.handle);
+    let in_block = built_on_it(&backend, &pages, chunk.object.place);
     assert!(
         in_block.len() >= 2 && in_block.len() <= 8 && in_block.contains(&20),
         "{in_block:?}"

@@ -263,7 +263,9 @@ mod tests {
             let mut strategy = Foldswap::new(run_scanner).unwrap();
             let summary = round_trip(&mut strategy, &mixed_pages());
             let counts = summary.counts;
-            assert_eq!((counts.zero, counts.same_filled), (2, 1), "{counts:?}");
+            // The filled page repeats a 64-bit word with different halves: content
+            // for the backend, not a same-filled page (those repeat a 32-bit word).
+            assert_eq!((counts.zero, counts.same_filled), (2, 0), "{counts:?}");
             assert!(counts.identical >= 1, "{counts:?}");
             assert!(summary.data_bytes >= PAGE_SIZE as u64);
         }

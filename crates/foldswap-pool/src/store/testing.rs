@@ -6,28 +6,26 @@
 //! A child of `store` so it writes through the store's own accessors (`entry`,
 //! `read_at`, `write_at`) rather than copying their logic.
 
-use super::{Error, Handle, ObjectStore, PageProvider};
+use super::{Error, ObjectStore, PageProvider, Place};
 
 impl<P: PageProvider + Clone> ObjectStore<P> {
-    /// Xor `xor` into byte `at` of the live object `handle`, where it lies (also
-    /// across a page boundary and after compaction moved it). `Ok(false)` if `at`
-    /// lies past the object's end (nothing changes), [`Error::InvalidHandle`] if
-    /// the handle is not live. Length, tag and every other object stay as they are.
+    /// Xor `xor` into byte `at` of the live object at `place`, where it lies
+    /// (also across a page boundary). `Ok(false)` if `at` lies past the object's
+    /// end (nothing changes), [`Error::InvalidHandle`] if the place names no live
+    /// object. Every other object stays as it is.
     ///
     /// Like [`compact`](Self::compact), this changes a referenced object's bytes:
     /// no reader may be reading this object in place
     /// ([`object_in_place`](Self::object_in_place)) meanwhile.
-    pub fn corrupt_object(&mut self, handle: Handle, at: usize, xor: u8) -> Result<bool, Error> {
-        let entry = *self.entry(handle)?;
-        if at >= usize::from(entry.len) {
+    pub fn corrupt_object(&mut self, place: Place, at: usize, xor: u8) -> Result<bool, Error> {
+        let offset = self.locate(place)?;
+        if at >= place.len() {
             return Ok(false);
         }
-        let class = usize::from(self.zspage(entry.zspage)?.class);
-        let offset = self.slot_offset(class, entry.slot) + at;
         let mut byte = [0u8];
-        self.read_at(entry.zspage, offset, &mut byte);
+        self.read_at(place.zspage, offset + at, &mut byte);
         byte[0] ^= xor;
-        self.write_at(entry.zspage, offset, &byte);
+        self.write_at(place.zspage, offset + at, &byte);
         Ok(true)
     }
 }
@@ -49,7 +47,7 @@ mod tests {
         let objects: [Vec<u8>; 3] = core::array::from_fn(|i| vec![i as u8 + 1; 1000]);
         let handles = objects
             .iter()
-            .map(|bytes| store.store_object(bytes, 7).unwrap())
+            .map(|bytes| store.store_object(bytes).unwrap())
             .collect::<Vec<_>>();
         assert_eq!(store.corrupt_object(handles[1], 999, 0xff), Ok(true));
         assert_eq!(store.corrupt_object(handles[1], 1000, 0xff), Ok(false));
@@ -59,7 +57,7 @@ mod tests {
             if i == 1 {
                 want[999] ^= 0xff;
             }
-            assert_eq!(store.read_object(*handle, &mut out), Ok((1000, 7)));
+            assert_eq!(store.read_object(*handle, &mut out), Ok(1000));
             assert_eq!(&out[..1000], &want[..], "object {i}");
         }
         store.free(handles[1]).unwrap();
@@ -74,7 +72,7 @@ mod tests {
         let mut store = ObjectStore::new(StdPageProvider).unwrap();
         // 3000-byte slots: the second one spans the first page boundary.
         let handles = (0..3)
-            .map(|i| store.store_object(&[i as u8; 3000], 1).unwrap())
+            .map(|i| store.store_object(&[i as u8; 3000]).unwrap())
             .collect::<Vec<_>>();
         let across = handles[1];
         assert!(store.object_in_place(across).unwrap().is_none());
@@ -83,10 +81,10 @@ mod tests {
             assert_eq!(store.corrupt_object(across, at, 0x80), Ok(true));
         }
         let mut out = [0u8; MAX_OBJECT];
-        assert_eq!(store.read_object(across, &mut out), Ok((3000, 1)));
+        assert_eq!(store.read_object(across, &mut out), Ok(3000));
         assert!(out[..3000].iter().all(|&b| b == 0x81));
         for (handle, value) in [(handles[0], 0), (handles[2], 2)] {
-            assert_eq!(store.read_object(handle, &mut out), Ok((3000, 1)));
+            assert_eq!(store.read_object(handle, &mut out), Ok(3000));
             assert!(out[..3000].iter().all(|&b| b == value));
         }
     }
