@@ -1125,7 +1125,7 @@ fn pack_target(zs: &ZsPage, shape: ClassShape) -> Option<u16> {
     }
     let pages = pages_for_slots(zs.used, shape);
     Some(
-        (pages * PAGE_SIZE / usize::from(shape.slot_size))
+        (pages * PAGE_SIZE / usize::from(shape.slot_size.max(1)))
             .min(usize::from(shape.objects_per_zspage)) as u16,
     )
 }

@@ -1,6 +1,6 @@
 //! Swap areas: frontswap's `type`, each a set of offset tables sharded by offset.
 //!
-//! Offsets are spread over [`OFFSET_SHARDS`] tables by their leaf (runs of 495
+//! Offsets are spread over [`OFFSET_SHARDS`] tables by their leaf (runs of 958
 //! consecutive offsets stay in one shard), each behind its own lock, so stores and
 //! loads to different parts of an area do not contend. Every lock goes through
 //! [`ShardGuard`], which keeps the area's count of table pages current, so the
