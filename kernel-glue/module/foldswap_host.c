@@ -101,6 +101,7 @@ void foldswap_host_prepare_park(void);
 void foldswap_host_cancel_park(void);
 void foldswap_host_park(u64 timeout_ns);
 void foldswap_host_unpark(void);
+void foldswap_host_yield(void);
 int foldswap_host_register(void);
 int foldswap_host_unregister(void);
 int foldswap_host_params_on(void);
@@ -390,6 +391,14 @@ void foldswap_host_prepare_park(void)
 void foldswap_host_cancel_park(void)
 {
 	__set_current_state(TASK_RUNNING);
+}
+
+/* The scanner between two pages of a burst, holding no lock: the kernel is
+ * not preemptible (the module refuses one that is), so a long burst must let
+ * others run or the watchdog reports a soft lockup. */
+void foldswap_host_yield(void)
+{
+	cond_resched();
 }
 
 void foldswap_host_park(u64 timeout_ns)

@@ -71,6 +71,7 @@ extern "C" {
     fn foldswap_host_cancel_park();
     fn foldswap_host_park(timeout_ns: u64);
     fn foldswap_host_unpark();
+    fn foldswap_host_yield();
     fn foldswap_host_register() -> c_int;
     fn foldswap_host_unregister() -> c_int;
     fn foldswap_host_params_on() -> c_int;
@@ -138,6 +139,12 @@ impl Parker for KernelParker {
     fn unpark(&self) {
         // SAFETY: plain C call: wake_up_process(scanner), never sleeps.
         unsafe { foldswap_host_unpark() }
+    }
+
+    fn yield_now(&self) {
+        // SAFETY: plain C call: cond_resched(), from the scanner kthread with no
+        // lock held (the backend's contract for `yield_now`).
+        unsafe { foldswap_host_yield() }
     }
 }
 

@@ -43,6 +43,12 @@ pub trait Parker {
 
     /// Wake the scanner if it is parked in (or about to enter) `park_timeout`.
     fn unpark(&self);
+
+    /// The scanner finished a piece of its burst and goes on at once: a host whose
+    /// threads are not preempted lets others run here (the kernel's
+    /// `cond_resched`: without it a long burst is a soft lockup). Called with no
+    /// lock held. Default: nothing.
+    fn yield_now(&self) {}
 }
 
 /// [`Parker`] for userspace: `std::thread::park_timeout` / `Thread::unpark`.

@@ -79,6 +79,12 @@ impl<P: Parker, T: Tunables> Wake<P, T> {
         }
     }
 
+    /// Let other threads run if the host needs it ([`Parker::yield_now`]): the
+    /// scanner calls it between pieces of a burst, holding no lock.
+    pub fn yield_now(&self) {
+        self.shared.parker.yield_now();
+    }
+
     /// Whether [`stop`](Wake::stop) was called.
     pub fn is_stopped(&self) -> bool {
         self.shared.state.load(Ordering::Acquire) & STOPPED != 0

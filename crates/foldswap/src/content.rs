@@ -22,7 +22,7 @@
 //! decoding it: [`foldswap_pool::lz4_matches`]).
 
 use core::mem::MaybeUninit;
-use core::ptr::addr_of_mut;
+use core::ptr::{addr_of_mut, drop_in_place};
 
 use foldswap_delta::{IndexCapacity, Signature, SimilarityConfig, SimilarityIndex};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
@@ -381,29 +381,84 @@ impl<P: PageProvider + Clone> Content<P> {
         provider: P,
         similarity: SimilarityConfig,
     ) -> Result<&mut Self, Error> {
-        let index = StableIndex::new(provider.clone())?;
-        let entries = Slab::new(provider.clone())?;
-        let blocks = Slab::new(provider.clone())?;
-        let similar = SimilarityIndex::new(
-            provider.clone(),
-            similarity,
-            IndexCapacity::growable(SIMILARITY_INDEX_MAX_PAGES),
-        )?;
-        let pool = ObjectStore::new(provider)?;
         let this = slot.as_mut_ptr();
-        // SAFETY: `this` is valid, aligned storage for a Content; each field is
-        // written once before `assume_init_mut`, and nothing below can fail.
+        let mut built = 0;
+        // SAFETY: `this` is valid, aligned storage for a Content, and nothing else
+        // touches it until this returns.
+        if let Err(e) = unsafe { Self::write_parts(this, provider, similarity, &mut built) } {
+            // SAFETY: exactly the first `built` parts were written, and only here
+            // are they dropped.
+            unsafe { Self::drop_parts(this, built) };
+            return Err(e);
+        }
+        // SAFETY: every part is written (above); the plain fields are written
+        // once here, before `assume_init_mut`, and nothing below can fail.
         unsafe {
-            addr_of_mut!((*this).pool).write(pool);
-            addr_of_mut!((*this).entries).write(entries);
-            addr_of_mut!((*this).blocks).write(blocks);
-            addr_of_mut!((*this).index).write(index);
-            addr_of_mut!((*this).similar).write(similar);
             addr_of_mut!((*this).next_generation).write(0);
             addr_of_mut!((*this).limit_bytes).write(usize::MAX);
             addr_of_mut!((*this).inserts).write(0);
             addr_of_mut!((*this).dedup_counts).write(DedupCounts::default());
             Ok(slot.assume_init_mut())
+        }
+    }
+
+    /// Build the parts that hold pages, each written into place as soon as it
+    /// is built, so one part's temporary is on the stack at a time (a slab is
+    /// half a KiB; kernel frames stay under 2 KiB). `built` counts the parts
+    /// written, in the order [`drop_parts`](Self::drop_parts) knows.
+    ///
+    /// # Safety
+    ///
+    /// `this` is valid, aligned storage for a `Content` that nothing else uses.
+    unsafe fn write_parts(
+        this: *mut Self,
+        provider: P,
+        similarity: SimilarityConfig,
+        built: &mut u8,
+    ) -> Result<(), Error> {
+        // SAFETY: by the caller's contract each field's place is valid for a write.
+        unsafe {
+            addr_of_mut!((*this).entries).write(Slab::new(provider.clone())?);
+            *built = 1;
+            addr_of_mut!((*this).blocks).write(Slab::new(provider.clone())?);
+            *built = 2;
+            addr_of_mut!((*this).index).write(StableIndex::new(provider.clone())?);
+            *built = 3;
+            let capacity = IndexCapacity::growable(SIMILARITY_INDEX_MAX_PAGES);
+            let similar = SimilarityIndex::new(provider.clone(), similarity, capacity)?;
+            addr_of_mut!((*this).similar).write(similar);
+            *built = 4;
+            addr_of_mut!((*this).pool).write(ObjectStore::new(provider)?);
+            *built = 5;
+        }
+        Ok(())
+    }
+
+    /// Drop the first `built` parts [`write_parts`](Self::write_parts) wrote, in
+    /// reverse (each gives its pages back).
+    ///
+    /// # Safety
+    ///
+    /// Exactly those parts are initialised, and nothing uses them afterwards.
+    unsafe fn drop_parts(this: *mut Self, built: u8) {
+        // SAFETY: by the caller's contract each part dropped here was written by
+        // `write_parts` and is dropped once.
+        unsafe {
+            if built >= 5 {
+                drop_in_place(addr_of_mut!((*this).pool));
+            }
+            if built >= 4 {
+                drop_in_place(addr_of_mut!((*this).similar));
+            }
+            if built >= 3 {
+                drop_in_place(addr_of_mut!((*this).index));
+            }
+            if built >= 2 {
+                drop_in_place(addr_of_mut!((*this).blocks));
+            }
+            if built >= 1 {
+                drop_in_place(addr_of_mut!((*this).entries));
+            }
         }
     }
 
@@ -1212,6 +1267,27 @@ mod tests {
             Ok(Reencoded::Replaced)
         );
         check_only(&content, key_c, &c);
+    }
+
+    /// Building a content store that runs out of pages part way gives back every
+    /// page the parts built so far took (each part written in place is dropped
+    /// again), at every point it can fail.
+    #[test]
+    fn a_content_store_that_cannot_be_built_holds_nothing() {
+        use foldswap_mem::CountingProvider;
+        let mut built = false;
+        for pages in 0..8 {
+            let provider = CountingProvider::new(StdPageProvider, pages);
+            match Content::new(&provider, SimilarityConfig::default()) {
+                Ok(content) => {
+                    built = true;
+                    drop(content);
+                }
+                Err(e) => assert_eq!(e, Error::OutOfMemory, "{pages} pages"),
+            }
+            assert_eq!(provider.pages_in_use(), 0, "{pages} pages");
+        }
+        assert!(built, "8 pages build a content store");
     }
 
     /// An entry packs its place's slot and length with its tag: each reads back as

@@ -167,6 +167,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                             if scratch.gathered_len >= block_pages(tunables) {
                                 report.improved += u64::from(self.flush_block(tunables, scratch));
                             }
+                            // No lock is held between pages: a host without
+                            // preemption lets others run (a page can take
+                            // milliseconds: a block's frame, a delta search).
+                            self.wake.yield_now();
                         }
                     }
                     result.cost_ns = clock.now_ns().saturating_sub(start);
@@ -884,6 +888,64 @@ mod tests {
             assert_eq!(out, text(10 + offset));
         }
         assert!(backend.load(0, 1, &mut out, &mut scratch).is_err());
+    }
+
+    /// A burst lets other threads run between its pages (`Parker::yield_now`: the
+    /// kernel's cond_resched). Without it a long burst on a kernel without
+    /// preemption was a soft lockup (the guest's watchdog caught one at zstd
+    /// level 6).
+    #[test]
+    fn a_burst_yields_between_its_pages() {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+
+        #[derive(Default)]
+        struct CountingParker(Arc<AtomicU64>);
+        impl Parker for CountingParker {
+            fn park_timeout(&self, _: core::time::Duration) {}
+            fn unpark(&self) {}
+            fn yield_now(&self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        let yields = Arc::new(AtomicU64::new(0));
+        // The ladder of `backend()`: a burst never waits for scan credit.
+        let mut ladder = LadderTunables::governor(Governor::Full);
+        for rung in ladder.rungs.iter_mut() {
+            rung.cpu_ratio = 10_000;
+        }
+        ladder.max_cpu = 10_000;
+        let config = Config {
+            ladder,
+            ..Config::default()
+        };
+        let parker = CountingParker(Arc::clone(&yields));
+        let backend = Backend::new(StdPageProvider, config, parker).unwrap();
+        backend.init(0, 64).unwrap();
+        let mut scratch = Scratch::boxed();
+        for offset in 0..64 {
+            backend
+                .store(0, offset, &text(offset), &mut scratch)
+                .unwrap();
+        }
+        // Bursts as the scanner thread runs them (sleeping as the ladder asks, at
+        // most 5 ms) until one round has ended.
+        let clock = StdClock::new();
+        let (mut pages, mut rounds) = (0, 0);
+        while rounds == 0 {
+            let report = backend
+                .scan_burst(&due_now(), &mut scratch, &clock)
+                .unwrap();
+            pages += report.pages;
+            rounds += report.rounds_ended;
+            thread::sleep(core::time::Duration::from_nanos(
+                report.sleep_ns.min(5_000_000),
+            ));
+        }
+        assert!(pages > 0);
+        let yielded = yields.load(Ordering::Relaxed);
+        assert!(yielded >= pages, "{yielded} yields for {pages} pages");
     }
 
     /// The scanner's re-encode frees the object a load may be decoding in place:
