@@ -711,19 +711,23 @@ mod tests {
 
     type TestBackend = Backend<StdPageProvider, StdParker>;
 
-    /// A backend whose ladder may use a whole CPU, so a burst never waits for
-    /// scan credit, with one area of `pages` offsets.
-    fn backend(pages: u64) -> TestBackend {
+    /// A config whose ladder may use a whole CPU, so a burst never waits for scan
+    /// credit.
+    fn credit_free() -> Config {
         let mut ladder = LadderTunables::governor(Governor::Full);
         for rung in ladder.rungs.iter_mut() {
             rung.cpu_ratio = 10_000;
         }
         ladder.max_cpu = 10_000;
-        let config = Config {
+        Config {
             ladder,
             ..Config::default()
-        };
-        let backend = Backend::new(StdPageProvider, config, StdParker::new()).unwrap();
+        }
+    }
+
+    /// A backend of [`credit_free`] with one area of `pages` offsets.
+    fn backend(pages: u64) -> TestBackend {
+        let backend = Backend::new(StdPageProvider, credit_free(), StdParker::new()).unwrap();
         backend.init(0, pages).unwrap();
         backend
     }
@@ -910,18 +914,8 @@ mod tests {
         }
 
         let yields = Arc::new(AtomicU64::new(0));
-        // The ladder of `backend()`: a burst never waits for scan credit.
-        let mut ladder = LadderTunables::governor(Governor::Full);
-        for rung in ladder.rungs.iter_mut() {
-            rung.cpu_ratio = 10_000;
-        }
-        ladder.max_cpu = 10_000;
-        let config = Config {
-            ladder,
-            ..Config::default()
-        };
         let parker = CountingParker(Arc::clone(&yields));
-        let backend = Backend::new(StdPageProvider, config, parker).unwrap();
+        let backend = Backend::new(StdPageProvider, credit_free(), parker).unwrap();
         backend.init(0, 64).unwrap();
         let mut scratch = Scratch::boxed();
         for offset in 0..64 {
