@@ -74,7 +74,7 @@ impl ColdKind {
     pub const fn default_level(self) -> u8 {
         match self {
             ColdKind::Deflate => 6,
-            ColdKind::Zstd => 6,
+            ColdKind::Zstd => 3,
         }
     }
 
