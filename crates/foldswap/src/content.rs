@@ -92,6 +92,8 @@ const _: () = assert!(size_of::<Entry>() == 24);
 
 /// Bits of `Entry::len_and_tag` holding the object's length.
 const LEN_BITS: u32 = 13;
+/// Those bits, as a mask.
+const LEN_MASK: u16 = (1 << LEN_BITS) - 1;
 /// The largest tag an entry holds (the bits of `Entry::len_and_tag` above the
 /// length).
 pub const MAX_TAG: u8 = (u16::MAX >> LEN_BITS) as u8;
@@ -121,14 +123,14 @@ impl Entry {
 
     /// Set the tag (at most [`MAX_TAG`], checked where tags come in).
     fn set_tag(&mut self, tag: u8) {
-        let len = self.len_and_tag & ((1 << LEN_BITS) - 1);
-        self.len_and_tag = len | (u16::from(tag.min(MAX_TAG)) << LEN_BITS);
+        self.len_and_tag =
+            (self.len_and_tag & LEN_MASK) | (u16::from(tag.min(MAX_TAG)) << LEN_BITS);
     }
 
     /// The pool object holding the encoded content; `None` for a page in a cold
     /// block ([`block`](Self::block)).
     pub fn place(&self) -> Option<Place> {
-        let len = self.len_and_tag & ((1 << LEN_BITS) - 1);
+        let len = self.len_and_tag & LEN_MASK;
         (self.tag() != TAG_BLOCK)
             .then(|| Place::from_parts(self.place_zspage, u16::from(self.place_slot), len))
     }
@@ -187,8 +189,7 @@ impl Entry {
         // most MAX_OBJECT: both fit (checked at compile time).
         self.place_zspage = zspage;
         self.place_slot = slot as u8;
-        self.len_and_tag =
-            (len & ((1 << LEN_BITS) - 1)) | (self.len_and_tag & !((1 << LEN_BITS) - 1));
+        self.len_and_tag = (len & LEN_MASK) | (self.len_and_tag & !LEN_MASK);
     }
 
     /// Point the entry at page `index` of block `block`.
