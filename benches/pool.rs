@@ -6,7 +6,7 @@
 //! - `pool_load`: `PagePool::load_page` vs plain `decompress_into` of the same
 //!   compressed bytes. Target: load ≤ 1.10 × plain decompress.
 //! - `pool_store_deflate`: the same with deflate-1 vs plain miniz_oxide.
-//! - `cold_zstd`: the cold codec trait's `ZstdCodec` (level 3, frames without
+//! - `cold_zstd`: the cold codec trait's `ZstdCodec` (its default level, frames without
 //!   checksum or dictionary id) vs plain libzstd (`zstd::bulk`, same level and
 //!   frame flags) on the same pages, compress and decompress. Target ≤ 1.05.
 //! - `pool_verify`: the duplicate check's full comparison of a page with its stored

@@ -6,13 +6,13 @@
 //!   the re-encode under the lock), vs plain libzstd (`zstd::bulk`, same level) on
 //!   the same pages. `scanner_full` also looks for similar pages (signature,
 //!   similarity index, delta encoding); both keep pages alone (`block_pages` 1).
-//!   `scanner_blocks` forms cold blocks of 8 neighbours (no patching), vs plain
-//!   libzstd compressing the same pages as frames of 8.
+//!   `scanner_blocks` forms cold blocks of `DEFAULT_BLOCK_PAGES` neighbours (no
+//!   patching), vs plain libzstd compressing the same pages as frames that long.
 //! - `load_lz4`, `load_zstd`, `load_delta`, `load_block`: `Backend::load` of pages
 //!   kept as lz4 (fresh stores), recompressed alone with zstd, patched as deltas
-//!   against a similar page, and held in cold blocks of 8, vs plain `lz4_flex`
+//!   against a similar page, and held in cold blocks, vs plain `lz4_flex`
 //!   decompression of the same pages. `plain_zstd_decompress` and
-//!   `plain_zstd_block_decompress` (a whole 8-page frame per page loaded) are
+//!   `plain_zstd_block_decompress` (a whole block's frame per page loaded) are
 //!   beside them: what a zstd page, and a page of a block, cost at the least.
 //!
 //! Every figure is a `paired` median: both sides measured in alternation, 41

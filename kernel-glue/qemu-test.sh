@@ -144,7 +144,7 @@ decide() {
 		'pool_limit_pages 1000 accepted old 0 now 1000' \
 		'cold_rounds 127 refused old 1 now 1' \
 		'cold_level 20 refused old 0 now 0' \
-		'block_pages 17 refused old 8 now 8' \
+		'block_pages 17 refused old 16 now 16' \
 		'cold_rounds 0 accepted old 1 now 0' \
 		'stats mode 400'; do
 		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }
@@ -176,6 +176,7 @@ decide() {
 figures() {
 	sed -n -e 's/^\[\(mthp-[a-z]*\)\] MTHPTEST \(.*\)/figures \1: \2/p' \
 		-e 's/^INJECT \(.*\)/figures injected load errors: \1/p' \
+		-e 's/^SETTLE \(.*\)/figures scanner settled: \1/p' \
 		-e 's/^\[foldswap-hold\] SWAPTEST \(.*\)/figures foldswap-hold: \1/p' "$1"
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }

@@ -32,8 +32,8 @@
  *     max_pool_percent  rw  default limit, percent of RAM (20, like zswap)
  *     enabled           rw  accept new stores (loads always work)
  *     cold_rounds       rw  scanner rounds before an entry is cold (1)
- *     cold_level        rw  zstd level for cold pages (0: default 3)
- *     block_pages       rw  pages per cold block (8; 1: none; at most 16)
+ *     cold_level        rw  zstd level for cold pages (0: default 6)
+ *     block_pages       rw  pages per cold block (16; 1: none; at most 16)
  *     stats             r   the backend's statistics, "name value" lines;
  *                           root only (0400): dedup hits and stored pages
  *                           tell whether another process holds a page
@@ -421,7 +421,7 @@ static bool enabled = true;
 /* The scanner's ScanTunables::default() (crates/foldswap), which the backend checks. */
 static unsigned int cold_rounds = 1;
 static unsigned int cold_level;
-static unsigned int block_pages = 8;
+static unsigned int block_pages = 16;
 static bool backend_ready;
 
 static void apply_limit(void)
@@ -556,7 +556,7 @@ MODULE_PARM_DESC(cold_rounds, "Scanner rounds an entry stays untouched before it
 module_param_cb(cold_level, &scan_tunable_ops, &cold_level, 0644);
 MODULE_PARM_DESC(cold_level, "zstd level for cold pages (0: the default, 3; at most 19)");
 module_param_cb(block_pages, &scan_tunable_ops, &block_pages, 0644);
-MODULE_PARM_DESC(block_pages, "Cold pages compressed together as one block (8; 1: no blocks; at most 16)");
+MODULE_PARM_DESC(block_pages, "Cold pages compressed together as one block (16; 1: no blocks; at most 16)");
 
 static int get_stats(char *buf, const struct kernel_param *kp)
 {

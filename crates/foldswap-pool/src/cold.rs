@@ -70,11 +70,11 @@ impl ColdKind {
         }
     }
 
-    /// The default level, chosen by measurement on the dev corpus (docs/pool.md).
+    /// The default level, chosen by measurement on the dev corpus (docs/backend.md).
     pub const fn default_level(self) -> u8 {
         match self {
             ColdKind::Deflate => 6,
-            ColdKind::Zstd => 3,
+            ColdKind::Zstd => 6,
         }
     }
 

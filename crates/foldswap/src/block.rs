@@ -26,22 +26,22 @@
 //! - A page in a block may be the base of deltas (a delta's load then decodes the
 //!   base's block); dedup against it compares every byte of the decoded page.
 
-use foldswap_pool::{MAX_OBJECT, Place, TAG_FIRST_HOST};
+use foldswap_pool::{MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE, Place, TAG_FIRST_HOST};
 
 /// Entry tag of a page held in a cold block (the pool's codecs use tags below
 /// `TAG_FIRST_HOST`, a delta `TAG_FIRST_HOST`).
 pub const TAG_BLOCK: u8 = TAG_FIRST_HOST + 1;
 /// Most pages in one block.
 pub const MAX_BLOCK_PAGES: usize = 16;
-/// Most pool objects one block's frame is split into. Four (frames up to 16 KiB)
-/// hold the dev corpus in 30.5 MB with 32-byte records, eight (32 KiB) in the
-/// same with 56-byte records: runs that compress worse than 2 KiB a page gain
-/// little from a block.
-pub const MAX_BLOCK_CHUNKS: usize = 4;
+/// Most pool objects one block's frame is split into: eight, frames up to 32 KiB,
+/// so that a block of 16 pages at up to 2 KiB a page fits (a run that compresses
+/// worse gains little from a block). Four held 16-page blocks to 16 KiB frames
+/// and formed half the blocks on the dev corpus (docs/backend.md).
+pub const MAX_BLOCK_CHUNKS: usize = 8;
 /// The longest frame a block keeps (a run that compresses worse is not a block).
 pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
 
-/// One cold block: where its frame lies and which of its pages are live. 32 bytes.
+/// One cold block: where its frame lies and which of its pages are live. 48 bytes.
 ///
 /// # Invariants
 ///
@@ -55,15 +55,18 @@ pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
 #[derive(Debug, Clone, Copy)]
 pub struct Block {
     chunk_zspages: [u32; MAX_BLOCK_CHUNKS],
-    chunk_slots: [u16; MAX_BLOCK_CHUNKS],
+    /// A slot fits a byte: no zspage holds more than
+    /// [`MAX_OBJECTS_PER_ZSPAGE`] objects (256).
+    chunk_slots: [u8; MAX_BLOCK_CHUNKS],
     frame_len: u16,
     live: u16,
     pages: u8,
     codec_tag: u8,
 }
 
-const _: () = assert!(size_of::<Block>() == 32);
+const _: () = assert!(size_of::<Block>() == 48);
 const _: () = assert!(MAX_FRAME <= u16::MAX as usize);
+const _: () = assert!(MAX_OBJECTS_PER_ZSPAGE <= u8::MAX as usize + 1);
 const _: () = assert!(MAX_BLOCK_PAGES <= u16::BITS as usize);
 
 impl Block {
@@ -113,7 +116,7 @@ impl Block {
         let len = self.chunk_len(i)?;
         Some(Place::from_parts(
             *self.chunk_zspages.get(i)?,
-            *self.chunk_slots.get(i)?,
+            u16::from(*self.chunk_slots.get(i)?),
             len as u16,
         ))
     }
@@ -123,7 +126,9 @@ impl Block {
         let (zspage, slot, _) = place.to_parts();
         if let (Some(z), Some(s)) = (self.chunk_zspages.get_mut(i), self.chunk_slots.get_mut(i)) {
             *z = zspage;
-            *s = slot;
+            // The pool issues slots below MAX_OBJECTS_PER_ZSPAGE (asserted to
+            // fit a byte above), so nothing is cut.
+            *s = slot as u8;
         }
     }
 

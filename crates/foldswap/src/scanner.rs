@@ -431,9 +431,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     ) -> Result<PageOutcome, Error> {
         let signature = self.sampler.signature(scratch.target.as_bytes());
         // A delta is kept if it is smaller than about what the page would take
-        // in a block. The bound was chosen on the dev corpus (8-page blocks,
-        // settled bytes; runs vary by about 0.2 MB): 3/4 of the lz4 bytes 30.5 MB,
-        // 9/16 30.6-30.8 MB, 3/8 30.8 MB. A page the cold codec already holds
+        // in a block. The bound was chosen on the dev corpus (8-page blocks at
+        // zstd-3, settled bytes; runs vary by about 0.2 MB): 3/4 of the lz4 bytes
+        // 30.5 MB, 9/16 30.6-30.8 MB, 3/8 30.8 MB. A page the cold codec already holds
         // alone gains less from a block: 7/8 of its bytes.
         let share = if entry.tag() == TAG_LZ4 {
             encoded_len * 3 / 4

@@ -9,7 +9,7 @@ pub const MAX_COLD_LEVEL: u32 = 19;
 
 /// Pages per cold block by default, chosen by measurement on the dev corpus
 /// (docs/backend.md).
-pub const DEFAULT_BLOCK_PAGES: u32 = 8;
+pub const DEFAULT_BLOCK_PAGES: u32 = 16;
 
 /// The scanner's tunables: staged by any thread through foldswap-wake, applied by
 /// the scanner between rounds only.

@@ -98,7 +98,7 @@ fn blocks_hold_cold_neighbours_in_less_than_pages_alone() {
     }
     // These pages are words drawn at random from eight: little is shared between
     // neighbours beyond the dictionary, which zstd finds within a page too; blocks
-    // of 8 hold over 10 % less at the default level 3, 9 % less at level 6.
+    // of 8 hold over 10 % less at level 3, 9 % less at the default level 6.
     let [alone, blocks] = settled;
     assert!(
         blocks * 20 < alone * 19,

@@ -315,7 +315,9 @@ fn a_damaged_block_spoils_its_own_pages_only() {
     assert_eq!(chunk.base, None);
     let in_block = built_on_it(&backend, &pages, chunk.object.place);
     assert!(
-        in_block.len() >= 2 && in_block.len() <= 8 && in_block.contains(&20),
+        in_block.len() >= 2
+            && in_block.len() <= tunables.block_pages as usize
+            && in_block.contains(&20),
         "{in_block:?}"
     );
     let mut errors = 0;

@@ -127,7 +127,7 @@ const EMPTY_HELD_PAGES: usize = 5;
 fn many_threads_with_the_scanner_running_lose_nothing() {
     const THREADS: u64 = 4;
     const OFFSETS: u64 = 256;
-    const MAX_STEPS: u64 = 400_000;
+    const STEPS: u64 = 6000;
     let backend = Backend::new(
         StdPageProvider,
         Config {
@@ -159,15 +159,7 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
                     let mut out = vec![0u8; PAGE_SIZE];
                     let mut version = vec![None::<(u64, u64)>; OFFSETS as usize];
                     let mut x = t + 1;
-                    // 6000 steps, then on until the scanner has had to wait for a
-                    // load decoding in place (asserted below), within a bound.
-                    for step in 0..MAX_STEPS {
-                        if step >= 6000
-                            && step % 256 == 0
-                            && backend.stats().snapshot().scanner_waits_for_loads > 0
-                        {
-                            break;
-                        }
+                    for step in 0..STEPS {
                         x = x
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
@@ -244,10 +236,12 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
     assert!(done.load(Ordering::SeqCst));
     let s = backend.stats().snapshot();
     assert!(s.duplicate_pages > 0 && s.scanned_pages > 0, "{s:?}");
-    // The scanner re-encoded pages, and at least once it had to wait for a load
-    // decoding in place: the two sides of the reader protocol (`ReaderCount`) met.
+    // The scanner re-encoded pages. Whether it also met a load decoding in place
+    // (`scanner_waits_for_loads`) is chance here: that read is a copy of a few
+    // hundred nanoseconds, and on 2 busy cores 400,000 steps a thread went by
+    // without a meeting. The meeting is made, not hoped for, in the scanner's
+    // unit test `the_scanner_waits_for_a_load_decoding_in_place_before_it_reencodes`.
     assert!(s.recompressed_pages + s.patched_pages > 0, "{s:?}");
-    assert!(s.scanner_waits_for_loads > 0, "{s:?}");
     // Entries vanished under the scanner (their last offset stored over or
     // invalidated while it encoded them): skipped, never an error, and the scanner
     // ran to the end (`run_scanner` returned Ok above).
