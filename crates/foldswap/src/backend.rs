@@ -610,7 +610,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 drop(content);
                 drop(table);
                 decode_snapshot(&snapshot, &mut scratch.decode, Some(out))?;
-                if snapshot.reads_block() {
+                if snapshot.decodes_block() {
                     Stats::add(&self.stats.block_loads, 1);
                 }
             }

@@ -23,8 +23,18 @@
 //! - A load copies the chunks out under the content lock and decodes the frame
 //!   outside it, into the worker's scratch; nothing is read in place, so a block's
 //!   chunks are freed or moved only under the content lock like any copied object.
+//! - A worker's scratch keeps the pages of the last block it decoded, named by
+//!   the block's [`BlockId`]: its slab key and a serial no other block in the
+//!   process ever had. A load of another page of that block (checked under the
+//!   content lock: the page's entry names the block, its bit is live, the serial
+//!   matches) copies the page from there without reading or decoding the frame.
+//!   A block's frame never changes while the block lives (compaction moves its
+//!   chunks, bytes unchanged; a rewrite forms a new block), so those pages are
+//!   exactly the frame's.
 //! - A page in a block may be the base of deltas (a delta's load then decodes the
 //!   base's block); dedup against it compares every byte of the decoded page.
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use foldswap_pool::{MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE, Place, TAG_FIRST_HOST};
 
@@ -41,7 +51,23 @@ pub const MAX_BLOCK_CHUNKS: usize = 8;
 /// The longest frame a block keeps (a run that compresses worse is not a block).
 pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
 
-/// One cold block: where its frame lies and which of its pages are live. 48 bytes.
+/// Which block a worker's decoded pages are: the block's slab key and its serial.
+/// Serials come from one process-wide counter, so no two blocks of any backend
+/// share one, even where a key is reused or a scratch serves two backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockId {
+    pub(crate) key: u32,
+    pub(crate) serial: u64,
+}
+
+/// The serial of the next block formed anywhere in the process (or kernel). A
+/// 64-bit counter does not wrap: a block formed every nanosecond would take
+/// 584 years.
+/// (`core`'s atomic, not the `sync` switch's: a unique number, not a protocol a
+/// model would explore.)
+static NEXT_BLOCK_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// One cold block: where its frame lies and which of its pages are live. 56 bytes.
 ///
 /// # Invariants
 ///
@@ -51,9 +77,11 @@ pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
 ///   in order: chunk `i` is `chunk_span()` bytes long, the last one the rest;
 /// - bit `i` of `live` is set exactly while an entry with tag [`TAG_BLOCK`] names
 ///   (`b`, `i`); `live != 0` (a block without live pages is freed at once);
-/// - the frame decodes to `pages` pages.
+/// - the frame decodes to `pages` pages;
+/// - `serial` is the block's own: no other block formed in the process had it.
 #[derive(Debug, Clone, Copy)]
 pub struct Block {
+    serial: u64,
     chunk_zspages: [u32; MAX_BLOCK_CHUNKS],
     /// A slot fits a byte: no zspage holds more than
     /// [`MAX_OBJECTS_PER_ZSPAGE`] objects (256).
@@ -64,19 +92,23 @@ pub struct Block {
     codec_tag: u8,
 }
 
-const _: () = assert!(size_of::<Block>() == 48);
+const _: () = assert!(size_of::<Block>() == 56);
 const _: () = assert!(MAX_FRAME <= u16::MAX as usize);
 const _: () = assert!(MAX_OBJECTS_PER_ZSPAGE <= u8::MAX as usize + 1);
 const _: () = assert!(MAX_BLOCK_PAGES <= u16::BITS as usize);
 
 impl Block {
     /// A block of `pages` pages whose frame is `frame_len` bytes, none live yet and
-    /// no chunk recorded.
+    /// no chunk recorded, with a serial of its own.
     pub(crate) fn new(pages: usize, frame_len: usize, codec_tag: u8) -> Option<Self> {
         if !(1..=MAX_BLOCK_PAGES).contains(&pages) || !(1..=MAX_FRAME).contains(&frame_len) {
             return None;
         }
+        // INVARIANT: the counter only grows (Relaxed is enough: only uniqueness
+        // matters, and fetch_add is atomic under any ordering).
+        let serial = NEXT_BLOCK_SERIAL.fetch_add(1, Ordering::Relaxed);
         Some(Block {
+            serial,
             chunk_zspages: [0; MAX_BLOCK_CHUNKS],
             chunk_slots: [0; MAX_BLOCK_CHUNKS],
             frame_len: frame_len as u16,
@@ -162,6 +194,14 @@ impl Block {
         self.codec_tag
     }
 
+    /// The block's identity when its slab key is `key`.
+    pub(crate) fn id(&self, key: u32) -> BlockId {
+        BlockId {
+            key,
+            serial: self.serial,
+        }
+    }
+
     /// Whether the scanner should rewrite the block: at most half its pages live.
     pub fn is_sparse(&self) -> bool {
         2 * self.live() <= self.pages()
@@ -229,5 +269,13 @@ mod tests {
         assert!(block.is_sparse() && !block.is_live(1) && block.is_live(2));
         assert!(!block.leave(2));
         assert!(block.leave(3));
+    }
+
+    #[test]
+    fn every_block_has_a_serial_of_its_own() {
+        let [a, b] = [0, 1].map(|_| Block::new(4, 100, 3).unwrap());
+        assert_ne!(a.id(7), b.id(7));
+        assert_ne!(a.id(7), a.id(8));
+        assert_eq!(a.id(7), a.id(7));
     }
 }

@@ -13,7 +13,7 @@ use foldswap_pool::{
     TAG_RAW, TAG_ZSTD, decompress, lz4_matches,
 };
 
-use crate::block::{Block, TAG_BLOCK};
+use crate::block::{Block, BlockId, TAG_BLOCK};
 use crate::content::{Entry, TAG_DELTA};
 use crate::scratch::DecodeScratch;
 
@@ -45,9 +45,14 @@ pub struct Snapshot {
     block: BlockPlace,
 }
 
-/// Where a page lies in a block frame copied into the scratch.
+/// Where a page lies in a block frame copied into the scratch, or in the block's
+/// pages the scratch holds decoded already.
 #[derive(Debug, Default, Clone, Copy)]
 struct BlockPlace {
+    /// The block (`None`: the snapshot reads no block).
+    id: Option<BlockId>,
+    /// The scratch holds the block's pages decoded: the frame was not copied.
+    decoded: bool,
     codec_tag: u8,
     index: u8,
     pages: u8,
@@ -64,10 +69,10 @@ impl Snapshot {
         self.tag
     }
 
-    /// Whether decoding it decodes a cold block (the page's own, or a delta's
-    /// base's).
-    pub fn reads_block(&self) -> bool {
-        self.tag == TAG_BLOCK || self.base_tag == TAG_BLOCK
+    /// Whether decoding it decodes a cold block's frame (the page's own, or a
+    /// delta's base's): not when the scratch holds that block decoded already.
+    pub fn decodes_block(&self) -> bool {
+        (self.tag == TAG_BLOCK || self.base_tag == TAG_BLOCK) && !self.block.decoded
     }
 }
 
@@ -142,18 +147,31 @@ pub(crate) fn same_as_stored<P: PageProvider + Clone, C: ColdCodec>(
     Ok(scratch.page.as_bytes() == page)
 }
 
-/// Copy block `key`'s frame into `frame`: its length, and where page `index` lies.
+/// Copy block `key`'s frame into `frame`, unless the scratch holds its pages
+/// decoded already (`decoded`): the frame's length, and where page `index` lies.
 fn read_block<P: PageProvider + Clone>(
     stored: Stored<'_, P>,
     key: u32,
     index: u8,
     frame: &mut [u8],
+    decoded: Option<BlockId>,
 ) -> Result<(usize, BlockPlace), Error> {
     let block = stored.blocks.get(SlabKey(key)).ok_or(Error::Corrupt)?;
     if !block.is_live(index) {
         return Err(Error::Corrupt);
     }
     let len = block.frame_len();
+    let id = block.id(key);
+    let place = BlockPlace {
+        id: Some(id),
+        decoded: decoded == Some(id),
+        codec_tag: block.codec_tag(),
+        index,
+        pages: block.pages() as u8,
+    };
+    if place.decoded {
+        return Ok((len, place));
+    }
     let frame = frame.get_mut(..len).ok_or(Error::Corrupt)?;
     for (i, part) in frame.chunks_mut(block.chunk_span()).enumerate() {
         let chunk = block.chunk(i).ok_or(Error::Corrupt)?;
@@ -161,28 +179,25 @@ fn read_block<P: PageProvider + Clone>(
             return Err(Error::Corrupt);
         }
     }
-    let place = BlockPlace {
-        codec_tag: block.codec_tag(),
-        index,
-        pages: block.pages() as u8,
-    };
     Ok((len, place))
 }
 
 /// Copy `entry`'s encoded bytes: its pool object into `object`, or for a page in
-/// a cold block the block's frame into `frame` (its place into `block`). Their
-/// length and tag ([`TAG_BLOCK`] for a block's frame).
+/// a cold block the block's frame into `frame` (its place into `block`; no copy
+/// if the block is `decoded`, the one the scratch holds decoded). Their length
+/// and tag ([`TAG_BLOCK`] for a block's frame).
 fn copy_encoded<P: PageProvider + Clone>(
     stored: Stored<'_, P>,
     entry: &Entry,
     object: &mut [u8],
     frame: &mut [u8],
     block: &mut BlockPlace,
+    decoded: Option<BlockId>,
 ) -> Result<(usize, u8), Error> {
     match (entry.place(), entry.block()) {
         (Some(place), _) => Ok((stored.pool.read_object(place, object)?, entry.tag())),
         (None, Some((key, index))) => {
-            let (len, place) = read_block(stored, key, index, frame)?;
+            let (len, place) = read_block(stored, key, index, frame, decoded)?;
             *block = place;
             Ok((len, TAG_BLOCK))
         }
@@ -199,14 +214,15 @@ pub(crate) fn snapshot<P: PageProvider + Clone, C: ColdCodec>(
     let entries = stored.entries;
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
     let mut block = BlockPlace::default();
-    let frame = &mut scratch.block_frame;
-    let (len, tag) = copy_encoded(stored, entry, &mut scratch.object, frame, &mut block)?;
+    let (frame, decoded) = (&mut scratch.block_frame, scratch.decoded_block);
+    let object = &mut scratch.object;
+    let (len, tag) = copy_encoded(stored, entry, object, frame, &mut block, decoded)?;
     let (mut base_tag, mut base_len) = (TAG_RAW, 0);
     if tag == TAG_DELTA {
         let base_key = entry.base().ok_or(Error::Corrupt)?;
         let base = entries.get(SlabKey(base_key)).ok_or(Error::Corrupt)?;
-        (base_len, base_tag) =
-            copy_encoded(stored, base, &mut scratch.base_object, frame, &mut block)?;
+        let object = &mut scratch.base_object;
+        (base_len, base_tag) = copy_encoded(stored, base, object, frame, &mut block, decoded)?;
     }
     Ok(Snapshot {
         tag,
@@ -243,14 +259,23 @@ pub fn decode_snapshot<C: ColdCodec>(
         cold,
         block_frame,
         block_pages,
+        decoded_block,
     } = scratch;
     let out = match out {
         Some(out) => out,
         None => page.as_bytes_mut(),
     };
     let mut block_page = |len: usize, out: &mut [u8; PAGE_SIZE]| {
+        let place = snapshot.block;
+        let pages = DecodedPages {
+            pages: block_pages,
+            decoded: decoded_block,
+        };
+        if place.decoded {
+            return pages.copy_page(place, out);
+        }
         let frame = block_frame.get(..len).ok_or(Error::Corrupt)?;
-        decode_block_page(frame, snapshot.block, block_pages, cold, out)
+        pages.decode_then_copy(frame, place, cold, out)
     };
     if snapshot.tag == TAG_BLOCK {
         return block_page(snapshot.len, out);
@@ -269,26 +294,50 @@ pub fn decode_snapshot<C: ColdCodec>(
     decode_plain(snapshot.tag, bytes, out, decompress, cold)
 }
 
-/// Decode a block `frame` into `pages` (the whole frame, with the codec's bulk
-/// decoder) and copy the page at `place` to `out`.
-fn decode_block_page<C: ColdCodec>(
-    frame: &[u8],
-    place: BlockPlace,
-    pages: &mut [u8],
-    cold: &mut C,
-    out: &mut [u8; PAGE_SIZE],
-) -> Result<(), Error> {
-    if place.index >= place.pages {
-        return Err(Error::Corrupt);
+/// A scratch's decoded block pages and which block they are.
+///
+/// # Invariants
+///
+/// `*decoded == Some(id)` only while `pages` holds exactly the pages block `id`'s
+/// frame decodes to.
+struct DecodedPages<'a> {
+    pages: &'a mut [u8],
+    decoded: &'a mut Option<BlockId>,
+}
+
+impl DecodedPages<'_> {
+    /// Decode a block `frame` into the pages (the whole frame, with the codec's
+    /// bulk decoder) and copy the page at `place` to `out`.
+    fn decode_then_copy<C: ColdCodec>(
+        self,
+        frame: &[u8],
+        place: BlockPlace,
+        cold: &mut C,
+        out: &mut [u8; PAGE_SIZE],
+    ) -> Result<(), Error> {
+        // INVARIANT: from here until the decode succeeded the pages are no
+        // block's (a failed decode may leave any bytes in them).
+        *self.decoded = None;
+        let all = self
+            .pages
+            .get_mut(..usize::from(place.pages) * PAGE_SIZE)
+            .ok_or(Error::Corrupt)?;
+        cold.decompress_block(place.codec_tag, frame, all)?;
+        // INVARIANT: the whole frame of block `place.id` decoded into the pages.
+        *self.decoded = place.id;
+        self.copy_page(place, out)
     }
-    let all = pages
-        .get_mut(..usize::from(place.pages) * PAGE_SIZE)
-        .ok_or(Error::Corrupt)?;
-    cold.decompress_block(place.codec_tag, frame, all)?;
-    let at = usize::from(place.index) * PAGE_SIZE;
-    let page = all.get(at..at + PAGE_SIZE).ok_or(Error::Corrupt)?;
-    out.copy_from_slice(page);
-    Ok(())
+
+    /// Copy the page at `place` out of the pages, which hold its block decoded.
+    fn copy_page(self, place: BlockPlace, out: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
+        if place.id.is_none() || *self.decoded != place.id || place.index >= place.pages {
+            return Err(Error::Corrupt);
+        }
+        let at = usize::from(place.index) * PAGE_SIZE;
+        let page = self.pages.get(at..at + PAGE_SIZE).ok_or(Error::Corrupt)?;
+        out.copy_from_slice(page);
+        Ok(())
+    }
 }
 
 /// Decode a plain (raw, lz4 or cold-codec) object's `bytes` into `out`.

@@ -10,7 +10,7 @@ use core::ptr::addr_of_mut;
 
 use foldswap_mem::{PAGE_SIZE, Page};
 
-use crate::block::{MAX_BLOCK_PAGES, MAX_FRAME};
+use crate::block::{BlockId, MAX_BLOCK_PAGES, MAX_FRAME};
 use crate::scanner::Gathered;
 use foldswap_pool::{ColdCodec, CompressScratch, DecompressScratch, DefaultColdCodec, NoColdCodec};
 
@@ -31,8 +31,12 @@ pub struct DecodeScratch<C: ColdCodec = DefaultColdCodec> {
     pub(crate) cold: C,
     /// A cold block's frame, copied out of the pool's chunks under the lock.
     pub(crate) block_frame: [u8; MAX_FRAME],
-    /// A cold block's pages, decoded.
+    /// A cold block's pages, decoded ...
     pub(crate) block_pages: [u8; MAX_BLOCK_PAGES * PAGE_SIZE],
+    /// ... and which block they are, while they are all of its pages (`None`
+    /// before the first decode and from the start of each decode until it
+    /// succeeds).
+    pub(crate) decoded_block: Option<BlockId>,
 }
 
 /// Working memory of one worker: 260 KiB (of it 96 KiB to decode cold blocks
@@ -95,8 +99,8 @@ impl<C: ColdCodec> Scratch<C> {
         let ptr = slot.as_mut_ptr();
         // SAFETY: `ptr` is valid, aligned storage for a Scratch. Every field is written
         // in place below: byte arrays and pages are valid when zeroed;
-        // MaybeUninit<CompressScratch> has CompressScratch's layout; `cold` is moved
-        // in whole.
+        // MaybeUninit<CompressScratch> has CompressScratch's layout; `cold` and
+        // `decoded_block` (`None`: nothing decoded yet) are moved in whole.
         unsafe {
             CompressScratch::init_in(&mut *addr_of_mut!((*ptr).compress).cast());
             let decode = addr_of_mut!((*ptr).decode);
@@ -108,6 +112,7 @@ impl<C: ColdCodec> Scratch<C> {
             addr_of_mut!((*decode).base_page).write_bytes(0, 1);
             addr_of_mut!((*decode).block_frame).write_bytes(0, 1);
             addr_of_mut!((*decode).block_pages).write_bytes(0, 1);
+            addr_of_mut!((*decode).decoded_block).write(None);
             addr_of_mut!((*ptr).gathered).write_bytes(0, 1);
             addr_of_mut!((*ptr).gathered_len).write(0);
             addr_of_mut!((*ptr).gather).write_bytes(0, 1);

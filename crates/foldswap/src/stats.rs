@@ -55,8 +55,9 @@ counters! {
     written_pages,
     /// Loads that succeeded.
     loaded_pages,
-    /// Of those: loads that decoded a cold block (the page's own, or the block
-    /// of a delta's base).
+    /// Of those: loads that decoded a cold block's frame (the page's own, or the
+    /// block of a delta's base); a load of a page of the block its worker decoded
+    /// last copies the page without decoding and is not counted.
     block_loads,
     /// Stores that found an identical page (dedup hits), cumulative.
     dedup_hits,

@@ -204,3 +204,67 @@ fn loads_stay_exact_while_blocks_are_rewritten() {
     assert!(s.block_loads > 0, "{s:?}");
     check_all(&backend, PAGES, survivor);
 }
+
+/// A load from a cold block decodes the whole frame; the worker keeps the pages
+/// it decoded, and a load of a neighbour from the same block copies its page
+/// from there. Loading every page in offset order decodes each block once.
+#[test]
+fn a_worker_decodes_each_block_once_for_its_neighbours() {
+    const PAGES: u64 = 128;
+    let backend = stored(PAGES, |_| true);
+    let mut scratch = Scratch::boxed();
+    scan_until(&backend, &tunables(8), &mut scratch, |b| {
+        b.stats().snapshot().blocked_pages == PAGES
+    });
+    let blocks = backend.census().blocks as u64;
+    assert!(blocks >= PAGES / 8, "{blocks} blocks");
+    let before = backend.stats().snapshot().block_loads;
+    check_all(&backend, PAGES, |_| true);
+    let s = backend.stats().snapshot();
+    assert_eq!(s.block_loads - before, blocks, "{s:?}");
+}
+
+/// The pages a worker keeps decoded are named by the block's serial, not only its
+/// slot: a block freed and another formed in its slot (other pages, the same
+/// offsets) is decoded anew, never served from the old block's pages. Nor is a
+/// scratch that served another backend fooled by that backend's blocks.
+#[test]
+fn a_new_block_in_a_freed_blocks_slot_is_decoded_anew() {
+    const PAGES: u64 = 8;
+    let backend = stored(PAGES, |_| true);
+    let other = stored(PAGES, |_| true);
+    let mut scratch = Scratch::boxed();
+    let mut out = [0u8; PAGE_SIZE];
+    for b in [&backend, &other] {
+        scan_until(b, &tunables(8), &mut scratch, |b| {
+            b.stats().snapshot().blocked_pages == PAGES
+        });
+        assert_eq!(b.census().blocks, 1);
+    }
+    // The worker holds `backend`'s block decoded.
+    backend.load(0, 0, &mut out, &mut scratch).unwrap();
+    assert_eq!(out[..], words_page(0)[..]);
+    // Other pages at the same offsets: the old block goes with its last page, and
+    // the scanner forms the new one in the slot it left.
+    let new_page = |offset: u64| words_page(offset + 1_000);
+    let mut store_scratch = Scratch::boxed();
+    for offset in 0..PAGES {
+        backend
+            .store(0, offset, &new_page(offset), &mut store_scratch)
+            .unwrap();
+    }
+    assert_eq!(backend.census().blocks, 0);
+    scan_until(&backend, &tunables(8), &mut store_scratch, |b| {
+        b.stats().snapshot().blocked_pages == PAGES
+    });
+    assert_eq!(backend.census().blocks, 1);
+    for offset in 0..PAGES {
+        backend.load(0, offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(out[..], new_page(offset)[..], "offset {offset}");
+    }
+    // `other`'s block sits in the same slot of its own slab.
+    for offset in 0..PAGES {
+        other.load(0, offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(out[..], words_page(offset)[..], "offset {offset}");
+    }
+}
