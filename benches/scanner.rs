@@ -12,8 +12,11 @@
 //!   kept as lz4 (fresh stores), recompressed alone with zstd, patched as deltas
 //!   against a similar page, and held in cold blocks, vs plain `lz4_flex`
 //!   decompression of the same pages. `plain_zstd_decompress` and
-//!   `plain_zstd_block_decompress` (a whole block's frame per page loaded) are
-//!   beside them: what a zstd page, and a page of a block, cost at the least.
+//!   `plain_zstd_block_decompress` (a whole block's frame per page loaded, or per
+//!   block) are beside them: what a zstd page, and a page of a block, cost at the
+//!   least. Pages of blocks are loaded in offset order (a worker's next load is
+//!   in the block it decoded last, which it keeps) and across blocks (every load
+//!   decodes a frame).
 //!
 //! Every figure is a `paired` median: both sides measured in alternation, 41
 //! rounds, in thread CPU time (see `foldswap_benches::paired_ratio`). Backends are
@@ -118,10 +121,15 @@ fn settle(
     patch: bool,
     block_pages: u32,
 ) -> (Duration, Census) {
+    // One batch per burst, so the loop below sees the first round that improves
+    // nothing when it ends: with the default 4096 a burst on a whole CPU ran
+    // thousands of idle rounds over the settled pages past it, and those were
+    // counted as the cost of settling (362 us per page for blocks of 16).
     let tunables = ScanTunables {
         cold_rounds: 0,
         patch: u32::from(patch),
         block_pages,
+        max_batches: 1,
         ..ScanTunables::default()
     };
     let clock = SkippingClock {
@@ -227,22 +235,24 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
     };
     let mut scratch = Scratch::boxed();
     let mut out = [0u8; PAGE_SIZE];
-    // Loads of offsets `first`, `first + step`, ... below `n`.
-    let mut loads =
-        |backend: &Backend<&'static WarmPages, StdParker>, n: usize, first: u64, step: usize| {
-            let start = thread_cpu_time();
-            for offset in (first..n as u64).step_by(step) {
-                black_box(backend.load(0, offset, &mut out, &mut scratch).ok());
-            }
-            thread_cpu_time() - start
-        };
+    // Loads of `offsets`, in that order.
+    let mut loads_of = |backend: &Backend<&'static WarmPages, StdParker>,
+                        offsets: &mut dyn Iterator<Item = u64>| {
+        let start = thread_cpu_time();
+        for offset in offsets {
+            black_box(backend.load(0, offset, &mut out, &mut scratch).ok());
+        }
+        thread_cpu_time() - start
+    };
+    // Offsets `first`, `first + step`, ... below `n`.
+    let every = |n: usize, first: u64, step: usize| (first..n as u64).step_by(step);
 
     let fresh = backend_holding(pages);
     assert_eq!(fresh.census().lz4 as usize, pages.len(), "all kept as lz4");
     paired_ratio(
         "load_lz4 / plain_lz4_decompress",
         ROUNDS,
-        || loads(&fresh, pages.len(), 0, 1),
+        || loads_of(&fresh, &mut every(pages.len(), 0, 1)),
         &mut plain_lz4,
     );
     drop(fresh);
@@ -253,7 +263,7 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
     paired_ratio(
         "load_zstd / plain_lz4_decompress",
         ROUNDS,
-        || loads(&recompressed, pages.len(), 0, 1),
+        || loads_of(&recompressed, &mut every(pages.len(), 0, 1)),
         &mut plain_lz4,
     );
     let mut plain = Decompressor::new().expect("zstd");
@@ -291,7 +301,7 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
     paired_ratio(
         "load_delta / plain_lz4_decompress (the patched page of each pair)",
         ROUNDS,
-        || loads(&patched, pairs.len(), 1, 2),
+        || loads_of(&patched, &mut every(pairs.len(), 1, 2)),
         || {
             let start = thread_cpu_time();
             let mut member_out = [0u8; PAGE_SIZE];
@@ -311,10 +321,24 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
         pages.len(),
         census.blocks
     );
+    // In offset order a load's neighbour is in the block its worker decoded last
+    // (swap-in readahead's order): one frame decode per block, then copies.
     paired_ratio(
-        "load_block / plain_lz4_decompress",
+        "load_block in offset order / plain_lz4_decompress",
         ROUNDS,
-        || loads(&blocked, pages.len(), 0, 1),
+        || loads_of(&blocked, &mut every(pages.len(), 0, 1)),
+        &mut plain_lz4,
+    );
+    // Page k of every block, then page k + 1 of every block, ...: each load is of
+    // another block than the last, and decodes a whole frame.
+    let (n, per_block) = (pages.len() as u64, u64::from(BLOCK_PAGES));
+    paired_ratio(
+        "load_block across blocks / plain_lz4_decompress",
+        ROUNDS,
+        || {
+            let mut across = (0..per_block).flat_map(|k| (k..n).step_by(per_block as usize));
+            loads_of(&blocked, &mut across)
+        },
         &mut plain_lz4,
     );
     let block_frames: Vec<Vec<u8>> = pages
@@ -324,22 +348,34 @@ fn bench_loads(pages: &[[u8; PAGE_SIZE]]) {
             compressor.compress(&frame[..]).expect("zstd")
         })
         .collect();
-    paired_ratio(
-        "plain_zstd_block_decompress / plain_lz4_decompress",
-        ROUNDS,
-        || {
-            let start = thread_cpu_time();
-            let mut block_out = vec![0u8; BLOCK_PAGES as usize * PAGE_SIZE];
-            // One whole frame decoded per page loaded, as a load of a block does.
-            for frame in &block_frames {
-                for _ in 0..BLOCK_PAGES {
-                    black_box(plain.decompress_to_buffer(frame, &mut block_out[..]).ok());
+    // The building blocks of the two orders: a whole frame decoded per page
+    // loaded (across blocks), and once per block with a page copied out for each
+    // of its pages (offset order).
+    for (name, decodes_per_frame) in [
+        ("plain_zstd_block_decompress per page", BLOCK_PAGES),
+        ("plain_zstd_block_decompress per block", 1),
+    ] {
+        paired_ratio(
+            &format!("{name} / plain_lz4_decompress"),
+            ROUNDS,
+            || {
+                let start = thread_cpu_time();
+                let mut block_out = vec![0u8; BLOCK_PAGES as usize * PAGE_SIZE];
+                let mut page = [0u8; PAGE_SIZE];
+                for frame in &block_frames {
+                    for _ in 0..decodes_per_frame {
+                        black_box(plain.decompress_to_buffer(frame, &mut block_out[..]).ok());
+                    }
+                    for run in block_out.chunks(PAGE_SIZE) {
+                        page.copy_from_slice(run);
+                        black_box(&page);
+                    }
                 }
-            }
-            thread_cpu_time() - start
-        },
-        &mut plain_lz4,
-    );
+                thread_cpu_time() - start
+            },
+            &mut plain_lz4,
+        );
+    }
 }
 
 /// Pages per cold block in the block benches (the scanner's default).

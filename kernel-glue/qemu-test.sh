@@ -143,8 +143,8 @@ decide() {
 		'max_pool_percent 101 refused old 20 now 20' \
 		'pool_limit_pages 1000 accepted old 0 now 1000' \
 		'cold_rounds 127 refused old 1 now 1' \
-		'cold_level 20 refused old 0 now 0' \
-		'block_pages 17 refused old 16 now 16' \
+		'cold_level 20 refused old 3 now 3' \
+		'block_pages 17 refused old 8 now 8' \
 		'cold_rounds 0 accepted old 1 now 0' \
 		'stats mode 400'; do
 		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }

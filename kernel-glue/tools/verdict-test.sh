@@ -24,8 +24,8 @@ PARAM max_pool_percent 101 refused old 20 now 20
 PARAM pool_limit_pages 1000 accepted old 0 now 1000
 PARAM pool_limit_pages 0 accepted old 1000 now 0
 PARAM cold_rounds 127 refused old 1 now 1
-PARAM cold_level 20 refused old 0 now 0
-PARAM block_pages 17 refused old 16 now 16
+PARAM cold_level 20 refused old 3 now 3
+PARAM block_pages 17 refused old 8 now 8
 PARAM cold_rounds 0 accepted old 1 now 0
 PARAM stats limit limit_bytes 53686272 -> limit_bytes 53686272
 PARAM stats mode 400
@@ -100,7 +100,7 @@ judge "an absurd pool limit accepted" fail \
 	's/^PARAM pool_limit_pages 4503599627370496 refused old 0 now 0/PARAM pool_limit_pages 4503599627370496 accepted old 0 now 4503599627370496/' || fails=1
 judge "max_pool_percent 101 accepted" fail 's/^PARAM max_pool_percent 101 refused old 20 now 20/PARAM max_pool_percent 101 accepted old 20 now 101/' || fails=1
 judge "the limit changed" fail 's/-> limit_bytes 53686272/-> limit_bytes 0/' || fails=1
-judge "block_pages 17 accepted" fail 's/^PARAM block_pages 17 refused old 16 now 16/PARAM block_pages 17 accepted old 16 now 17/' || fails=1
+judge "block_pages 17 accepted" fail 's/^PARAM block_pages 17 refused old 8 now 8/PARAM block_pages 17 accepted old 8 now 17/' || fails=1
 judge "an unreachable cold_rounds accepted" fail 's/^PARAM cold_rounds 127 refused old 1 now 1/PARAM cold_rounds 127 accepted old 1 now 127/' || fails=1
 judge "stats world-readable" fail 's/^PARAM stats mode 400/PARAM stats mode 444/' || fails=1
 judge "no cold page recompressed" fail 's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0/' || fails=1
