@@ -266,6 +266,13 @@ impl<T, P: PageProvider> Slab<T, P> {
         self.pages_held() * PAGE_SIZE
     }
 
+    /// One past the highest key a live object can have (every live key is below
+    /// it): what a caller walking keys from the top starts from.
+    pub fn key_bound(&self) -> u32 {
+        // At most `KEY_LIMIT`: the directory stops issuing pages below it.
+        (self.extent as usize * Self::GEOMETRY.per_page).min(KEY_LIMIT) as u32
+    }
+
     /// The provider this slab takes pages from.
     pub fn provider(&self) -> &P {
         &self.provider

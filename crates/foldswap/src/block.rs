@@ -79,6 +79,10 @@ static NEXT_BLOCK_SERIAL: AtomicU64 = AtomicU64::new(1);
 ///   (`b`, `i`); `live != 0` (a block without live pages is freed at once);
 /// - the frame decodes to `pages` pages;
 /// - `serial` is the block's own: no other block formed in the process had it.
+///
+/// Only inside `Content::pack_block_records`, which moves records to lower
+/// keys, does a record forward to another ([`Block::forwarding_to`]); none is
+/// left when it returns.
 #[derive(Debug, Clone, Copy)]
 pub struct Block {
     serial: u64,
@@ -116,6 +120,33 @@ impl Block {
             pages: pages as u8,
             codec_tag,
         })
+    }
+
+    /// A record standing, for the length of one [`Content`] call that moves
+    /// block records, where a block was before it moved to key `to`: it names
+    /// no chunk and no page (no real block has 0 pages).
+    ///
+    /// [`Content`]: crate::content::Content
+    pub(crate) fn forwarding_to(to: u32) -> Self {
+        let mut chunk_zspages = [0; MAX_BLOCK_CHUNKS];
+        chunk_zspages[0] = to;
+        Block {
+            serial: 0,
+            chunk_zspages,
+            chunk_slots: [0; MAX_BLOCK_CHUNKS],
+            frame_len: 0,
+            live: 0,
+            pages: 0,
+            codec_tag: 0,
+        }
+    }
+
+    /// Where a forwarding record's block moved ([`forwarding_to`]); `None` for a
+    /// real block.
+    ///
+    /// [`forwarding_to`]: Self::forwarding_to
+    pub(crate) fn forwarded_to(&self) -> Option<u32> {
+        (self.pages == 0).then_some(self.chunk_zspages[0])
     }
 
     /// Bytes of each chunk but the last (which may be shorter): the frame split

@@ -1050,14 +1050,87 @@ impl<P: PageProvider + Clone> Content<P> {
     }
 
     /// Compact the pool ([`ObjectStore::compact`]), showing it every entry's and
-    /// every block chunk's place. The caller has waited out the loads decoding in
-    /// place (`Backend::lock_content_to_move`): objects move.
+    /// every block chunk's place, and pack the block records into the lowest
+    /// keys ([`pack_block_records`](Self::pack_block_records)). The caller has
+    /// waited out the loads decoding in place (`Backend::lock_content_to_move`):
+    /// objects move.
     pub fn compact(&mut self) -> CompactStats {
+        self.pack_block_records();
         let mut owners = Owners {
             entries: &mut self.entries,
             blocks: &mut self.blocks,
         };
         self.pool.compact(&mut owners)
+    }
+
+    /// Move block records from the highest keys of their slab into its lowest
+    /// free slots, and point the entries of their pages at the new keys; the
+    /// records moved. After a swap storm the surviving blocks are spread over
+    /// pages their slab cannot give back (the kernel guest held 22 bytes of block
+    /// records a stored page after settling, three times what its live blocks
+    /// needed); packed, the pages above them go back. A pass runs only when the
+    /// records would fit in at least two pages fewer than the slab holds.
+    ///
+    /// Nothing outside the content lock names a record by its key for longer
+    /// than the lock is held: a load's snapshot copies the chunks' places, and a
+    /// worker's decoded pages are named by key *and* serial, which moves with the
+    /// record, so after a move they are merely not found under the new key.
+    pub fn pack_block_records(&mut self) -> usize {
+        let per_page = Slab::<Block, P>::objects_per_page();
+        // One directory page and the spare besides the pages the records need.
+        if self.blocks.pages_held() < self.blocks.len().div_ceil(per_page) + 4 {
+            return 0;
+        }
+        // 1. From the top down, copy each record into the lowest free slot and
+        // leave a forwarding record behind, until the lowest free slot is above
+        // the record (the slab inserts at its lowest free key, so the holes fill
+        // from the bottom and the copies are never moved twice).
+        let mut lowest_moved = None;
+        let mut moved = 0;
+        let mut key = self.blocks.key_bound();
+        while key > 0 {
+            key -= 1;
+            let Some(&block) = self.blocks.get(SlabKey(key)) else {
+                continue;
+            };
+            let Ok(to) = self.blocks.insert(block) else {
+                break;
+            };
+            if to.0 >= key {
+                self.blocks.remove(to);
+                break;
+            }
+            if let Some(record) = self.blocks.get_mut(SlabKey(key)) {
+                *record = Block::forwarding_to(to.0);
+            }
+            lowest_moved = Some(key);
+            moved += 1;
+        }
+        let Some(lowest_moved) = lowest_moved else {
+            return 0;
+        };
+        // 2. Every page of a moved block follows it.
+        let blocks = &self.blocks;
+        self.entries.for_each_mut(|_, entry| {
+            if let Some((block, index)) = entry.block()
+                && let Some(to) = blocks.get(SlabKey(block)).and_then(Block::forwarded_to)
+            {
+                // INVARIANT: the copy at `to` has the same live bits, so it names
+                // (`to`, `index`) as live exactly as the old record did.
+                entry.set_block(to, index);
+            }
+        });
+        // 3. The forwarding records go; the pages they leave empty go back.
+        for key in lowest_moved..self.blocks.key_bound() {
+            if self
+                .blocks
+                .get(SlabKey(key))
+                .is_some_and(|b| b.forwarded_to().is_some())
+            {
+                self.blocks.remove(SlabKey(key));
+            }
+        }
+        moved
     }
 
     /// The dedup work counted since the last call, and reset.
@@ -1506,6 +1579,70 @@ mod tests {
         for key in keys {
             content.unshare(key).unwrap();
         }
+        assert!(content.is_empty() && content.pool.is_empty());
+    }
+
+    /// After most blocks went, the survivors' records move into the lowest keys
+    /// and the pages above them go back; every surviving page still loads its
+    /// own bytes and leaves its (moved) block as before.
+    #[test]
+    fn block_records_pack_down_when_blocks_go() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let per_page = Slab::<Block, StdPageProvider>::objects_per_page();
+        let blocks = 5 * per_page;
+        let mut stored = std::vec::Vec::new();
+        for b in 0..blocks {
+            let pages: std::vec::Vec<[u8; PAGE_SIZE]> = (0..2)
+                .map(|i| {
+                    let mut page = text((b % 200) as u8);
+                    page[..8].copy_from_slice(&((2 * b + i) as u64).to_le_bytes());
+                    page
+                })
+                .collect();
+            let keys = stored_in_a_block(&mut content, &mut scratch, &pages);
+            stored.push((keys, pages));
+        }
+        let full = content.blocks.pages_held();
+        // Every fourth block survives, spread over all the slab's pages.
+        let mut survivors = std::vec::Vec::new();
+        for (b, (keys, pages)) in stored.into_iter().enumerate() {
+            if b % 4 == 3 {
+                survivors.push((keys, pages));
+            } else {
+                for key in keys {
+                    content.unshare(key).unwrap();
+                }
+            }
+        }
+        assert_eq!(
+            content.blocks.pages_held(),
+            full,
+            "nothing to give back yet"
+        );
+        let moved = content.pack_block_records();
+        assert!(moved > 0);
+        let needed = survivors.len().div_ceil(per_page);
+        assert!(
+            content.blocks.pages_held() <= needed + 2,
+            "{} pages for {needed} pages of records",
+            content.blocks.pages_held()
+        );
+        assert!(content.blocks.key_bound() as usize <= (needed + 1) * per_page);
+        // Packed already: another pass moves nothing.
+        assert_eq!(content.pack_block_records(), 0);
+        for (keys, pages) in &survivors {
+            for (key, page) in keys.iter().zip(pages) {
+                check_only(&content, *key, page);
+            }
+        }
+        for (keys, _) in survivors {
+            for key in keys {
+                let released = content.unshare(key).unwrap();
+                assert_eq!(released.leaked, 0);
+            }
+        }
+        assert_eq!(content.block_count(), 0);
         assert!(content.is_empty() && content.pool.is_empty());
     }
 
