@@ -153,7 +153,11 @@ fn bench_distinct_stores(
     let page = &mut page.0;
     let mut store = |serial: u64, offset: u64| {
         stamp(page, pages, serial);
-        black_box(backend.store(0, offset, &page[..], &mut scratch).ok());
+        black_box(
+            backend
+                .store(0, offset, &page[..], foldswap::Domain(0), &mut scratch)
+                .ok(),
+        );
     };
     if !replacing {
         return bench_stores_into_free_offsets(group, id, &backend, 0, store);
@@ -231,7 +235,11 @@ fn bench_duplicate(c: &mut Criterion, pages: &[[u8; PAGE_SIZE]]) {
         base,
         |serial, offset| {
             let page = &pages[serial as usize % pages.len()];
-            black_box(backend.store(0, offset, page, &mut scratch).ok());
+            black_box(
+                backend
+                    .store(0, offset, page, foldswap::Domain(0), &mut scratch)
+                    .ok(),
+            );
         },
     );
     bench_distinct_stores(&mut group, "store_compressed", pages, false);
@@ -309,7 +317,7 @@ fn store_rate(pages: &[[u8; PAGE_SIZE]], threads: usize, per_thread: usize) -> f
                     let serial = (t * per_thread + i) as u64;
                     stamp(page, pages, serial);
                     backend
-                        .store(0, serial, &page[..], &mut scratch)
+                        .store(0, serial, &page[..], foldswap::Domain(0), &mut scratch)
                         .expect("store");
                 }
             });
@@ -370,7 +378,11 @@ fn bench_threads(pages: &[[u8; PAGE_SIZE]]) {
         rate(&backend, threads, 20_000, |t, i, scratch| {
             let offset = (base + t * 20_000 + i) as u64;
             let page = &pages[(i * 7 + t) % pages.len()];
-            black_box(backend.store(0, offset, page, scratch).ok());
+            black_box(
+                backend
+                    .store(0, offset, page, foldswap::Domain(0), scratch)
+                    .ok(),
+            );
         })
     });
     scaling("loads", |threads| {
@@ -436,7 +448,11 @@ fn bench_paired(pages: &[[u8; PAGE_SIZE]]) {
         let start = thread_cpu_time();
         for k in 0..BATCH {
             stamp(store_page, pages, first + k);
-            black_box(stores.store(0, k, store_page, &mut scratch).ok());
+            black_box(
+                stores
+                    .store(0, k, store_page, foldswap::Domain(0), &mut scratch)
+                    .ok(),
+            );
         }
         let timed = thread_cpu_time() - start;
         for k in 0..BATCH {
@@ -469,7 +485,16 @@ fn bench_paired(pages: &[[u8; PAGE_SIZE]]) {
         let start = thread_cpu_time();
         for k in 0..batch {
             let page = &pages[(first + k) % pages.len()];
-            black_box(dups.store(0, base + k as u64, page, &mut dup_scratch).ok());
+            black_box(
+                dups.store(
+                    0,
+                    base + k as u64,
+                    page,
+                    foldswap::Domain(0),
+                    &mut dup_scratch,
+                )
+                .ok(),
+            );
         }
         let timed = thread_cpu_time() - start;
         for k in 0..BATCH {

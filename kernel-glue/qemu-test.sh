@@ -137,7 +137,8 @@ decide() {
 		echo "verdict: no 'swap_backend: load of ... failed' line"
 		ok=0
 	fi
-	# Absurd parameter values are refused and change nothing; stats are root's.
+	# Absurd parameter values are refused and change nothing; stats are root's;
+	# the dedup scope is the memory cgroup unless insmod says otherwise.
 	for p in 'pool_limit_pages 4503599627370496 refused old 0 now 0' \
 		'pool_limit_pages 18446744073709551615 refused old 0 now 0' \
 		'max_pool_percent 101 refused old 20 now 20' \
@@ -146,7 +147,9 @@ decide() {
 		'cold_level 20 refused old 3 now 3' \
 		'block_pages 17 refused old 8 now 8' \
 		'cold_rounds 0 accepted old 1 now 0' \
-		'stats mode 400'; do
+		'stats mode 400' \
+		'dedup_scope bogus refused' \
+		'dedup_scope is domain'; do
 		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }
 	done
 	# "PARAM stats limit limit_bytes N -> limit_bytes N"

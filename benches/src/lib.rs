@@ -154,7 +154,7 @@ pub fn store_at_offsets<K: foldswap::Parker>(
     let mut scratch = foldswap::Scratch::boxed();
     for (i, page) in pages.iter().enumerate() {
         backend
-            .store(0, i as u64, page, &mut scratch)
+            .store(0, i as u64, page, foldswap::Domain(0), &mut scratch)
             .expect("store");
     }
 }

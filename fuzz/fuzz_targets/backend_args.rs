@@ -197,7 +197,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 let mut buf = vec![0xa5u8; len(&buf_len)];
                 let n = buf.len().min(PAGE_SIZE);
                 buf[..n].copy_from_slice(&page[..n]);
-                let got = backend.store(ty, offset, &buf, &mut scratch);
+                let got = backend.store(ty, offset, &buf, foldswap::Domain(0), &mut scratch);
                 let what = format!("store({ty}, {offset}, {} bytes)", buf.len());
                 if buf.len() != PAGE_SIZE {
                     assert_refused(got, Some(buf.len()), &what);

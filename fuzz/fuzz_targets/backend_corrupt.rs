@@ -156,7 +156,7 @@ fn run<C: ColdCodec>(input: Input, mut scratch: Box<Scratch<C>>) {
         let family = (xorshift(&mut x) % families) as u8;
         let page = page(family, (xorshift(&mut x) % 12) as u8);
         backend
-            .store(0, offset, &page, &mut scratch)
+            .store(0, offset, &page, foldswap::Domain(0), &mut scratch)
             .expect("store");
         model.insert(offset, page);
     }
@@ -182,7 +182,7 @@ fn run<C: ColdCodec>(input: Input, mut scratch: Box<Scratch<C>>) {
             } => {
                 let offset = u64::from(offset) % OFFSETS;
                 let page = page(family, edits);
-                match backend.store(0, offset, &page, &mut scratch) {
+                match backend.store(0, offset, &page, foldswap::Domain(0), &mut scratch) {
                     Ok(_) => {
                         model.insert(offset, page);
                         spoilt.remove(&offset);

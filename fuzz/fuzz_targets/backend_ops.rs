@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
 use common::{TickClock, page, scan_at_once, unthrottled};
-use foldswap::{Backend, Error, Scratch, StdParker};
+use foldswap::{Backend, Domain, Error, Scratch, StdParker};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,12 +20,13 @@ const OFFSETS: u64 = 64;
 #[derive(Debug, Arbitrary)]
 enum Op {
     /// Store a page of `family` with small edits `edits` (similar pages within a
-    /// family, identical ones for equal edits).
+    /// family, identical ones for equal edits), in dedup domain `domain % 3`.
     Store {
         ty: u8,
         offset: u8,
         family: u8,
         edits: u8,
+        domain: u8,
     },
     Load {
         ty: u8,
@@ -56,6 +57,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let clock = TickClock::new();
     let scan = scan_at_once(8);
     let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
+    let mut domains: HashMap<(usize, u64), Domain> = HashMap::new();
     for ty in 0..TYPES {
         backend.init(ty, OFFSETS).expect("init");
     }
@@ -67,12 +69,15 @@ fuzz_target!(|ops: Vec<Op>| {
                 offset,
                 family,
                 edits,
+                domain,
             } => {
                 let key = (usize::from(ty) % TYPES, u64::from(offset) % OFFSETS);
                 let page = page(family % 16, edits);
-                match backend.store(key.0, key.1, &page, &mut scratch) {
+                let domain = Domain(u16::from(domain % 3));
+                match backend.store(key.0, key.1, &page, domain, &mut scratch) {
                     Ok(_) => {
                         model.insert(key, page);
+                        domains.insert(key, domain);
                     }
                     Err(Error::OutOfMemory | Error::PoolFull) => {}
                     Err(e) => panic!("store: {e}"),
@@ -115,11 +120,22 @@ fuzz_target!(|ops: Vec<Op>| {
         }
     }
     provider.set_limit(usize::MAX);
+    let mut blocks: HashMap<u32, Domain> = HashMap::new();
     for (key, page) in &model {
         backend
             .load(key.0, key.1, &mut out, &mut scratch)
             .expect("load");
         assert!(&out == page);
+        // Nothing joins domains: the content, its delta base, its block's pages
+        // are all of the domain the store named.
+        let domain = domains[key];
+        if let Some(content) = backend.content_at(key.0, key.1).expect("content") {
+            assert_eq!(content.domain, domain, "{key:?}");
+            assert!(content.base.is_none_or(|(_, d)| d == domain), "{key:?}");
+            if let Some(block) = content.block {
+                assert_eq!(*blocks.entry(block).or_insert(domain), domain, "{key:?}");
+            }
+        }
     }
     drop(backend);
     assert_eq!(provider.pages_in_use(), 0, "pages leaked");

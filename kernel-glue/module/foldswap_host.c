@@ -34,6 +34,9 @@
  *     cold_rounds       rw  scanner rounds before an entry is cold (1)
  *     cold_level        rw  zstd level for cold pages (3; 0: the backend's 6)
  *     block_pages       rw  pages per cold block (8; 1: none; at most 16)
+ *     dedup_scope       r   which pages may be joined, set at insmod:
+ *                           domain (one memory cgroup's; default), global,
+ *                           off (none shared or patched)
  *     stats             r   the backend's statistics, "name value" lines;
  *                           root only (0400): dedup hits and stored pages
  *                           tell whether another process holds a page
@@ -62,11 +65,13 @@
 #include <linux/smp.h>
 #include <linux/vmalloc.h>
 #include <linux/zstd.h>
+#include <linux/memcontrol.h>
+#include <linux/random.h>
 #include <linux/swap_backend.h>
 
 /* The Rust side (foldswap_main.rs). */
 int foldswap_rs_init(unsigned int type, u64 nr_pages);
-int foldswap_rs_store(unsigned int type, u64 offset, const void *src);
+int foldswap_rs_store(unsigned int type, u64 offset, const void *src, u16 memcg);
 int foldswap_rs_load(unsigned int type, u64 offset, void *dst);
 void foldswap_rs_invalidate_page(unsigned int type, u64 offset);
 void foldswap_rs_invalidate_area(unsigned int type);
@@ -95,6 +100,8 @@ int foldswap_host_zstd_decompress(void *dctx, void *dst, size_t dst_len,
 u64 foldswap_host_now_ns(void);
 u32 foldswap_host_cpu(void);
 u32 foldswap_host_nr_cpus(void);
+int foldswap_host_dedup_scope(void);
+u64 foldswap_host_random_u64(void);
 int foldswap_host_start_scanner(void);
 void foldswap_host_stop_scanner(void);
 void foldswap_host_prepare_park(void);
@@ -113,10 +120,22 @@ static int foldswap_init_area(unsigned int type, unsigned long nr_pages)
 	return foldswap_rs_init(type, nr_pages);
 }
 
+/*
+ * The dedup domain of a page being swapped out: its memory cgroup's id (0
+ * without memory cgroups, or for a page charged to none). The folio is locked
+ * for swap-out and the hook runs under rcu_read_lock(), so its memcg stays.
+ */
+static u16 foldswap_page_domain(struct page *page)
+{
+	struct mem_cgroup *memcg = folio_memcg(page_folio(page));
+
+	return memcg ? mem_cgroup_id(memcg) : 0;
+}
+
 static int foldswap_store(unsigned int type, pgoff_t offset, struct page *page)
 {
 	void *src = kmap_local_page(page);
-	int ret = foldswap_rs_store(type, offset, src);
+	int ret = foldswap_rs_store(type, offset, src, foldswap_page_domain(page));
 
 	kunmap_local(src);
 	return ret;
@@ -343,6 +362,36 @@ u32 foldswap_host_cpu(void)
 u32 foldswap_host_nr_cpus(void)
 {
 	return nr_cpu_ids;
+}
+
+/*
+ * dedup_scope: which stored pages may be joined (shared as one copy, patched
+ * against one another, compressed in one cold block). "domain" (the default):
+ * only pages of one memory cgroup, so no tenant learns another's memory
+ * through foldswap; "global": all pages; "off": none is shared or patched.
+ * Read when the module loads (0444): the backend is built with it.
+ */
+static char *dedup_scope = "domain";
+module_param(dedup_scope, charp, 0444);
+MODULE_PARM_DESC(dedup_scope, "Which pages may be joined: domain (one memory cgroup; default), global, off");
+
+/* The scope as the backend numbers it (0 domain, 1 global, 2 off); -EINVAL for another name. */
+int foldswap_host_dedup_scope(void)
+{
+	static const char *const names[] = { "domain", "global", "off" };
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (sysfs_streq(dedup_scope, names[i]))
+			return i;
+	pr_err("dedup_scope=%s: not domain, global or off\n", dedup_scope);
+	return -EINVAL;
+}
+
+/* The secret that scatters each domain's dedup keys. */
+u64 foldswap_host_random_u64(void)
+{
+	return get_random_u64();
 }
 
 static struct task_struct *scanner_task;

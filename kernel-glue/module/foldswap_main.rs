@@ -20,7 +20,9 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use foldswap_kglue::backend::{ColdCodec, ColdKind, Config, Parker, ScanTunables, MAX_COLD_LEVEL};
+use foldswap_kglue::backend::{
+    ColdCodec, ColdKind, Config, DedupScope, Domain, Parker, ScanTunables, MAX_COLD_LEVEL,
+};
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
 use foldswap_kglue::{
@@ -65,6 +67,8 @@ extern "C" {
     fn foldswap_host_now_ns() -> u64;
     fn foldswap_host_cpu() -> u32;
     fn foldswap_host_nr_cpus() -> u32;
+    fn foldswap_host_dedup_scope() -> c_int;
+    fn foldswap_host_random_u64() -> u64;
     fn foldswap_host_start_scanner() -> c_int;
     fn foldswap_host_stop_scanner();
     fn foldswap_host_prepare_park();
@@ -399,15 +403,21 @@ pub extern "C" fn foldswap_rs_init(ty: u32, nr_pages: u64) -> c_int {
     status(BACKEND.init(ty, nr_pages))
 }
 
-/// Store the page at `src` (mapped by the caller) in slot `(ty, offset)`.
+/// Store the page at `src` (mapped by the caller), of memory cgroup `memcg`
+/// (its id; 0 without memory cgroups), in slot `(ty, offset)`.
 ///
 /// # Safety
 /// `src` points to 4096 readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn foldswap_rs_store(ty: u32, offset: u64, src: *const u8) -> c_int {
+pub unsafe extern "C" fn foldswap_rs_store(
+    ty: u32,
+    offset: u64,
+    src: *const u8,
+    memcg: u16,
+) -> c_int {
     // SAFETY: per the caller, a mapped page of PAGE_SIZE bytes.
     let page = unsafe { &*src.cast::<[u8; PAGE_SIZE]>() };
-    status(BACKEND.store(ty, offset, page))
+    status(BACKEND.store(ty, offset, page, Domain(memcg)))
 }
 
 /// Fill the page at `dst` from slot `(ty, offset)`: 0, `-ENOENT` only if
@@ -495,7 +505,17 @@ fn scratch_count() -> usize {
     (unsafe { foldswap_host_nr_cpus() } as usize).clamp(1, MAX_WORKERS)
 }
 
-fn start_backend() -> Result<(), Error> {
+/// The `dedup_scope` parameter (fixed once insmod has set it); `None` for a
+/// name that is none of the scopes (the host has logged which).
+fn dedup_scope() -> Option<DedupScope> {
+    // SAFETY: plain C call.
+    let scope = unsafe { foldswap_host_dedup_scope() };
+    u32::try_from(scope).ok().and_then(DedupScope::from_index)
+}
+
+fn start_backend(dedup_scope: DedupScope) -> Result<(), Error> {
+    // SAFETY: plain C call (get_random_u64).
+    let salt = unsafe { foldswap_host_random_u64() };
     let mut failed = false;
     let mut scratches = (0..scratch_count()).map_while(|_| {
         let scratch = new_scratch(KernelZstd::for_worker());
@@ -509,6 +529,8 @@ fn start_backend() -> Result<(), Error> {
             KernelPages,
             Config {
                 wake_watermark_bytes: WAKE_WATERMARK_BYTES,
+                dedup_scope,
+                dedup_salt: salt,
                 ..Config::default()
             },
             KernelParker,
@@ -532,11 +554,14 @@ impl kernel::Module for FoldswapModule {
         if unsafe { foldswap_host_check_preempt() } != 0 {
             return Err(EINVAL);
         }
+        let Some(scope) = dedup_scope() else {
+            return Err(EINVAL);
+        };
         // SAFETY: plain C call (mempool_create_page_pool, may sleep: module init).
         if unsafe { foldswap_host_reserve_create() } != 0 {
             return Err(ENOMEM);
         }
-        if let Err(e) = start_backend() {
+        if let Err(e) = start_backend(scope) {
             pr_err!("cannot build the backend: {:?}\n", e);
             // SAFETY: plain C call; no page of the reserve is in use.
             unsafe { foldswap_host_reserve_destroy() };

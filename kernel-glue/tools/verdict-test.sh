@@ -29,6 +29,8 @@ PARAM block_pages 17 refused old 8 now 8
 PARAM cold_rounds 0 accepted old 1 now 0
 PARAM stats limit limit_bytes 53686272 -> limit_bytes 53686272
 PARAM stats mode 400
+PARAM dedup_scope bogus refused
+PARAM dedup_scope is domain
 LOG
 	for p in foldswap limited zswap; do
 		echo "DISK $p before out 0"

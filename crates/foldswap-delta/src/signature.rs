@@ -78,6 +78,21 @@ impl Signature {
     pub fn keys(&self) -> &[u32; MAX_INDEXES] {
         &self.keys
     }
+
+    /// The signature with every used key xored with `salt` (an unused key stays
+    /// 0, and a used one never becomes 0): hosts that keep pages of several
+    /// tenants apart file each tenant's pages under keys of its own.
+    pub fn salted(&self, salt: u32) -> Signature {
+        Signature {
+            keys: self.keys.map(|key| match key {
+                0 => 0,
+                key => match key ^ salt {
+                    0 => salt,
+                    salted => salted,
+                },
+            }),
+        }
+    }
 }
 
 /// Computes signatures: the block offsets chosen from the seed.
@@ -185,6 +200,23 @@ fn fold_nonzero(x: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_salted_signature_keeps_unused_keys_and_tells_used_ones_apart() {
+        let sig = Signature::from_keys({
+            let mut keys = [0; MAX_INDEXES];
+            keys[0] = 7;
+            keys[1] = 0x55;
+            keys
+        });
+        let salted = sig.salted(0x55);
+        assert_eq!(salted.keys()[0], 7 ^ 0x55);
+        // The key equal to the salt does not become "unused".
+        assert_eq!(salted.keys()[1], 0x55);
+        assert!(salted.keys()[2..].iter().all(|&k| k == 0));
+        assert_ne!(sig.salted(1), sig.salted(2));
+        assert_eq!(sig.salted(0), sig);
+    }
 
     #[test]
     fn rejects_out_of_range_parameters() {

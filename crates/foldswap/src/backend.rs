@@ -20,6 +20,7 @@ use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
 use crate::block::TAG_BLOCK;
 use crate::content::{Candidate, Content, Lookup, Released, TAG_DELTA};
 use crate::decode::{decode_plain, decode_snapshot, plain_matches};
+use crate::domain::{DedupScope, Domain, DomainSalt};
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue, fill_word, fill_word_u64};
 use crate::scratch::Scratch;
@@ -47,6 +48,13 @@ pub struct Config {
     pub wake_watermark_bytes: usize,
     /// Seed of the ladder's random start offsets.
     pub seed: u64,
+    /// Which stored pages may be joined: within the domain each store names
+    /// (default), all of them, or none ([`DedupScope`]).
+    pub dedup_scope: DedupScope,
+    /// The secret that scatters each domain's dedup and similarity keys
+    /// ([`crate::domain`]). A host that keeps tenants apart draws it at random
+    /// (the kernel module does); the default is a fixed value.
+    pub dedup_salt: u64,
     /// The scanner's ladder: per-rung CPU ratio and cover time (UKSM's governors;
     /// default `full`, since the scanner only works when pressure wakes it or its
     /// sleep times out). Change it later with [`Backend::stage_ladder_tunables`].
@@ -62,6 +70,8 @@ impl Default for Config {
             keep_incompressible: false,
             wake_watermark_bytes: 4 << 20,
             seed: 0x666f_6c64,
+            dedup_scope: DedupScope::Domain,
+            dedup_salt: 0x5a17_f01d_5a17_f01d,
             ladder: LadderTunables::governor(Governor::Full),
         }
     }
@@ -534,18 +544,21 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// frontswap `store`: keep `page` for (`swap_type`, `offset`), replacing what the
-    /// offset held. On any error nothing changed and the host keeps the page.
+    /// offset held; the page belongs to `domain` (see [`crate::domain`]: under
+    /// the default scope it is joined only with pages of its own domain). On any
+    /// error nothing changed and the host keeps the page.
     pub fn store<C: ColdCodec>(
         &self,
         swap_type: usize,
         offset: u64,
         page: &[u8],
+        domain: Domain,
         scratch: &mut Scratch<C>,
     ) -> Result<StoreKind, Error> {
         let page = as_page_bytes(page)?;
         let area = self.area(swap_type)?;
         area.check_offset(offset)?;
-        let stored = self.store_in(area, offset, page, scratch);
+        let stored = self.store_in(area, offset, page, domain, scratch);
         if let Err(e) = stored {
             self.count_reject(e);
         }
@@ -655,6 +668,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         area: &SwapArea,
         offset: u64,
         page: &[u8; PAGE_SIZE],
+        domain: Domain,
         scratch: &mut Scratch<C>,
     ) -> Result<StoreKind, Error> {
         self.check_room()?;
@@ -666,11 +680,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
             return Ok(StoreKind::SameFilled);
         }
-        let hash = xxh3_64(page);
-        let pending = {
+        let scope = self.config.dedup_scope;
+        let content_key = DomainSalt::new(self.config.dedup_salt)
+            .content_key(xxh3_64(page), scope.effective(domain));
+        let pending = if scope.joins() {
             let mut table = area.lock_shard(offset);
             let mut content = self.content.lock();
-            let candidate = content.share_candidate(hash, page, &mut scratch.decode);
+            let candidate = content.share_candidate(content_key, page, &mut scratch.decode);
             self.count_dedup_work(&mut content);
             let found = match candidate? {
                 Candidate::Compared(found) => found,
@@ -697,7 +713,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     content = self.content.lock();
                     self.count_unshared(content.unshare(key));
                     same?;
-                    let found = content.share_identical(hash, page, &mut scratch.decode);
+                    let found = content.share_identical(content_key, page, &mut scratch.decode);
                     self.count_dedup_work(&mut content);
                     found?
                 }
@@ -713,6 +729,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 }
                 Lookup::Vacant(pending) => pending,
             }
+        } else {
+            self.content.lock().unshared()
         };
         // Compress outside every lock; an identical page stored meanwhile by another
         // thread is found again under the lock and shared instead.
@@ -730,7 +748,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let mut table = area.lock_shard(offset);
         let mut content = self.content.lock();
         content.fit_pool_to_limit(self.outside_content_bytes());
-        let inserted = content.insert_or_share(hash, page, bytes, tag, decode, pending);
+        let inserted = content.insert_or_share(content_key, page, bytes, tag, decode, pending);
         self.count_dedup_work(&mut content);
         let (key, inserted) = inserted?;
         let kind = if inserted {

@@ -32,6 +32,7 @@ use foldswap_pool::{MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE};
 
 use crate::block::{Block, MAX_BLOCK_PAGES, TAG_BLOCK};
 use crate::decode::{PlainInPlace, Snapshot, Stored, plain_in_place, same_as_stored, snapshot};
+use crate::domain::{ContentKey, Domain};
 use crate::scratch::DecodeScratch;
 
 /// Tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
@@ -68,7 +69,8 @@ pub const CONTENTS_PER_SIMILARITY_PAGE: usize = 1024;
 ///   `e.block()` names a live block whose bit for the page is set (see [`Block`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
-    /// The content's dedup index key ([`index_key`] of its xxh3-64).
+    /// The content's dedup index key: its domain and 16 bits of its salted
+    /// xxh3-64 ([`ContentKey`]).
     sampled: u32,
     /// Creation number: tells a reused slab key from the entry it replaced.
     pub generation: u32,
@@ -110,6 +112,11 @@ pub const MAX_AGE: u8 = 0x7f;
 pub const MAX_DEPENDENTS: u32 = u32::MAX;
 
 impl Entry {
+    /// The domain of the content (see [`crate::domain`]).
+    pub fn domain(&self) -> Domain {
+        ContentKey::from_raw(self.sampled).domain()
+    }
+
     /// Whether the entry may serve as the base of a delta (deltas never chain).
     pub fn can_be_base(&self) -> bool {
         self.tag() != TAG_DELTA
@@ -227,11 +234,6 @@ fn check_tag(tag: u8) -> Result<(), Error> {
     Ok(())
 }
 
-/// The dedup index key ("sampled hash") taken from the content hash.
-pub fn index_key(hash: u64) -> u32 {
-    (hash >> 32) as u32 ^ hash as u32
-}
-
 /// Entries, stable tree and pool, behind the backend's content lock (every field:
 /// the backend holds `Mutex<InPlace<Content>>`, and a change that frees or moves a
 /// pool object a load may read in place also waits out the readers, see
@@ -307,10 +309,11 @@ struct Deferred {
 }
 
 /// A lookup that found nothing, and when: if no page entered the index since,
-/// [`Content::insert_or_share`] inserts without looking again.
+/// [`Content::insert_or_share`] inserts without looking again. `None`: a page
+/// that is not to be shared ([`Content::unshared`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Pending {
-    inserts: u64,
+    inserts: Option<u64>,
 }
 
 /// What releasing one sharer did.
@@ -535,7 +538,7 @@ impl<P: PageProvider + Clone> Content<P> {
     /// found and returned as well, for the caller to compare outside the lock.
     fn lookup<C: ColdCodec>(
         &mut self,
-        hash: u64,
+        content_key: ContentKey,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch<C>,
         defer: bool,
@@ -548,11 +551,12 @@ impl<P: PageProvider + Clone> Content<P> {
         };
         let (entries, pool, counts) = (&self.entries, &self.pool, &mut self.dedup_counts);
         let mut deferred = None;
-        let found = self.index.find_map(index_key(hash), |key| {
+        let found = self.index.find_map(content_key.raw(), |key| {
             let Some(entry) = entries.get(SlabKey(key)) else {
                 return Some(Err(Error::Corrupt));
             };
-            if entry.sampled != index_key(hash) {
+            // The key holds the domain: another domain's entry never gets past here.
+            if entry.sampled != content_key.raw() {
                 counts.collisions += 1;
                 return None;
             }
@@ -591,11 +595,11 @@ impl<P: PageProvider + Clone> Content<P> {
     /// match is only a candidate: every byte is compared.
     pub fn share_identical<C: ColdCodec>(
         &mut self,
-        hash: u64,
+        content_key: ContentKey,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch<C>,
     ) -> Result<Lookup, Error> {
-        let (found, _) = self.lookup(hash, page, scratch, false)?;
+        let (found, _) = self.lookup(content_key, page, scratch, false)?;
         self.share_found(found)
     }
 
@@ -609,11 +613,11 @@ impl<P: PageProvider + Clone> Content<P> {
     /// freed.
     pub fn share_candidate<C: ColdCodec>(
         &mut self,
-        hash: u64,
+        content_key: ContentKey,
         page: &[u8; PAGE_SIZE],
         scratch: &mut DecodeScratch<C>,
     ) -> Result<Candidate, Error> {
-        let (found, deferred) = self.lookup(hash, page, scratch, true)?;
+        let (found, deferred) = self.lookup(content_key, page, scratch, true)?;
         match (found, deferred) {
             (Some(key), Some(deferred)) if deferred.key == key => {
                 self.add_sharer(key)?;
@@ -633,9 +637,15 @@ impl<P: PageProvider + Clone> Content<P> {
                 Ok(Lookup::Shared(key))
             }
             None => Ok(Lookup::Vacant(Pending {
-                inserts: self.inserts,
+                inserts: Some(self.inserts),
             })),
         }
+    }
+
+    /// Where a page that must not be shared goes (dedup scope `off`): passed to
+    /// [`insert_or_share`](Self::insert_or_share), it inserts without looking.
+    pub fn unshared(&self) -> Pending {
+        Pending { inserts: None }
     }
 
     /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
@@ -644,7 +654,7 @@ impl<P: PageProvider + Clone> Content<P> {
     /// All or nothing.
     pub fn insert_or_share<C: ColdCodec>(
         &mut self,
-        hash: u64,
+        content_key: ContentKey,
         page: &[u8; PAGE_SIZE],
         bytes: &[u8],
         tag: u8,
@@ -652,8 +662,10 @@ impl<P: PageProvider + Clone> Content<P> {
         pending: Pending,
     ) -> Result<(u32, bool), Error> {
         check_tag(tag)?;
-        if pending.inserts != self.inserts
-            && let (Some(key), _) = self.lookup(hash, page, scratch, false)?
+        if pending
+            .inserts
+            .is_some_and(|inserts| inserts != self.inserts)
+            && let (Some(key), _) = self.lookup(content_key, page, scratch, false)?
         {
             self.add_sharer(key)?;
             return Ok((key, false));
@@ -662,7 +674,7 @@ impl<P: PageProvider + Clone> Content<P> {
         self.entries.reserve(1)?;
         let place = self.pool.store_object(bytes)?;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry::new(index_key(hash), place, self.next_generation, tag);
+        let entry = Entry::new(content_key.raw(), place, self.next_generation, tag);
         let key = match self.entries.insert(entry) {
             Ok(key) => key.0,
             Err(e) => {
@@ -671,7 +683,7 @@ impl<P: PageProvider + Clone> Content<P> {
             }
         };
         // INVARIANT: the entry has a sharer, so it enters the index.
-        if let Err(e) = self.index.insert(index_key(hash), key) {
+        if let Err(e) = self.index.insert(content_key.raw(), key) {
             self.entries.remove(SlabKey(key));
             let _ = self.pool.free(place);
             return Err(e);
@@ -792,11 +804,13 @@ impl<P: PageProvider + Clone> Content<P> {
             return Err(Error::Corrupt);
         }
         if let Some((base_key, base_generation)) = base {
+            // A delta joins two pages: of one domain only.
             let base_ok = matches!(
                 self.entries.get(SlabKey(base_key)),
                 Some(b) if b.generation == base_generation
                     && b.can_be_base()
                     && b.dependents() < MAX_DEPENDENTS
+                    && b.domain() == entry.domain()
             );
             // Deltas never chain: an entry that is a base stays plain.
             if !base_ok || base_key == key || entry.dependents() > 0 {
@@ -977,12 +991,15 @@ impl<P: PageProvider + Clone> Content<P> {
             .ok_or(Error::InvalidArgument("block size"))?;
         let mut joining = 0u32;
         let mut alone = 0usize;
+        // A block joins pages of one domain: the first member's.
+        let mut domain = None;
         for (i, &(key, generation)) in members.iter().enumerate() {
             if let Some(entry) = self.entries.get(SlabKey(key))
                 && entry.generation == generation
                 && entry.tag() != TAG_DELTA
                 && let Some(place) = entry.place()
                 && !members[..i].iter().any(|&(k, _)| k == key)
+                && *domain.get_or_insert(entry.domain()) == entry.domain()
             {
                 alone += place.len();
                 joining |= 1 << i;
@@ -1145,6 +1162,20 @@ mod tests {
     use foldswap_mem::StdPageProvider;
     use xxhash_rust::xxh3::xxh3_64;
 
+    use crate::domain::DomainSalt;
+
+    const SALT: DomainSalt = DomainSalt::new(0x0123_4567_89ab_cdef);
+
+    /// The dedup key of `page` in domain 0.
+    fn key_of(page: &[u8; PAGE_SIZE]) -> ContentKey {
+        SALT.content_key(xxh3_64(page), Domain(0))
+    }
+
+    /// The dedup key every page of `domain` would have under a constant hash.
+    fn colliding(domain: Domain) -> ContentKey {
+        SALT.content_key(0x5eed, domain)
+    }
+
     use foldswap_pool::{CodecKind, TAG_LZ4, TAG_RAW};
 
     use super::*;
@@ -1178,7 +1209,18 @@ mod tests {
         tag: u8,
         decode: &mut DecodeScratch<C>,
     ) -> u32 {
-        let hash = xxh3_64(page);
+        store_new_as(content, key_of(page), page, bytes, tag, decode)
+    }
+
+    /// [`store_new`] under dedup key `hash`.
+    fn store_new_as<C: ColdCodec>(
+        content: &mut Content<StdPageProvider>,
+        hash: ContentKey,
+        page: &[u8; PAGE_SIZE],
+        bytes: &[u8],
+        tag: u8,
+        decode: &mut DecodeScratch<C>,
+    ) -> u32 {
         let Ok(Lookup::Vacant(pending)) = content.share_identical(hash, page, decode) else {
             panic!("stored before");
         };
@@ -1194,7 +1236,7 @@ mod tests {
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
         let mut scratch = Scratch::boxed();
         let page = text(4);
-        let hash = xxh3_64(&page);
+        let hash = key_of(&page);
         let Scratch {
             compress, decode, ..
         } = &mut *scratch;
@@ -1217,16 +1259,16 @@ mod tests {
         assert_eq!(content.pool.len(), 1);
         // A later page's lookup, with no insert since, is used as it is.
         let other = text(5);
-        let Ok(Lookup::Vacant(pending)) = content.share_identical(xxh3_64(&other), &other, decode)
+        let Ok(Lookup::Vacant(pending)) = content.share_identical(key_of(&other), &other, decode)
         else {
             panic!("not stored");
         };
         let raw = (&other[..], TAG_RAW);
         let inserted =
-            content.insert_or_share(xxh3_64(&other), &other, raw.0, raw.1, decode, pending);
+            content.insert_or_share(key_of(&other), &other, raw.0, raw.1, decode, pending);
         assert!(inserted.unwrap().1);
         assert!(matches!(
-            content.share_identical(xxh3_64(&other), &other, decode),
+            content.share_identical(key_of(&other), &other, decode),
             Ok(Lookup::Shared(_))
         ));
     }
@@ -1236,7 +1278,7 @@ mod tests {
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
         let mut scratch = Scratch::boxed();
         let (a, b) = (text(6), text(7));
-        let hash = xxh3_64(&a);
+        let hash = key_of(&a);
         let Scratch {
             compress, decode, ..
         } = &mut *scratch;
@@ -1277,7 +1319,7 @@ mod tests {
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
         let mut scratch = Scratch::boxed();
         let page = text(8);
-        let hash = xxh3_64(&page);
+        let hash = key_of(&page);
         let decode = &mut scratch.decode;
         let (cold, tag) = cold_encoded(decode, &page);
         let key = store_new(&mut content, &page, &cold, tag, decode);
@@ -1501,7 +1543,7 @@ mod tests {
             assert_eq!(content.entry(*key).unwrap().tag(), TAG_BLOCK);
             check_only(&content, *key, page);
             // A duplicate of a page in the block is found, after a full comparison.
-            let found = content.share_identical(xxh3_64(page), page, &mut scratch.decode);
+            let found = content.share_identical(key_of(page), page, &mut scratch.decode);
             assert!(matches!(found, Ok(Lookup::Shared(k)) if k == *key));
             assert!(content.unshare(*key).unwrap().still_shared);
         }
@@ -1652,7 +1694,6 @@ mod tests {
     /// others stay found.
     #[test]
     fn an_all_colliding_hash_never_merges_different_pages() {
-        const HASH: u64 = 0x5eed;
         let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
         let mut scratch = Scratch::boxed();
         let pages: std::vec::Vec<[u8; PAGE_SIZE]> = (0..40).map(text).collect();
@@ -1661,12 +1702,14 @@ mod tests {
             let Scratch {
                 compress, decode, ..
             } = &mut *scratch;
-            let Ok(Lookup::Vacant(pending)) = content.share_identical(HASH, page, decode) else {
+            let Ok(Lookup::Vacant(pending)) =
+                content.share_identical(colliding(Domain(0)), page, decode)
+            else {
                 panic!("a different page under the same hash was taken as this one");
             };
             let bytes = compress.compress(CodecKind::Lz4, page).unwrap().unwrap();
             let (key, inserted) = content
-                .insert_or_share(HASH, page, bytes, TAG_LZ4, decode, pending)
+                .insert_or_share(colliding(Domain(0)), page, bytes, TAG_LZ4, decode, pending)
                 .unwrap();
             assert!(inserted);
             keys.push(key);
@@ -1675,7 +1718,7 @@ mod tests {
         assert_eq!(counts.comparisons, 40 * 39 / 2, "{counts:?}");
         assert_eq!(counts.collisions, counts.comparisons);
         for (page, &key) in pages.iter().zip(&keys) {
-            let found = content.share_identical(HASH, page, &mut scratch.decode);
+            let found = content.share_identical(colliding(Domain(0)), page, &mut scratch.decode);
             assert!(matches!(found, Ok(Lookup::Shared(k)) if k == key));
             assert_eq!(content.entry(key).unwrap().sharers, 2);
         }
@@ -1684,14 +1727,95 @@ mod tests {
             content.unshare(keys[7]).unwrap();
         }
         assert!(content.entry(keys[7]).is_err());
-        let found = content.share_identical(HASH, &pages[7], &mut scratch.decode);
+        let found = content.share_identical(colliding(Domain(0)), &pages[7], &mut scratch.decode);
         assert!(matches!(found, Ok(Lookup::Vacant(_))));
         for (i, page) in pages.iter().enumerate().filter(|(i, _)| *i != 7) {
-            let found = content.share_identical(HASH, page, &mut scratch.decode);
+            let found = content.share_identical(colliding(Domain(0)), page, &mut scratch.decode);
             assert!(
                 matches!(found, Ok(Lookup::Shared(k)) if k == keys[i]),
                 "page {i}"
             );
         }
+    }
+
+    /// Identical pages of two domains under one constant hash: never candidates
+    /// of each other, each domain's page shared only within its domain; a delta
+    /// against a base of another domain and a block across domains are refused
+    /// under the lock, whatever the scanner asked for.
+    #[test]
+    fn no_content_joins_two_domains() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let [a, b] = [Domain(1), Domain(2)];
+        let page = text(60);
+        let lz4 = scratch
+            .compress
+            .compress(CodecKind::Lz4, &page)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let decode = &mut scratch.decode;
+        let in_a = store_new_as(&mut content, colliding(a), &page, &lz4, TAG_LZ4, decode);
+        // Same bytes, same hash, other domain: nothing found, a content of its own.
+        let in_b = store_new_as(&mut content, colliding(b), &page, &lz4, TAG_LZ4, decode);
+        assert_ne!(in_a, in_b);
+        assert_eq!(content.entry(in_a).unwrap().domain(), a);
+        assert_eq!(content.entry(in_b).unwrap().domain(), b);
+        for (domain, key) in [(a, in_a), (b, in_b)] {
+            let found = content.share_identical(colliding(domain), &page, decode);
+            assert!(matches!(found, Ok(Lookup::Shared(k)) if k == key));
+        }
+        // A delta of a page in domain b against the page of domain a: refused.
+        let mut near = page;
+        near[9] ^= 1;
+        let near_lz4 = scratch
+            .compress
+            .compress(CodecKind::Lz4, &near)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let decode = &mut scratch.decode;
+        let near_b = store_new_as(
+            &mut content,
+            colliding(b),
+            &near,
+            &near_lz4,
+            TAG_LZ4,
+            decode,
+        );
+        let generation = content.entry(near_b).unwrap().generation;
+        let base = (in_a, content.entry(in_a).unwrap().generation);
+        let delta = [1u8; 8];
+        assert_eq!(
+            content.reencode(near_b, generation, &delta, TAG_DELTA, Some(base)),
+            Ok(Reencoded::Stale)
+        );
+        assert_eq!(content.entry(near_b).unwrap().tag(), TAG_LZ4);
+        // A block of pages of a, b, a: only the first member's domain joins.
+        let decode = &mut scratch.decode;
+        let near_a = store_new_as(
+            &mut content,
+            colliding(a),
+            &near,
+            &near_lz4,
+            TAG_LZ4,
+            decode,
+        );
+        let members = [in_a, in_b, near_a].map(|k| (k, content.entry(k).unwrap().generation));
+        let (frame, tag) = block_frame(&mut scratch, &[page, page, near]);
+        assert_eq!(
+            content.store_block(&members, &frame, tag),
+            Ok(BlockStored::Formed {
+                joined: 2,
+                leaked: 0
+            })
+        );
+        assert_eq!(content.entry(in_a).unwrap().tag(), TAG_BLOCK);
+        assert_eq!(content.entry(near_a).unwrap().tag(), TAG_BLOCK);
+        assert_eq!(content.entry(in_b).unwrap().tag(), TAG_LZ4);
+        check_only(&content, in_a, &page);
+        check_only(&content, near_a, &near);
+        check_only(&content, in_b, &page);
+        check_only(&content, near_b, &near);
     }
 }

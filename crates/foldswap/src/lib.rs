@@ -60,6 +60,7 @@
 //! | [`content`] | entries, the dedup index and the pool behind the content lock |
 //! | [`block`] | cold blocks: runs of cold pages compressed as one frame |
 //! | [`decode`] | from a stored object (and its base) to page bytes, and the dedup byte check |
+//! | [`domain`] | dedup domains: which pages may be joined with which |
 //! | `scanner` | the background rounds: ageing, patching, recompression, compaction |
 //! | `tunables` | the scanner's tunables, staged through foldswap-wake |
 //! | `scratch`, `in_place` | per-worker memory; building large state in place |
@@ -75,6 +76,7 @@ mod backend;
 pub mod block;
 pub mod content;
 pub mod decode;
+pub mod domain;
 mod in_place;
 pub mod offsets;
 mod scanner;
@@ -85,6 +87,7 @@ pub mod testing;
 mod tunables;
 
 pub use backend::{Backend, BytesHeld, Census, Config, Encoding, StoreKind};
+pub use domain::{DedupScope, Domain};
 pub use foldswap_mem::Error;
 pub use foldswap_pool::Clock;
 #[cfg(feature = "alloc")]

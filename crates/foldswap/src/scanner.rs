@@ -45,6 +45,7 @@ use crate::backend::Backend;
 use crate::block::MAX_BLOCK_PAGES;
 use crate::content::{BlockStored, Entry, Reencoded, TAG_DELTA};
 use crate::decode::decode_snapshot;
+use crate::domain::{Domain, DomainSalt};
 use crate::offsets::SlotValue;
 use crate::scratch::Scratch;
 use crate::stats::Stats;
@@ -74,8 +75,11 @@ enum PageOutcome {
     Unchanged,
     Patched,
     Recompressed,
-    /// The page waits in the scratch for its cold block to be formed.
-    Gathered,
+    /// The page waits in the scratch for its cold block to be formed; `flushed`
+    /// pages of another domain's block, formed first, joined theirs.
+    Gathered {
+        flushed: u32,
+    },
     /// The page left a cold block at most half live.
     Rewritten,
 }
@@ -87,6 +91,7 @@ pub(crate) struct Gathered {
     key: u32,
     generation: u32,
     encoded_len: u32,
+    domain: Domain,
 }
 
 impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
@@ -144,7 +149,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                             result.pages_scanned += 1;
                             let visit =
                                 self.scan_offset(area, offset, Visit::Ladder, tunables, scratch);
-                            if visit == Ok(PageOutcome::Gathered) {
+                            if let Ok(PageOutcome::Gathered { flushed }) = visit {
+                                report.improved += u64::from(flushed);
                                 report.improved +=
                                     self.gather_neighbours(area, offset, tunables, scratch);
                             }
@@ -157,7 +163,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                                 // changed when gathered (its block may be formed
                                 // in a later batch); the burst counts the pages
                                 // that joined.
-                                Ok(PageOutcome::Gathered | PageOutcome::Rewritten) => {
+                                Ok(PageOutcome::Gathered { .. } | PageOutcome::Rewritten) => {
                                     result.pages_changed += 1;
                                 }
                                 Ok(PageOutcome::Empty) => result.pages_empty += 1,
@@ -232,6 +238,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Stats::add(&self.stats.scanned_pages, 1);
             match self.scan_offset(area, neighbour, Visit::Neighbour, tunables, scratch) {
                 Ok(PageOutcome::Patched) => patched += 1,
+                Ok(PageOutcome::Gathered { flushed }) => patched += u64::from(flushed),
                 Ok(_) => {}
                 Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
             }
@@ -321,7 +328,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
         }
         // 4. Patch against a similar stored page.
-        let signature = self.sampler.signature(scratch.target.as_bytes());
+        let signature = self.signature_of(&entry, scratch.target.as_bytes());
         if tunables.patch != 0
             && let Some(patch) = self.try_patch(key, &entry, &signature, best_len, scratch)?
         {
@@ -340,6 +347,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         self.content.lock().index_similar(&signature, indexed);
         Ok(outcome)
+    }
+
+    /// The similarity signature of `page` (the content of `entry`), its keys
+    /// salted for the entry's domain: the index files it where only pages of
+    /// that domain look.
+    fn signature_of(&self, entry: &Entry, page: &[u8; PAGE_SIZE]) -> Signature {
+        DomainSalt::new(self.config().dedup_salt)
+            .signature(&self.sampler.signature(page), entry.domain())
     }
 
     /// Re-encode `key` as `choice` if nothing changed since it was read.
@@ -429,7 +444,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         tunables: &ScanTunables,
         scratch: &mut Scratch<C>,
     ) -> Result<PageOutcome, Error> {
-        let signature = self.sampler.signature(scratch.target.as_bytes());
+        let signature = self.signature_of(entry, scratch.target.as_bytes());
         // A delta is kept if it is smaller than about what the page would take
         // in a block. The bound was chosen on the dev corpus (8-page blocks at
         // zstd-3, settled bytes; runs vary by about 0.2 MB): 3/4 of the lz4 bytes
@@ -454,6 +469,15 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         // A page in a block may still serve as a base.
         self.content.lock().index_similar(&signature, key);
+        // A block joins pages of one domain: a page of another forms the block
+        // gathered so far first.
+        let domain = entry.domain();
+        let flushed = match scratch.gathered.first() {
+            Some(first) if scratch.gathered_len > 0 && first.domain != domain => {
+                self.flush_block(tunables, scratch)
+            }
+            _ => 0,
+        };
         let at = scratch.gathered_len;
         let (Some(slot), Some(page)) = (
             scratch.gathered.get_mut(at),
@@ -466,9 +490,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             key,
             generation: entry.generation,
             encoded_len: encoded_len as u32,
+            domain,
         };
         scratch.gathered_len += 1;
-        Ok(PageOutcome::Gathered)
+        Ok(PageOutcome::Gathered { flushed })
     }
 
     /// Form a cold block of the gathered pages; the pages that joined it. If the
@@ -581,8 +606,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         limit: usize,
         scratch: &mut Scratch<C>,
     ) -> Result<Option<Patch>, Error> {
-        if entry.dependents() > 0 {
-            // A base stays plain: deltas never chain.
+        if entry.dependents() > 0 || !self.config().dedup_scope.joins() {
+            // A base stays plain: deltas never chain. Under scope `off` no page
+            // is patched against another.
             return Ok(None);
         }
         let candidates = self.content.lock().similar.candidates(signature);
@@ -595,7 +621,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             let snapshot = {
                 let content = self.content.lock();
                 match content.entry(candidate) {
-                    Ok(base) if base.can_be_base() => Some((
+                    // A delta joins two pages of one domain (re-encoding checks
+                    // it again under the lock).
+                    Ok(base) if base.can_be_base() && base.domain() == entry.domain() => Some((
                         base.generation,
                         content.snapshot(candidate, &mut scratch.decode)?,
                     )),
@@ -804,7 +832,7 @@ mod tests {
         let mut scratch = Scratch::boxed();
         let page = text(1);
         assert_eq!(
-            backend.store(0, 0, &page, &mut scratch),
+            backend.store(0, 0, &page, crate::Domain(0), &mut scratch),
             Ok(StoreKind::Compressed)
         );
         let key = entry_key_at(&backend, 0);
@@ -822,7 +850,9 @@ mod tests {
             Ok(PageOutcome::Skipped)
         );
         // The key reused by another page: still not the entry that was read.
-        backend.store(0, 1, &text(2), &mut scratch).unwrap();
+        backend
+            .store(0, 1, &text(2), crate::Domain(0), &mut scratch)
+            .unwrap();
         assert_eq!(entry_key_at(&backend, 1), key);
         assert_eq!(
             backend.commit(key, &entry, choice, &scratch),
@@ -844,7 +874,13 @@ mod tests {
         backend.set_pool_limit_bytes(96 * PAGE_SIZE);
         let mut stored = std::vec::Vec::new();
         for offset in 0..4096 {
-            match backend.store(0, offset, &text(1000 + offset), &mut scratch) {
+            match backend.store(
+                0,
+                offset,
+                &text(1000 + offset),
+                crate::Domain(0),
+                &mut scratch,
+            ) {
                 Ok(_) => stored.push(offset),
                 Err(Error::PoolFull) => break,
                 Err(e) => panic!("{e}"),
@@ -871,7 +907,13 @@ mod tests {
         let mut scratch = Scratch::boxed();
         for offset in 0..3 {
             backend
-                .store(0, offset, &text(10 + offset), &mut scratch)
+                .store(
+                    0,
+                    offset,
+                    &text(10 + offset),
+                    crate::Domain(0),
+                    &mut scratch,
+                )
                 .unwrap();
         }
         // Offset 1's entry names an object the pool does not hold.
@@ -922,7 +964,7 @@ mod tests {
         let mut scratch = Scratch::boxed();
         for offset in 0..64 {
             backend
-                .store(0, offset, &text(offset), &mut scratch)
+                .store(0, offset, &text(offset), crate::Domain(0), &mut scratch)
                 .unwrap();
         }
         // Bursts as the scanner thread runs them (sleeping as the ladder asks, at
@@ -953,7 +995,9 @@ mod tests {
     fn the_scanner_waits_for_a_load_decoding_in_place_before_it_reencodes() {
         let backend = backend(1);
         let mut scratch = Scratch::boxed();
-        backend.store(0, 0, &text(3), &mut scratch).unwrap();
+        backend
+            .store(0, 0, &text(3), crate::Domain(0), &mut scratch)
+            .unwrap();
         let key = entry_key_at(&backend, 0);
         let before = backend.content.lock().entry(key).unwrap().place();
         thread::scope(|s| {

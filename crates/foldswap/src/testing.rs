@@ -13,6 +13,7 @@ use foldswap_wake::Parker;
 use crate::Backend;
 use crate::area::ShardGuard;
 use crate::content::Content;
+use crate::domain::Domain;
 use crate::offsets::SlotValue;
 
 /// One pool object behind an offset's content.
@@ -34,6 +35,20 @@ pub struct StoredObjects {
     pub object: StoredObject,
     /// For a delta, its base's object.
     pub base: Option<StoredObject>,
+}
+
+/// What an offset's content is and what joins it to other pages
+/// ([`Backend::content_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentAt {
+    /// Its entry's key (shared contents: one entry).
+    pub entry: u32,
+    /// The entry's domain (see [`crate::domain`]).
+    pub domain: Domain,
+    /// For a delta: its base entry's key and domain.
+    pub base: Option<(u32, Domain)>,
+    /// For a page in a cold block: the block's key.
+    pub block: Option<u32>,
 }
 
 /// Which object of an offset's content to damage.
@@ -115,6 +130,28 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         drop(content);
         drop(table);
         changed
+    }
+
+    /// The content (`swap_type`, `offset`) holds (`None` if it holds nothing or
+    /// a same-filled page): its entry, the entry's domain, and what joins it to
+    /// other pages (its delta base, its cold block). Offsets that share a content
+    /// name the same entry.
+    pub fn content_at(&self, swap_type: usize, offset: u64) -> Result<Option<ContentAt>, Error> {
+        let (_table, Some(key)) = self.lock_entry_key(swap_type, offset)? else {
+            return Ok(None);
+        };
+        let content = self.content.lock();
+        let entry = content.entry(key)?;
+        let base = match entry.base() {
+            Some(base) => Some((base, content.entry(base)?.domain())),
+            None => None,
+        };
+        Ok(Some(ContentAt {
+            entry: key,
+            domain: entry.domain(),
+            base,
+            block: entry.block().map(|(block, _)| block),
+        }))
     }
 
     /// The offset's shard, locked (as `load` locks it: held while its entry is

@@ -28,7 +28,13 @@ fn stored(pages: u64, keep: impl Fn(u64) -> bool) -> TestBackend {
     let mut scratch = Scratch::boxed();
     for offset in (0..pages).filter(|&o| keep(o)) {
         backend
-            .store(0, offset, &words_page(offset), &mut scratch)
+            .store(
+                0,
+                offset,
+                &words_page(offset),
+                foldswap::Domain(0),
+                &mut scratch,
+            )
             .unwrap();
     }
     backend
@@ -250,7 +256,13 @@ fn a_new_block_in_a_freed_blocks_slot_is_decoded_anew() {
     let mut store_scratch = Scratch::boxed();
     for offset in 0..PAGES {
         backend
-            .store(0, offset, &new_page(offset), &mut store_scratch)
+            .store(
+                0,
+                offset,
+                &new_page(offset),
+                foldswap::Domain(0),
+                &mut store_scratch,
+            )
             .unwrap();
     }
     assert_eq!(backend.census().blocks, 0);

@@ -16,7 +16,9 @@ fn dev_corpus_counts_match_reference_and_scanner_beats_zram() {
     let mut scratch = Scratch::boxed();
     backend.init(0, corpus.len() as u64).unwrap();
     for (offset, page) in corpus.pages().enumerate() {
-        backend.store(0, offset as u64, page, &mut scratch).unwrap();
+        backend
+            .store(0, offset as u64, page, foldswap::Domain(0), &mut scratch)
+            .unwrap();
     }
     let s = backend.stats().snapshot();
     assert_eq!(s.stored_pages, reference.pages);

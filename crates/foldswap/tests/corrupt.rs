@@ -102,7 +102,9 @@ fn a_damaged_lz4_or_raw_object_spoils_its_sharers_only() {
         (4, vec![0u8; PAGE_SIZE]),
     ];
     for (offset, page) in &pages {
-        backend.store(0, *offset, page, &mut scratch).unwrap();
+        backend
+            .store(0, *offset, page, foldswap::Domain(0), &mut scratch)
+            .unwrap();
     }
     let lz4 = objects(&backend, 0).unwrap();
     assert_eq!(lz4.object.tag, TAG_LZ4);
@@ -150,7 +152,7 @@ fn a_damaged_lz4_or_raw_object_spoils_its_sharers_only() {
             }
             // The page is stored again elsewhere: kept apart (a copy of its own, or a
             // typed error and nothing stored), never shared with the damaged object.
-            match backend.store(0, 5, &pages[0].1, &mut scratch) {
+            match backend.store(0, 5, &pages[0].1, foldswap::Domain(0), &mut scratch) {
                 Ok(_) => {
                     backend.load(0, 5, &mut out, &mut scratch).unwrap();
                     assert!(out == pages[0].1);
@@ -192,7 +194,9 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
         .map(|offset| (offset, similar_page(offset / 12, offset % 12)))
         .collect();
     for (offset, page) in &pages {
-        backend.store(0, *offset, page, &mut scratch).unwrap();
+        backend
+            .store(0, *offset, page, foldswap::Domain(0), &mut scratch)
+            .unwrap();
     }
     // Scan until most pages are deltas.
     let clock = TickClock::new();
@@ -269,7 +273,9 @@ fn a_damaged_delta_or_base_spoils_what_is_decoded_from_it_only() {
     );
     for (offset, page) in &pages {
         if !on_base.contains(offset) {
-            backend.store(0, *offset, page, &mut scratch).unwrap();
+            backend
+                .store(0, *offset, page, foldswap::Domain(0), &mut scratch)
+                .unwrap();
         }
     }
     for _ in 0..20 {
@@ -296,7 +302,9 @@ fn a_damaged_block_spoils_its_own_pages_only() {
     backend.init(0, 64).unwrap();
     let pages: Vec<(u64, Vec<u8>)> = (0..64u64).map(|o| (o, words_page(o))).collect();
     for (offset, page) in &pages {
-        backend.store(0, *offset, page, &mut scratch).unwrap();
+        backend
+            .store(0, *offset, page, foldswap::Domain(0), &mut scratch)
+            .unwrap();
     }
     let tunables = ScanTunables {
         cold_rounds: 0,

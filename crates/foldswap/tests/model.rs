@@ -8,7 +8,7 @@ use std::collections::HashMap;
 mod common;
 
 use common::{TickClock, mark_member, unthrottled, words_page};
-use foldswap::{Backend, Config, Error, ScanTunables, Scratch, StdParker, StoreKind};
+use foldswap::{Backend, Config, Domain, Error, ScanTunables, Scratch, StdParker, StoreKind};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 use proptest::prelude::*;
 
@@ -65,7 +65,8 @@ fn page_of(seed: u16) -> Vec<u8> {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Store(usize, u64, u16),
+    /// Store page `seed` at (type, offset) in domain `domain`.
+    Store(usize, u64, u16, u16),
     Load(usize, u64),
     Invalidate(usize, u64),
     InvalidateArea(usize),
@@ -78,13 +79,44 @@ fn op() -> impl Strategy<Value = Op> {
     let ty = 0..TYPES;
     let off = 0..OFFSETS / 20;
     prop_oneof![
-        8 => (ty.clone(), off.clone(), 0u16..64).prop_map(|(t, o, s)| Op::Store(t, o, s)),
+        8 => (ty.clone(), off.clone(), 0u16..64, 0u16..3)
+            .prop_map(|(t, o, s, d)| Op::Store(t, o, s, d)),
         6 => (ty.clone(), off.clone()).prop_map(|(t, o)| Op::Load(t, o)),
         2 => (ty.clone(), off).prop_map(|(t, o)| Op::Invalidate(t, o)),
         1 => ty.clone().prop_map(Op::InvalidateArea),
         1 => ty.prop_map(Op::Init),
         1 => (1u8..4).prop_map(Op::Scan),
     ]
+}
+
+/// Nothing joins pages of two domains (the default scope): every content, every
+/// delta's base and every cold block holds pages of the domain their stores
+/// named.
+fn check_domains<P: foldswap_mem::PageProvider + Clone, K: foldswap::Parker>(
+    backend: &Backend<P, K>,
+    domains: &HashMap<(usize, u64), Domain>,
+) -> Result<(), TestCaseError> {
+    let mut blocks: HashMap<u32, Domain> = HashMap::new();
+    for (&(t, o), &domain) in domains {
+        let Some(content) = backend.content_at(t, o).unwrap() else {
+            continue;
+        };
+        prop_assert_eq!(content.domain, domain, "({}, {}) in another domain", t, o);
+        if let Some((_, base_domain)) = content.base {
+            prop_assert_eq!(
+                base_domain,
+                domain,
+                "({}, {}): a base of another domain",
+                t,
+                o
+            );
+        }
+        if let Some(block) = content.block {
+            let first = *blocks.entry(block).or_insert(domain);
+            prop_assert_eq!(first, domain, "block {} joins two domains", block);
+        }
+    }
+    Ok(())
 }
 
 fn check_sequence(
@@ -110,16 +142,18 @@ fn check_sequence(
         ..ScanTunables::default()
     };
     let mut model: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
+    // The domain each held offset's store named (kept while the model holds it).
+    let mut domains: HashMap<(usize, u64), Domain> = HashMap::new();
     for t in 0..TYPES {
         backend.init(t, OFFSETS).unwrap();
     }
     let mut out = vec![0u8; PAGE_SIZE];
     for op in ops {
         match op {
-            Op::Store(t, o, seed) => {
+            Op::Store(t, o, seed, domain) => {
                 let o = o * 20;
                 let page = page_of(seed);
-                match backend.store(t, o, &page, &mut scratch) {
+                match backend.store(t, o, &page, Domain(domain), &mut scratch) {
                     Ok(kind) => {
                         if seed < FIRST_SIMILAR && (seed % 5 == 0 || seed % 10 == 1) {
                             prop_assert_eq!(kind, StoreKind::SameFilled);
@@ -128,6 +162,7 @@ fn check_sequence(
                             prop_assert_ne!(kind, StoreKind::SameFilled);
                         }
                         model.insert((t, o), page);
+                        domains.insert((t, o), Domain(domain));
                     }
                     // A failed store leaves the old page in place.
                     Err(Error::OutOfMemory | Error::Incompressible | Error::PoolFull) => {}
@@ -184,6 +219,8 @@ fn check_sequence(
             "{:?}",
             s
         );
+        domains.retain(|at, _| model.contains_key(at));
+        check_domains(&backend, &domains)?;
         let census = backend.census();
         prop_assert_eq!(s.base_only_pages, census.bases_only);
         // Every page in a block is one live bit of its block, and back.
@@ -236,23 +273,23 @@ fn bad_input_gets_typed_errors() {
     let page = page_of(2);
     let mut out = vec![0u8; PAGE_SIZE];
     assert!(matches!(
-        backend.store(0, 0, &page, &mut scratch),
+        backend.store(0, 0, &page, foldswap::Domain(0), &mut scratch),
         Err(Error::InvalidArgument(_))
     ));
     backend.init(0, 10).unwrap();
     assert_eq!(
-        backend.store(0, 0, &page[..100], &mut scratch),
+        backend.store(0, 0, &page[..100], foldswap::Domain(0), &mut scratch),
         Err(Error::WrongLength {
             expected: PAGE_SIZE,
             actual: 100
         })
     );
     assert!(matches!(
-        backend.store(0, 10, &page, &mut scratch),
+        backend.store(0, 10, &page, foldswap::Domain(0), &mut scratch),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        backend.store(99, 0, &page, &mut scratch),
+        backend.store(99, 0, &page, foldswap::Domain(0), &mut scratch),
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(
@@ -260,7 +297,7 @@ fn bad_input_gets_typed_errors() {
         Err(Error::NotFound)
     );
     assert_eq!(
-        backend.store(0, 3, &page, &mut scratch),
+        backend.store(0, 3, &page, foldswap::Domain(0), &mut scratch),
         Ok(StoreKind::Compressed)
     );
     assert!(matches!(
@@ -286,16 +323,16 @@ fn duplicates_share_one_entry_and_replacement_releases() {
     backend.init(1, 100).unwrap();
     let page = page_of(7);
     assert_eq!(
-        backend.store(0, 1, &page, &mut scratch),
+        backend.store(0, 1, &page, foldswap::Domain(0), &mut scratch),
         Ok(StoreKind::Compressed)
     );
     let held = backend.pool_stats().object_bytes;
     assert_eq!(
-        backend.store(0, 2, &page, &mut scratch),
+        backend.store(0, 2, &page, foldswap::Domain(0), &mut scratch),
         Ok(StoreKind::Duplicate)
     );
     assert_eq!(
-        backend.store(1, 9, &page, &mut scratch),
+        backend.store(1, 9, &page, foldswap::Domain(0), &mut scratch),
         Ok(StoreKind::Duplicate)
     );
     assert_eq!(
@@ -310,7 +347,7 @@ fn duplicates_share_one_entry_and_replacement_releases() {
     );
     // Replace one sharer with other content; the rest still load the original.
     assert_eq!(
-        backend.store(0, 1, &page_of(12), &mut scratch),
+        backend.store(0, 1, &page_of(12), foldswap::Domain(0), &mut scratch),
         Ok(StoreKind::Compressed)
     );
     let mut out = vec![0u8; PAGE_SIZE];
@@ -346,7 +383,7 @@ fn pool_limit_rejects_cleanly() {
         let page = page_of(2 + 5 * (o as u16 % 200));
         let mut page = page;
         page[..8].copy_from_slice(&o.to_le_bytes());
-        match backend.store(0, o, &page, &mut scratch) {
+        match backend.store(0, o, &page, foldswap::Domain(0), &mut scratch) {
             Ok(_) => stored.push((o, page)),
             Err(Error::PoolFull) => full = true,
             Err(e) => panic!("{e}"),
@@ -371,7 +408,9 @@ fn a_backend_built_in_place_works_and_gives_everything_back() {
     let mut scratch = Scratch::boxed();
     backend.init(0, 16).unwrap();
     let page = page_of(7);
-    backend.store(0, 3, &page, &mut scratch).unwrap();
+    backend
+        .store(0, 3, &page, foldswap::Domain(0), &mut scratch)
+        .unwrap();
     let mut out = vec![0u8; PAGE_SIZE];
     backend.load(0, 3, &mut out, &mut scratch).unwrap();
     assert_eq!(out, page);
@@ -418,7 +457,7 @@ fn the_limit_bounds_everything_held_not_only_the_pool() {
         let offset = (o * 65_521) % AREA;
         let mut page = page_of(2 + 5 * (o as u16 % 200));
         page[..8].copy_from_slice(&o.to_le_bytes());
-        match backend.store(0, offset, &page, &mut scratch) {
+        match backend.store(0, offset, &page, foldswap::Domain(0), &mut scratch) {
             Ok(_) => stored.push((offset, page)),
             Err(Error::PoolFull) => refused += 1,
             Err(e) => panic!("{e}"),
@@ -453,13 +492,19 @@ fn a_refused_init_keeps_what_the_area_holds() {
     let mut scratch = Scratch::boxed();
     backend.init(3, 36).unwrap();
     let page = page_of(7);
-    backend.store(3, 22, &page, &mut scratch).unwrap();
+    backend
+        .store(3, 22, &page, foldswap::Domain(0), &mut scratch)
+        .unwrap();
     assert!(backend.init(3, 0).is_err());
     let mut out = vec![0u8; PAGE_SIZE];
     backend.load(3, 22, &mut out, &mut scratch).unwrap();
     assert_eq!(out, page);
     assert_eq!(backend.stats().snapshot().stored_pages, 1);
-    assert!(backend.store(3, 35, &page, &mut scratch).is_ok());
+    assert!(
+        backend
+            .store(3, 35, &page, foldswap::Domain(0), &mut scratch)
+            .is_ok()
+    );
 }
 
 /// Absurd scanner tunables are refused when staged, with a typed error.

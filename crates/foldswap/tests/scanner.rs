@@ -48,7 +48,9 @@ fn scanner_patches_similar_pages_and_loads_stay_exact() {
         for member in 0..20u64 {
             let offset = family * 20 + member;
             let page = similar_page(family, member);
-            backend.store(0, offset, &page, &mut scratch).unwrap();
+            backend
+                .store(0, offset, &page, foldswap::Domain(0), &mut scratch)
+                .unwrap();
             pages.push((offset, page));
         }
     }
@@ -176,7 +178,9 @@ fn many_threads_with_the_scanner_running_lose_nothing() {
                                     _ => (slot % 7, (x >> 40) % 6),
                                 };
                                 let page = family_page(family, member);
-                                backend.store(0, offset, &page, &mut scratch).unwrap();
+                                backend
+                                    .store(0, offset, &page, foldswap::Domain(0), &mut scratch)
+                                    .unwrap();
                                 version[slot as usize] = Some((family, member));
                             }
                             4..=6 => match version[slot as usize] {
@@ -285,7 +289,9 @@ fn the_similarity_index_shrinks_when_pages_go() {
     backend.init(0, PAGES).unwrap();
     for offset in 0..PAGES {
         let page = words_page(UNIQUE + offset);
-        backend.store(0, offset, &page, &mut scratch).unwrap();
+        backend
+            .store(0, offset, &page, foldswap::Domain(0), &mut scratch)
+            .unwrap();
     }
     let clock = common::TickClock::new();
     let tunables = ScanTunables {

@@ -22,7 +22,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use foldswap::{Backend, ColdCodec, Config, NoColdCodec, Parker, Scratch};
+use foldswap::{Backend, ColdCodec, Config, Domain, NoColdCodec, Parker, Scratch};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::Clock;
 use spin::Mutex;
@@ -187,14 +187,20 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
         self.backend()?.init(ty as usize, nr_pages)
     }
 
-    fn store(&self, ty: u32, offset: u64, page: &[u8; PAGE_SIZE]) -> Result<(), Error> {
+    fn store(
+        &self,
+        ty: u32,
+        offset: u64,
+        page: &[u8; PAGE_SIZE],
+        domain: Domain,
+    ) -> Result<(), Error> {
         if !self.enabled.load(Ordering::Relaxed) {
             self.rejected_disabled.fetch_add(1, Ordering::Relaxed);
             return Err(Error::ShutDown);
         }
         self.with_scratch(|backend, scratch| {
             backend
-                .store(ty as usize, offset, page, scratch)
+                .store(ty as usize, offset, page, domain, scratch)
                 .map(|_| ())
         })
     }
@@ -349,7 +355,7 @@ mod tests {
         let fs: Instance = Foldswap::new(cpu);
         let mut page = [0u8; PAGE_SIZE];
         assert_eq!(fs.init(0, 10), Err(Error::ShutDown));
-        assert_eq!(fs.store(0, 0, &page), Err(Error::ShutDown));
+        assert_eq!(fs.store(0, 0, &page, Domain(0)), Err(Error::ShutDown));
         assert_eq!(fs.load(0, 0, &mut page), Err(Error::ShutDown));
         fs.invalidate_page(0, 0);
         fs.invalidate_area(0);
@@ -399,7 +405,7 @@ mod tests {
         fs.init(0, 1000).unwrap();
         let distinct: Vec<_> = (0..8).map(text_page).collect();
         for offset in 0..200u64 {
-            fs.store(0, offset, &distinct[(offset % 8) as usize])
+            fs.store(0, offset, &distinct[(offset % 8) as usize], Domain(0))
                 .unwrap();
         }
         let mut out = [0u8; PAGE_SIZE];
@@ -414,7 +420,10 @@ mod tests {
         assert_eq!(r.areas, 1);
 
         fs.set_enabled(false);
-        assert_eq!(fs.store(0, 0, &distinct[1]), Err(Error::ShutDown));
+        assert_eq!(
+            fs.store(0, 0, &distinct[1], Domain(0)),
+            Err(Error::ShutDown)
+        );
         assert_eq!(fs.report().reject_other, 1);
         fs.load(0, 0, &mut out).unwrap();
         assert_eq!(out, distinct[0], "a refused store keeps the old page");
@@ -427,7 +436,10 @@ mod tests {
         unsafe { fs.stop(&mut |_| returned += 1) };
         assert_eq!(returned, 2);
         assert_eq!(pages.in_use(), 0, "stop gives every page back");
-        assert_eq!(fs.store(0, 0, &distinct[0]), Err(Error::ShutDown));
+        assert_eq!(
+            fs.store(0, 0, &distinct[0], Domain(0)),
+            Err(Error::ShutDown)
+        );
     }
 
     /// A cold codec for the test: runs of one byte as (byte, length) triples.
@@ -529,7 +541,7 @@ mod tests {
             core::array::from_fn(|i| (seed as u8).wrapping_add((i / 256) as u8 * 7))
         };
         for offset in 0..32u64 {
-            fs.store(0, offset, &runs(offset)).unwrap();
+            fs.store(0, offset, &runs(offset), Domain(0)).unwrap();
         }
         let tunables = ScanTunables {
             cold_rounds: 0,
@@ -627,7 +639,7 @@ mod tests {
                             match (x >> 20) % 4 {
                                 0 | 1 => {
                                     let seed = (x >> 40) % 12;
-                                    fs.store(0, offset, &text_page(seed)).unwrap();
+                                    fs.store(0, offset, &text_page(seed), Domain(0)).unwrap();
                                     held[slot] = Some(seed);
                                 }
                                 2 => match held[slot] {
@@ -680,7 +692,7 @@ mod tests {
         let fs = started(pages, 1);
         fs.init(0, 16).unwrap();
         let page = text_page(5);
-        fs.store(0, 3, &page).unwrap();
+        fs.store(0, 3, &page, Domain(0)).unwrap();
         assert_eq!(load_status(fs.load(0, 3, &mut out)), 0);
         assert_eq!(out, page);
         assert_eq!(load_status(fs.load(0, 4, &mut out)), -errno::ENOENT);
@@ -711,7 +723,7 @@ mod tests {
         .unwrap();
         fs.init(1, 10).unwrap();
         let page = text_page(3);
-        fs.store(1, 9, &page).unwrap();
+        fs.store(1, 9, &page, Domain(0)).unwrap();
         let mut out = [0u8; PAGE_SIZE];
         fs.load(1, 9, &mut out).unwrap();
         assert_eq!(out, page);

@@ -32,6 +32,7 @@ pub use foldswap as backend;
 pub use foldswap_mem as mem;
 pub use foldswap_pool as pool;
 
+pub use foldswap::Domain;
 pub use foldswap_mem::{Error, PAGE_SIZE};
 pub use full::{Foldswap, MAX_WORKERS};
 pub use report::{Report, SliceWriter, TextBuf};
@@ -42,10 +43,17 @@ pub use status::{errno, load_status, status};
 pub trait SwapBackend {
     /// A swap area of `nr_pages` pages of type `ty` is being switched on.
     fn init(&self, ty: u32, nr_pages: u64) -> Result<(), Error>;
-    /// Keep `page` as the content of slot `(ty, offset)`, replacing what was
+    /// Keep `page`, which belongs to dedup `domain` (the module: its memory
+    /// cgroup), as the content of slot `(ty, offset)`, replacing what was
     /// there. On error the caller writes the page to the swap device (and drops
     /// whatever the backend held for the slot).
-    fn store(&self, ty: u32, offset: u64, page: &[u8; PAGE_SIZE]) -> Result<(), Error>;
+    fn store(
+        &self,
+        ty: u32,
+        offset: u64,
+        page: &[u8; PAGE_SIZE],
+        domain: Domain,
+    ) -> Result<(), Error>;
     /// Fill `page` with the content of slot `(ty, offset)`; `NotFound` if,
     /// and only if, the backend does not hold it (any other error fails the
     /// swap-in: see [`load_status`]).

@@ -152,7 +152,9 @@ impl Strategy for Foldswap {
         let (backend, scratch) = (&self.backend, &mut self.scratch);
         let kind = self
             .clock
-            .time(0, || backend.store(0, u64::from(index), page, scratch))
+            .time(0, || {
+                backend.store(0, u64::from(index), page, foldswap::Domain(0), scratch)
+            })
             .map_err(|e| StrategyError::Refused {
                 index,
                 reason: e.to_string(),
