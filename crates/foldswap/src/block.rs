@@ -12,21 +12,19 @@
 //!
 //! # Rules
 //!
-//! - A block is formed only if its frame is smaller than what its pages hold
-//!   now (a plain page: its object; a page of another block: its
-//!   [`Block::live_share`] of that frame), and only of pages whose entries are
-//!   still the ones the scanner read (generation) and not deltas.
+//! - A block is formed only if its frame is smaller than the objects its pages
+//!   held alone, and only of pages whose entries are still the ones the scanner
+//!   read (generation), plain (not a delta, not in a block already).
 //! - A page leaving a block (its last reference gone, or moved out by a rewrite)
 //!   clears its bit in `live`; the block and its chunks are freed with the last
-//!   one. A block at most half live is rewritten by the scanner: each live page
-//!   joins the block being formed (or, where none forms, moves out as a single
-//!   cold object), so a block of holes does not hold memory for long and its
-//!   survivors stay in blocks.
+//!   one. A block at most half live is rewritten by the scanner: its live pages
+//!   are moved out one by one as single cold objects, so a block of holes does not
+//!   hold memory for long.
 //! - A load copies the chunks out under the content lock and decodes the frame
 //!   outside it, into the worker's scratch; nothing is read in place, so a block's
 //!   chunks are freed or moved only under the content lock like any copied object.
 //! - A worker's scratch keeps the pages of the last block it decoded, named by
-//!   the block's `BlockId`: its slab key and a serial no other block in the
+//!   the block's [`BlockId`]: its slab key and a serial no other block in the
 //!   process ever had. A load of another page of that block (checked under the
 //!   content lock: the page's entry names the block, its bit is live, the serial
 //!   matches) copies the page from there without reading or decoding the frame.
@@ -83,7 +81,7 @@ static NEXT_BLOCK_SERIAL: AtomicU64 = AtomicU64::new(1);
 /// - `serial` is the block's own: no other block formed in the process had it.
 ///
 /// Only inside `Content::pack_block_records`, which moves records to lower
-/// keys, does a record forward to another (`Block::forwarding_to`); none is
+/// keys, does a record forward to another ([`Block::forwarding_to`]); none is
 /// left when it returns.
 #[derive(Debug, Clone, Copy)]
 pub struct Block {
@@ -233,13 +231,6 @@ impl Block {
             key,
             serial: self.serial,
         }
-    }
-
-    /// What keeping the block costs each of its live pages: the frame's bytes
-    /// over them (rounded down, so pages that form this same frame again never
-    /// seem to gain).
-    pub fn live_share(&self) -> usize {
-        self.frame_len() / self.live().max(1)
     }
 
     /// Whether the scanner should rewrite the block: at most half its pages live.

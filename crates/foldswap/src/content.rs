@@ -342,14 +342,11 @@ pub struct Released {
 /// What [`Content::store_block`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockStored {
-    /// The block holds `joined` pages now, `from_blocks` of them moved out of
-    /// other (sparse) blocks; `leaked` old objects would not free (the pool's
-    /// books were wrong; their bytes stay held).
+    /// The block holds `joined` pages now; `leaked` old objects would not free
+    /// (the pool's books were wrong; their bytes stay held).
     Formed {
         /// Pages that joined.
         joined: u32,
-        /// Of those, pages that left another block.
-        from_blocks: u32,
         /// Old objects that would not free.
         leaked: u32,
     },
@@ -1000,11 +997,11 @@ impl<P: PageProvider + Clone> Content<P> {
             if let Some(entry) = self.entries.get(SlabKey(key))
                 && entry.generation == generation
                 && entry.tag() != TAG_DELTA
-                && let Some(held) = self.held_alone(entry)
+                && let Some(place) = entry.place()
                 && !members[..i].iter().any(|&(k, _)| k == key)
                 && *domain.get_or_insert(entry.domain()) == entry.domain()
             {
-                alone += held;
+                alone += place.len();
                 joining |= 1 << i;
             }
         }
@@ -1048,38 +1045,25 @@ impl<P: PageProvider + Clone> Content<P> {
                 return Err(e);
             }
         };
-        let (mut leaked, mut from_blocks) = (0, 0);
+        let mut leaked = 0;
         for (i, &(key, _)) in members.iter().enumerate() {
             if joining & (1 << i) == 0 {
                 continue;
             }
             let entry = self.entry_mut(key)?;
-            let old = *entry;
+            let old = entry.place();
             // INVARIANT: the page's bit is set in the block just inserted; the
             // entry keeps its sharers and its link (a base keeps its dependents).
             entry.set_block(block_key, i as u8);
             entry.age_and_examined &= EXAMINED;
-            // Its old encoding goes: a pool object, or its page of another
-            // block (which goes with its last page).
-            leaked += self.free_encoding(&old);
-            from_blocks += u32::from(old.block().is_some());
+            if let Some(old) = old {
+                leaked += u32::from(self.pool.free(old).is_err());
+            }
         }
         Ok(BlockStored::Formed {
             joined: joining.count_ones(),
-            from_blocks,
             leaked,
         })
-    }
-
-    /// The bytes `entry`'s content holds now, for a block to beat: its pool
-    /// object's, or for a page of a cold block its share of the frame (the
-    /// frame over the block's live pages: what keeping the block costs each).
-    fn held_alone(&self, entry: &Entry) -> Option<usize> {
-        match (entry.place(), entry.block()) {
-            (Some(place), _) => Some(place.len()),
-            (None, Some((block, _))) => Some(self.blocks.get(SlabKey(block))?.live_share()),
-            (None, None) => None,
-        }
     }
 
     /// Compact the pool ([`ObjectStore::compact`]), showing it every entry's and
@@ -1536,7 +1520,6 @@ mod tests {
             stored,
             BlockStored::Formed {
                 joined: pages.len() as u32,
-                from_blocks: 0,
                 leaked: 0
             }
         );
@@ -1602,7 +1585,6 @@ mod tests {
             stored,
             Ok(BlockStored::Formed {
                 joined: 3,
-                from_blocks: 0,
                 leaked: 0
             })
         );
@@ -1611,11 +1593,10 @@ mod tests {
         for i in [0, 2, 3] {
             check_only(&content, members[i].0, &pages[i]);
         }
-        // Every member in this block already: the same frame again is no
-        // smaller than the block they are in.
+        // Every member in a block already: nothing left to join.
         assert_eq!(
             content.store_block(&members, &frame, tag),
-            Ok(BlockStored::NotSmaller)
+            Ok(BlockStored::Stale)
         );
     }
 
@@ -1826,7 +1807,6 @@ mod tests {
             content.store_block(&members, &frame, tag),
             Ok(BlockStored::Formed {
                 joined: 2,
-                from_blocks: 0,
                 leaked: 0
             })
         );
