@@ -80,7 +80,7 @@ kernel_configure() {
 	# What the guest tests rely on (an option whose dependencies are missing
 	# is dropped silently by olddefconfig).
 	for opt in ZSWAP TRANSPARENT_HUGEPAGE ADVISE_SYSCALLS PROC_PAGE_MONITOR BLK_DEV_RAM \
-		PREEMPT_NONE PREEMPT_DYNAMIC; do
+		PREEMPT_NONE PREEMPT_DYNAMIC CGROUPS MEMCG MULTIUSER; do
 		grep -q "^CONFIG_$opt=y" "$KSRC/.config" || die "CONFIG_$opt missing"
 	done
 }

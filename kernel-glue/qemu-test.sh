@@ -80,6 +80,7 @@ build_initramfs() {
 	mkdir -p "$root"/{bin,proc,sys,dev,tmp}
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/swaptest" "$GLUE_DIR/guest/swaptest.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/mthptest" "$GLUE_DIR/guest/mthptest.c"
+	gcc -O2 -Wall -Wextra -Werror -static -o "$root/dedupprobe" "$GLUE_DIR/guest/dedupprobe.c"
 	cp /bin/busybox "$root/bin/busybox"
 	for a in $(/bin/busybox --list); do
 		[ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
@@ -158,6 +159,28 @@ decide() {
 		echo "verdict: the pool limit changed after the refused writes"
 		ok=0
 	fi
+	# Dedup domains (guest/dedupprobe.c): under the default scope no guess of
+	# the attacker in another memory cgroup moves dedup_hits; under
+	# dedup_scope=global every right guess does and no wrong one (the probe
+	# sees what it looks for); the victim gets its pages back either way.
+	if ! awk '$1 == "PROBE" && $3 == "DEDUPPROBE" && $4 == "attacker" {
+			seen[$2] = 1
+			for (i = 5; i <= NF; i++) { split($i, kv, "="); v[$2 " " kv[1]] = kv[2] }
+		}
+		END {
+			exit !(seen["domain"] && seen["global"] &&
+				v["domain right_moved"] == 0 && v["domain wrong_moved"] == 0 &&
+				v["domain swapped"] == v["domain guesses"] && v["domain guesses"] > 0 &&
+				v["global right_moved"] == v["global guesses"] / 2 &&
+				v["global wrong_moved"] == 0 && v["global guesses"] > 0)
+		}' "$log"; then
+		echo "verdict: the dedup probe saw a hit across memory cgroups, or missed the global ones"
+		ok=0
+	fi
+	for scope in domain global; do
+		grep -q "^PROBE $scope DEDUPPROBE victim PASS" "$log" ||
+			{ echo "verdict: no 'PROBE $scope DEDUPPROBE victim PASS'"; ok=0; }
+	done
 	# Anything the module logs as an error fails the run, as does a kernel splat.
 	if grep -nE 'Oops|WARNING:|BUG:|Kernel panic|general protection|stack guard page|circular locking|inconsistent lock state|recursive locking|suspicious RCU|DEBUG_LOCKS_WARN_ON|soft lockup|hung_task|blocked for more than|Call Trace|scanner stopped|foldswap: scanner:|cannot build the backend|cannot unregister|insmod failed|rmmod failed|zswap zstd failed|swapon failed|swapoff failed|cannot arm' "$log"; then
 		echo "verdict: kernel splat or failed step in the log (lines above)"
@@ -180,7 +203,8 @@ figures() {
 	sed -n -e 's/^\[\(mthp-[a-z]*\)\] MTHPTEST \(.*\)/figures \1: \2/p' \
 		-e 's/^INJECT \(.*\)/figures injected load errors: \1/p' \
 		-e 's/^SETTLE \(.*\)/figures scanner settled: \1/p' \
-		-e 's/^\[foldswap-hold\] SWAPTEST \(.*\)/figures foldswap-hold: \1/p' "$1"
+		-e 's/^\[foldswap-hold\] SWAPTEST \(.*\)/figures foldswap-hold: \1/p' \
+		-e 's/^PROBE \([a-z]*\) DEDUPPROBE attacker \(.*\)/figures dedup probe, scope \1: \2/p' "$1"
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }

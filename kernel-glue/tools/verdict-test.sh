@@ -64,6 +64,10 @@ FSSTAT foldswap settled total_bytes 9000000
 FSSTAT foldswap settled recompressed_pages 2000
 ZSWAP zswap-zstd settled stored_pages 16000
 ZSWAP zswap-zstd settled pool_total_size 8000000
+PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=80 guesses=80
+PROBE domain DEDUPPROBE victim PASS bad_pages=0 swapped=40 pages=40
+PROBE global DEDUPPROBE attacker right_moved=40 wrong_moved=0 swapped=80 guesses=80
+PROBE global DEDUPPROBE victim PASS bad_pages=0 swapped=40 pages=40
 GUEST done
 LOG
 }
@@ -114,6 +118,15 @@ judge "settled foldswap at 1.1x zswap-zstd per page" pass \
 	's/^FSSTAT foldswap settled total_bytes 9000000/FSSTAT foldswap settled total_bytes 10000000/' || fails=1
 judge "no settled zswap-zstd figure" fail '/^ZSWAP zswap-zstd settled/d' || fails=1
 judge "zswap's zstd refused" fail '$a GUEST zswap zstd failed' || fails=1
+judge "a right guess moved dedup_hits across memory cgroups" fail \
+	's/^PROBE domain DEDUPPROBE attacker right_moved=0/PROBE domain DEDUPPROBE attacker right_moved=1/' || fails=1
+judge "the probe missed the global hits" fail \
+	's/^PROBE global DEDUPPROBE attacker right_moved=40/PROBE global DEDUPPROBE attacker right_moved=12/' || fails=1
+judge "some guesses never left memory" fail \
+	's/^PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=80/PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=70/' || fails=1
+judge "no probe under the global scope" fail '/^PROBE global/d' || fails=1
+judge "the victim lost a page" fail \
+	's/^PROBE domain DEDUPPROBE victim PASS bad_pages=0/PROBE domain DEDUPPROBE victim FAIL bad_pages=1/' || fails=1
 judge "loaded under preempt=full" fail '' 's/^PREEMPT insmod refused/PREEMPT insmod loaded/' || fails=1
 [ "$fails" = 0 ] && echo "verdict-test: the verdict passes a good log and fails each defect"
 exit "$fails"

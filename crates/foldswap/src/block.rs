@@ -24,7 +24,7 @@
 //!   outside it, into the worker's scratch; nothing is read in place, so a block's
 //!   chunks are freed or moved only under the content lock like any copied object.
 //! - A worker's scratch keeps the pages of the last block it decoded, named by
-//!   the block's [`BlockId`]: its slab key and a serial no other block in the
+//!   the block's `BlockId`: its slab key and a serial no other block in the
 //!   process ever had. A load of another page of that block (checked under the
 //!   content lock: the page's entry names the block, its bit is live, the serial
 //!   matches) copies the page from there without reading or decoding the frame.
@@ -81,7 +81,7 @@ static NEXT_BLOCK_SERIAL: AtomicU64 = AtomicU64::new(1);
 /// - `serial` is the block's own: no other block formed in the process had it.
 ///
 /// Only inside `Content::pack_block_records`, which moves records to lower
-/// keys, does a record forward to another ([`Block::forwarding_to`]); none is
+/// keys, does a record forward to another (`Block::forwarding_to`); none is
 /// left when it returns.
 #[derive(Debug, Clone, Copy)]
 pub struct Block {

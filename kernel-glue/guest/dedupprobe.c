@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/*
+ * dedupprobe - can a process in one memory cgroup learn, through the swap
+ * backend's deduplication, which pages a process in another one holds?
+ *
+ * The victim holds PAGES secret pages in swap.  The attacker, in another
+ * memory cgroup, swaps out a guess of each secret page ("right") and a page
+ * nobody holds ("wrong"), one at a time (MADV_PAGEOUT), and watches the
+ * backend's dedup_hits counter (the most direct signal there is: the test runs
+ * the attacker as root so it can read the root-only stats).  Each guess is a
+ * content the attacker has not stored before, so a hit can only come from the
+ * victim's copy.
+ *
+ *   dedupprobe victim PAGES SEED READY GO
+ *       fill the pages, page them out, create READY, wait until GO exists,
+ *       read every page back and compare:
+ *       "DEDUPPROBE victim PASS bad_pages=0 swapped=N pages=N"
+ *   dedupprobe attacker PAGES SEED STATS
+ *       "DEDUPPROBE attacker right_moved=R wrong_moved=W swapped=S guesses=G"
+ *       (R of PAGES right guesses moved the counter, W of PAGES wrong ones).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+#define PAGE 4096
+
+/*
+ * Page `index` of the pages of `seed`: words in random order, distinct per
+ * (seed, index), compressible enough for lz4 (a page of random letters is not:
+ * the backend would reject it as poorly compressible and it would go to disk).
+ */
+static void fill(unsigned char *page, uint64_t seed, uint64_t index)
+{
+	static const char *const words[] = { "swap ", "page ", "merge ", "pool ",
+					     "delta ", "zstd ", "ksm ", "lru " };
+	uint64_t x = (seed * 0x9e3779b97f4a7c15ULL) ^ (index * 0xbf58476d1ce4e5b9ULL);
+	size_t at = 0, n;
+
+	x |= 1;
+	while (at < PAGE) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		n = strlen(words[x % 8]);
+		if (n > PAGE - at)
+			n = PAGE - at;
+		memcpy(page + at, words[x % 8], n);
+		at += n;
+	}
+	memcpy(page, &seed, sizeof(seed));
+	memcpy(page + 8, &index, sizeof(index));
+}
+
+/*
+ * Whether the page at `addr` is swapped out: its /proc/self/pagemap entry has
+ * bit 62 (mincore cannot tell: it counts a page still in the swap cache as
+ * resident).
+ */
+static int swapped(void *addr)
+{
+	static int fd = -1;
+	uint64_t entry = 0;
+
+	if (fd < 0)
+		fd = open("/proc/self/pagemap", O_RDONLY);
+	if (pread(fd, &entry, sizeof(entry), (off_t)((uintptr_t)addr / PAGE) * 8) != 8)
+		return 0;
+	return (entry >> 62 & 1) != 0;
+}
+
+static long dedup_hits(const char *stats)
+{
+	char line[256];
+	long value = -1;
+	FILE *f = fopen(stats, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "dedup_hits %ld", &value) == 1)
+			break;
+	fclose(f);
+	return value;
+}
+
+static void *map(size_t pages)
+{
+	void *p = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	return p;
+}
+
+static int victim(long pages, uint64_t seed, const char *ready, const char *go)
+{
+	unsigned char *area = map(pages), want[PAGE];
+	long i, bad = 0, out = 0;
+	struct stat st;
+	FILE *f;
+
+	for (i = 0; i < pages; i++)
+		fill(area + i * PAGE, seed, i);
+	if (madvise(area, pages * PAGE, MADV_PAGEOUT))
+		perror("madvise");
+	for (i = 0; i < pages; i++)
+		out += swapped(area + i * PAGE);
+	f = fopen(ready, "w");
+	if (f)
+		fclose(f);
+	while (stat(go, &st))
+		usleep(100000);
+	for (i = 0; i < pages; i++) {
+		fill(want, seed, i);
+		bad += memcmp(area + i * PAGE, want, PAGE) != 0;
+	}
+	printf("DEDUPPROBE victim %s bad_pages=%ld swapped=%ld pages=%ld\n",
+	       bad ? "FAIL" : "PASS", bad, out, pages);
+	return bad != 0;
+}
+
+/* Swap out one page of (seed, index); whether dedup_hits moved, or -1 if the
+ * page did not leave memory. */
+static int guess(uint64_t seed, long index, const char *stats)
+{
+	unsigned char *page = map(1);
+	long before, after;
+	int gone;
+
+	fill(page, seed, index);
+	before = dedup_hits(stats);
+	madvise(page, PAGE, MADV_PAGEOUT);
+	gone = swapped(page);
+	after = dedup_hits(stats);
+	munmap(page, PAGE);
+	if (!gone)
+		return -1;
+	return after != before;
+}
+
+static int attacker(long pages, uint64_t seed, const char *stats)
+{
+	long i, right = 0, wrong = 0, out = 0;
+	int moved;
+
+	if (dedup_hits(stats) < 0) {
+		printf("DEDUPPROBE attacker FAIL cannot read %s\n", stats);
+		return 1;
+	}
+	for (i = 0; i < pages; i++) {
+		moved = guess(seed, i, stats);
+		out += moved >= 0;
+		right += moved > 0;
+		/* A page of a seed nobody holds. */
+		moved = guess(~seed, i, stats);
+		out += moved >= 0;
+		wrong += moved > 0;
+	}
+	printf("DEDUPPROBE attacker right_moved=%ld wrong_moved=%ld swapped=%ld guesses=%ld\n",
+	       right, wrong, out, 2 * pages);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	cpu_set_t cpu;
+
+	/*
+	 * On one CPU: a page just written waits in that CPU's LRU batch, and
+	 * MADV_PAGEOUT drains only its own CPU's batch before it looks.
+	 */
+	CPU_ZERO(&cpu);
+	CPU_SET(0, &cpu);
+	sched_setaffinity(0, sizeof(cpu), &cpu);
+	if (argc == 6 && !strcmp(argv[1], "victim"))
+		return victim(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4], argv[5]);
+	if (argc == 5 && !strcmp(argv[1], "attacker"))
+		return attacker(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4]);
+	fprintf(stderr, "usage: dedupprobe victim PAGES SEED READY GO | attacker PAGES SEED STATS\n");
+	return 2;
+}
