@@ -149,6 +149,7 @@ decide() {
 		'block_pages 17 refused old 8 now 8' \
 		'cold_rounds 0 accepted old 1 now 0' \
 		'stats mode 400' \
+		'stats read by uid 1000 refused' \
 		'dedup_scope bogus refused' \
 		'dedup_scope is domain'; do
 		grep -qx "PARAM $p" "$log" || { echo "verdict: no 'PARAM $p'"; ok=0; }

@@ -18,9 +18,13 @@
  *   dedupprobe attacker PAGES SEED STATS
  *       "DEDUPPROBE attacker right_moved=R wrong_moved=W swapped=S guesses=G"
  *       (R of PAGES right guesses moved the counter, W of PAGES wrong ones).
+ *   dedupprobe read-as UID FILE
+ *       drop to user UID and try to read FILE: prints "refused" or "allowed"
+ *       (the backend's statistics must be root's alone).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -176,6 +180,25 @@ static int attacker(long pages, uint64_t seed, const char *stats)
 	return 0;
 }
 
+/* Whether user `uid` may read `path`: "refused" or "allowed". */
+static int read_as(uid_t uid, const char *path)
+{
+	char byte;
+	int fd;
+
+	if (setgroups(0, NULL) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
+		perror("cannot become that user");
+		return 1;
+	}
+	fd = open(path, O_RDONLY);
+	if (fd >= 0 && read(fd, &byte, 1) >= 0) {
+		printf("allowed\n");
+		return 0;
+	}
+	printf("refused\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	cpu_set_t cpu;
@@ -189,8 +212,11 @@ int main(int argc, char **argv)
 	sched_setaffinity(0, sizeof(cpu), &cpu);
 	if (argc == 6 && !strcmp(argv[1], "victim"))
 		return victim(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4], argv[5]);
+	if (argc == 4 && !strcmp(argv[1], "read-as"))
+		return read_as((uid_t)atol(argv[2]), argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "attacker"))
 		return attacker(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4]);
-	fprintf(stderr, "usage: dedupprobe victim PAGES SEED READY GO | attacker PAGES SEED STATS\n");
+	fprintf(stderr, "usage: dedupprobe victim PAGES SEED READY GO | attacker PAGES SEED STATS |"
+		" read-as UID FILE\n");
 	return 2;
 }

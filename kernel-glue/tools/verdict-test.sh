@@ -29,6 +29,7 @@ PARAM block_pages 17 refused old 8 now 8
 PARAM cold_rounds 0 accepted old 1 now 0
 PARAM stats limit limit_bytes 53686272 -> limit_bytes 53686272
 PARAM stats mode 400
+PARAM stats read by uid 1000 refused
 PARAM dedup_scope bogus refused
 PARAM dedup_scope is domain
 LOG
@@ -109,6 +110,7 @@ judge "the limit changed" fail 's/-> limit_bytes 53686272/-> limit_bytes 0/' || 
 judge "block_pages 17 accepted" fail 's/^PARAM block_pages 17 refused old 8 now 8/PARAM block_pages 17 accepted old 8 now 17/' || fails=1
 judge "an unreachable cold_rounds accepted" fail 's/^PARAM cold_rounds 127 refused old 1 now 1/PARAM cold_rounds 127 accepted old 1 now 127/' || fails=1
 judge "stats world-readable" fail 's/^PARAM stats mode 400/PARAM stats mode 444/' || fails=1
+judge "stats read by another user" fail 's/^PARAM stats read by uid 1000 refused/PARAM stats read by uid 1000 allowed/' || fails=1
 judge "no cold page recompressed" fail 's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0/' || fails=1
 judge "cold pages in blocks, none alone" pass \
 	's/^FSSTAT foldswap settled recompressed_pages 2000/FSSTAT foldswap settled recompressed_pages 0\nFSSTAT foldswap settled blocked_pages 2000/' || fails=1
