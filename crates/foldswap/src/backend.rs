@@ -18,7 +18,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
 use crate::block::TAG_BLOCK;
-use crate::content::{Candidate, Content, Lookup, Released, TAG_DELTA};
+use crate::content::{Candidate, Content, Lookup, Pending, Released, TAG_DELTA};
 use crate::decode::{decode_plain, decode_snapshot, plain_matches};
 use crate::domain::{DedupScope, Domain, DomainSalt};
 use crate::in_place::InPlace;
@@ -730,7 +730,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 Lookup::Vacant(pending) => pending,
             }
         } else {
-            self.content.lock().unshared()
+            // Scope `off`: no lookup, and no lock taken for one.
+            Pending::unshared()
         };
         // Compress outside every lock; an identical page stored meanwhile by another
         // thread is found again under the lock and shared instead.

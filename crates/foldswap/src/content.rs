@@ -310,10 +310,18 @@ struct Deferred {
 
 /// A lookup that found nothing, and when: if no page entered the index since,
 /// [`Content::insert_or_share`] inserts without looking again. `None`: a page
-/// that is not to be shared ([`Content::unshared`]).
+/// that is not to be shared ([`Pending::unshared`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Pending {
     inserts: Option<u64>,
+}
+
+impl Pending {
+    /// Where a page that must not be shared goes (dedup scope `off`): passed to
+    /// [`Content::insert_or_share`], it inserts without looking.
+    pub const fn unshared() -> Self {
+        Pending { inserts: None }
+    }
 }
 
 /// What releasing one sharer did.
@@ -642,12 +650,6 @@ impl<P: PageProvider + Clone> Content<P> {
         }
     }
 
-    /// Where a page that must not be shared goes (dedup scope `off`): passed to
-    /// [`insert_or_share`](Self::insert_or_share), it inserts without looking.
-    pub fn unshared(&self) -> Pending {
-        Pending { inserts: None }
-    }
-
     /// Store `page`'s encoded `bytes` as a new entry with one sharer, unless an
     /// identical page was stored since `pending`'s lookup (then share that one and
     /// return it). The index is searched again only if a page entered it since.
@@ -973,8 +975,9 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Form a cold block of `members` (entry keys and the generations the scanner
     /// read, in the order of their pages in the frame) from `frame`, written by
     /// the cold codec tagged `codec_tag`. Members whose entry changed since it was
-    /// read (freed, reused, re-encoded into a delta or another block) are left
-    /// out: their pages stay in the frame as holes. The block is formed only if
+    /// read (freed, reused, re-encoded into a delta or another block), and
+    /// members of another domain than the first joining one, are left out:
+    /// their pages stay in the frame as holes. The block is formed only if
     /// its frame is smaller than the objects the joining pages hold alone; those
     /// objects are freed. The caller has waited out the loads decoding in place
     /// (`Backend::lock_content_to_move`). All or nothing.
