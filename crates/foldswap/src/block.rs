@@ -23,11 +23,13 @@
 //! - A load copies the chunks out under the content lock and decodes the frame
 //!   outside it, into the worker's scratch; nothing is read in place, so a block's
 //!   chunks are freed or moved only under the content lock like any copied object.
-//! - A worker's scratch keeps the pages of the last block it decoded, named by
-//!   the block's `BlockId`: its slab key and a serial no other block in the
-//!   process ever had. A load of another page of that block (checked under the
-//!   content lock: the page's entry names the block, its bit is live, the serial
-//!   matches) copies the page from there without reading or decoding the frame.
+//! - A worker's scratch keeps the pages of the last two blocks it decoded
+//!   (`DecodedBlocks`: a delta whose base lies in another block does not evict
+//!   the block a run of loads reads), each named by the block's `BlockId`: its
+//!   slab key and a serial no other block in the process ever had. A load of
+//!   another page of such a block (checked under the content lock: the page's
+//!   entry names the block, its bit is live, the serial matches) copies the page
+//!   from there without reading or decoding the frame.
 //!   A block's frame never changes while the block lives (compaction moves its
 //!   chunks, bytes unchanged; a rewrite forms a new block), so those pages are
 //!   exactly the frame's.

@@ -7,13 +7,15 @@
 //! the caller's scratch. The dedup check (`same_as_stored`) compares every byte,
 //! against an lz4 stream without decoding it.
 
+use core::ptr::addr_of_mut;
+
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, Slab, SlabKey};
 use foldswap_pool::{
     CodecKind, ColdCodec, DecompressScratch, ObjectInPlace, ObjectStore, TAG_DEFLATE, TAG_LZ4,
     TAG_RAW, TAG_ZSTD, decompress, lz4_matches,
 };
 
-use crate::block::{Block, BlockId, TAG_BLOCK};
+use crate::block::{Block, BlockId, MAX_BLOCK_PAGES, TAG_BLOCK};
 use crate::content::{Entry, TAG_DELTA};
 use crate::scratch::DecodeScratch;
 
@@ -154,7 +156,7 @@ fn read_block<P: PageProvider + Clone>(
     key: u32,
     index: u8,
     frame: &mut [u8],
-    decoded: Option<BlockId>,
+    decoded: &DecodedBlocks,
 ) -> Result<(usize, BlockPlace), Error> {
     let block = stored.blocks.get(SlabKey(key)).ok_or(Error::Corrupt)?;
     if !block.is_live(index) {
@@ -164,7 +166,7 @@ fn read_block<P: PageProvider + Clone>(
     let id = block.id(key);
     let place = BlockPlace {
         id: Some(id),
-        decoded: decoded == Some(id),
+        decoded: decoded.holds(id),
         codec_tag: block.codec_tag(),
         index,
         pages: block.pages() as u8,
@@ -184,15 +186,15 @@ fn read_block<P: PageProvider + Clone>(
 
 /// Copy `entry`'s encoded bytes: its pool object into `object`, or for a page in
 /// a cold block the block's frame into `frame` (its place into `block`; no copy
-/// if the block is `decoded`, the one the scratch holds decoded). Their length
-/// and tag ([`TAG_BLOCK`] for a block's frame).
+/// if the scratch holds that block `decoded`). Their length and tag
+/// ([`TAG_BLOCK`] for a block's frame).
 fn copy_encoded<P: PageProvider + Clone>(
     stored: Stored<'_, P>,
     entry: &Entry,
     object: &mut [u8],
     frame: &mut [u8],
     block: &mut BlockPlace,
-    decoded: Option<BlockId>,
+    decoded: &DecodedBlocks,
 ) -> Result<(usize, u8), Error> {
     match (entry.place(), entry.block()) {
         (Some(place), _) => Ok((stored.pool.read_object(place, object)?, entry.tag())),
@@ -214,7 +216,7 @@ pub(crate) fn snapshot<P: PageProvider + Clone, C: ColdCodec>(
     let entries = stored.entries;
     let entry = entries.get(SlabKey(key)).ok_or(Error::InvalidHandle)?;
     let mut block = BlockPlace::default();
-    let (frame, decoded) = (&mut scratch.block_frame, scratch.decoded_block);
+    let (frame, decoded) = (&mut scratch.block_frame, &scratch.decoded_blocks);
     let object = &mut scratch.object;
     let (len, tag) = copy_encoded(stored, entry, object, frame, &mut block, decoded)?;
     let (mut base_tag, mut base_len) = (TAG_RAW, 0);
@@ -258,8 +260,7 @@ pub fn decode_snapshot<C: ColdCodec>(
         decompress,
         cold,
         block_frame,
-        block_pages,
-        decoded_block,
+        decoded_blocks,
     } = scratch;
     let out = match out {
         Some(out) => out,
@@ -267,15 +268,11 @@ pub fn decode_snapshot<C: ColdCodec>(
     };
     let mut block_page = |len: usize, out: &mut [u8; PAGE_SIZE]| {
         let place = snapshot.block;
-        let pages = DecodedPages {
-            pages: block_pages,
-            decoded: decoded_block,
-        };
         if place.decoded {
-            return pages.copy_page(place, out);
+            return decoded_blocks.copy_page(place, out);
         }
         let frame = block_frame.get(..len).ok_or(Error::Corrupt)?;
-        pages.decode_then_copy(frame, place, cold, out)
+        decoded_blocks.decode_then_copy(frame, place, cold, out)
     };
     if snapshot.tag == TAG_BLOCK {
         return block_page(snapshot.len, out);
@@ -294,48 +291,89 @@ pub fn decode_snapshot<C: ColdCodec>(
     decode_plain(snapshot.tag, bytes, out, decompress, cold)
 }
 
-/// A scratch's decoded block pages and which block they are.
+/// How many decoded cold blocks a worker keeps.
+pub(crate) const DECODED_BLOCK_SLOTS: usize = 2;
+
+/// The cold blocks a worker holds decoded, so that loading a block's pages one
+/// after another decodes its frame once. Two slots, the older one refilled: a
+/// delta whose base lies in another block decodes that block into the other slot
+/// instead of evicting the block a run of loads is reading (with one slot, every
+/// such delta cost the run a second decode of its block).
 ///
 /// # Invariants
 ///
-/// `*decoded == Some(id)` only while `pages` holds exactly the pages block `id`'s
-/// frame decodes to.
-struct DecodedPages<'a> {
-    pages: &'a mut [u8],
-    decoded: &'a mut Option<BlockId>,
+/// `ids[i] == Some(id)` only while `pages[i]` holds exactly the pages block
+/// `id`'s frame decodes to; `last_used < DECODED_BLOCK_SLOTS`.
+pub(crate) struct DecodedBlocks {
+    pages: [[u8; MAX_BLOCK_PAGES * PAGE_SIZE]; DECODED_BLOCK_SLOTS],
+    ids: [Option<BlockId>; DECODED_BLOCK_SLOTS],
+    /// The slot read last; a decode goes into another.
+    last_used: usize,
 }
 
-impl DecodedPages<'_> {
-    /// Decode a block `frame` into the pages (the whole frame, with the codec's
-    /// bulk decoder) and copy the page at `place` to `out`.
+impl DecodedBlocks {
+    /// Build it in place, holding no block.
+    ///
+    /// # Safety
+    ///
+    /// `this` is valid for writes of a `DecodedBlocks` and aligned for it.
+    pub(crate) unsafe fn init_at(this: *mut Self) {
+        // SAFETY: the caller's promise; the byte arrays are valid zeroed, and the
+        // ids and `last_used` are then written whole (INVARIANT: no slot names a
+        // block, and slot 0 is in range).
+        unsafe {
+            addr_of_mut!((*this).pages).write_bytes(0, 1);
+            addr_of_mut!((*this).ids).write([None; DECODED_BLOCK_SLOTS]);
+            addr_of_mut!((*this).last_used).write(0);
+        }
+    }
+
+    /// Whether a slot holds block `id` decoded.
+    fn holds(&self, id: BlockId) -> bool {
+        self.slot_of(id).is_some()
+    }
+
+    fn slot_of(&self, id: BlockId) -> Option<usize> {
+        self.ids.iter().position(|held| *held == Some(id))
+    }
+
+    /// Decode a block `frame` (the whole frame, with the codec's bulk decoder)
+    /// into the slot read longest ago and copy the page at `place` to `out`.
     fn decode_then_copy<C: ColdCodec>(
-        self,
+        &mut self,
         frame: &[u8],
         place: BlockPlace,
         cold: &mut C,
         out: &mut [u8; PAGE_SIZE],
     ) -> Result<(), Error> {
-        // INVARIANT: from here until the decode succeeded the pages are no
-        // block's (a failed decode may leave any bytes in them).
-        *self.decoded = None;
-        let all = self
-            .pages
+        let slot = (self.last_used + 1) % DECODED_BLOCK_SLOTS;
+        // INVARIANT: from here until the decode succeeded the slot is no block's
+        // (a failed decode may leave any bytes in it).
+        self.ids[slot] = None;
+        let all = self.pages[slot]
             .get_mut(..usize::from(place.pages) * PAGE_SIZE)
             .ok_or(Error::Corrupt)?;
         cold.decompress_block(place.codec_tag, frame, all)?;
-        // INVARIANT: the whole frame of block `place.id` decoded into the pages.
-        *self.decoded = place.id;
+        // INVARIANT: the whole frame of block `place.id` decoded into the slot;
+        // no other slot names it (it was not held, or the frame was not copied).
+        self.ids[slot] = place.id;
         self.copy_page(place, out)
     }
 
-    /// Copy the page at `place` out of the pages, which hold its block decoded.
-    fn copy_page(self, place: BlockPlace, out: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
-        if place.id.is_none() || *self.decoded != place.id || place.index >= place.pages {
+    /// Copy the page at `place` out of the slot that holds its block decoded.
+    fn copy_page(&mut self, place: BlockPlace, out: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
+        let id = place.id.ok_or(Error::Corrupt)?;
+        let slot = self.slot_of(id).ok_or(Error::Corrupt)?;
+        if place.index >= place.pages {
             return Err(Error::Corrupt);
         }
         let at = usize::from(place.index) * PAGE_SIZE;
-        let page = self.pages.get(at..at + PAGE_SIZE).ok_or(Error::Corrupt)?;
+        let page = self.pages[slot]
+            .get(at..at + PAGE_SIZE)
+            .ok_or(Error::Corrupt)?;
         out.copy_from_slice(page);
+        // INVARIANT: `slot_of` returned an index below DECODED_BLOCK_SLOTS.
+        self.last_used = slot;
         Ok(())
     }
 }
@@ -358,4 +396,89 @@ pub(crate) fn decode_plain<C: ColdCodec>(
         _ => return Err(Error::Corrupt),
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "zstd"))]
+mod tests {
+    use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
+
+    use foldswap_pool::{ColdCodec, DefaultColdCodec};
+
+    use super::*;
+    use crate::block::MAX_FRAME;
+
+    /// Two pages, each filled with its own byte.
+    fn two_pages(first: u8) -> Vec<u8> {
+        [first, first + 1]
+            .iter()
+            .flat_map(|&b| [b; PAGE_SIZE])
+            .collect()
+    }
+
+    /// Page `index` of block `key` (serial = key), two pages long.
+    fn place(key: u32, codec_tag: u8, index: u8) -> BlockPlace {
+        BlockPlace {
+            id: Some(BlockId {
+                key,
+                serial: u64::from(key),
+            }),
+            decoded: false,
+            codec_tag,
+            index,
+            pages: 2,
+        }
+    }
+
+    /// A second block decoded goes into the other slot and keeps the first (a
+    /// delta's base in another block does not evict the block being read); a
+    /// third replaces the one read longest ago.
+    #[test]
+    fn decoding_a_block_keeps_the_one_read_last() {
+        let mut cold = DefaultColdCodec::new().unwrap();
+        let tag = cold.kind().unwrap().tag();
+        let mut slots = Box::<DecodedBlocks>::new_uninit();
+        // SAFETY: the box's storage is valid and aligned for a DecodedBlocks.
+        unsafe { DecodedBlocks::init_at(slots.as_mut_ptr()) };
+        // SAFETY: `init_at` initialised every field.
+        let mut slots = unsafe { slots.assume_init() };
+        let contents = [two_pages(1), two_pages(11), two_pages(21)];
+        let frames: Vec<Vec<u8>> = contents
+            .iter()
+            .map(|content| {
+                let mut frame = vec![0u8; MAX_FRAME];
+                let len = cold.compress_block(content, &mut frame).unwrap().unwrap();
+                frame.truncate(len);
+                frame
+            })
+            .collect();
+        let page = |block: usize, index: usize| &contents[block][index * PAGE_SIZE..][..PAGE_SIZE];
+        let id = |key: u32| place(key, tag, 0).id.unwrap();
+        let mut out = [0u8; PAGE_SIZE];
+
+        slots
+            .decode_then_copy(&frames[0], place(1, tag, 0), &mut cold, &mut out)
+            .unwrap();
+        assert_eq!(out[..], page(0, 0)[..]);
+        // A delta's base in block 2: decoded beside block 1, not over it.
+        slots
+            .decode_then_copy(&frames[1], place(2, tag, 1), &mut cold, &mut out)
+            .unwrap();
+        assert_eq!(out[..], page(1, 1)[..]);
+        assert!(slots.holds(id(1)) && slots.holds(id(2)));
+        // The next page of block 1 comes from its slot.
+        slots.copy_page(place(1, tag, 1), &mut out).unwrap();
+        assert_eq!(out[..], page(0, 1)[..]);
+        // A third block replaces block 2, read longer ago than block 1.
+        slots
+            .decode_then_copy(&frames[2], place(3, tag, 0), &mut cold, &mut out)
+            .unwrap();
+        assert_eq!(out[..], page(2, 0)[..]);
+        assert!(slots.holds(id(1)) && slots.holds(id(3)) && !slots.holds(id(2)));
+        assert_eq!(
+            slots.copy_page(place(2, tag, 0), &mut out),
+            Err(Error::Corrupt)
+        );
+    }
 }

@@ -10,7 +10,8 @@ use core::ptr::addr_of_mut;
 
 use foldswap_mem::{PAGE_SIZE, Page};
 
-use crate::block::{BlockId, MAX_BLOCK_PAGES, MAX_FRAME};
+use crate::block::{MAX_BLOCK_PAGES, MAX_FRAME};
+use crate::decode::DecodedBlocks;
 use crate::scanner::Gathered;
 use foldswap_pool::{ColdCodec, CompressScratch, DecompressScratch, DefaultColdCodec, NoColdCodec};
 
@@ -31,16 +32,12 @@ pub struct DecodeScratch<C: ColdCodec = DefaultColdCodec> {
     pub(crate) cold: C,
     /// A cold block's frame, copied out of the pool's chunks under the lock.
     pub(crate) block_frame: [u8; MAX_FRAME],
-    /// A cold block's pages, decoded ...
-    pub(crate) block_pages: [u8; MAX_BLOCK_PAGES * PAGE_SIZE],
-    /// ... and which block they are, while they are all of its pages (`None`
-    /// before the first decode and from the start of each decode until it
-    /// succeeds).
-    pub(crate) decoded_block: Option<BlockId>,
+    /// The last cold blocks decoded, and which blocks they are.
+    pub(crate) decoded_blocks: DecodedBlocks,
 }
 
-/// Working memory of one worker: 260 KiB (of it 96 KiB to decode cold blocks
-/// and 96 KiB to form them), plus the cold codec's (a host codec
+/// Working memory of one worker: 324 KiB (of it 160 KiB to decode cold blocks,
+/// two held decoded, and 96 KiB to form them), plus the cold codec's (a host codec
 /// keeps its workspaces where it chooses; libzstd's and miniz_oxide's are on the
 /// heap).
 ///
@@ -100,7 +97,8 @@ impl<C: ColdCodec> Scratch<C> {
         // SAFETY: `ptr` is valid, aligned storage for a Scratch. Every field is written
         // in place below: byte arrays and pages are valid when zeroed;
         // MaybeUninit<CompressScratch> has CompressScratch's layout; `cold` and
-        // `decoded_block` (`None`: nothing decoded yet) are moved in whole.
+        // `decoded_blocks` is built in place by its own `init_at` (holding no
+        // block), whose promise `addr_of_mut!` on this valid storage keeps.
         unsafe {
             CompressScratch::init_in(&mut *addr_of_mut!((*ptr).compress).cast());
             let decode = addr_of_mut!((*ptr).decode);
@@ -111,8 +109,7 @@ impl<C: ColdCodec> Scratch<C> {
             addr_of_mut!((*decode).page).write_bytes(0, 1);
             addr_of_mut!((*decode).base_page).write_bytes(0, 1);
             addr_of_mut!((*decode).block_frame).write_bytes(0, 1);
-            addr_of_mut!((*decode).block_pages).write_bytes(0, 1);
-            addr_of_mut!((*decode).decoded_block).write(None);
+            DecodedBlocks::init_at(addr_of_mut!((*decode).decoded_blocks));
             addr_of_mut!((*ptr).gathered).write_bytes(0, 1);
             addr_of_mut!((*ptr).gathered_len).write(0);
             addr_of_mut!((*ptr).gather).write_bytes(0, 1);
@@ -145,6 +142,6 @@ mod size_tests {
     /// The size the type's doc states (so the doc cannot drift from the type).
     #[test]
     fn scratch_is_what_its_doc_says() {
-        assert_eq!(size_of::<Scratch<NoColdCodec>>().div_ceil(1024), 260);
+        assert_eq!(size_of::<Scratch<NoColdCodec>>().div_ceil(1024), 324);
     }
 }

@@ -615,13 +615,16 @@ mod tests {
                 fs.run_scanner(scratch(), &clock)
             });
             let reader = s.spawn(|| {
+                // At least one read, however late the thread starts.
                 let mut reads = 0u64;
-                while !done.load(Ordering::SeqCst) {
+                loop {
                     let mut text = crate::TextBuf::<2048>::new();
                     fs.report().render(&mut text).unwrap();
                     reads += 1;
+                    if done.load(Ordering::SeqCst) {
+                        break reads;
+                    }
                 }
-                reads
             });
             let workers: Vec<_> = (0..4u64)
                 .map(|cpu| {
