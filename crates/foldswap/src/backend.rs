@@ -26,6 +26,7 @@ use crate::offsets::{OffsetTable, SlotValue, fill_word, fill_word_u64};
 use crate::scratch::Scratch;
 use crate::stats::Stats;
 use crate::tunables::{MAX_COLD_LEVEL, ScanTunables};
+use crate::writeback::{WritebackCursor, writeback_due};
 
 /// The backend's tunables, fixed at construction (the pool limit can change later).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +56,10 @@ pub struct Config {
     /// ([`crate::domain`]). A host that keeps tenants apart draws it at random
     /// (the kernel module does); the default is a fixed value.
     pub dedup_salt: u64,
+    /// Whether a scanner given a swap device writes the coldest pages back to it
+    /// as everything held nears the limit ([`crate::writeback`]; default on).
+    /// Off, a full pool refuses stores and keeps what it holds.
+    pub writeback: bool,
     /// The scanner's ladder: per-rung CPU ratio and cover time (UKSM's governors;
     /// default `full`, since the scanner only works when pressure wakes it or its
     /// sleep times out). Change it later with [`Backend::stage_ladder_tunables`].
@@ -72,6 +77,7 @@ impl Default for Config {
             seed: 0x666f_6c64,
             dedup_scope: DedupScope::Domain,
             dedup_salt: 0x5a17_f01d_5a17_f01d,
+            writeback: true,
             ladder: LadderTunables::governor(Governor::Full),
         }
     }
@@ -215,7 +221,7 @@ impl<P: PageProvider + Clone> ScanState<P> {
 /// frontswap's operations with dedup → compress, over pages from `P`; its scanner
 /// sleeps and wakes through `K`.
 pub struct Backend<P: PageProvider + Clone, K: Parker> {
-    provider: P,
+    pub(crate) provider: P,
     config: Config,
     pub(crate) areas: [SwapArea; MAX_SWAP_TYPES],
     pub(crate) content: Mutex<InPlace<Content<P>>>,
@@ -234,6 +240,13 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     /// Loads decoding a pool object in place, outside the content lock: the
     /// scanner waits them out before it re-encodes or compacts.
     pub(crate) readers: ReaderCount,
+    /// Where the next writeback sweep starts; held by the one run going on (a
+    /// second run finds it taken and returns).
+    pub(crate) writeback_cursor: Mutex<WritebackCursor>,
+    /// Whether a scanner with a swap device runs
+    /// ([`Backend::run_scanner_writing_back`]): only then does a store past the
+    /// writeback threshold wake it.
+    pub(crate) writeback_device: AtomicBool,
     pub(crate) stats: Stats,
 }
 
@@ -304,6 +317,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).limited)
                 .write(AtomicBool::new(config.pool_limit_bytes != usize::MAX));
             addr_of_mut!((*ptr).readers).write(ReaderCount::new());
+            addr_of_mut!((*ptr).writeback_cursor).write(Mutex::new(WritebackCursor::default()));
+            addr_of_mut!((*ptr).writeback_device).write(AtomicBool::new(false));
             addr_of_mut!((*ptr).stats).write(Stats::default());
         }
         // SAFETY: every field was written above.
@@ -375,17 +390,44 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// the start of every store, as zswap checks its pool: a store may then add
     /// at most an entry, a tree node and offset-table pages past the limit, so
     /// what is held stays within a few pages of it (per storing thread).
+    ///
+    /// Past [`WRITEBACK_START_PERMILLE`](crate::writeback::WRITEBACK_START_PERMILLE)
+    /// of the limit it wakes the scanner if
+    /// that writes back (writeback on, and the host gave the scanner a device).
     fn check_room(&self) -> Result<(), Error> {
-        if !self.limited.load(Ordering::Relaxed) {
+        let Some((held, limit)) = self.held_and_limit() else {
             return Ok(());
+        };
+        if self.config.writeback
+            && writeback_due(held, limit)
+            && self.writeback_device.load(Ordering::Relaxed)
+        {
+            self.wake_for_writeback();
         }
-        let outside = self.outside_content_bytes();
-        let content = self.content.lock();
-        let held = content.held_bytes().saturating_add(outside);
-        if held >= content.limit_bytes() {
+        if held >= limit {
             return Err(Error::PoolFull);
         }
         Ok(())
+    }
+
+    /// Everything held and the limit, if a limit is set.
+    pub(crate) fn held_and_limit(&self) -> Option<(usize, usize)> {
+        if !self.limited.load(Ordering::Relaxed) {
+            return None;
+        }
+        let outside = self.outside_content_bytes();
+        let content = self.content.lock();
+        Some((
+            content.held_bytes().saturating_add(outside),
+            content.limit_bytes(),
+        ))
+    }
+
+    /// Wake the scanner to write back (one atomic operation, never a wait).
+    fn wake_for_writeback(&self) {
+        if self.wake.notify() == Notify::WokeScanner {
+            Stats::add(&self.stats.scanner_wakeups, 1);
+        }
     }
 
     /// The limit on everything held now (`usize::MAX`: none).
@@ -845,7 +887,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Forget a stored slot value: drop its reference and count it gone.
-    fn drop_stored_page(&self, value: SlotValue) {
+    pub(crate) fn drop_stored_page(&self, value: SlotValue) {
         self.drop_slot_reference(value);
         Stats::sub(&self.stats.stored_pages, 1);
     }

@@ -17,7 +17,9 @@
 //!    worker's scratch, *outside* every lock, and the bytes go into the pool as a new
 //!    entry. A page that compresses worse than `max_compressed_len` is kept raw or
 //!    rejected, by policy. A full pool rejects with `PoolFull`: the host writes the
-//!    page to its swap device and nothing is lost.
+//!    page to its swap device and nothing is lost. Before it is full, a scanner
+//!    given the host's swap device writes the coldest pages back to it
+//!    ([`writeback`]), so stores go on succeeding.
 //!
 //! 4. **Pressure.** Pool growth past `wake_watermark_bytes` since the scanner's last
 //!    burst wakes the scanner through foldswap-wake: one atomic operation when it is
@@ -62,6 +64,7 @@
 //! | [`decode`] | from a stored object (and its base) to page bytes, and the dedup byte check |
 //! | [`domain`] | dedup domains: which pages may be joined with which |
 //! | `scanner` | the background rounds: ageing, patching, recompression, compaction |
+//! | [`writeback`] | the coldest pages to the swap device as the pool nears its limit |
 //! | `tunables` | the scanner's tunables, staged through foldswap-wake |
 //! | `scratch`, `in_place` | per-worker memory; building large state in place |
 #![no_std]
@@ -85,6 +88,7 @@ pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tunables;
+pub mod writeback;
 
 pub use backend::{Backend, BytesHeld, Census, Config, Encoding, StoreKind};
 pub use domain::{DedupScope, Domain};
@@ -104,3 +108,4 @@ pub use scanner::BurstReport;
 pub use scratch::Scratch;
 pub use stats::{Snapshot, Stats};
 pub use tunables::{DEFAULT_BLOCK_PAGES, MAX_COLD_LEVEL, ScanTunables};
+pub use writeback::{SwapDevice, VictimClass, WritebackReport};

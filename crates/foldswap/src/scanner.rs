@@ -41,6 +41,7 @@ use core::time::Duration;
 
 use foldswap_delta::{EncodeScratch, Signature, encode};
 use foldswap_ladder::{BatchResult, Next};
+use foldswap_mem::sync::Ordering;
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::{Clock, ColdCodec, TAG_LZ4, TAG_RAW};
 use foldswap_wake::{Parker, WaitOutcome};
@@ -54,6 +55,7 @@ use crate::offsets::SlotValue;
 use crate::scratch::Scratch;
 use crate::stats::Stats;
 use crate::tunables::ScanTunables;
+use crate::writeback::{SwapDevice, WRITEBACK_MAX_PAGES_PER_RUN};
 
 /// What one burst of scanning did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -135,9 +137,39 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         scratch: &mut Scratch<C>,
         clock: &T,
     ) -> Result<(), Error> {
+        self.run_scanner_with(scratch, clock, |_, _| {})
+    }
+
+    /// [`run_scanner`](Self::run_scanner) for a host with a swap device: before
+    /// each burst, if everything held has reached the writeback threshold, the
+    /// coldest pages are written back to `device` ([`crate::writeback`]). Stores
+    /// that find the pool that full wake the scanner.
+    pub fn run_scanner_writing_back<T: Clock, C: ColdCodec, D: SwapDevice>(
+        &self,
+        scratch: &mut Scratch<C>,
+        clock: &T,
+        device: &D,
+    ) -> Result<(), Error> {
+        self.writeback_device.store(true, Ordering::Relaxed);
+        let run = self.run_scanner_with(scratch, clock, |backend, scratch| {
+            if backend.writeback_due() {
+                backend.write_back(device, WRITEBACK_MAX_PAGES_PER_RUN, scratch);
+            }
+        });
+        self.writeback_device.store(false, Ordering::Relaxed);
+        run
+    }
+
+    fn run_scanner_with<T: Clock, C: ColdCodec>(
+        &self,
+        scratch: &mut Scratch<C>,
+        clock: &T,
+        mut before_burst: impl FnMut(&Self, &mut Scratch<C>),
+    ) -> Result<(), Error> {
         let mut scanner = self.wake.claim_scanner()?;
         let max_sleep_ns = |tunables: &ScanTunables| u64::from(tunables.sleep_msecs) * 1_000_000;
         while let Ok(tunables) = scanner.begin_round() {
+            before_burst(self, scratch);
             let sleep_ns = match self.scan_burst(&tunables, scratch, clock) {
                 Ok(report) => report.sleep_ns.min(max_sleep_ns(&tunables)),
                 Err(_) => {

@@ -61,8 +61,18 @@ counters! {
     block_loads,
     /// Stores that found an identical page (dedup hits), cumulative.
     dedup_hits,
-    /// Stores rejected because the pool limit was reached.
+    /// Stores rejected because the pool limit was reached (zswap's
+    /// `pool_limit_hit`).
     reject_pool_full,
+    /// Pages written back to the swap device to make room (zswap's
+    /// `written_back_pages`).
+    written_back_pages,
+    /// Writeback victims skipped because the device had their slot busy.
+    writeback_busy,
+    /// Writeback victims skipped because their offset changed before the claim.
+    writeback_raced,
+    /// Writeback victims left in place because their bytes could not be decoded.
+    writeback_errors,
     /// Stores rejected because the page provider had no memory.
     reject_alloc_fail,
     /// Stores rejected because the page compressed too poorly (policy: reject).
@@ -111,5 +121,23 @@ impl Stats {
 
     pub(crate) fn sub(counter: &AtomicU64, n: u64) {
         counter.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+impl Snapshot {
+    /// The two sides of the counters' identity, equal whenever no operation is
+    /// in flight: every stored offset counted once by kind (same-filled, the
+    /// first sharer of a distinct content kept compressed, patched or in a
+    /// block, or a duplicate of one), and the stored pages plus the contents kept
+    /// only as delta bases.
+    pub fn kinds_and_stored(&self) -> (u64, u64) {
+        (
+            self.same_filled_pages
+                + self.compressed_pages
+                + self.patched_pages
+                + self.blocked_pages
+                + self.duplicate_pages,
+            self.stored_pages + self.base_only_pages,
+        )
     }
 }
