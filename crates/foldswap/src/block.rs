@@ -50,6 +50,12 @@ pub const MAX_BLOCK_PAGES: usize = 16;
 /// worse gains little from a block). Four held 16-page blocks to 16 KiB frames
 /// and formed half the blocks on the dev corpus (docs/backend.md).
 pub const MAX_BLOCK_CHUNKS: usize = 8;
+/// Blocks' worth of offsets in one gathering window: the scanner gathers the
+/// cold pages of an aligned run of `WINDOW_BLOCKS × block_pages` offsets in
+/// offset order, a block of each `block_pages` of them. Wider than one block, so
+/// where few offsets of a run hold cold pages (a sparse swap area) the blocks
+/// still fill; aligned and in order, so each block is one run of offsets.
+pub const WINDOW_BLOCKS: u64 = 4;
 /// The longest frame a block keeps (a run that compresses worse is not a block).
 pub const MAX_FRAME: usize = MAX_BLOCK_CHUNKS * MAX_OBJECT;
 

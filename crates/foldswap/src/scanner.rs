@@ -47,7 +47,7 @@ use foldswap_pool::{Clock, ColdCodec, TAG_LZ4, TAG_RAW};
 use foldswap_wake::{Parker, WaitOutcome};
 
 use crate::backend::Backend;
-use crate::block::MAX_BLOCK_PAGES;
+use crate::block::{MAX_BLOCK_PAGES, WINDOW_BLOCKS};
 use crate::content::{BlockStored, Entry, Reencoded, TAG_DELTA};
 use crate::decode::decode_snapshot;
 use crate::domain::{Domain, DomainSalt};
@@ -81,8 +81,11 @@ enum PageOutcome {
     Unchanged,
     Patched,
     Recompressed,
+    /// The ladder's page is cold and due: its window is to be gathered.
+    WindowDue,
     /// The page waits in the scratch for its cold block to be formed; `flushed`
-    /// pages of another domain's block, formed first, joined theirs.
+    /// pages of the block gathered before (full, or of another domain or
+    /// window), formed first, joined it.
     Gathered {
         flushed: u32,
     },
@@ -101,29 +104,34 @@ pub(crate) struct Gathered {
     window: GatherWindow,
 }
 
-/// The aligned run of `block_pages` offsets of one swap area that one cold
-/// block is gathered from.
+/// The aligned run of [`WINDOW_BLOCKS`] × `block_pages` offsets of one swap
+/// area whose cold pages are gathered together, in offset order, into blocks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GatherWindow {
     /// The area's ladder tag (its swap type).
     area: u64,
-    /// The window's first offset: a multiple of `block_pages`.
+    /// The window's first offset: a multiple of its span.
     first: u64,
 }
 
 impl GatherWindow {
     /// The window of `offset` in the area tagged `area`.
     fn of(area: u64, offset: u64, tunables: &ScanTunables) -> Self {
-        let span = block_pages(tunables) as u64;
+        let span = Self::span(tunables);
         GatherWindow {
             area,
             first: offset - offset % span,
         }
     }
 
+    /// Offsets in a window.
+    fn span(tunables: &ScanTunables) -> u64 {
+        WINDOW_BLOCKS * block_pages(tunables) as u64
+    }
+
     /// One past its last offset.
     fn end(self, tunables: &ScanTunables) -> u64 {
-        self.first.saturating_add(block_pages(tunables) as u64)
+        self.first.saturating_add(Self::span(tunables))
     }
 }
 
@@ -219,24 +227,24 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                                 tunables,
                                 scratch,
                             );
-                            if let Ok(PageOutcome::Gathered { flushed }) = visit {
-                                report.improved += u64::from(flushed);
+                            if let Ok(PageOutcome::WindowDue) = visit {
                                 report.improved +=
                                     self.gather_window(area, offset, window, tunables, scratch);
-                                // Nothing else joins this window's block in this
-                                // visit: every other offset of it was just looked at.
-                                report.improved += u64::from(self.flush_block(tunables, scratch));
                             }
                             match visit {
                                 Ok(PageOutcome::Patched | PageOutcome::Recompressed) => {
                                     result.pages_changed += 1;
                                     report.improved += 1;
                                 }
-                                // For the ladder a page gathered into a block is
-                                // changed when gathered (its block may be formed
-                                // in a later batch); the burst counts the pages
-                                // that joined.
-                                Ok(PageOutcome::Gathered { .. } | PageOutcome::Rewritten) => {
+                                // For the ladder a page whose window it sent
+                                // to be gathered is changed (it may be patched,
+                                // in a block or, rarely, left as it was); the
+                                // burst counts the pages that joined blocks.
+                                Ok(
+                                    PageOutcome::WindowDue
+                                    | PageOutcome::Gathered { .. }
+                                    | PageOutcome::Rewritten,
+                                ) => {
                                     result.pages_changed += 1;
                                 }
                                 Ok(PageOutcome::Empty) => result.pages_empty += 1,
@@ -284,11 +292,15 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         area.is_active().then_some(area)
     }
 
-    /// After the page at `offset` was gathered into the block being formed:
-    /// gather the other cold pages of its window too (pages swapped out together
-    /// make good neighbours in a frame). They are not the ladder's batch: not
-    /// aged, not counted in it. Returns the neighbours patched instead (a delta
-    /// smaller than a block share).
+    /// The ladder found the page at `offset` cold and due: gather the cold pages
+    /// of its window in offset order (pages swapped out together make good
+    /// neighbours in a frame) until `block_pages` are gathered or the window
+    /// ends, and form their block. So each block is a run of the window's
+    /// offsets; a later visit to the window forms the next, from its first
+    /// offset not yet looked at (those looked at are skipped at the cost of a
+    /// lock). One block per visit keeps a visit's cost what the ladder measured
+    /// for it. The neighbours are not the ladder's batch: not aged, not counted
+    /// in it. Returns the pages patched or joined to a block.
     fn gather_window<C: ColdCodec>(
         &self,
         area: &crate::area::SwapArea,
@@ -297,19 +309,24 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         tunables: &ScanTunables,
         scratch: &mut Scratch<C>,
     ) -> u64 {
-        let mut patched = 0;
+        let mut improved = 0;
         let end = window.end(tunables).min(area.nr_pages());
-        for neighbour in (window.first..end).filter(|&o| o != offset) {
-            Stats::add(&self.stats.scanned_pages, 1);
+        for neighbour in window.first..end {
+            if neighbour != offset {
+                Stats::add(&self.stats.scanned_pages, 1);
+            }
             let visit = Visit::Neighbour;
             match self.scan_offset(area, neighbour, visit, window, tunables, scratch) {
-                Ok(PageOutcome::Patched) => patched += 1,
-                Ok(PageOutcome::Gathered { flushed }) => patched += u64::from(flushed),
+                Ok(PageOutcome::Patched) => improved += 1,
+                Ok(PageOutcome::Gathered { flushed }) => improved += u64::from(flushed),
                 Ok(_) => {}
                 Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
             }
+            if scratch.gathered_len >= block_pages(tunables) {
+                break;
+            }
         }
-        patched
+        improved + u64::from(self.flush_block(tunables, scratch))
     }
 
     /// Age, patch or recompress the entry at `offset`, or gather it into a block.
@@ -355,6 +372,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     || entry.examined())
             {
                 return Ok(PageOutcome::Skipped);
+            }
+            if visit == Visit::Ladder && gathering && !rewrite {
+                // Its window is gathered in offset order, this page with it.
+                return Ok(PageOutcome::WindowDue);
             }
             content.mark_examined(key);
             (entry, content.snapshot(key, &mut scratch.decode)?, rewrite)

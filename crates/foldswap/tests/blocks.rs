@@ -211,14 +211,16 @@ fn loads_stay_exact_while_blocks_are_rewritten() {
     check_all(&backend, PAGES, survivor);
 }
 
-/// A block gathers the cold pages of one aligned window of `block_pages`
-/// offsets, never pages of two windows, even where holes (empty and
-/// same-filled offsets) leave a window short: loads in offset order then meet
-/// each block's pages in one run.
+/// Blocks are gathered from aligned windows of `WINDOW_BLOCKS × block_pages`
+/// offsets, in offset order: a block never takes pages of two windows, and its
+/// pages are one run of the offsets that hold blocked pages, even where holes
+/// (empty and same-filled offsets) are spread through the windows. So a load
+/// pass in offset order decodes each block once.
 #[test]
-fn every_block_holds_pages_of_one_window() {
+fn every_block_is_one_run_of_one_window() {
     const PAGES: u64 = 512;
     const BLOCK: u64 = 8;
+    let window = |offset: u64| offset / (foldswap::block::WINDOW_BLOCKS * BLOCK);
     let held = |offset: u64| !offset.is_multiple_of(5);
     let backend = stored(PAGES, held);
     let mut scratch = Scratch::boxed();
@@ -235,18 +237,22 @@ fn every_block_holds_pages_of_one_window() {
         s.blocked_pages + s.recompressed_pages == stored_pages
     });
     let mut window_of_block = std::collections::HashMap::new();
+    let mut runs = 0;
+    let mut last_block = None;
     for offset in 0..PAGES {
         let Some(block) = backend.content_at(0, offset).unwrap().and_then(|c| c.block) else {
             continue;
         };
-        let window = *window_of_block.entry(block).or_insert(offset / BLOCK);
-        assert_eq!(
-            window,
-            offset / BLOCK,
-            "block {block} holds offset {offset}"
-        );
+        let first = *window_of_block.entry(block).or_insert(window(offset));
+        assert_eq!(first, window(offset), "block {block} holds offset {offset}");
+        if last_block != Some(block) {
+            runs += 1;
+            last_block = Some(block);
+        }
     }
-    assert!(window_of_block.len() as u64 >= PAGES / BLOCK / 2);
+    let blocks = window_of_block.len();
+    assert_eq!(runs, blocks, "a block's pages are not one run");
+    assert!(blocks as u64 >= PAGES / BLOCK / 2);
     let before = backend.stats().snapshot().block_loads;
     let mut out = [0u8; PAGE_SIZE];
     let mut load_scratch = Scratch::boxed();
@@ -257,7 +263,7 @@ fn every_block_holds_pages_of_one_window() {
         assert_eq!(out[..], words_page(offset)[..], "offset {offset}");
     }
     let decodes = backend.stats().snapshot().block_loads - before;
-    assert_eq!(decodes, window_of_block.len() as u64);
+    assert_eq!(decodes, blocks as u64);
 }
 
 /// A load from a cold block decodes the whole frame; the worker keeps the pages
