@@ -323,7 +323,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 Err(_) => Stats::add(&self.stats.scanner_page_errors, 1),
             }
             if scratch.gathered_len >= block_pages(tunables) {
-                break;
+                improved += u64::from(self.flush_block(tunables, scratch));
             }
         }
         improved + u64::from(self.flush_block(tunables, scratch))
