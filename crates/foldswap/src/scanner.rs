@@ -293,14 +293,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// The ladder found the page at `offset` cold and due: gather the cold pages
-    /// of its window in offset order (pages swapped out together make good
-    /// neighbours in a frame) until `block_pages` are gathered or the window
-    /// ends, and form their block. So each block is a run of the window's
-    /// offsets; a later visit to the window forms the next, from its first
-    /// offset not yet looked at (those looked at are skipped at the cost of a
-    /// lock). One block per visit keeps a visit's cost what the ladder measured
-    /// for it. The neighbours are not the ladder's batch: not aged, not counted
-    /// in it. Returns the pages patched or joined to a block.
+    /// of its whole window in offset order (pages swapped out together make good
+    /// neighbours in a frame), forming a block of every `block_pages` of them and
+    /// one of the rest at the window's end. So each block is a run of the
+    /// window's offsets. (Forming one block per visit and leaving the rest of the
+    /// window to a later visit left it to a visit that had to land on one of its
+    /// unexamined pages: in the kernel guest the scanner had not settled after
+    /// 60 s.) The neighbours are not the ladder's batch: not aged, not counted in
+    /// it. Returns the pages patched or joined to blocks.
     fn gather_window<C: ColdCodec>(
         &self,
         area: &crate::area::SwapArea,
