@@ -11,15 +11,16 @@
 //! 2. **Recompression.** An lz4 page is recompressed with the host's cold codec
 //!    (zstd; deflate for hosts without it; none: the scanner only patches).
 //! 3. **Cold blocks** (with a codec that forms them, zstd, and `block_pages` > 1).
-//!    Instead of recompressing a cold page alone, the scanner gathers it with the
-//!    other cold pages of its *window* — the aligned run of `block_pages` offsets
-//!    it lies in (pages swapped out together make good neighbours) — and
-//!    compresses them as one frame ([`crate::block`]). A block never takes pages
-//!    of two windows, so loads in offset order decode each frame once; blocks
-//!    gathered from whatever followed the visited page (as before) left stragglers
-//!    that later formed blocks scattered over the whole area, and on the dev
-//!    corpus a load pass in offset order decoded 2.1 frames per block. A delta is still kept when it is smaller than the page's
-//!    likely share of a block. A block whose frame would not be smaller than its
+//!    Instead of recompressing a cold page alone, the scanner gathers the cold
+//!    pages of its *window* — the aligned run of [`WINDOW_BLOCKS`] ×
+//!    `block_pages` offsets it lies in (pages swapped out together make good
+//!    neighbours) — in offset order, and compresses each `block_pages` of them as
+//!    one frame ([`crate::block`]). Each block is one run of one window's
+//!    offsets, so loads in offset order decode each frame once (blocks gathered
+//!    from whatever followed the visited page left stragglers that formed blocks
+//!    scattered over the area: 2.1 frames decoded per block on the dev corpus).
+//!    A delta is still kept when it is smaller than the page's likely share of a
+//!    block. A block whose frame would not be smaller than its
 //!    pages alone is not formed: its pages are recompressed alone. A block at most
 //!    half live is rewritten: each live page the ladder visits moves out into an
 //!    object of its own, and the block is freed with the last.

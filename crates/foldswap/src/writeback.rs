@@ -206,15 +206,18 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             return report;
         };
         let mut class = VictimClass::ColdLone;
-        // Offsets looked at since the last victim of this class was found.
+        let span: u64 = self
+            .areas
+            .iter()
+            .filter(|a| a.is_active())
+            .map(SwapArea::nr_pages)
+            .sum();
+        // Offsets looked at since the last page was written at this class: a
+        // victim skipped (busy, raced, undecodable) does not count as found, or
+        // one that stays so would keep the run sweeping for ever.
         let mut fruitless = 0u64;
-        while report.written < max_pages && self.above_writeback_target() {
-            let span: u64 = self
-                .areas
-                .iter()
-                .filter(|a| a.is_active())
-                .map(SwapArea::nr_pages)
-                .sum();
+        let mut above_target = self.above_writeback_target();
+        while above_target && report.written < max_pages {
             if fruitless >= span {
                 match class.next() {
                     Some(next) => (class, fruitless) = (next, 0),
@@ -231,12 +234,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             let Some(victim) = self.victim_at(area, offset, class) else {
                 continue;
             };
-            fruitless = 0;
             match self.write_back_one(device, swap_type, offset, victim, scratch) {
                 Ok(Outcome::Written) => {
+                    fruitless = 0;
                     report.written += 1;
                     report.worst_class = report.worst_class.max(Some(class));
                     Stats::add(&self.stats.written_back_pages, 1);
+                    above_target = self.above_writeback_target();
                 }
                 Ok(Outcome::Busy) => {
                     report.busy += 1;

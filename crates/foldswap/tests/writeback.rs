@@ -77,6 +77,29 @@ fn backend(pages: u64, config: Config) -> TestBackend {
     backend
 }
 
+/// Swap `page` out to `offset` as the kernel host does: the slot's old device
+/// copy is forgotten (the slot was freed and is used again); a store the pool
+/// refuses drops what the slot held (as the kernel patch does) and the page goes
+/// to the device. Other store errors are returned.
+fn swap_out(
+    backend: &TestBackend,
+    device: &Device,
+    offset: u64,
+    page: Vec<u8>,
+    scratch: &mut Scratch,
+) -> Result<(), Error> {
+    device.pages.lock().unwrap().remove(&offset);
+    match backend.store(0, offset, &page, Domain(0), scratch) {
+        Ok(_) => Ok(()),
+        Err(Error::PoolFull) => {
+            backend.invalidate_page(0, offset).unwrap();
+            device.pages.lock().unwrap().insert(offset, page);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn store(backend: &TestBackend, offset: u64, page: &[u8], scratch: &mut Scratch) {
     backend
         .store(0, offset, page, Domain(0), scratch)
@@ -388,18 +411,8 @@ fn loads_racing_writeback_get_the_right_bytes() {
                             0..4 => {
                                 let seed = offset * 100_000 + step;
                                 let page = words_page(seed);
-                                device.pages.lock().unwrap().remove(&offset);
-                                match backend.store(0, offset, &page, Domain(0), &mut scratch) {
-                                    Ok(_) => {}
-                                    // The host drops what the slot held before
-                                    // (as the kernel patch does) and writes the
-                                    // refused page itself.
-                                    Err(Error::PoolFull) => {
-                                        backend.invalidate_page(0, offset).unwrap();
-                                        device.pages.lock().unwrap().insert(offset, page);
-                                    }
-                                    Err(e) => panic!("store: {e}"),
-                                }
+                                swap_out(backend, device, offset, page, &mut scratch)
+                                    .unwrap_or_else(|e| panic!("store: {e}"));
                                 version.insert(offset, seed);
                             }
                             4..7 => {
@@ -500,14 +513,8 @@ mod model {
             match op {
                 Op::Store(o, seed) => {
                     let page = page_of(seed);
-                    device.pages.lock().unwrap().remove(&o);
-                    match backend.store(0, o, &page, Domain(0), &mut scratch) {
-                        Ok(_) => {}
-                        Err(Error::PoolFull) => {
-                            backend.invalidate_page(0, o).unwrap();
-                            device.pages.lock().unwrap().insert(o, page.clone());
-                        }
-                        Err(e) => return Err(TestCaseError::fail(format!("store: {e}"))),
+                    if let Err(e) = swap_out(&backend, &device, o, page.clone(), &mut scratch) {
+                        return Err(TestCaseError::fail(format!("store: {e}")));
                     }
                     model.insert(o, page);
                 }
@@ -564,4 +571,30 @@ mod model {
             check(ops)?;
         }
     }
+}
+
+/// A victim whose bytes cannot be decoded stays where it is, counted in
+/// `writeback_errors`, and does not keep the run going: it writes back what it
+/// can and ends.
+#[test]
+fn an_undecodable_victim_is_left_and_the_run_ends() {
+    let backend = backend(64, unthrottled());
+    let mut scratch = Scratch::boxed();
+    for offset in 0..4 {
+        store(&backend, offset, &words_page(offset), &mut scratch);
+    }
+    let mut out = [0u8; PAGE_SIZE];
+    let mut at = 0;
+    while backend.load(0, 0, &mut out, &mut scratch).is_ok() {
+        assert!(backend.corrupt_stored_object(0, 0, at, 0xff).unwrap());
+        at += 1;
+    }
+    backend.set_pool_limit_bytes(1);
+    let device = Device::default();
+    let report = backend.write_back(&device, u32::MAX, &mut scratch);
+    assert_eq!(report.written, 3, "{report:?}");
+    assert_eq!(device.writes(), vec![1, 2, 3]);
+    assert!(backend.stats().snapshot().writeback_errors > 0);
+    assert_eq!(backend.stats().snapshot().stored_pages, 1);
+    assert!(backend.load(0, 0, &mut out, &mut scratch).is_err());
 }
