@@ -56,6 +56,10 @@ enum Op {
         percent: u8,
         pages: u8,
     },
+    /// Write back at most `pages` cold lone pages (memory pressure, no limit).
+    WriteBackCold {
+        pages: u8,
+    },
 }
 
 /// The swap device: what was written back, by (type, offset).
@@ -165,6 +169,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 let report = backend.write_back(&device, u32::from(pages), &mut scratch);
                 assert!(report.written <= u32::from(pages));
                 backend.set_pool_limit_bytes(usize::MAX);
+            }
+            Op::WriteBackCold { pages } => {
+                let report = backend.write_back_cold(&device, u32::from(pages), &mut scratch);
+                assert!(report.written <= u32::from(pages));
+                assert!(report.worst_class <= Some(foldswap::VictimClass::ColdLone));
             }
         }
     }

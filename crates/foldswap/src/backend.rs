@@ -7,7 +7,7 @@ use foldswap_delta::{Sampler, SimilarityConfig};
 use foldswap_ladder::{
     Batch, BatchResult, Governor, Ladder, Next, RegionId, Tunables as LadderTunables,
 };
-use foldswap_mem::sync::{AtomicBool, AtomicU64, Ordering};
+use foldswap_mem::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider, ReaderCount, as_page_bytes, as_page_bytes_mut};
 use foldswap_pool::{
     CodecKind, ColdCodec, StoreStats, TAG_DEFLATE, TAG_RAW, TAG_ZSTD, fill_page, same_filled_word,
@@ -58,7 +58,8 @@ pub struct Config {
     pub dedup_salt: u64,
     /// Whether a scanner given a swap device writes the coldest pages back to it
     /// as everything held nears the limit ([`crate::writeback`]; default on).
-    /// Off, a full pool refuses stores and keeps what it holds.
+    /// Off, a full pool refuses stores and keeps what it holds. The start value
+    /// of [`Backend::set_writeback`].
     pub writeback: bool,
     /// The scanner's ladder: per-rung CPU ratio and cover time (UKSM's governors;
     /// default `full`, since the scanner only works when pressure wakes it or its
@@ -247,6 +248,13 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     /// ([`Backend::run_scanner_writing_back`]): only then does a store past the
     /// writeback threshold wake it.
     pub(crate) writeback_device: AtomicBool,
+    /// Whether writeback is on ([`Config::writeback`], then
+    /// [`Backend::set_writeback`]).
+    pub(crate) writeback_on: AtomicBool,
+    /// Cold pages the host asked to have written back under memory pressure and
+    /// the scanner has not yet written ([`Backend::request_writeback`]), at most
+    /// [`WRITEBACK_MAX_REQUESTED`](crate::writeback::WRITEBACK_MAX_REQUESTED).
+    pub(crate) writeback_requested: AtomicU32,
     pub(crate) stats: Stats,
 }
 
@@ -319,6 +327,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).readers).write(ReaderCount::new());
             addr_of_mut!((*ptr).writeback_cursor).write(Mutex::new(WritebackCursor::default()));
             addr_of_mut!((*ptr).writeback_device).write(AtomicBool::new(false));
+            addr_of_mut!((*ptr).writeback_on).write(AtomicBool::new(config.writeback));
+            addr_of_mut!((*ptr).writeback_requested).write(AtomicU32::new(0));
             addr_of_mut!((*ptr).stats).write(Stats::default());
         }
         // SAFETY: every field was written above.
@@ -398,7 +408,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let Some((held, limit)) = self.held_and_limit() else {
             return Ok(());
         };
-        if self.config.writeback
+        if self.writeback_on.load(Ordering::Relaxed)
             && writeback_due(held, limit)
             && self.writeback_device.load(Ordering::Relaxed)
         {
@@ -424,7 +434,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Wake the scanner to write back (one atomic operation, never a wait).
-    fn wake_for_writeback(&self) {
+    pub(crate) fn wake_for_writeback(&self) {
         if self.wake.notify() == Notify::WokeScanner {
             Stats::add(&self.stats.scanner_wakeups, 1);
         }

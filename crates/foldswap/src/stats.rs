@@ -73,6 +73,9 @@ counters! {
     writeback_raced,
     /// Writeback victims left in place because their bytes could not be decoded.
     writeback_errors,
+    /// Cold pages the host asked to have written back under memory pressure (the
+    /// kernel's shrinker), cumulative.
+    writeback_requested_pages,
     /// Stores rejected because the page provider had no memory.
     reject_alloc_fail,
     /// Stores rejected because the page compressed too poorly (policy: reject).

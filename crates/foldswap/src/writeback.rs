@@ -48,13 +48,21 @@
 //!
 //! ## When
 //!
-//! A store that finds everything held at or above [`WRITEBACK_START_PERMILLE`]
-//! of the limit wakes the scanner (one atomic operation, never a wait). The
-//! scanner's thread, given a device ([`crate::Backend::run_scanner_writing_back`]),
-//! writes back until held falls to [`WRITEBACK_TARGET_PERMILLE`], before each
-//! burst. `Config::writeback` turns it off; a full pool then refuses stores as
-//! before.
+//! - **At the limit.** A store that finds everything held at or above
+//!   [`WRITEBACK_START_PERMILLE`] of the limit wakes the scanner (one atomic
+//!   operation, never a wait). The scanner's thread, given a device
+//!   ([`crate::Backend::run_scanner_writing_back`]), writes back until held falls
+//!   to [`WRITEBACK_TARGET_PERMILLE`], before each burst.
+//! - **Under memory pressure.** The host (the kernel's shrinker) asks for a number
+//!   of pages with [`Backend::request_writeback`]; the scanner writes back up to
+//!   that many *cold lone* pages, whatever the limit: under pressure a page not
+//!   yet cold is likely to be loaded again soon, and a shared one or a base frees
+//!   nothing, so neither is worth a disk write.
+//!
+//! `Config::writeback` and [`Backend::set_writeback`] turn both off; a full pool
+//! then refuses stores as before.
 
+use foldswap_mem::sync::Ordering;
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::ColdCodec;
 use foldswap_wake::Parker;
@@ -74,6 +82,10 @@ pub const WRITEBACK_START_PERMILLE: usize = 950;
 pub const WRITEBACK_TARGET_PERMILLE: usize = 900;
 /// Most pages one run writes back before the scanner's burst gets its turn.
 pub const WRITEBACK_MAX_PAGES_PER_RUN: u32 = 256;
+/// Most cold pages a host's requests under memory pressure keep asked for
+/// ([`Backend::request_writeback`]); more are dropped, as a shrinker's next call
+/// asks again while the pressure lasts.
+pub const WRITEBACK_MAX_REQUESTED: u32 = 4096;
 
 /// The host's swap device, as writeback needs it.
 ///
@@ -150,6 +162,10 @@ pub struct WritebackReport {
     pub worst_class: Option<VictimClass>,
 }
 
+/// Offsets a run looks at between two chances for other threads to run (the
+/// kernel host: `cond_resched`, in a kernel that does not preempt itself).
+const YIELD_EVERY_OFFSETS: u64 = 4096;
+
 /// Where the next sweep starts: the clock hand over every area's offsets.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct WritebackCursor {
@@ -178,6 +194,15 @@ struct Victim {
     generation: u32,
 }
 
+/// When a run stops (besides its page budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// At the target share of the limit; classes relax after fruitless sweeps.
+    Target,
+    /// Never for the limit; cold lone pages only (pressure).
+    ColdPages,
+}
+
 /// How writing back one chosen victim ended.
 enum Outcome {
     Written,
@@ -198,8 +223,79 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         max_pages: u32,
         scratch: &mut Scratch<C>,
     ) -> WritebackReport {
+        self.write_back_until(device, max_pages, scratch, Goal::Target)
+    }
+
+    /// Write back up to `max_pages` cold lone pages, whatever the limit (what the
+    /// host asked for under memory pressure: see the module's doc). Ends after a
+    /// sweep of every active area finds none. Returns at once, writing nothing,
+    /// when writeback is off or another run is going on.
+    pub fn write_back_cold<D: SwapDevice, C: ColdCodec>(
+        &self,
+        device: &D,
+        max_pages: u32,
+        scratch: &mut Scratch<C>,
+    ) -> WritebackReport {
+        self.write_back_until(device, max_pages, scratch, Goal::ColdPages)
+    }
+
+    /// Turn writeback on or off (at the limit and under pressure); off, a full
+    /// pool refuses stores. Pages already written back stay on the device.
+    pub fn set_writeback(&self, on: bool) {
+        self.writeback_on.store(on, Ordering::Relaxed);
+        if !on {
+            self.writeback_requested.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether writeback is on.
+    pub fn writeback_enabled(&self) -> bool {
+        self.writeback_on.load(Ordering::Relaxed)
+    }
+
+    /// Ask for `pages` cold pages to be written back (memory pressure: the kernel's
+    /// shrinker) and wake the scanner, which writes them ([`Self::write_back_cold`])
+    /// before its next burst. Requests add up to at most
+    /// [`WRITEBACK_MAX_REQUESTED`]. Never waits; nothing happens with writeback
+    /// off or no scanner given a device. Returns the pages now asked for.
+    pub fn request_writeback(&self, pages: u32) -> u32 {
+        if pages == 0 || !self.writeback_enabled() || !self.writeback_device.load(Ordering::Relaxed)
+        {
+            return 0;
+        }
+        let add = |asked: u32| Some(asked.saturating_add(pages).min(WRITEBACK_MAX_REQUESTED));
+        let before = self
+            .writeback_requested
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, add)
+            .unwrap_or_else(|asked| asked);
+        let now = add(before).unwrap_or(before);
+        Stats::add(
+            &self.stats.writeback_requested_pages,
+            u64::from(now - before),
+        );
+        self.wake_for_writeback();
+        now
+    }
+
+    /// Take up to `max_pages` of the pages asked for under pressure.
+    pub(crate) fn take_writeback_request(&self, max_pages: u32) -> u32 {
+        let take = |asked: u32| Some(asked - asked.min(max_pages));
+        let before = self
+            .writeback_requested
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, take)
+            .unwrap_or_else(|asked| asked);
+        before.min(max_pages)
+    }
+
+    fn write_back_until<D: SwapDevice, C: ColdCodec>(
+        &self,
+        device: &D,
+        max_pages: u32,
+        scratch: &mut Scratch<C>,
+        goal: Goal,
+    ) -> WritebackReport {
         let mut report = WritebackReport::default();
-        if !self.config().writeback {
+        if !self.writeback_enabled() {
             return report;
         }
         let Some(mut cursor) = self.writeback_cursor.try_lock() else {
@@ -216,10 +312,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         // victim skipped (busy, raced, undecodable) does not count as found, or
         // one that stays so would keep the run sweeping for ever.
         let mut fruitless = 0u64;
-        let mut above_target = self.above_writeback_target();
-        while above_target && report.written < max_pages {
+        let wanted = || goal == Goal::ColdPages || self.above_writeback_target();
+        let mut more_wanted = wanted();
+        while more_wanted && report.written < max_pages {
             if fruitless >= span {
-                match class.next() {
+                match class.next().filter(|_| goal == Goal::Target) {
                     Some(next) => (class, fruitless) = (next, 0),
                     None => break,
                 }
@@ -230,6 +327,10 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             };
             report.visited += 1;
             fruitless += 1;
+            if report.visited % YIELD_EVERY_OFFSETS == 0 {
+                // A sweep of a large sparse area holds no lock here: let others run.
+                self.wake.yield_now();
+            }
             let area = &self.areas[swap_type];
             let Some(victim) = self.victim_at(area, offset, class) else {
                 continue;
@@ -240,7 +341,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     report.written += 1;
                     report.worst_class = report.worst_class.max(Some(class));
                     Stats::add(&self.stats.written_back_pages, 1);
-                    above_target = self.above_writeback_target();
+                    more_wanted = wanted();
                 }
                 Ok(Outcome::Busy) => {
                     report.busy += 1;
@@ -266,7 +367,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// Whether a writeback run is due: writeback on and everything held at
     /// [`WRITEBACK_START_PERMILLE`] of the limit or past it.
     pub fn writeback_due(&self) -> bool {
-        self.config().writeback
+        self.writeback_enabled()
             && self
                 .held_and_limit()
                 .is_some_and(|(held, limit)| writeback_due(held, limit))

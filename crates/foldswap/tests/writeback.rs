@@ -132,6 +132,33 @@ fn check_pool_or_device(backend: &TestBackend, device: &Device, expected: &HashM
     }
 }
 
+/// The scanner thread's body: scan, writing back to `device`, until shut down.
+fn scan_writing_back(backend: &TestBackend, device: &Device) {
+    let mut scratch = Scratch::boxed();
+    let clock = foldswap::StdClock::new();
+    backend
+        .run_scanner_writing_back(&mut scratch, &clock, device)
+        .unwrap();
+}
+
+/// Run scanner rounds until every page stored so far has been examined (cold).
+fn examine_everything(backend: &TestBackend) {
+    let mut scratch = Scratch::boxed();
+    let tunables = ScanTunables {
+        cold_rounds: 0,
+        patch: 0,
+        ..ScanTunables::default()
+    };
+    let clock = TickClock::new();
+    let mut rounds = 0;
+    while rounds < 3 {
+        rounds += backend
+            .scan_burst(&tunables, &mut scratch, &clock)
+            .unwrap()
+            .rounds_ended;
+    }
+}
+
 /// Cold lone pages go first, then lone pages stored since the scanner came by,
 /// then contents several offsets share, whatever their offsets (the sweep
 /// meets them in the opposite order); each written page is exact on the device
@@ -147,19 +174,7 @@ fn cold_lone_pages_go_first_then_lone_then_shared() {
         store(&backend, offset, &page, &mut scratch);
         expected.insert(offset, page);
     }
-    let tunables = ScanTunables {
-        cold_rounds: 0,
-        patch: 0,
-        ..ScanTunables::default()
-    };
-    let clock = TickClock::new();
-    let mut rounds = 0;
-    while rounds < 3 {
-        rounds += backend
-            .scan_burst(&tunables, &mut scratch, &clock)
-            .unwrap()
-            .rounds_ended;
-    }
+    examine_everything(&backend);
     // 0..64: 32 contents, two offsets each; 64..96: lone pages stored after.
     for offset in 0..96 {
         let seed = if offset < 64 {
@@ -317,6 +332,134 @@ fn no_writeback_without_a_limit_or_when_off() {
     }
 }
 
+/// Writeback switched off at run time writes nothing and drops what pressure
+/// asked for; switched on again it writes back as before.
+#[test]
+fn writeback_switched_off_at_run_time_writes_nothing() {
+    let backend = backend(64, unthrottled());
+    let mut scratch = Scratch::boxed();
+    for offset in 0..8 {
+        store(&backend, offset, &words_page(offset), &mut scratch);
+    }
+    backend.set_pool_limit_bytes(1);
+    let device = Device::default();
+    backend.set_writeback(false);
+    assert!(!backend.writeback_enabled() && !backend.writeback_due());
+    assert_eq!(
+        backend.write_back(&device, u32::MAX, &mut scratch).written,
+        0
+    );
+    assert_eq!(backend.write_back_cold(&device, 8, &mut scratch).written, 0);
+    assert!(device.writes().is_empty());
+    backend.set_writeback(true);
+    assert!(backend.writeback_due());
+    assert_eq!(backend.write_back(&device, 3, &mut scratch).written, 3);
+    assert_eq!(device.writes(), vec![0, 1, 2]);
+}
+
+/// Stores `0..lone` as lone pages the scanner has examined (cold), then
+/// `lone..lone + fresh` lone pages it has not, then `shared` contents held by two
+/// offsets each: the victims of every class, for the pressure tests.
+fn store_cold_fresh_and_shared(
+    backend: &TestBackend,
+    lone: u64,
+    fresh: u64,
+    shared: u64,
+) -> HashMap<u64, Vec<u8>> {
+    let mut scratch = Scratch::boxed();
+    let mut expected = HashMap::new();
+    for offset in 0..lone {
+        let page = words_page(offset);
+        store(backend, offset, &page, &mut scratch);
+        expected.insert(offset, page);
+    }
+    examine_everything(backend);
+    for offset in lone..lone + fresh + 2 * shared {
+        let seed = if offset < lone + fresh {
+            offset
+        } else {
+            1_000 + offset / 2
+        };
+        let page = words_page(seed);
+        store(backend, offset, &page, &mut scratch);
+        expected.insert(offset, page);
+    }
+    expected
+}
+
+/// Under memory pressure (no limit at all) only cold lone pages are written
+/// back, at most as many as asked for; pages not yet cold and shared contents
+/// stay, however many are asked for.
+#[test]
+fn pressure_writes_back_cold_lone_pages_only() {
+    let backend = backend(256, unthrottled());
+    let expected = store_cold_fresh_and_shared(&backend, 32, 16, 16);
+    let device = Device::default();
+    let mut scratch = Scratch::boxed();
+    let report = backend.write_back_cold(&device, 20, &mut scratch);
+    assert_eq!(
+        (report.written, report.worst_class),
+        (20, Some(VictimClass::ColdLone))
+    );
+    let report = backend.write_back_cold(&device, u32::MAX, &mut scratch);
+    assert_eq!(report.written, 12, "{report:?}");
+    let writes = device.writes();
+    assert!(writes.iter().all(|&o| o < 32), "{writes:?}");
+    assert_eq!(writes.len(), 32);
+    assert_eq!(backend.stats().snapshot().stored_pages, 16 + 32);
+    check_pool_or_device(&backend, &device, &expected);
+}
+
+/// A request under pressure wakes a scanner given a device, which writes back
+/// what was asked for (cold lone pages, no limit set); requests add up to a cap;
+/// without a scanner with a device, or with writeback off, nothing is asked.
+#[test]
+fn a_pressure_request_is_written_back_by_the_scanner() {
+    let backend = backend(256, unthrottled());
+    let expected = store_cold_fresh_and_shared(&backend, 32, 16, 16);
+    assert_eq!(
+        backend.request_writeback(8),
+        0,
+        "no scanner writes back yet"
+    );
+    backend
+        .stage_scan_tunables(ScanTunables {
+            sleep_msecs: 60_000,
+            max_batches: 1,
+            ..ScanTunables::default()
+        })
+        .unwrap();
+    let device = Device::default();
+    std::thread::scope(|s| {
+        let scanner = s.spawn(|| scan_writing_back(&backend, &device));
+        // The scanner announces its device when it starts.
+        let mut asked = 0;
+        while asked == 0 {
+            asked = backend.request_writeback(10);
+            std::thread::yield_now();
+        }
+        // Its sleep is a minute: only the request's wake-up gets these written.
+        while device.writes().len() < 10 {
+            std::thread::yield_now();
+        }
+        backend.shutdown();
+        scanner.join().unwrap();
+    });
+    let writes = device.writes();
+    assert_eq!(writes.len(), 10, "{writes:?}");
+    assert!(writes.iter().all(|&o| o < 32), "{writes:?}");
+    let s = backend.stats().snapshot();
+    assert_eq!(
+        (s.writeback_requested_pages, s.written_back_pages),
+        (10, 10)
+    );
+    check_pool_or_device(&backend, &device, &expected);
+    // Past the scanner, and capped.
+    assert_eq!(backend.request_writeback(5), 0);
+    backend.set_writeback(false);
+    assert_eq!(backend.request_writeback(5), 0);
+}
+
 /// Under a limit, stores refused without writeback all succeed with it (a
 /// worker writing back whenever it is due), and everything held stays within a
 /// few pages of the limit.
@@ -385,13 +528,7 @@ fn loads_racing_writeback_get_the_right_bytes() {
         .unwrap();
     let device = Device::default();
     std::thread::scope(|s| {
-        let scanner = s.spawn(|| {
-            let mut scratch = Scratch::boxed();
-            let clock = foldswap::StdClock::new();
-            backend
-                .run_scanner_writing_back(&mut scratch, &clock, &device)
-                .unwrap();
-        });
+        let scanner = s.spawn(|| scan_writing_back(&backend, &device));
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (backend, device) = (&backend, &device);

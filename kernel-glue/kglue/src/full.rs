@@ -22,7 +22,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use foldswap::{Backend, ColdCodec, Config, Domain, NoColdCodec, Parker, Scratch};
+use foldswap::{Backend, ColdCodec, Config, Domain, NoColdCodec, Parker, Scratch, SwapDevice};
 use foldswap_mem::{Error, PAGE_SIZE, PageProvider};
 use foldswap_pool::Clock;
 use spin::Mutex;
@@ -156,6 +156,19 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> Foldswap<P, K, 
         self.backend()?.run_scanner(scratch, clock)
     }
 
+    /// [`run_scanner`](Self::run_scanner) that writes the coldest pages back to
+    /// `device` as the pool nears its limit and when asked under pressure
+    /// ([`Backend::run_scanner_writing_back`]).
+    pub fn run_scanner_writing_back<T: Clock, D: SwapDevice>(
+        &self,
+        scratch: &mut Scratch<C>,
+        clock: &T,
+        device: &D,
+    ) -> Result<(), Error> {
+        self.backend()?
+            .run_scanner_writing_back(scratch, clock, device)
+    }
+
     /// Make [`run_scanner`](Self::run_scanner) return (sticky).
     pub fn shutdown_scanner(&self) {
         if let Ok(backend) = self.backend() {
@@ -272,6 +285,12 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             blocks_formed: s.blocks_formed,
             block_rewrites: s.block_rewrites,
             block_loads: s.block_loads,
+            writeback: u64::from(backend.writeback_enabled()),
+            written_back_pages: s.written_back_pages,
+            writeback_busy: s.writeback_busy,
+            writeback_raced: s.writeback_raced,
+            writeback_errors: s.writeback_errors,
+            writeback_requested_pages: s.writeback_requested_pages,
         }
     }
 }

@@ -83,6 +83,18 @@ pub struct Report {
     /// Loads that decoded a cold block (the page's, or a delta's base's), since
     /// load.
     pub block_loads: u64,
+    /// Whether writeback is on (1) or off (0).
+    pub writeback: u64,
+    /// Pages written back to the swap device since load (zswap's name).
+    pub written_back_pages: u64,
+    /// Writeback victims skipped: their slot was being swapped in.
+    pub writeback_busy: u64,
+    /// Writeback victims skipped: stored over or freed before the claim.
+    pub writeback_raced: u64,
+    /// Writeback victims left in the pool: their bytes could not be decoded.
+    pub writeback_errors: u64,
+    /// Cold pages the shrinker asked to have written back, since load.
+    pub writeback_requested_pages: u64,
 }
 
 impl Report {
@@ -101,7 +113,7 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 36] = [
+        let lines: [(&str, u64); 42] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
@@ -138,6 +150,12 @@ impl Report {
             ("block_rewrites", self.block_rewrites),
             ("block_bytes", self.block_bytes),
             ("block_loads", self.block_loads),
+            ("writeback", self.writeback),
+            ("written_back_pages", self.written_back_pages),
+            ("writeback_busy", self.writeback_busy),
+            ("writeback_raced", self.writeback_raced),
+            ("writeback_errors", self.writeback_errors),
+            ("writeback_requested_pages", self.writeback_requested_pages),
         ];
         for (name, value) in lines {
             writeln!(w, "{name} {value}")?;
