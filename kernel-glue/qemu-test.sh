@@ -81,6 +81,7 @@ build_initramfs() {
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/swaptest" "$GLUE_DIR/guest/swaptest.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/mthptest" "$GLUE_DIR/guest/mthptest.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/dedupprobe" "$GLUE_DIR/guest/dedupprobe.c"
+	gcc -O2 -Wall -Wextra -Werror -static -o "$root/wbtest" "$GLUE_DIR/guest/wbtest.c"
 	cp /bin/busybox "$root/bin/busybox"
 	for a in $(/bin/busybox --list); do
 		[ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
@@ -120,6 +121,12 @@ decide() {
 			ok=0
 		fi
 	done
+	for p in wb-off wb-on wb-zswap; do
+		if ! grep -q "^\[$p\] WBTEST PASS bad_pages=0 " "$log"; then
+			echo "verdict: phase $p has no 'WBTEST PASS bad_pages=0'"
+			ok=0
+		fi
+	done
 	# Large swap-ins from the RAM disk happen without foldswap, never with it.
 	for p in mthp-device mthp-foldswap; do
 		if ! grep -q "^\[$p\] MTHPTEST PASS bad_pages=0 " "$log"; then
@@ -148,6 +155,8 @@ decide() {
 		'cold_level 20 refused old 3 now 3' \
 		'block_pages 17 refused old 8 now 8' \
 		'cold_rounds 0 accepted old 1 now 0' \
+		'writeback N accepted old Y now N' \
+		'writeback Y accepted old N now Y' \
 		'stats mode 400' \
 		'stats read by uid 1000 refused' \
 		'dedup_scope bogus refused' \
@@ -196,7 +205,47 @@ decide() {
 		fi
 	fi
 	figures "$log" || ok=0
+	writeback_figures "$log" || ok=0
 	[ "$ok" = 1 ]
+}
+
+# The writeback phases (guest/wbtest.c): what each kept of the hot set, and
+# the checks on it.
+writeback_figures() {
+	awk '
+		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
+		$1 == "ZSWAP" { z[$2 "," $3 "," $4] = $5 }
+		/^\[wb-[a-z]*\] WBTEST (PASS|FAIL)/ {
+			p = substr($1, 2, length($1) - 2)
+			for (i = 3; i <= NF; i++) { split($i, kv, "="); w[p "," kv[1]] = kv[2] }
+		}
+		function fs(p, from, to, x) { return s[p "," to "," x] - s[p "," from "," x] }
+		function zs(p, from, to, x) { return z[p "," to "," x] - z[p "," from "," x] }
+		END {
+			fail = 0
+			for (i = 0; i < 3; i++) {
+				p = i == 0 ? "wb-off" : i == 1 ? "wb-on" : "wb-zswap"
+				touched = w[p ",hot"] * w[p ",rounds"]
+				if (p == "wb-zswap") {
+					refused[p] = zs(p, "before", "hot", "pool_limit_hit")
+					written[p] = zs(p, "before", "hot", "written_back_pages")
+				} else {
+					refused[p] = fs(p, "before", "hot", "reject_pool_full")
+					written[p] = fs(p, "before", "hot", "written_back_pages")
+				}
+				printf "figures writeback %-8s hot pages read from disk %5d of %5d touched; stores refused at the limit %5d; pages written back %5d\n",
+					p, w[p ",hot_disk_reads"], touched, refused[p], written[p]
+			}
+			asked = fs("wb-on", "pressure-before", "pressure-after", "writeback_requested_pages")
+			pressed = fs("wb-on", "pressure-before", "pressure-after", "written_back_pages")
+			printf "figures writeback under pressure (shrinker, no limit near): %d pages asked for, %d written back\n", asked, pressed
+			if (written["wb-off"] != 0) { print "verdict: foldswap wrote back with writeback off"; fail = 1 }
+			if (written["wb-on"] <= 0) { print "verdict: foldswap wrote nothing back at the limit"; fail = 1 }
+			if (refused["wb-on"] >= refused["wb-off"]) { print "verdict: writeback did not reduce the stores refused at the limit"; fail = 1 }
+			if (w["wb-on,hot_disk_reads"] >= w["wb-off,hot_disk_reads"]) { print "verdict: with writeback the hot set was read from disk as often as without"; fail = 1 }
+			if (asked <= 0 || pressed <= 0) { print "verdict: the shrinker asked for nothing, or nothing was written back under pressure"; fail = 1 }
+			exit fail
+		}' "$1"
 }
 
 # The figures of each phase, and the checks on them.

@@ -56,8 +56,8 @@ enum Op {
         percent: u8,
         pages: u8,
     },
-    /// Write back at most `pages` cold lone pages (memory pressure, no limit).
-    WriteBackCold {
+    /// Write back at most `pages` lone pages (memory pressure, no limit).
+    WriteBackLone {
         pages: u8,
     },
 }
@@ -170,10 +170,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 assert!(report.written <= u32::from(pages));
                 backend.set_pool_limit_bytes(usize::MAX);
             }
-            Op::WriteBackCold { pages } => {
-                let report = backend.write_back_cold(&device, u32::from(pages), &mut scratch);
+            Op::WriteBackLone { pages } => {
+                let report = backend.write_back_lone(&device, u32::from(pages), &mut scratch);
                 assert!(report.written <= u32::from(pages));
-                assert!(report.worst_class <= Some(foldswap::VictimClass::ColdLone));
+                assert!(report.worst_class <= Some(foldswap::VictimClass::Lone));
             }
         }
     }

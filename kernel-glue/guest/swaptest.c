@@ -51,19 +51,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #define PAGE 4096
 #define DUP_TEMPLATES 16
 #define MAX_SNAP 8
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
 
 static void fill_random(unsigned char *p, size_t len, uint64_t seed)
 {
@@ -75,31 +68,6 @@ static void fill_random(unsigned char *p, size_t len, uint64_t seed)
 		s ^= s >> 7;
 		s ^= s << 17;
 		memcpy(p + i, &s, 8);
-	}
-}
-
-static const char *const words[] = {
-	"swap ", "page ", "memory ", "the ", "kernel ", "compress ", "merge ",
-	"tree ", "zswap ", "of ", "and ", "a ", "folio ", "store ", "load ",
-	"offset ", "pool ", "deduplicate ", "scanner ", "wake ",
-};
-
-static void fill_text(unsigned char *p, size_t len, uint64_t seed)
-{
-	uint64_t s = mix64(seed);
-	size_t i = 0;
-
-	while (i < len) {
-		const char *w;
-		size_t n;
-
-		s = mix64(s + 0x9e3779b97f4a7c15ULL);
-		w = words[s % (sizeof(words) / sizeof(words[0]))];
-		n = strlen(w);
-		if (n > len - i)
-			n = len - i;
-		memcpy(p + i, w, n);
-		i += n;
 	}
 }
 

@@ -34,12 +34,25 @@
  *     cold_rounds       rw  scanner rounds before an entry is cold (1)
  *     cold_level        rw  zstd level for cold pages (3; 0: the backend's 6)
  *     block_pages       rw  pages per cold block (8; 1: none; at most 16)
+ *     writeback         rw  write the coldest pages back to the swap device
+ *                           as the pool nears its limit, and when the
+ *                           shrinker asks (Y); N: a full pool refuses stores
+ *     shrinker_enabled  rw  under memory pressure the shrinker asks the
+ *                           scanner to write lone pages back (N, as zswap's)
  *     dedup_scope       r   which pages may be joined, set at insmod:
  *                           domain (one memory cgroup's; default), global,
  *                           off (none shared or patched)
  *     stats             r   the backend's statistics, "name value" lines;
  *                           root only (0400): dedup hits and stored pages
  *                           tell whether another process holds a page
+ * - Writeback (the scanner kthread): the patch's swap_backend_writeback_*,
+ *   zswap's protocol. The scanner claims a slot's swap cache folio with no
+ *   backend lock held (GFP_KERNEL: it may sleep and reclaim), checks it still
+ *   holds the page, fills the folio and submits the write.
+ * - The shrinker "mm-foldswap": counts the pool's pages; asked to scan, it
+ *   asks the scanner to write back that many lone pages and returns (the
+ *   work needs the scanner's scratch, and a store in the same reclaim must
+ *   not wait for it).
  * - Preemption: the backend's locks are spin locks that do not disable
  *   preemption, so the module loads only on a kernel that does not preempt
  *   kernel code (preempt_model_none()): a preempted lock holder would leave
@@ -67,6 +80,7 @@
 #include <linux/zstd.h>
 #include <linux/memcontrol.h>
 #include <linux/random.h>
+#include <linux/shrinker.h>
 #include <linux/swap_backend.h>
 
 /* The Rust side (foldswap_main.rs). */
@@ -81,6 +95,9 @@ int foldswap_rs_stage_scan(unsigned int cold_rounds, unsigned int cold_level,
 			   unsigned int block_pages);
 long foldswap_rs_stats(char *buf, size_t len);
 void foldswap_rs_scanner_main(void);
+void foldswap_rs_set_writeback(bool on);
+u64 foldswap_rs_pool_pages(void);
+void foldswap_rs_request_writeback(u64 pages);
 
 /* Called by the Rust side. */
 int foldswap_host_reserve_create(void);
@@ -114,6 +131,11 @@ int foldswap_host_unregister(void);
 int foldswap_host_params_on(void);
 void foldswap_host_params_off(void);
 int foldswap_host_check_preempt(void);
+void *foldswap_host_writeback_claim(unsigned int type, u64 offset);
+void foldswap_host_writeback_write(void *folio, const void *page);
+void foldswap_host_writeback_release(void *folio);
+int foldswap_host_shrinker_on(void);
+void foldswap_host_shrinker_off(void);
 
 static int foldswap_init_area(unsigned int type, unsigned long nr_pages)
 {
@@ -224,6 +246,86 @@ int foldswap_host_register(void)
 int foldswap_host_unregister(void)
 {
 	return swap_backend_unregister(&foldswap_ops);
+}
+
+/*
+ * Writeback: the slot's new swap cache folio (locked), or NULL if the slot is
+ * busy or gone (the patch's swap_backend_writeback_claim). Only the scanner
+ * kthread calls these, with no backend lock held.
+ */
+void *foldswap_host_writeback_claim(unsigned int type, u64 offset)
+{
+	return swap_backend_writeback_claim(type, offset);
+}
+
+/* Fill a claimed folio with the page the backend let go, and write it. */
+void foldswap_host_writeback_write(void *folio, const void *page)
+{
+	void *dst = kmap_local_folio(folio, 0);
+
+	memcpy(dst, page, PAGE_SIZE);
+	kunmap_local(dst);
+	swap_backend_writeback_submit(folio);
+}
+
+void foldswap_host_writeback_release(void *folio)
+{
+	swap_backend_writeback_release(folio);
+}
+
+/*
+ * The shrinker (as zswap's, off unless shrinker_enabled): the pool's pages
+ * are what it can give back. Asked to scan N, it asks the scanner for N lone
+ * pages, cold ones first (the backend caps what is asked and not yet written) and returns:
+ * writing back needs the scanner's scratch, and may allocate and reclaim,
+ * which a shrinker in a store's reclaim must not wait for. It frees nothing
+ * itself, so it reports N scanned and nothing freed.
+ */
+static bool shrinker_enabled;
+module_param(shrinker_enabled, bool, 0644);
+MODULE_PARM_DESC(shrinker_enabled, "Under memory pressure, write lone pages back, cold ones first (N)");
+
+static struct shrinker *pool_shrinker;
+
+static unsigned long foldswap_shrinker_count(struct shrinker *shrinker,
+					     struct shrink_control *sc)
+{
+	u64 pages;
+
+	if (!READ_ONCE(shrinker_enabled))
+		return 0;
+	pages = foldswap_rs_pool_pages();
+	return pages ? pages : SHRINK_EMPTY;
+}
+
+static unsigned long foldswap_shrinker_scan(struct shrinker *shrinker,
+					    struct shrink_control *sc)
+{
+	if (!READ_ONCE(shrinker_enabled))
+		return SHRINK_STOP;
+	/* Asked for, not yet written: scanned, nothing freed yet. */
+	foldswap_rs_request_writeback(sc->nr_to_scan);
+	sc->nr_scanned = sc->nr_to_scan;
+	return 0;
+}
+
+int foldswap_host_shrinker_on(void)
+{
+	pool_shrinker = shrinker_alloc(0, "mm-foldswap");
+	if (!pool_shrinker)
+		return -ENOMEM;
+	pool_shrinker->count_objects = foldswap_shrinker_count;
+	pool_shrinker->scan_objects = foldswap_shrinker_scan;
+	pool_shrinker->seeks = DEFAULT_SEEKS;
+	shrinker_register(pool_shrinker);
+	return 0;
+}
+
+/* Waits for calls in flight (shrinker_free). */
+void foldswap_host_shrinker_off(void)
+{
+	shrinker_free(pool_shrinker);
+	pool_shrinker = NULL;
 }
 
 /*
@@ -479,6 +581,7 @@ static bool enabled = true;
 static unsigned int cold_rounds = 1;
 static unsigned int cold_level = 3;
 static unsigned int block_pages = 8;
+static bool writeback = true;
 static bool backend_ready;
 
 static void apply_limit(void)
@@ -505,6 +608,7 @@ int foldswap_host_params_on(void)
 		backend_ready = true;
 		apply_limit();
 		foldswap_rs_set_enabled(enabled);
+		foldswap_rs_set_writeback(writeback);
 	} else {
 		pr_err("refused scanner tunables cold_rounds=%u cold_level=%u block_pages=%u\n",
 		       cold_rounds, cold_level, block_pages);
@@ -580,6 +684,22 @@ static const struct kernel_param_ops enabled_ops = {
 };
 module_param_cb(enabled, &enabled_ops, &enabled, 0644);
 MODULE_PARM_DESC(enabled, "Accept new stores (loads always work)");
+
+static int set_writeback(const char *val, const struct kernel_param *kp)
+{
+	int ret = param_set_bool(val, kp);
+
+	if (!ret && backend_ready)
+		foldswap_rs_set_writeback(writeback);
+	return ret;
+}
+
+static const struct kernel_param_ops writeback_ops = {
+	.set = set_writeback,
+	.get = param_get_bool,
+};
+module_param_cb(writeback, &writeback_ops, &writeback, 0644);
+MODULE_PARM_DESC(writeback, "Write the coldest pages back to the swap device as the pool nears its limit (Y)");
 
 /*
  * cold_rounds / cold_level / block_pages: the backend checks them (an age an

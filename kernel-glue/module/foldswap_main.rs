@@ -11,9 +11,11 @@
 //! sleeping), time from ktime, and the scanner kthread's parking
 //! (`set_current_state` / `schedule_timeout` / `wake_up_process`), and the
 //! cold codec over the kernel's lib/zstd ([`KernelZstd`]): the scanner
-//! recompresses cold pages with it. Each CPU has its own 68 KiB scratch
-//! (vmalloc) with a zstd decompression context; the scanner has one more,
-//! which also holds the compression context.
+//! recompresses cold pages with it, and writes the coldest pages back to the
+//! swap device as the pool nears its limit or the shrinker asks
+//! ([`KernelSwapDevice`]). Each CPU has its own scratch (vmalloc) with a zstd
+//! decompression context; the scanner has one more, which also holds the
+//! compression context.
 
 use core::ffi::{c_int, c_long, c_void};
 use core::mem::MaybeUninit;
@@ -21,7 +23,8 @@ use core::ptr::NonNull;
 use core::time::Duration;
 
 use foldswap_kglue::backend::{
-    ColdCodec, ColdKind, Config, DedupScope, Domain, Parker, ScanTunables, MAX_COLD_LEVEL,
+    ColdCodec, ColdKind, Config, DedupScope, Domain, Parker, ScanTunables, SwapDevice,
+    MAX_COLD_LEVEL,
 };
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
@@ -81,6 +84,11 @@ extern "C" {
     fn foldswap_host_params_on() -> c_int;
     fn foldswap_host_params_off();
     fn foldswap_host_check_preempt() -> c_int;
+    fn foldswap_host_writeback_claim(ty: u32, offset: u64) -> *mut c_void;
+    fn foldswap_host_writeback_write(folio: *mut c_void, page: *const u8);
+    fn foldswap_host_writeback_release(folio: *mut c_void);
+    fn foldswap_host_shrinker_on() -> c_int;
+    fn foldswap_host_shrinker_off();
 }
 
 /// Pages from the kernel's page allocator, through the module's page mempool
@@ -149,6 +157,45 @@ impl Parker for KernelParker {
         // SAFETY: plain C call: cond_resched(), from the scanner kthread with no
         // lock held (the backend's contract for `yield_now`).
         unsafe { foldswap_host_yield() }
+    }
+}
+
+/// The swap device as writeback sees it: a slot is claimed by putting a new
+/// folio for it in the swap cache (the patch's `swap_backend_writeback_*`,
+/// zswap's writeback protocol). Only the scanner kthread uses it.
+struct KernelSwapDevice;
+
+/// A claimed swap slot: its folio, new in the swap cache and locked.
+///
+/// # Invariants
+/// `folio` came from `swap_backend_writeback_claim` and has been neither
+/// submitted nor released; this value is its only holder (not `Copy`).
+struct ClaimedFolio {
+    folio: NonNull<c_void>,
+}
+
+impl SwapDevice for KernelSwapDevice {
+    type Slot = ClaimedFolio;
+
+    fn claim(&self, swap_type: usize, offset: u64) -> Option<ClaimedFolio> {
+        let ty = u32::try_from(swap_type).ok()?;
+        // SAFETY: plain C call from the scanner kthread with no backend lock
+        // held (the backend's contract for `claim`); it may sleep.
+        let folio = NonNull::new(unsafe { foldswap_host_writeback_claim(ty, offset) })?;
+        // INVARIANT: just claimed, held by this value alone.
+        Some(ClaimedFolio { folio })
+    }
+
+    fn write(&self, slot: ClaimedFolio, page: &[u8; PAGE_SIZE]) {
+        // SAFETY: per ClaimedFolio's invariants the folio is claimed and ours;
+        // `slot` is consumed, so it is submitted once. `page` is PAGE_SIZE
+        // readable bytes, copied before the call returns.
+        unsafe { foldswap_host_writeback_write(slot.folio.as_ptr(), page.as_ptr()) }
+    }
+
+    fn release(&self, slot: ClaimedFolio) {
+        // SAFETY: as in `write`: claimed, ours, consumed here.
+        unsafe { foldswap_host_writeback_release(slot.folio.as_ptr()) }
     }
 }
 
@@ -391,7 +438,7 @@ pub extern "C" fn foldswap_rs_scanner_main() {
         pr_err!("scanner: no memory for its scratch; not scanning\n");
         return;
     };
-    if let Err(e) = BACKEND.run_scanner(scratch, &KernelClock) {
+    if let Err(e) = BACKEND.run_scanner_writing_back(scratch, &KernelClock, &KernelSwapDevice) {
         pr_err!("scanner stopped: {:?}\n", e);
     }
     free_scratch(scratch);
@@ -448,6 +495,30 @@ pub extern "C" fn foldswap_rs_invalidate_area(ty: u32) {
 #[no_mangle]
 pub extern "C" fn foldswap_rs_set_limit_bytes(limit: u64) {
     BACKEND.set_limit_bytes(limit);
+}
+
+/// Writeback on or off (the `writeback` parameter).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_set_writeback(on: bool) {
+    if let Ok(backend) = BACKEND.backend() {
+        backend.set_writeback(on);
+    }
+}
+
+/// Pages the pool holds from the page allocator (the shrinker's count).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_pool_pages() -> u64 {
+    BACKEND
+        .backend()
+        .map_or(0, |backend| (backend.pool_bytes_held() / PAGE_SIZE) as u64)
+}
+
+/// Ask the scanner to write back `pages` lone pages (the shrinker's scan).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_request_writeback(pages: u64) {
+    if let Ok(backend) = BACKEND.backend() {
+        backend.request_writeback(u32::try_from(pages).unwrap_or(u32::MAX));
+    }
 }
 
 /// Accept new stores or not.
@@ -578,8 +649,20 @@ impl kernel::Module for FoldswapModule {
             stop_backend();
             return Err(ENOMEM);
         }
+        // SAFETY: plain C call (shrinker_alloc / shrinker_register); its
+        // callbacks reach BACKEND, which is ready.
+        if unsafe { foldswap_host_shrinker_on() } != 0 {
+            BACKEND.shutdown_scanner();
+            // SAFETY: plain C call: waits for the scanner kthread to exit.
+            unsafe { foldswap_host_stop_scanner() };
+            stop_backend();
+            return Err(ENOMEM);
+        }
         // SAFETY: plain C call.
         if unsafe { foldswap_host_register() } != 0 {
+            // SAFETY: plain C calls: the shrinker goes (waiting for calls in
+            // flight), then the scanner kthread exits.
+            unsafe { foldswap_host_shrinker_off() };
             BACKEND.shutdown_scanner();
             // SAFETY: plain C call: waits for the scanner kthread to exit.
             unsafe { foldswap_host_stop_scanner() };
@@ -626,6 +709,8 @@ impl Drop for FoldswapModule {
             pr_err!("cannot unregister ({}); backend kept\n", ret);
             return;
         }
+        // SAFETY: plain C call: shrinker_free waits for calls in flight.
+        unsafe { foldswap_host_shrinker_off() };
         BACKEND.shutdown_scanner();
         // SAFETY: plain C call: kthread_stop, waits for the scanner to exit.
         unsafe { foldswap_host_stop_scanner() };

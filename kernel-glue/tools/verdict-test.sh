@@ -27,6 +27,8 @@ PARAM cold_rounds 127 refused old 1 now 1
 PARAM cold_level 20 refused old 3 now 3
 PARAM block_pages 17 refused old 8 now 8
 PARAM cold_rounds 0 accepted old 1 now 0
+PARAM writeback N accepted old Y now N
+PARAM writeback Y accepted old N now Y
 PARAM stats limit limit_bytes 53686272 -> limit_bytes 53686272
 PARAM stats mode 400
 PARAM stats read by uid 1000 refused
@@ -69,6 +71,25 @@ PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=80 guesses=
 PROBE domain DEDUPPROBE victim PASS bad_pages=0 swapped=40 pages=40
 PROBE global DEDUPPROBE attacker right_moved=40 wrong_moved=0 swapped=80 guesses=80
 PROBE global DEDUPPROBE victim PASS bad_pages=0 swapped=40 pages=40
+FSSTAT wb-off before reject_pool_full 100
+FSSTAT wb-off hot reject_pool_full 4000
+FSSTAT wb-off before written_back_pages 0
+FSSTAT wb-off hot written_back_pages 0
+[wb-off] WBTEST PASS bad_pages=0 hot_disk_reads=1536 cold=8192 hot=256 rounds=6
+FSSTAT wb-on before reject_pool_full 4000
+FSSTAT wb-on hot reject_pool_full 4900
+FSSTAT wb-on before written_back_pages 0
+FSSTAT wb-on hot written_back_pages 5000
+FSSTAT wb-on pressure-before writeback_requested_pages 0
+FSSTAT wb-on pressure-after writeback_requested_pages 128
+FSSTAT wb-on pressure-before written_back_pages 5100
+FSSTAT wb-on pressure-after written_back_pages 5228
+[wb-on] WBTEST PASS bad_pages=0 hot_disk_reads=200 cold=8192 hot=256 rounds=6
+ZSWAP wb-zswap before pool_limit_hit 0
+ZSWAP wb-zswap hot pool_limit_hit 30
+ZSWAP wb-zswap before written_back_pages 0
+ZSWAP wb-zswap hot written_back_pages 4000
+[wb-zswap] WBTEST PASS bad_pages=0 hot_disk_reads=300 cold=8192 hot=256 rounds=6
 GUEST done
 LOG
 }
@@ -129,6 +150,18 @@ judge "some guesses never left memory" fail \
 judge "no probe under the global scope" fail '/^PROBE global/d' || fails=1
 judge "the victim lost a page" fail \
 	's/^PROBE domain DEDUPPROBE victim PASS bad_pages=0/PROBE domain DEDUPPROBE victim FAIL bad_pages=1/' || fails=1
+judge "a writeback phase lost a page" fail \
+	's/^\[wb-on\] WBTEST PASS bad_pages=0/[wb-on] WBTEST FAIL bad_pages=3/' || fails=1
+judge "no zswap writeback phase" fail '/^\[wb-zswap\]/d' || fails=1
+judge "writeback refused as many stores" fail \
+	's/^FSSTAT wb-on hot reject_pool_full 4900/FSSTAT wb-on hot reject_pool_full 7900/' || fails=1
+judge "writeback read the hot set from disk as often" fail \
+	's/^\[wb-on\] WBTEST PASS bad_pages=0 hot_disk_reads=200/[wb-on] WBTEST PASS bad_pages=0 hot_disk_reads=1536/' || fails=1
+judge "nothing written back" fail 's/^FSSTAT wb-on hot written_back_pages 5000/FSSTAT wb-on hot written_back_pages 0/' || fails=1
+judge "written back with writeback off" fail 's/^FSSTAT wb-off hot written_back_pages 0/FSSTAT wb-off hot written_back_pages 9/' || fails=1
+judge "the shrinker asked for nothing" fail \
+	's/^FSSTAT wb-on pressure-after writeback_requested_pages 128/FSSTAT wb-on pressure-after writeback_requested_pages 0/' || fails=1
+judge "writeback stayed on" fail '/^PARAM writeback N/d' || fails=1
 judge "loaded under preempt=full" fail '' 's/^PREEMPT insmod refused/PREEMPT insmod loaded/' || fails=1
 [ "$fails" = 0 ] && echo "verdict-test: the verdict passes a good log and fails each defect"
 exit "$fails"

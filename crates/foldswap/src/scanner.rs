@@ -152,7 +152,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     /// [`run_scanner`](Self::run_scanner) for a host with a swap device: before
     /// each burst, if everything held has reached the writeback threshold, the
     /// coldest pages are written back to `device` ([`crate::writeback`]), and the
-    /// cold pages a host asked for under pressure ([`Backend::request_writeback`]).
+    /// lone pages a host asked for under pressure ([`Backend::request_writeback`]).
     /// Stores that find the pool that full wake the scanner.
     pub fn run_scanner_writing_back<T: Clock, C: ColdCodec, D: SwapDevice>(
         &self,
@@ -167,7 +167,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
             let asked = backend.take_writeback_request(WRITEBACK_MAX_PAGES_PER_RUN);
             if asked > 0 {
-                backend.write_back_cold(device, asked, scratch);
+                backend.write_back_lone(device, asked, scratch);
             }
         });
         self.writeback_device.store(false, Ordering::Relaxed);

@@ -55,9 +55,10 @@
 //!   to [`WRITEBACK_TARGET_PERMILLE`], before each burst.
 //! - **Under memory pressure.** The host (the kernel's shrinker) asks for a number
 //!   of pages with [`Backend::request_writeback`]; the scanner writes back up to
-//!   that many *cold lone* pages, whatever the limit: under pressure a page not
-//!   yet cold is likely to be loaded again soon, and a shared one or a base frees
-//!   nothing, so neither is worth a disk write.
+//!   that many *lone* pages, whatever the limit: cold ones first, then those the
+//!   scanner has not reached yet (every page in the pool was already evicted from
+//!   RAM, and the scanner may lag behind a burst of stores), never a shared
+//!   content or a base: writing one back frees nothing.
 //!
 //! `Config::writeback` and [`Backend::set_writeback`] turn both off; a full pool
 //! then refuses stores as before.
@@ -82,7 +83,7 @@ pub const WRITEBACK_START_PERMILLE: usize = 950;
 pub const WRITEBACK_TARGET_PERMILLE: usize = 900;
 /// Most pages one run writes back before the scanner's burst gets its turn.
 pub const WRITEBACK_MAX_PAGES_PER_RUN: u32 = 256;
-/// Most cold pages a host's requests under memory pressure keep asked for
+/// Most pages a host's requests under memory pressure keep asked for
 /// ([`Backend::request_writeback`]); more are dropped, as a shrinker's next call
 /// asks again while the pressure lasts.
 pub const WRITEBACK_MAX_REQUESTED: u32 = 4096;
@@ -199,8 +200,15 @@ struct Victim {
 enum Goal {
     /// At the target share of the limit; classes relax after fruitless sweeps.
     Target,
-    /// Never for the limit; cold lone pages only (pressure).
-    ColdPages,
+    /// Never for the limit; lone pages only, cold ones first (pressure).
+    LonePages,
+}
+
+impl Goal {
+    /// Whether a run with this goal may take victims of `class`.
+    fn may_take(self, class: VictimClass) -> bool {
+        self == Goal::Target || class < VictimClass::SharedOrBase
+    }
 }
 
 /// How writing back one chosen victim ended.
@@ -226,17 +234,18 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         self.write_back_until(device, max_pages, scratch, Goal::Target)
     }
 
-    /// Write back up to `max_pages` cold lone pages, whatever the limit (what the
-    /// host asked for under memory pressure: see the module's doc). Ends after a
-    /// sweep of every active area finds none. Returns at once, writing nothing,
-    /// when writeback is off or another run is going on.
-    pub fn write_back_cold<D: SwapDevice, C: ColdCodec>(
+    /// Write back up to `max_pages` lone pages, cold ones first, whatever the limit
+    /// (what the host asked for under memory pressure: see the module's doc); never
+    /// a shared content or a base. Ends after a sweep of every active area finds no
+    /// lone page. Returns at once, writing nothing, when writeback is off or another
+    /// run is going on.
+    pub fn write_back_lone<D: SwapDevice, C: ColdCodec>(
         &self,
         device: &D,
         max_pages: u32,
         scratch: &mut Scratch<C>,
     ) -> WritebackReport {
-        self.write_back_until(device, max_pages, scratch, Goal::ColdPages)
+        self.write_back_until(device, max_pages, scratch, Goal::LonePages)
     }
 
     /// Turn writeback on or off (at the limit and under pressure); off, a full
@@ -253,8 +262,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         self.writeback_on.load(Ordering::Relaxed)
     }
 
-    /// Ask for `pages` cold pages to be written back (memory pressure: the kernel's
-    /// shrinker) and wake the scanner, which writes them ([`Self::write_back_cold`])
+    /// Ask for `pages` lone pages to be written back (memory pressure: the kernel's
+    /// shrinker) and wake the scanner, which writes them ([`Self::write_back_lone`])
     /// before its next burst. Requests add up to at most
     /// [`WRITEBACK_MAX_REQUESTED`]. Never waits; nothing happens with writeback
     /// off or no scanner given a device. Returns the pages now asked for.
@@ -312,11 +321,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         // victim skipped (busy, raced, undecodable) does not count as found, or
         // one that stays so would keep the run sweeping for ever.
         let mut fruitless = 0u64;
-        let wanted = || goal == Goal::ColdPages || self.above_writeback_target();
+        let wanted = || goal == Goal::LonePages || self.above_writeback_target();
         let mut more_wanted = wanted();
         while more_wanted && report.written < max_pages {
             if fruitless >= span {
-                match class.next().filter(|_| goal == Goal::Target) {
+                match class.next().filter(|&next| goal.may_take(next)) {
                     Some(next) => (class, fruitless) = (next, 0),
                     None => break,
                 }
