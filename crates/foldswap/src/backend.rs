@@ -23,6 +23,7 @@ use crate::decode::{decode_plain, decode_snapshot, plain_matches};
 use crate::domain::{DedupScope, Domain, DomainSalt};
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue, fill_word, fill_word_u64};
+use crate::refused::RecentlyRefused;
 use crate::scratch::Scratch;
 use crate::stats::Stats;
 use crate::tunables::{MAX_COLD_LEVEL, ScanTunables};
@@ -44,6 +45,10 @@ pub struct Config {
     /// Keep poorly compressible pages raw in the pool (`true`) or reject them with
     /// [`Error::Incompressible`] so the host writes them to the swap device (`false`).
     pub keep_incompressible: bool,
+    /// With `keep_incompressible` off: keep a poorly compressible page raw after
+    /// all when a page with its content was refused recently, so its later copies
+    /// are references ([`crate::refused`]; default on).
+    pub keep_repeated_incompressible: bool,
     /// Pool growth (bytes of data since the scanner's last burst) that counts as
     /// pressure and wakes the scanner.
     pub wake_watermark_bytes: usize,
@@ -74,6 +79,7 @@ impl Default for Config {
             store_codec: CodecKind::Lz4,
             max_compressed_len: PAGE_SIZE * 3 / 4,
             keep_incompressible: false,
+            keep_repeated_incompressible: true,
             wake_watermark_bytes: 4 << 20,
             seed: 0x666f_6c64,
             dedup_scope: DedupScope::Domain,
@@ -255,6 +261,8 @@ pub struct Backend<P: PageProvider + Clone, K: Parker> {
     /// the scanner has not yet written ([`Backend::request_writeback`]), at most
     /// [`WRITEBACK_MAX_REQUESTED`](crate::writeback::WRITEBACK_MAX_REQUESTED).
     pub(crate) writeback_requested: AtomicU32,
+    /// Content keys of poorly compressible pages refused lately.
+    refused: RecentlyRefused,
     pub(crate) stats: Stats,
 }
 
@@ -329,6 +337,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).writeback_device).write(AtomicBool::new(false));
             addr_of_mut!((*ptr).writeback_on).write(AtomicBool::new(config.writeback));
             addr_of_mut!((*ptr).writeback_requested).write(AtomicU32::new(0));
+            addr_of_mut!((*ptr).refused).write(RecentlyRefused::new());
             addr_of_mut!((*ptr).stats).write(Stats::default());
         }
         // SAFETY: every field was written above.
@@ -733,8 +742,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             return Ok(StoreKind::SameFilled);
         }
         let scope = self.config.dedup_scope;
-        let content_key = DomainSalt::new(self.config.dedup_salt)
-            .content_key(xxh3_64(page), scope.effective(domain));
+        let (salt, hash) = (DomainSalt::new(self.config.dedup_salt), xxh3_64(page));
+        let content_key = salt.content_key(hash, scope.effective(domain));
         let pending = if scope.joins() {
             let mut table = area.lock_shard(offset);
             let mut content = self.content.lock();
@@ -795,7 +804,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Some(bytes) if bytes.len() <= self.config.max_compressed_len => {
                 (bytes, self.config.store_codec.tag(), StoreKind::Compressed)
             }
-            _ if self.config.keep_incompressible => (&page[..], TAG_RAW, StoreKind::Raw),
+            _ if self.keeps_incompressible(salt.salted_hash(hash, scope.effective(domain))) => {
+                (&page[..], TAG_RAW, StoreKind::Raw)
+            }
             _ => return Err(Error::Incompressible),
         };
         let mut table = area.lock_shard(offset);
@@ -819,6 +830,24 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         self.count_stored(kind, replaced);
         Ok(kind)
+    }
+
+    /// Whether a poorly compressible page whose salted hash is `salted_hash` is kept
+    /// raw: always under `keep_incompressible`; else if one with the same salted
+    /// hash was refused lately (`keep_repeated_incompressible`, and a scope that
+    /// shares; noted here when refused).
+    fn keeps_incompressible(&self, salted_hash: u64) -> bool {
+        if self.config.keep_incompressible {
+            return true;
+        }
+        if !self.config.keep_repeated_incompressible || !self.config.dedup_scope.joins() {
+            return false;
+        }
+        if self.refused.seen(salted_hash) {
+            return true;
+        }
+        self.refused.note(salted_hash);
+        false
     }
 
     /// Point `offset` at entry `key`, whose compared candidate's sharer (already

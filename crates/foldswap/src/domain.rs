@@ -112,8 +112,14 @@ impl DomainSalt {
 
     /// The dedup index key of a page with content hash `hash` in `domain`.
     pub fn content_key(self, hash: u64, domain: Domain) -> ContentKey {
-        let salted = (hash ^ self.of(domain)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let salted = self.salted_hash(hash, domain);
         ContentKey(((salted >> 48) as u32) << 16 | u32::from(domain.0))
+    }
+
+    /// Content hash `hash` salted for `domain`, all 64 bits (the content key keeps
+    /// 16 of them; the table of recent refusals, [`crate::refused`], all).
+    pub fn salted_hash(self, hash: u64, domain: Domain) -> u64 {
+        (hash ^ self.of(domain)).wrapping_mul(0xff51_afd7_ed55_8ccd)
     }
 
     /// `signature` with its keys salted for `domain`: the similarity index then

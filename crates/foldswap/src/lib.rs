@@ -82,6 +82,7 @@ pub mod decode;
 pub mod domain;
 mod in_place;
 pub mod offsets;
+pub mod refused;
 mod scanner;
 mod scratch;
 pub mod stats;
