@@ -2,7 +2,7 @@
 //! figures, into buffers of any size up to the sysfs page the module hands it.
 //! It never panics, never writes outside the slice it was given, reports a
 //! too-small buffer as an error with only a prefix of the text written, and
-//! when it succeeds writes exactly 36 well-formed `name value` lines holding
+//! when it succeeds writes exactly 42 well-formed `name value` lines holding
 //! the figures.
 #![no_main]
 
@@ -18,14 +18,14 @@ const CANARY: u8 = 0xa5;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
-    figures: [u64; 35],
+    figures: [u64; 41],
     /// The buffer's length (taken modulo SYSFS_PAGE + 1).
     len: u16,
     /// Where the buffer starts in a larger allocation (alignment does not matter).
     start: u8,
 }
 
-fn report(f: &[u64; 35]) -> Report {
+fn report(f: &[u64; 41]) -> Report {
     Report {
         stored_pages: f[0],
         same_filled_pages: f[1],
@@ -62,16 +62,22 @@ fn report(f: &[u64; 35]) -> Report {
         block_rewrites: f[32],
         block_bytes: f[33],
         block_loads: f[34],
+        writeback: f[35],
+        written_back_pages: f[36],
+        writeback_busy: f[37],
+        writeback_raced: f[38],
+        writeback_errors: f[39],
+        writeback_requested_pages: f[40],
     }
 }
 
 /// The text a large enough buffer gets, checked line by line against the figures.
-fn reference(r: &Report, f: &[u64; 35]) -> String {
+fn reference(r: &Report, f: &[u64; 41]) -> String {
     let mut text = String::new();
     r.render(&mut text)
         .expect("a String never runs out of room");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 36, "{text}");
+    assert_eq!(lines.len(), 42, "{text}");
     assert!(text.ends_with('\n'));
     let mut want: Vec<u64> = f[..24].to_vec();
     want.push(r.pool_bytes.saturating_add(r.index_bytes)); // total_bytes
