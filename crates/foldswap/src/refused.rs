@@ -21,6 +21,8 @@
 //! Lock-free: one relaxed atomic load per poorly compressible store, one store
 //! per refusal.
 
+use core::ptr::addr_of_mut;
+
 use foldswap_mem::sync::{AtomicU64, Ordering};
 
 /// Slots in the table (8 bytes each): refusals remembered at once.
@@ -36,11 +38,20 @@ pub(crate) struct RecentlyRefused {
 }
 
 impl RecentlyRefused {
-    /// An empty table.
-    pub(crate) fn new() -> Self {
-        // INVARIANT: every slot empty.
-        RecentlyRefused {
-            keys: core::array::from_fn(|_| AtomicU64::new(0)),
+    /// Build an empty table in place at `slot`: the table is 2 KiB, too much for
+    /// a kernel stack frame (the backend is built in place for the same reason).
+    ///
+    /// # Safety
+    /// `slot` is valid for writes of a `RecentlyRefused` and aligned for it.
+    pub(crate) unsafe fn init_in(slot: *mut Self) {
+        // SAFETY: the caller gives writable, aligned storage for the table; the
+        // pointer to its array is made without reading or referencing anything.
+        let keys = unsafe { addr_of_mut!((*slot).keys) }.cast::<AtomicU64>();
+        for i in 0..REFUSED_SLOTS {
+            // INVARIANT: every slot empty.
+            // SAFETY: `i` is within the array, so `keys.add(i)` stays inside the
+            // storage the caller gave; each slot is written once, before use.
+            unsafe { keys.add(i).write(AtomicU64::new(0)) };
         }
     }
 
@@ -68,6 +79,18 @@ impl RecentlyRefused {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl RecentlyRefused {
+        fn new() -> Self {
+            let mut table = core::mem::MaybeUninit::<Self>::uninit();
+            // SAFETY: fresh, aligned storage for one table; `init_in` writes
+            // every field, so it is initialised after.
+            unsafe {
+                Self::init_in(table.as_mut_ptr());
+                table.assume_init()
+            }
+        }
+    }
 
     #[test]
     fn a_noted_key_is_seen_until_another_takes_its_slot() {
