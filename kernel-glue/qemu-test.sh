@@ -189,21 +189,22 @@ decide() {
 	fi
 	# The attacker as user 1000 timing its own swap-outs and swap-ins: under
 	# the default scope a right guess is as often the faster of its pair as a
-	# wrong one (400 pairs: between 30 % and 70 %, eight standard deviations
+	# wrong one (800 pairs: between 30 % and 70 %, eleven standard deviations
 	# of chance either way); under dedup_scope=global its swap-out joins the
-	# victim's copy, skips compression and is faster in at least 60 % of the
-	# pairs (four above chance; the control: the timer sees the channel).
+	# victim's copy, skips compression and is faster in at least 58 % of the
+	# pairs (4.5 above chance; measured 65 % to 77 %; the control: the timer
+	# sees the channel).
 	if ! awk '$1 == "PROBE" && $3 == "DEDUPPROBE" && $4 == "timing" {
 			seen[$2] = 1
 			for (i = 5; i <= NF; i++) { split($i, kv, "="); v[$2 " " kv[1]] = kv[2] }
 		}
 		function share(scope, what) { return v[scope " " what] / v[scope " pairs"] }
 		END {
-			if (!seen["domain"] || !seen["global"] || v["domain pairs"] < 400 || v["global pairs"] < 400) exit 1
+			if (!seen["domain"] || !seen["global"] || v["domain pairs"] < 800 || v["global pairs"] < 800) exit 1
 			if (v["domain swapped"] != 2 * v["domain pairs"]) exit 1
 			if (share("domain", "out_right_faster") < 0.3 || share("domain", "out_right_faster") > 0.7) exit 1
 			if (share("domain", "in_right_faster") < 0.3 || share("domain", "in_right_faster") > 0.7) exit 1
-			exit !(share("global", "out_right_faster") >= 0.6)
+			exit !(share("global", "out_right_faster") >= 0.58)
 		}' "$log"; then
 		echo "verdict: the timing probe told right guesses from wrong across memory cgroups, or missed the global channel"
 		ok=0
