@@ -20,7 +20,7 @@ use crate::area::{MAX_SWAP_TYPES, ShardGuard, SwapArea};
 use crate::block::TAG_BLOCK;
 use crate::content::{Candidate, Content, Lookup, Pending, Released, TAG_DELTA};
 use crate::decode::{decode_plain, decode_snapshot, plain_matches};
-use crate::domain::{DedupScope, Domain, DomainSalt};
+use crate::domain::{DedupScope, Domain, DomainCharges, DomainSalt};
 use crate::in_place::InPlace;
 use crate::offsets::{OffsetTable, SlotValue, fill_word, fill_word_u64};
 use crate::refused::RecentlyRefused;
@@ -518,6 +518,20 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
         });
         census
+    }
+
+    /// Charge each domain's pool bytes to `charges` from now on ([`DomainCharges`]:
+    /// the kernel module charges the memory cgroup). Only before the first store
+    /// that keeps an entry ([`Error::InvalidArgument`] after).
+    pub fn set_domain_charges(&self, charges: &'static dyn DomainCharges) -> Result<(), Error> {
+        self.content.lock().set_charges(charges)
+    }
+
+    /// The pool bytes `domain`'s contents hold, counted afresh from the entries
+    /// (walks every entry under the content lock: for checks and reports).
+    /// Under the global scope every content is domain 0's.
+    pub fn domain_bytes(&self, domain: Domain) -> usize {
+        self.content.lock().domain_bytes(domain)
     }
 
     /// How the page at (`swap_type`, `offset`) is kept now; `None` if the offset

@@ -249,6 +249,11 @@ impl Block {
         2 * self.live() <= self.pages()
     }
 
+    /// The lowest live page's index (`None` only while a block is being formed).
+    pub(crate) fn lowest_live(&self) -> Option<u8> {
+        (self.live != 0).then(|| self.live.trailing_zeros() as u8)
+    }
+
     pub(crate) fn is_live(&self, index: u8) -> bool {
         u32::from(index) < u32::from(self.pages) && self.live & (1 << index) != 0
     }

@@ -32,7 +32,7 @@ use foldswap_pool::{MAX_OBJECT, MAX_OBJECTS_PER_ZSPAGE};
 
 use crate::block::{Block, MAX_BLOCK_PAGES, TAG_BLOCK};
 use crate::decode::{PlainInPlace, Snapshot, Stored, plain_in_place, same_as_stored, snapshot};
-use crate::domain::{ContentKey, Domain};
+use crate::domain::{ContentKey, Domain, DomainCharges};
 use crate::scratch::DecodeScratch;
 
 /// Tag of a delta object (the pool's codecs use tags below `TAG_FIRST_HOST`).
@@ -264,6 +264,9 @@ pub struct Content<P: PageProvider + Clone> {
     /// Full byte comparisons made for dedup, and candidates that differed (by
     /// full hash or by bytes), since the backend last took them.
     dedup_counts: DedupCounts,
+    /// Where each domain's pool bytes are charged ([`DomainCharges`]); `None`:
+    /// nowhere.
+    charges: Option<&'static dyn DomainCharges>,
 }
 
 /// Dedup work counted under the content lock ([`Content::take_dedup_counts`]).
@@ -410,6 +413,7 @@ impl<P: PageProvider + Clone> Content<P> {
             addr_of_mut!((*this).limit_bytes).write(usize::MAX);
             addr_of_mut!((*this).inserts).write(0);
             addr_of_mut!((*this).dedup_counts).write(DedupCounts::default());
+            addr_of_mut!((*this).charges).write(None);
             Ok(slot.assume_init_mut())
         }
     }
@@ -691,6 +695,7 @@ impl<P: PageProvider + Clone> Content<P> {
             return Err(e);
         }
         self.inserts += 1;
+        self.charge(content_key.domain(), bytes.len());
         Ok((key, true))
     }
 
@@ -838,6 +843,11 @@ impl<P: PageProvider + Clone> Content<P> {
             let _ = self.pool.free(place);
             return Err(e);
         }
+        // The new object first, so the domain's charge never dips below zero.
+        self.charge(entry.domain(), place.len());
+        if let Some(old) = entry.place() {
+            self.uncharge(entry.domain(), old.len());
+        }
         // A page leaving its block (checked live above): what a chunk that
         // would not free leaks is the pool's bytes, not the page's.
         if entry.block().is_some() {
@@ -941,18 +951,25 @@ impl<P: PageProvider + Clone> Content<P> {
     /// Let go of `entry`'s encoded bytes: its pool object, or its page's place in
     /// a cold block (the block and its chunks go with its last page). The number
     /// of objects or places that were not what the books said (0 normally).
+    ///
+    /// The bytes go from the domain's charge whatever the pool says: no entry
+    /// names them any more.
     fn free_encoding(&mut self, entry: &Entry) -> u32 {
         match (entry.place(), entry.block()) {
-            (Some(place), _) => u32::from(self.pool.free(place).is_err()),
-            (None, Some((block, index))) => self.leave_block(block, index),
+            (Some(place), _) => {
+                self.uncharge(entry.domain(), place.len());
+                u32::from(self.pool.free(place).is_err())
+            }
+            (None, Some((block, index))) => self.leave_block(block, index, entry.domain()),
             (None, None) => 1,
         }
     }
 
     /// Clear page `index` of block `key`; free the block and its chunks if it was
-    /// the last live page. The number of inconsistencies met (a page not live, a
-    /// chunk that would not free).
-    fn leave_block(&mut self, key: u32, index: u8) -> u32 {
+    /// the last live page (and uncharge its frame from `domain`, its pages'). The
+    /// number of inconsistencies met (a page not live, a chunk that would not
+    /// free).
+    fn leave_block(&mut self, key: u32, index: u8, domain: Domain) -> u32 {
         let Some(block) = self.blocks.get_mut(SlabKey(key)) else {
             return 1;
         };
@@ -964,6 +981,7 @@ impl<P: PageProvider + Clone> Content<P> {
         }
         let mut leaked = 0;
         if let Some(block) = self.blocks.remove(SlabKey(key)) {
+            self.uncharge(domain, block.frame_len());
             for i in 0..block.chunk_count() {
                 let freed = block.chunk(i).map(|place| self.pool.free(place));
                 leaked += u32::from(!matches!(freed, Some(Ok(()))));
@@ -1048,6 +1066,9 @@ impl<P: PageProvider + Clone> Content<P> {
                 return Err(e);
             }
         };
+        // The frame first, so the domain's charge never dips below zero.
+        let domain = domain.unwrap_or_default();
+        self.charge(domain, frame.len());
         let mut leaked = 0;
         for (i, &(key, _)) in members.iter().enumerate() {
             if joining & (1 << i) == 0 {
@@ -1060,6 +1081,7 @@ impl<P: PageProvider + Clone> Content<P> {
             entry.set_block(block_key, i as u8);
             entry.age_and_examined &= EXAMINED;
             if let Some(old) = old {
+                self.uncharge(domain, old.len());
                 leaked += u32::from(self.pool.free(old).is_err());
             }
         }
@@ -1156,6 +1178,54 @@ impl<P: PageProvider + Clone> Content<P> {
     /// The dedup work counted since the last call, and reset.
     pub fn take_dedup_counts(&mut self) -> DedupCounts {
         core::mem::take(&mut self.dedup_counts)
+    }
+
+    /// Charge every domain's pool bytes to `charges` from now on. Set before
+    /// anything is stored: bytes stored before are never uncharged there
+    /// either (refused with [`Error::InvalidArgument`] once an entry exists).
+    pub fn set_charges(&mut self, charges: &'static dyn DomainCharges) -> Result<(), Error> {
+        if !self.entries.is_empty() {
+            return Err(Error::InvalidArgument("domain charges set after a store"));
+        }
+        self.charges = Some(charges);
+        Ok(())
+    }
+
+    /// The pool bytes `domain`'s contents hold, counted from the entries: each
+    /// object's length, and each cold block's frame once. What
+    /// [`DomainCharges`] has been told, summed, must equal it.
+    pub fn domain_bytes(&self, domain: Domain) -> usize {
+        let mut bytes = 0;
+        self.entries.for_each(|_, entry| {
+            if entry.domain() != domain {
+                return;
+            }
+            match (entry.place(), entry.block()) {
+                (Some(place), _) => bytes += place.len(),
+                // A block is counted at its lowest live page.
+                (None, Some((key, index))) => {
+                    if let Some(block) = self.blocks.get(SlabKey(key))
+                        && block.lowest_live() == Some(index)
+                    {
+                        bytes += block.frame_len();
+                    }
+                }
+                (None, None) => {}
+            }
+        });
+        bytes
+    }
+
+    fn charge(&self, domain: Domain, bytes: usize) {
+        if let Some(charges) = self.charges {
+            charges.charge(domain, bytes);
+        }
+    }
+
+    fn uncharge(&self, domain: Domain, bytes: usize) {
+        if let Some(charges) = self.charges {
+            charges.uncharge(domain, bytes);
+        }
     }
 }
 

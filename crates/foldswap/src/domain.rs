@@ -37,6 +37,26 @@
 
 use foldswap_delta::Signature;
 
+/// Where the bytes each domain holds are charged: the host's accounting (the
+/// kernel module charges them to the page's memory cgroup, as zswap does).
+///
+/// The backend reports, under its content lock, every change of the bytes a
+/// domain's contents hold in the pool: an object's length when it is stored,
+/// re-encoded or freed; a cold block's frame length when the block is formed and
+/// when its last page leaves it. The new encoding is always charged before the
+/// old one is uncharged, so a domain's charge never goes below zero, and it is 0
+/// again once the domain holds nothing. Under [`DedupScope::Global`] every
+/// content is domain 0's.
+///
+/// An implementation must not sleep, must not fail, and must not call back into
+/// the backend (the content lock is held).
+pub trait DomainCharges: Sync {
+    /// `domain` now holds `bytes` more.
+    fn charge(&self, domain: Domain, bytes: usize);
+    /// `domain` now holds `bytes` less.
+    fn uncharge(&self, domain: Domain, bytes: usize);
+}
+
 /// Who a stored page belongs to, for deduplication: a small integer the host gives
 /// with every store (the kernel module: the page's memory cgroup id; 0 without
 /// memory cgroups).

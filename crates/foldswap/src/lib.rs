@@ -92,7 +92,7 @@ mod tunables;
 pub mod writeback;
 
 pub use backend::{Backend, BytesHeld, Census, Config, Encoding, StoreKind};
-pub use domain::{DedupScope, Domain};
+pub use domain::{DedupScope, Domain, DomainCharges};
 pub use foldswap_mem::Error;
 pub use foldswap_pool::Clock;
 #[cfg(feature = "alloc")]

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 mod common;
 
 use common::{TickClock, mark_member, unthrottled, words_page};
-use foldswap::{Backend, Config, Domain, Error, ScanTunables, Scratch, StdParker, StoreKind};
+use foldswap::{
+    Backend, Config, Domain, DomainCharges, Error, ScanTunables, Scratch, StdParker, StoreKind,
+};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 use proptest::prelude::*;
 
@@ -119,6 +121,43 @@ fn check_domains<P: foldswap_mem::PageProvider + Clone, K: foldswap::Parker>(
     Ok(())
 }
 
+/// The bytes charged to each of the model's domains (0, 1, 2), and whether a
+/// charge went below zero.
+#[derive(Default)]
+struct Ledger {
+    charged: [core::sync::atomic::AtomicI64; 3],
+    went_negative: core::sync::atomic::AtomicBool,
+}
+
+impl DomainCharges for Ledger {
+    fn charge(&self, domain: Domain, bytes: usize) {
+        use core::sync::atomic::Ordering::SeqCst;
+        self.charged[usize::from(domain.0)].fetch_add(bytes as i64, SeqCst);
+    }
+
+    fn uncharge(&self, domain: Domain, bytes: usize) {
+        use core::sync::atomic::Ordering::SeqCst;
+        let before = self.charged[usize::from(domain.0)].fetch_sub(bytes as i64, SeqCst);
+        if before < bytes as i64 {
+            self.went_negative.store(true, SeqCst);
+        }
+    }
+}
+
+/// Each domain's charge is what its contents hold, counted afresh.
+fn check_charges<P: foldswap_mem::PageProvider + Clone, K: foldswap::Parker>(
+    backend: &Backend<P, K>,
+    ledger: &Ledger,
+) -> Result<(), TestCaseError> {
+    use core::sync::atomic::Ordering::SeqCst;
+    for (d, charged) in ledger.charged.iter().enumerate() {
+        let held = backend.domain_bytes(Domain(d as u16));
+        prop_assert_eq!(charged.load(SeqCst), held as i64, "domain {}", d);
+    }
+    prop_assert!(!ledger.went_negative.load(SeqCst), "a charge below zero");
+    Ok(())
+}
+
 fn check_sequence(
     ops: Vec<Op>,
     page_limit: usize,
@@ -133,6 +172,9 @@ fn check_sequence(
         ..unthrottled()
     };
     let backend = Backend::new(&provider, config, StdParker::new()).unwrap();
+    // One ledger a case, for the life of the test binary.
+    let ledger: &'static Ledger = Box::leak(Box::default());
+    backend.set_domain_charges(ledger).unwrap();
     let mut scratch = Scratch::boxed();
     let clock = TickClock::new();
     let scan = ScanTunables {
@@ -213,6 +255,7 @@ fn check_sequence(
         prop_assert_eq!(kinds, stored, "{:?}", s);
         domains.retain(|at, _| model.contains_key(at));
         check_domains(&backend, &domains)?;
+        check_charges(&backend, ledger)?;
         let census = backend.census();
         prop_assert_eq!(s.base_only_pages, census.bases_only);
         // Every page in a block is one live bit of its block, and back.
@@ -240,6 +283,13 @@ fn check_sequence(
         (0, 0, 0, 0, 0, 0, 0)
     );
     prop_assert_eq!(backend.census().blocks, 0);
+    check_charges(&backend, ledger)?;
+    prop_assert!(
+        ledger
+            .charged
+            .iter()
+            .all(|c| c.load(core::sync::atomic::Ordering::SeqCst) == 0)
+    );
     drop(backend);
     prop_assert_eq!(provider.pages_in_use(), 0, "pages leaked");
     Ok(())
