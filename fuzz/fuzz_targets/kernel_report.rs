@@ -2,7 +2,7 @@
 //! figures, into buffers of any size up to the sysfs page the module hands it.
 //! It never panics, never writes outside the slice it was given, reports a
 //! too-small buffer as an error with only a prefix of the text written, and
-//! when it succeeds writes exactly 42 well-formed `name value` lines holding
+//! when it succeeds writes exactly 45 well-formed `name value` lines holding
 //! the figures.
 #![no_main]
 
@@ -18,14 +18,14 @@ const CANARY: u8 = 0xa5;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
-    figures: [u64; 41],
+    figures: [u64; 44],
     /// The buffer's length (taken modulo SYSFS_PAGE + 1).
     len: u16,
     /// Where the buffer starts in a larger allocation (alignment does not matter).
     start: u8,
 }
 
-fn report(f: &[u64; 41]) -> Report {
+fn report(f: &[u64; 44]) -> Report {
     Report {
         stored_pages: f[0],
         same_filled_pages: f[1],
@@ -43,45 +43,48 @@ fn report(f: &[u64; 41]) -> Report {
         reject_alloc_fail: f[13],
         reject_compress_poor: f[14],
         reject_other: f[15],
-        compressed_bytes: f[16],
-        pool_bytes: f[17],
-        index_bytes: f[18],
-        offset_table_bytes: f[19],
-        entry_bytes: f[20],
-        dedup_index_bytes: f[21],
-        similarity_index_bytes: f[22],
-        ladder_bytes: f[23],
-        limit_bytes: f[24],
-        scanner_rounds: f[25],
-        scanner_wakeups: f[26],
-        scanned_pages: f[27],
-        recompressed_pages: f[28],
-        base_only_pages: f[29],
-        blocked_pages: f[30],
-        blocks_formed: f[31],
-        block_rewrites: f[32],
-        block_bytes: f[33],
-        block_loads: f[34],
-        writeback: f[35],
-        written_back_pages: f[36],
-        writeback_busy: f[37],
-        writeback_raced: f[38],
-        writeback_errors: f[39],
-        writeback_requested_pages: f[40],
+        reject_memcg_limit: f[16],
+        reject_domain_busy: f[17],
+        compressed_bytes: f[18],
+        pool_bytes: f[19],
+        index_bytes: f[20],
+        offset_table_bytes: f[21],
+        entry_bytes: f[22],
+        dedup_index_bytes: f[23],
+        similarity_index_bytes: f[24],
+        ladder_bytes: f[25],
+        limit_bytes: f[26],
+        scanner_rounds: f[27],
+        scanner_wakeups: f[28],
+        scanned_pages: f[29],
+        recompressed_pages: f[30],
+        base_only_pages: f[31],
+        blocked_pages: f[32],
+        blocks_formed: f[33],
+        block_rewrites: f[34],
+        block_bytes: f[35],
+        block_loads: f[36],
+        writeback: f[37],
+        written_back_pages: f[38],
+        writeback_busy: f[39],
+        writeback_raced: f[40],
+        writeback_errors: f[41],
+        writeback_requested_pages: f[42],
+        charged_bytes: f[43],
     }
 }
 
 /// The text a large enough buffer gets, checked line by line against the figures.
-fn reference(r: &Report, f: &[u64; 41]) -> String {
+fn reference(r: &Report, f: &[u64; 44]) -> String {
     let mut text = String::new();
     r.render(&mut text)
         .expect("a String never runs out of room");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 42, "{text}");
+    assert_eq!(lines.len(), 45, "{text}");
     assert!(text.ends_with('\n'));
-    let mut want: Vec<u64> = f[..24].to_vec();
+    let mut want: Vec<u64> = f[..26].to_vec();
     want.push(r.pool_bytes.saturating_add(r.index_bytes)); // total_bytes
-    want.extend_from_slice(&f[24..]);
+    want.extend_from_slice(&f[26..]);
     let mut names = std::collections::HashSet::new();
     for (line, want) in lines.iter().zip(want) {
         let (name, value) = line.split_once(' ').expect("name value");

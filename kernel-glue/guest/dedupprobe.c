@@ -15,9 +15,17 @@
  *       fill the pages, page them out, create READY, wait until GO exists,
  *       read every page back and compare:
  *       "DEDUPPROBE victim PASS bad_pages=0 swapped=N pages=N"
- *   dedupprobe attacker PAGES SEED STATS
- *       "DEDUPPROBE attacker right_moved=R wrong_moved=W swapped=S guesses=G"
+ *   dedupprobe attacker PAGES SEED STATS CHARGE
+ *       "DEDUPPROBE attacker right_moved=R wrong_moved=W right_charged=RC
+ *        wrong_charged=WC swapped=S guesses=G"
  *       (R of PAGES right guesses moved the counter, W of PAGES wrong ones).
+ *       First, the attacker's own charge (CHARGE: its cgroup's
+ *       memory.zswap.current): PAGES right guesses (of the victim's pages
+ *       PAGES to 2 * PAGES) paged out together and kept, then PAGES wrong
+ *       ones; RC and WC are what each batch added to
+ *       the charge, read after the memcg statistics' periodic flush (2 s;
+ *       a read flushes only past a batch of updates). A right guess joining
+ *       another cgroup's copy would add nothing if charges followed sharing.
  *   dedupprobe timing PAGES SEED UID ROUNDS
  *       the attacker without the statistics: drops to user UID (it cannot
  *       read them), then ROUNDS times, for each page, swaps out a right and
@@ -98,6 +106,20 @@ static int swapped(void *addr)
 	return (entry >> 62 & 1) != 0;
 }
 
+/* The number in a one-number file (a cgroup's memory.zswap.current), or -1. */
+static long read_number(const char *path)
+{
+	long value = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &value) != 1)
+		value = -1;
+	fclose(f);
+	return value;
+}
+
 static long dedup_hits(const char *stats)
 {
 	char line[256];
@@ -171,15 +193,53 @@ static int guess(uint64_t seed, long index, const char *stats)
 	return after != before;
 }
 
-static int attacker(long pages, uint64_t seed, const char *stats)
+/* The statistics' periodic flush runs every 2 s: wait it out. */
+static long settled_number(const char *path)
 {
-	long i, right = 0, wrong = 0, out = 0;
+	sleep(3);
+	return read_number(path);
+}
+
+/*
+ * Page out pages `first` to `first + pages` of `seed` together and keep them:
+ * what they added to the charge in `charge`. The pages go after the reading.
+ */
+static long charged_by(uint64_t seed, long first, long pages, const char *charge, long *out)
+{
+	unsigned char *area = map(pages);
+	long i, before, after;
+
+	for (i = 0; i < pages; i++)
+		fill(area + i * PAGE, seed, first + i);
+	before = settled_number(charge);
+	madvise(area, pages * PAGE, MADV_PAGEOUT);
+	for (i = 0; i < pages; i++)
+		*out += swapped(area + i * PAGE);
+	after = settled_number(charge);
+	munmap(area, pages * PAGE);
+	return after - before;
+}
+
+static int attacker(long pages, uint64_t seed, const char *stats, const char *charge)
+{
+	long i, right = 0, wrong = 0, out = 0, right_charged, wrong_charged, batched = 0;
 	int moved;
 
 	if (dedup_hits(stats) < 0) {
 		printf("DEDUPPROBE attacker FAIL cannot read %s\n", stats);
 		return 1;
 	}
+	if (read_number(charge) < 0) {
+		printf("DEDUPPROBE attacker FAIL cannot read %s\n", charge);
+		return 1;
+	}
+	/*
+	 * Before any guess is freed (a free uncharges later, in a batch), and of
+	 * pages past the ones guessed one at a time below (the victim holds at
+	 * least 2 * PAGES): none of those may meet a copy of the attacker's own.
+	 */
+	right_charged = charged_by(seed, pages, pages, charge, &batched);
+	wrong_charged = charged_by(~seed, pages, pages, charge, &batched);
 	for (i = 0; i < pages; i++) {
 		moved = guess(seed, i, stats);
 		out += moved >= 0;
@@ -189,8 +249,8 @@ static int attacker(long pages, uint64_t seed, const char *stats)
 		out += moved >= 0;
 		wrong += moved > 0;
 	}
-	printf("DEDUPPROBE attacker right_moved=%ld wrong_moved=%ld swapped=%ld guesses=%ld\n",
-	       right, wrong, out, 2 * pages);
+	printf("DEDUPPROBE attacker right_moved=%ld wrong_moved=%ld right_charged=%ld wrong_charged=%ld swapped=%ld guesses=%ld\n",
+	       right, wrong, right_charged, wrong_charged, out + batched, 4 * pages);
 	return 0;
 }
 
@@ -314,9 +374,9 @@ int main(int argc, char **argv)
 	if (argc == 6 && !strcmp(argv[1], "timing"))
 		return timing(atol(argv[2]), strtoull(argv[3], NULL, 0), (uid_t)atol(argv[4]),
 			      atol(argv[5]));
-	if (argc == 5 && !strcmp(argv[1], "attacker"))
-		return attacker(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4]);
-	fprintf(stderr, "usage: dedupprobe victim PAGES SEED READY GO | attacker PAGES SEED STATS |"
+	if (argc == 6 && !strcmp(argv[1], "attacker"))
+		return attacker(atol(argv[2]), strtoull(argv[3], NULL, 0), argv[4], argv[5]);
+	fprintf(stderr, "usage: dedupprobe victim PAGES SEED READY GO | attacker PAGES SEED STATS CHARGE |"
 		" timing PAGES SEED UID ROUNDS | read-as UID FILE\n");
 	return 2;
 }

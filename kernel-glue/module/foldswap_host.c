@@ -45,6 +45,13 @@
  *     stats             r   the backend's statistics, "name value" lines;
  *                           root only (0400): dedup hits and stored pages
  *                           tell whether another process holds a page
+ *     domains           r   one line per memory cgroup foldswap holds pages
+ *                           for: "memcg_id cgroup_ino charged_bytes
+ *                           held_bytes"; root only (0400)
+ * - Memory cgroups (dedup_scope domain or off): what a domain's contents hold
+ *   is charged to its cgroup as zswap charges its pool (memory.current,
+ *   memory.zswap.current), and a page of a cgroup at memory.zswap.max is
+ *   refused (see "Memory cgroup charging" below).
  * - Writeback (the scanner kthread): the patch's swap_backend_writeback_*,
  *   zswap's protocol. The scanner claims a slot's swap cache folio with no
  *   backend lock held (GFP_KERNEL: it may sleep and reclaim), checks it still
@@ -98,6 +105,8 @@ void foldswap_rs_scanner_main(void);
 void foldswap_rs_set_writeback(bool on);
 u64 foldswap_rs_pool_pages(void);
 void foldswap_rs_request_writeback(u64 pages);
+void foldswap_rs_refuse(unsigned int cause);
+u64 foldswap_rs_domain_bytes(u16 domain);
 
 /* Called by the Rust side. */
 int foldswap_host_reserve_create(void);
@@ -136,6 +145,8 @@ void foldswap_host_writeback_write(void *folio, const void *page);
 void foldswap_host_writeback_release(void *folio);
 int foldswap_host_shrinker_on(void);
 void foldswap_host_shrinker_off(void);
+void foldswap_host_charge(u16 domain, long bytes);
+u64 foldswap_host_charged_bytes(void);
 
 static int foldswap_init_area(unsigned int type, unsigned long nr_pages)
 {
@@ -154,12 +165,252 @@ static u16 foldswap_page_domain(struct page *page)
 	return memcg ? mem_cgroup_id(memcg) : 0;
 }
 
-static int foldswap_store(unsigned int type, pgoff_t offset, struct page *page)
-{
-	void *src = kmap_local_page(page);
-	int ret = foldswap_rs_store(type, offset, src, foldswap_page_domain(page));
+/*
+ * Memory cgroup charging.
+ *
+ * The backend reports every change of the pool bytes a domain's contents
+ * hold (its DomainCharges, under its content lock); here the domain, a
+ * memory cgroup id, becomes the obj_cgroup to charge, and the patch's
+ * swap_backend_charge() charges it as zswap charges its pool: the bytes
+ * count in the cgroup's memory.current and memory.zswap.current. A page of a
+ * cgroup at memory.zswap.max (the patch checks obj_cgroup_may_zswap()) is
+ * refused and goes to disk.
+ *
+ * A domain's entry is in use while bytes are charged to it or a store of it
+ * is in flight (`storing`); only then does it hold its objcg, with a
+ * reference (NULL for the root cgroup, which is charged nothing). A store
+ * whose objcg is not the one its domain's entry holds is refused: the
+ * cgroup went offline and its pages now charge an ancestor's objcg, or the
+ * id was reused while the old cgroup's bytes are still held. Either way the
+ * page goes to disk rather than be charged to the wrong cgroup.
+ *
+ * Entries live in leaves of DOMAINS_PER_LEAF, allocated at a leaf's first
+ * store (GFP_NOWAIT; none: the store is refused) and freed at unregister.
+ *
+ * Lock: domains_lock guards every entry's fields. The backend calls
+ * foldswap_host_charge() under its content lock, so domains_lock nests inside
+ * it and is never held while calling into the backend.
+ *
+ * The global scope charges nothing: its contents are all domain 0's,
+ * whoever stored them.
+ */
+#define DOMAINS_PER_LEAF 128
+#define DOMAIN_LEAVES ((U16_MAX + 1) / DOMAINS_PER_LEAF)
 
+struct foldswap_domain {
+	struct obj_cgroup *objcg;
+	long charged;
+	unsigned int storing;
+};
+
+static struct foldswap_domain *domain_leaves[DOMAIN_LEAVES];
+static DEFINE_SPINLOCK(domains_lock);
+static atomic64_t charged_total = ATOMIC64_INIT(0);
+/* Charges for a domain not in use: a bug in the books, never expected. */
+static atomic64_t charges_unbound = ATOMIC64_INIT(0);
+/* The backend exists (set with the parameters, below). */
+static bool backend_ready;
+/* Set at register: dedup_scope is not "global". */
+static bool charging;
+
+enum foldswap_refusal { REFUSE_MEMCG_LIMIT = 0, REFUSE_DOMAIN_BUSY = 1 };
+
+static bool domain_in_use(const struct foldswap_domain *d)
+{
+	return d->charged || d->storing;
+}
+
+static struct foldswap_domain *domain_entry(u16 id)
+{
+	struct foldswap_domain *leaf = READ_ONCE(domain_leaves[id / DOMAINS_PER_LEAF]);
+
+	return leaf ? &leaf[id % DOMAINS_PER_LEAF] : NULL;
+}
+
+/*
+ * A store of domain `id`, whose page is charged to `objcg`, begins: the entry
+ * holds objcg and counts the store. -ENOMEM without a leaf, -EBUSY if the
+ * entry holds another objcg.
+ */
+static int domain_enter(u16 id, struct obj_cgroup *objcg)
+{
+	struct foldswap_domain **slot = &domain_leaves[id / DOMAINS_PER_LEAF];
+	struct foldswap_domain *d;
+	int ret = 0;
+
+	if (!READ_ONCE(*slot)) {
+		struct foldswap_domain *leaf = kcalloc(DOMAINS_PER_LEAF, sizeof(*leaf),
+						       GFP_NOWAIT | __GFP_NOWARN);
+
+		if (!leaf)
+			return -ENOMEM;
+		/* cmpxchg orders the zeroed leaf before its publication. */
+		if (cmpxchg(slot, NULL, leaf))
+			kfree(leaf);
+	}
+	d = domain_entry(id);
+	spin_lock(&domains_lock);
+	if (!domain_in_use(d)) {
+		if (objcg)
+			obj_cgroup_get(objcg);
+		d->objcg = objcg;
+	} else if (d->objcg != objcg) {
+		ret = -EBUSY;
+	}
+	if (!ret)
+		d->storing++;
+	spin_unlock(&domains_lock);
+	return ret;
+}
+
+/* An entry no longer in use lets its objcg go; the caller puts the returned one. */
+static struct obj_cgroup *domain_release_if_unused(struct foldswap_domain *d)
+{
+	struct obj_cgroup *objcg = NULL;
+
+	lockdep_assert_held(&domains_lock);
+	if (!domain_in_use(d)) {
+		objcg = d->objcg;
+		d->objcg = NULL;
+	}
+	return objcg;
+}
+
+static void domain_leave(u16 id)
+{
+	struct foldswap_domain *d = domain_entry(id);
+	struct obj_cgroup *put;
+
+	spin_lock(&domains_lock);
+	d->storing--;
+	put = domain_release_if_unused(d);
+	spin_unlock(&domains_lock);
+	if (put)
+		obj_cgroup_put(put);
+}
+
+/*
+ * The backend's DomainCharges (under its content lock): `bytes` more (or,
+ * negative, fewer) for domain `id`. A charge comes only while the domain is
+ * in use (its store in flight, or bytes it holds already), so its objcg is
+ * held across the call; the uncharge that empties the entry puts it after.
+ */
+void foldswap_host_charge(u16 id, long bytes)
+{
+	struct foldswap_domain *d = domain_entry(id);
+	struct obj_cgroup *objcg, *put = NULL;
+
+	if (!d)
+		goto unbound;
+	spin_lock(&domains_lock);
+	if (!domain_in_use(d) || d->charged + bytes < 0) {
+		spin_unlock(&domains_lock);
+		goto unbound;
+	}
+	d->charged += bytes;
+	objcg = d->objcg;
+	put = domain_release_if_unused(d);
+	spin_unlock(&domains_lock);
+	atomic64_add(bytes, &charged_total);
+	swap_backend_charge(objcg, bytes);
+	if (put)
+		obj_cgroup_put(put);
+	return;
+unbound:
+	atomic64_inc(&charges_unbound);
+	WARN_ONCE(1, "foldswap: %ld bytes for domain %u, which is not in use\n", bytes, id);
+}
+
+u64 foldswap_host_charged_bytes(void)
+{
+	return atomic64_read(&charged_total);
+}
+
+/* At unregister (nothing stored, nothing in flight): the leaves go. */
+static void domains_free(void)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < DOMAIN_LEAVES; i++) {
+		struct foldswap_domain *leaf = domain_leaves[i];
+
+		if (!leaf)
+			continue;
+		for (j = 0; j < DOMAINS_PER_LEAF; j++) {
+			struct foldswap_domain *d = &leaf[j];
+
+			if (WARN_ON_ONCE(domain_in_use(d)) && d->objcg) {
+				swap_backend_charge(d->objcg, -d->charged);
+				obj_cgroup_put(d->objcg);
+			}
+		}
+		domain_leaves[i] = NULL;
+		kfree(leaf);
+	}
+}
+
+/* "memcg_id cgroup_ino charged_bytes held_bytes" per domain in use. */
+static int get_domains(char *buf, const struct kernel_param *kp)
+{
+	unsigned int id;
+	int len = 0;
+
+	if (!charging || !backend_ready)
+		return 0;
+	for (id = 0; id <= U16_MAX; id++) {
+		struct foldswap_domain *d = domain_entry(id);
+		unsigned long ino = 0;
+		long charged;
+
+		if (!d)
+			continue;
+		spin_lock(&domains_lock);
+		charged = d->charged;
+		if (domain_in_use(d) && d->objcg) {
+			rcu_read_lock();
+			ino = cgroup_ino(obj_cgroup_memcg(d->objcg)->css.cgroup);
+			rcu_read_unlock();
+		}
+		spin_unlock(&domains_lock);
+		if (!charged)
+			continue;
+		/* Outside domains_lock: the backend's count takes its content lock. */
+		len += scnprintf(buf + len, PAGE_SIZE - len, "%u %lu %ld %llu\n", id, ino,
+				 charged, foldswap_rs_domain_bytes(id));
+	}
+	return len;
+}
+
+static const struct kernel_param_ops domains_ops = {
+	.get = get_domains,
+};
+/* Root only, as stats: another cgroup's figures are not its neighbours'. */
+module_param_cb(domains, &domains_ops, NULL, 0400);
+MODULE_PARM_DESC(domains, "Per memory cgroup: id, cgroup inode, bytes charged, bytes held (root only)");
+
+static int foldswap_store(unsigned int type, pgoff_t offset, struct page *page,
+			  struct obj_cgroup *objcg, bool objcg_full)
+{
+	u16 domain = foldswap_page_domain(page);
+	void *src;
+	int ret;
+
+	if (objcg_full) {
+		foldswap_rs_refuse(REFUSE_MEMCG_LIMIT);
+		return -ENOSPC;
+	}
+	if (charging) {
+		ret = domain_enter(domain, objcg);
+		if (ret) {
+			foldswap_rs_refuse(REFUSE_DOMAIN_BUSY);
+			return ret;
+		}
+	}
+	src = kmap_local_page(page);
+	ret = foldswap_rs_store(type, offset, src, domain);
 	kunmap_local(src);
+	if (charging)
+		domain_leave(domain);
 	return ret;
 }
 
@@ -240,12 +491,18 @@ static const struct swap_backend_ops foldswap_ops = {
 
 int foldswap_host_register(void)
 {
+	/* 1: "global" (foldswap_host_dedup_scope). */
+	charging = foldswap_host_dedup_scope() != 1;
 	return swap_backend_register(&foldswap_ops);
 }
 
 int foldswap_host_unregister(void)
 {
-	return swap_backend_unregister(&foldswap_ops);
+	int ret = swap_backend_unregister(&foldswap_ops);
+
+	if (!ret)
+		domains_free();
+	return ret;
 }
 
 /*
@@ -582,7 +839,6 @@ static unsigned int cold_rounds = 1;
 static unsigned int cold_level = 3;
 static unsigned int block_pages = 8;
 static bool writeback = true;
-static bool backend_ready;
 
 static void apply_limit(void)
 {

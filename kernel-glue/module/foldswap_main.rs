@@ -23,13 +23,14 @@ use core::ptr::NonNull;
 use core::time::Duration;
 
 use foldswap_kglue::backend::{
-    ColdCodec, ColdKind, Config, DedupScope, Domain, Parker, ScanTunables, SwapDevice,
-    MAX_COLD_LEVEL,
+    ColdCodec, ColdKind, Config, DedupScope, Domain, DomainCharges, Parker, ScanTunables,
+    SwapDevice, MAX_COLD_LEVEL,
 };
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
 use foldswap_kglue::{
-    errno, load_status, status, Foldswap, SliceWriter, SwapBackend, MAX_WORKERS, PAGE_SIZE,
+    errno, load_status, status, Foldswap, HostRefusal, SliceWriter, SwapBackend, MAX_WORKERS,
+    PAGE_SIZE,
 };
 use kernel::prelude::*;
 
@@ -89,6 +90,8 @@ extern "C" {
     fn foldswap_host_writeback_release(folio: *mut c_void);
     fn foldswap_host_shrinker_on() -> c_int;
     fn foldswap_host_shrinker_off();
+    fn foldswap_host_charge(domain: u16, bytes: c_long);
+    fn foldswap_host_charged_bytes() -> u64;
 }
 
 /// Pages from the kernel's page allocator, through the module's page mempool
@@ -112,6 +115,29 @@ unsafe impl PageProvider for KernelPages {
         unsafe { foldswap_host_free_page(page.as_ptr().cast::<c_void>()) }
     }
 }
+
+/// Each domain's pool bytes, charged to its memory cgroup through the C side's
+/// domain table (foldswap_host.c: the domain's objcg, the patch's
+/// swap_backend_charge). Called under the backend's content lock: the C side
+/// takes only its own spin lock and never sleeps.
+struct KernelCharges;
+
+impl DomainCharges for KernelCharges {
+    fn charge(&self, domain: Domain, bytes: usize) {
+        // A frame or an object: at most a block of pages, so it fits.
+        let bytes = c_long::try_from(bytes).unwrap_or(c_long::MAX);
+        // SAFETY: plain C call; it does not sleep.
+        unsafe { foldswap_host_charge(domain.0, bytes) }
+    }
+
+    fn uncharge(&self, domain: Domain, bytes: usize) {
+        let bytes = c_long::try_from(bytes).unwrap_or(c_long::MAX);
+        // SAFETY: plain C call; it does not sleep.
+        unsafe { foldswap_host_charge(domain.0, -bytes) }
+    }
+}
+
+static KERNEL_CHARGES: KernelCharges = KernelCharges;
 
 /// ktime as the scanner's clock.
 struct KernelClock;
@@ -479,6 +505,24 @@ pub unsafe extern "C" fn foldswap_rs_load(ty: u32, offset: u64, dst: *mut u8) ->
     load_status(BACKEND.load(ty, offset, page))
 }
 
+/// Count a store the C side refused before the backend saw it (`cause`: 0
+/// the cgroup's `memory.zswap.max`, 1 a busy domain).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_refuse(cause: u32) {
+    if let Some(refusal) = HostRefusal::from_index(cause) {
+        BACKEND.count_host_refusal(refusal);
+    }
+}
+
+/// The pool bytes the contents of domain `domain` hold, counted afresh (the
+/// `domains` parameter sets it beside what is charged).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_domain_bytes(domain: u16) -> u64 {
+    BACKEND
+        .backend()
+        .map_or(0, |backend| backend.domain_bytes(Domain(domain)) as u64)
+}
+
 /// Slot `(ty, offset)` was freed.
 #[no_mangle]
 pub extern "C" fn foldswap_rs_invalidate_page(ty: u32, offset: u64) {
@@ -561,7 +605,10 @@ pub unsafe extern "C" fn foldswap_rs_stats(buf: *mut u8, len: usize) -> c_long {
     // SAFETY: per the caller.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf, len) };
     let mut w = SliceWriter::new(buf);
-    match BACKEND.report().render(&mut w) {
+    let mut report = BACKEND.report();
+    // SAFETY: plain C call (an atomic read).
+    report.charged_bytes = unsafe { foldswap_host_charged_bytes() };
+    match report.render(&mut w) {
         Ok(()) => w.len() as c_long,
         Err(_) => c_long::from(-errno::ENOSPC),
     }
@@ -611,7 +658,15 @@ fn start_backend(dedup_scope: DedupScope) -> Result<(), Error> {
     };
     drop(scratches);
     started?;
-    if failed {
+    // The global scope keeps every content in domain 0, whoever stored it:
+    // no cgroup to charge (the C side does not bind domains then either).
+    let charged = match dedup_scope {
+        DedupScope::Global => Ok(()),
+        _ => BACKEND
+            .backend()
+            .and_then(|backend| backend.set_domain_charges(&KERNEL_CHARGES)),
+    };
+    if failed || charged.is_err() {
         // SAFETY: as above; nothing uses BACKEND yet.
         unsafe { BACKEND.stop(&mut free_scratch) };
         return Err(Error::OutOfMemory);

@@ -67,9 +67,23 @@ FSSTAT foldswap settled total_bytes 9000000
 FSSTAT foldswap settled recompressed_pages 2000
 ZSWAP zswap-zstd settled stored_pages 16000
 ZSWAP zswap-zstd settled pool_total_size 8000000
-PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=80 guesses=80
+PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 right_charged=84000 wrong_charged=86000 swapped=160 guesses=160
 PROBE domain DEDUPPROBE victim PASS bad_pages=0 swapped=40 pages=40
-PROBE global DEDUPPROBE attacker right_moved=40 wrong_moved=0 swapped=80 guesses=80
+PROBE global DEDUPPROBE attacker right_moved=40 wrong_moved=0 right_charged=0 wrong_charged=0 swapped=160 guesses=160
+DISK memcg before out 1000
+FSSTAT memcg before reject_memcg_limit 0
+FSSTAT memcg before charged_bytes 0
+MEMCG capped holding zswap_max 1048576 zswap_current 1049000 domain 1049000 1049000
+MEMCG free holding zswap_max max zswap_current 6000000 domain 6000100 6000100
+DISK memcg holding out 3300
+FSSTAT memcg holding reject_memcg_limit 2300
+FSSTAT memcg holding charged_bytes 7049100
+MEMCG capped DEDUPPROBE victim PASS bad_pages=0 swapped=3000 pages=3000
+MEMCG capped after zswap_current 0
+MEMCG free DEDUPPROBE victim PASS bad_pages=0 swapped=3000 pages=3000
+MEMCG free after zswap_current 0
+FSSTAT memcg after reject_memcg_limit 2300
+FSSTAT memcg after charged_bytes 0
 PROBE global DEDUPPROBE victim PASS bad_pages=0 swapped=40 pages=40
 PROBE domain DEDUPPROBE timing pairs=800 out_right_faster=404 in_right_faster=406 out_median_right=371348 out_median_wrong=359136 in_median_right=375742 in_median_wrong=375973 swapped=1600
 PROBE global DEDUPPROBE timing pairs=800 out_right_faster=574 in_right_faster=496 out_median_right=228200 out_median_wrong=250286 in_median_right=247767 in_median_wrong=258935 swapped=1600
@@ -148,7 +162,22 @@ judge "a right guess moved dedup_hits across memory cgroups" fail \
 judge "the probe missed the global hits" fail \
 	's/^PROBE global DEDUPPROBE attacker right_moved=40/PROBE global DEDUPPROBE attacker right_moved=12/' || fails=1
 judge "some guesses never left memory" fail \
-	's/^PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=80/PROBE domain DEDUPPROBE attacker right_moved=0 wrong_moved=0 swapped=70/' || fails=1
+	's/^\(PROBE domain DEDUPPROBE attacker .*\) swapped=160/\1 swapped=150/' || fails=1
+judge "right guesses charged the attacker less" fail 's/right_charged=84000 wrong_charged=86000/right_charged=2000 wrong_charged=86000/' || fails=1
+judge "the attacker charged nothing" fail 's/right_charged=84000 wrong_charged=86000/right_charged=0 wrong_charged=0/' || fails=1
+judge "a cgroup charged other than what it holds" fail \
+	's/^MEMCG free holding zswap_max max zswap_current 6000000 domain 6000100 6000100/MEMCG free holding zswap_max max zswap_current 6000000 domain 6000100 5000000/' || fails=1
+judge "memory.zswap.current not what foldswap charged" fail \
+	's/^MEMCG free holding zswap_max max zswap_current 6000000/MEMCG free holding zswap_max max zswap_current 5000000/' || fails=1
+judge "the capped cgroup charged past its limit" fail \
+	's/^MEMCG capped holding zswap_max 1048576 zswap_current 1049000 domain 1049000 1049000/MEMCG capped holding zswap_max 1048576 zswap_current 2000000 domain 2000000 2000000/' || fails=1
+judge "nothing refused at the cgroup limit" fail 's/^FSSTAT memcg holding reject_memcg_limit 2300/FSSTAT memcg holding reject_memcg_limit 0/' || fails=1
+judge "the unlimited cgroup stopped storing" fail \
+	's/^MEMCG free holding zswap_max max zswap_current 6000000 domain 6000100 6000100/MEMCG free holding zswap_max max zswap_current 1000000 domain 1000000 1000000/' || fails=1
+judge "a cgroup charged after its pages went" fail 's/^MEMCG capped after zswap_current 0/MEMCG capped after zswap_current 4096/' || fails=1
+judge "foldswap still charging after the phase" fail 's/^FSSTAT memcg after charged_bytes 0/FSSTAT memcg after charged_bytes 812/' || fails=1
+judge "a memcg holder lost a page" fail 's/^MEMCG free DEDUPPROBE victim PASS bad_pages=0/MEMCG free DEDUPPROBE victim FAIL bad_pages=2/' || fails=1
+judge "no memcg phase" fail '/^MEMCG/d' || fails=1
 judge "no probe under the global scope" fail '/^PROBE global/d' || fails=1
 judge "the victim lost a page" fail \
 	's/^PROBE domain DEDUPPROBE victim PASS bad_pages=0/PROBE domain DEDUPPROBE victim FAIL bad_pages=1/' || fails=1
@@ -170,6 +199,10 @@ judge "right guesses swapped in faster across memory cgroups" fail \
 	's/in_right_faster=406/in_right_faster=160/' || fails=1
 judge "the timer missed the global channel" fail \
 	's/^PROBE global DEDUPPROBE timing pairs=800 out_right_faster=574/PROBE global DEDUPPROBE timing pairs=800 out_right_faster=450/' || fails=1
+judge "the global channel seen as slower right guesses" pass \
+	's/^PROBE global DEDUPPROBE timing pairs=800 out_right_faster=574/PROBE global DEDUPPROBE timing pairs=800 out_right_faster=114/' || fails=1
+judge "the timer missed the global channel, just below chance" fail \
+	's/^PROBE global DEDUPPROBE timing pairs=800 out_right_faster=574/PROBE global DEDUPPROBE timing pairs=800 out_right_faster=350/' || fails=1
 judge "some timed guesses never left memory" fail 's/in_median_wrong=375973 swapped=1600/in_median_wrong=375973 swapped=1500/' || fails=1
 judge "too few timed pairs" fail 's/^PROBE domain DEDUPPROBE timing pairs=800 out_right_faster=404 in_right_faster=406/PROBE domain DEDUPPROBE timing pairs=400 out_right_faster=202 in_right_faster=203/' || fails=1
 judge "no timing probe" fail '/DEDUPPROBE timing/d' || fails=1

@@ -5,51 +5,14 @@
 
 mod common;
 
-use core::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-
-use common::{TickClock, mark_member, unthrottled, words_page};
-use foldswap::{
-    Backend, Config, DedupScope, Domain, DomainCharges, Error, ScanTunables, Scratch, StdParker,
-};
+use common::{LEDGER_DOMAINS, Ledger, TickClock, mark_member, unthrottled, words_page};
+use foldswap::{Backend, Config, DedupScope, Domain, Error, ScanTunables, Scratch, StdParker};
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
 type TestBackend = Backend<StdPageProvider, StdParker>;
 
-const DOMAINS: usize = 4;
+const DOMAINS: usize = LEDGER_DOMAINS;
 const OFFSETS: u64 = 1024;
-
-/// A host's ledger: bytes charged per domain, and whether a charge ever went
-/// below zero.
-struct Ledger {
-    charged: [AtomicI64; DOMAINS],
-    went_negative: AtomicBool,
-}
-
-impl Ledger {
-    const fn new() -> Self {
-        Ledger {
-            charged: [const { AtomicI64::new(0) }; DOMAINS],
-            went_negative: AtomicBool::new(false),
-        }
-    }
-
-    fn charged(&self, domain: Domain) -> i64 {
-        self.charged[usize::from(domain.0)].load(Ordering::SeqCst)
-    }
-}
-
-impl DomainCharges for Ledger {
-    fn charge(&self, domain: Domain, bytes: usize) {
-        self.charged[usize::from(domain.0)].fetch_add(bytes as i64, Ordering::SeqCst);
-    }
-
-    fn uncharge(&self, domain: Domain, bytes: usize) {
-        let before = self.charged[usize::from(domain.0)].fetch_sub(bytes as i64, Ordering::SeqCst);
-        if before < bytes as i64 {
-            self.went_negative.store(true, Ordering::SeqCst);
-        }
-    }
-}
 
 fn backend(scope: DedupScope, ledger: &'static Ledger) -> TestBackend {
     let config = Config {
@@ -72,7 +35,7 @@ fn check_ledger(backend: &TestBackend, ledger: &Ledger, when: &str) {
         sum += held;
     }
     assert_eq!(sum, backend.pool_stats().object_bytes, "{when}: pool");
-    assert!(!ledger.went_negative.load(Ordering::SeqCst), "{when}");
+    assert!(!ledger.went_negative(), "{when}");
 }
 
 /// Page at `offset`: similar pages (families of 16), every fifth one a copy of

@@ -7,10 +7,8 @@ use std::collections::HashMap;
 
 mod common;
 
-use common::{TickClock, mark_member, unthrottled, words_page};
-use foldswap::{
-    Backend, Config, Domain, DomainCharges, Error, ScanTunables, Scratch, StdParker, StoreKind,
-};
+use common::{LEDGER_DOMAINS, Ledger, TickClock, mark_member, unthrottled, words_page};
+use foldswap::{Backend, Config, Domain, Error, ScanTunables, Scratch, StdParker, StoreKind};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 use proptest::prelude::*;
 
@@ -121,40 +119,16 @@ fn check_domains<P: foldswap_mem::PageProvider + Clone, K: foldswap::Parker>(
     Ok(())
 }
 
-/// The bytes charged to each of the model's domains (0, 1, 2), and whether a
-/// charge went below zero.
-#[derive(Default)]
-struct Ledger {
-    charged: [core::sync::atomic::AtomicI64; 3],
-    went_negative: core::sync::atomic::AtomicBool,
-}
-
-impl DomainCharges for Ledger {
-    fn charge(&self, domain: Domain, bytes: usize) {
-        use core::sync::atomic::Ordering::SeqCst;
-        self.charged[usize::from(domain.0)].fetch_add(bytes as i64, SeqCst);
-    }
-
-    fn uncharge(&self, domain: Domain, bytes: usize) {
-        use core::sync::atomic::Ordering::SeqCst;
-        let before = self.charged[usize::from(domain.0)].fetch_sub(bytes as i64, SeqCst);
-        if before < bytes as i64 {
-            self.went_negative.store(true, SeqCst);
-        }
-    }
-}
-
 /// Each domain's charge is what its contents hold, counted afresh.
 fn check_charges<P: foldswap_mem::PageProvider + Clone, K: foldswap::Parker>(
     backend: &Backend<P, K>,
     ledger: &Ledger,
 ) -> Result<(), TestCaseError> {
-    use core::sync::atomic::Ordering::SeqCst;
-    for (d, charged) in ledger.charged.iter().enumerate() {
-        let held = backend.domain_bytes(Domain(d as u16));
-        prop_assert_eq!(charged.load(SeqCst), held as i64, "domain {}", d);
+    for d in 0..LEDGER_DOMAINS as u16 {
+        let held = backend.domain_bytes(Domain(d));
+        prop_assert_eq!(ledger.charged(Domain(d)), held as i64, "domain {}", d);
     }
-    prop_assert!(!ledger.went_negative.load(SeqCst), "a charge below zero");
+    prop_assert!(!ledger.went_negative(), "a charge below zero");
     Ok(())
 }
 
@@ -284,12 +258,7 @@ fn check_sequence(
     );
     prop_assert_eq!(backend.census().blocks, 0);
     check_charges(&backend, ledger)?;
-    prop_assert!(
-        ledger
-            .charged
-            .iter()
-            .all(|c| c.load(core::sync::atomic::Ordering::SeqCst) == 0)
-    );
+    prop_assert!((0..LEDGER_DOMAINS as u16).all(|d| ledger.charged(Domain(d)) == 0));
     drop(backend);
     prop_assert_eq!(provider.pages_in_use(), 0, "pages leaked");
     Ok(())

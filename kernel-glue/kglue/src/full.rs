@@ -30,6 +30,28 @@ use spin::Mutex;
 use crate::SwapBackend;
 use crate::report::Report;
 
+/// Why the host refused a store before the backend saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRefusal {
+    /// The page's memory cgroup, or an ancestor, is at its `memory.zswap.max`.
+    MemcgLimit,
+    /// The page's domain cannot be charged to its cgroup now (its id is
+    /// charged to another cgroup's objcg, or no memory to record it).
+    DomainBusy,
+}
+
+impl HostRefusal {
+    /// The refusal a C host names by number: 0 the cgroup's limit, 1 a busy
+    /// domain.
+    pub fn from_index(index: u32) -> Option<Self> {
+        match index {
+            0 => Some(HostRefusal::MemcgLimit),
+            1 => Some(HostRefusal::DomainBusy),
+            _ => None,
+        }
+    }
+}
+
 /// Workers (CPUs) with a scratch of their own; more share them.
 pub const MAX_WORKERS: usize = 64;
 
@@ -45,6 +67,9 @@ pub struct Foldswap<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static =
     enabled: AtomicBool,
     /// Stores refused because the module is disabled.
     rejected_disabled: AtomicU64,
+    /// Stores the host refused before the backend saw them, by cause.
+    refused_memcg_limit: AtomicU64,
+    refused_domain_busy: AtomicU64,
     scratches: [ScratchSlot<C>; MAX_WORKERS],
     nr_scratches: AtomicUsize,
     worker: fn() -> usize,
@@ -72,6 +97,8 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> Foldswap<P, K, 
             ready: AtomicBool::new(false),
             enabled: AtomicBool::new(true),
             rejected_disabled: AtomicU64::new(0),
+            refused_memcg_limit: AtomicU64::new(0),
+            refused_domain_busy: AtomicU64::new(0),
             scratches: [const { Mutex::new(None) }; MAX_WORKERS],
             nr_scratches: AtomicUsize::new(0),
             worker,
@@ -182,6 +209,16 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> Foldswap<P, K, 
         self.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    /// Count a store the host refused before handing it over (the page goes
+    /// to disk).
+    pub fn count_host_refusal(&self, refusal: HostRefusal) {
+        let counter = match refusal {
+            HostRefusal::MemcgLimit => &self.refused_memcg_limit,
+            HostRefusal::DomainBusy => &self.refused_domain_busy,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn with_scratch<R>(
         &self,
         op: impl FnOnce(&Backend<P, K>, &mut Scratch<C>) -> Result<R, Error>,
@@ -265,6 +302,8 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             reject_alloc_fail: s.reject_alloc_fail,
             reject_compress_poor: s.reject_compress_poor,
             reject_other: self.rejected_disabled.load(Ordering::Relaxed),
+            reject_memcg_limit: self.refused_memcg_limit.load(Ordering::Relaxed),
+            reject_domain_busy: self.refused_domain_busy.load(Ordering::Relaxed),
             compressed_bytes: backend.pool_stats().object_bytes as u64,
             pool_bytes: held.pool as u64,
             index_bytes: held.total().saturating_sub(held.pool) as u64,
@@ -291,6 +330,8 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             writeback_raced: s.writeback_raced,
             writeback_errors: s.writeback_errors,
             writeback_requested_pages: s.writeback_requested_pages,
+            // The host's to fill in: the charges live in its domain table.
+            charged_bytes: 0,
         }
     }
 }
@@ -444,6 +485,12 @@ mod tests {
             Err(Error::ShutDown)
         );
         assert_eq!(fs.report().reject_other, 1);
+        for index in [0, 1, 1] {
+            fs.count_host_refusal(HostRefusal::from_index(index).unwrap());
+        }
+        assert_eq!(HostRefusal::from_index(2), None);
+        let r = fs.report();
+        assert_eq!((r.reject_memcg_limit, r.reject_domain_busy), (1, 2));
         fs.load(0, 0, &mut out).unwrap();
         assert_eq!(out, distinct[0], "a refused store keeps the old page");
 

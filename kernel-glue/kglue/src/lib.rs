@@ -34,7 +34,7 @@ pub use foldswap_pool as pool;
 
 pub use foldswap::Domain;
 pub use foldswap_mem::{Error, PAGE_SIZE};
-pub use full::{Foldswap, MAX_WORKERS};
+pub use full::{Foldswap, HostRefusal, MAX_WORKERS};
 pub use report::{Report, SliceWriter, TextBuf};
 pub use status::{errno, load_status, status};
 

@@ -47,6 +47,13 @@ pub struct Report {
     pub reject_compress_poor: u64,
     /// Stores rejected for any other reason (disabled, unknown area, offset).
     pub reject_other: u64,
+    /// Stores rejected: the page's memory cgroup (or an ancestor) is at its
+    /// `memory.zswap.max`.
+    pub reject_memcg_limit: u64,
+    /// Stores rejected: the page's domain (memory cgroup id) is still charged
+    /// to another cgroup's objcg (the cgroup went offline, or its id was
+    /// reused while the old bytes were held), or no memory to record it.
+    pub reject_domain_busy: u64,
     /// Bytes of compressed data held.
     pub compressed_bytes: u64,
     /// Bytes the pool holds from the page allocator (data + its metadata).
@@ -95,6 +102,9 @@ pub struct Report {
     pub writeback_errors: u64,
     /// Cold pages the shrinker asked to have written back, since load.
     pub writeback_requested_pages: u64,
+    /// Bytes charged to memory cgroups now (the host's figure: the module's
+    /// domain table).
+    pub charged_bytes: u64,
 }
 
 impl Report {
@@ -113,7 +123,7 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 42] = [
+        let lines: [(&str, u64); 45] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
@@ -130,6 +140,8 @@ impl Report {
             ("reject_alloc_fail", self.reject_alloc_fail),
             ("reject_compress_poor", self.reject_compress_poor),
             ("reject_other", self.reject_other),
+            ("reject_memcg_limit", self.reject_memcg_limit),
+            ("reject_domain_busy", self.reject_domain_busy),
             ("compressed_bytes", self.compressed_bytes),
             ("pool_bytes", self.pool_bytes),
             ("index_bytes", self.index_bytes),
@@ -156,6 +168,7 @@ impl Report {
             ("writeback_raced", self.writeback_raced),
             ("writeback_errors", self.writeback_errors),
             ("writeback_requested_pages", self.writeback_requested_pages),
+            ("charged_bytes", self.charged_bytes),
         ];
         for (name, value) in lines {
             writeln!(w, "{name} {value}")?;

@@ -2,7 +2,9 @@
 
 use core::cell::Cell;
 
-use foldswap::{Clock, Config};
+use core::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use foldswap::{Clock, Config, Domain, DomainCharges};
 use foldswap_mem::PAGE_SIZE;
 
 /// Every read advances 50 µs: the ladder always has budget, no test sleeps.
@@ -59,5 +61,54 @@ pub fn mark_member(page: &mut [u8], member: u64) {
     for k in 0..4 {
         let at = ((member * 977 + k * 131) % (PAGE_SIZE as u64 - 8)) as usize;
         page[at..at + 8].copy_from_slice(&(member * 31 + k).to_le_bytes());
+    }
+}
+
+/// Domains a [`Ledger`] keeps (0 to 3).
+#[allow(dead_code)]
+pub const LEDGER_DOMAINS: usize = 4;
+
+/// A host's ledger of domain charges: bytes charged per domain, and whether a
+/// charge ever went below zero.
+#[allow(dead_code)]
+pub struct Ledger {
+    charged: [AtomicI64; LEDGER_DOMAINS],
+    went_negative: AtomicBool,
+}
+
+#[allow(dead_code)]
+impl Ledger {
+    pub const fn new() -> Self {
+        Ledger {
+            charged: [const { AtomicI64::new(0) }; LEDGER_DOMAINS],
+            went_negative: AtomicBool::new(false),
+        }
+    }
+
+    pub fn charged(&self, domain: Domain) -> i64 {
+        self.charged[usize::from(domain.0)].load(Ordering::SeqCst)
+    }
+
+    pub fn went_negative(&self) -> bool {
+        self.went_negative.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DomainCharges for Ledger {
+    fn charge(&self, domain: Domain, bytes: usize) {
+        self.charged[usize::from(domain.0)].fetch_add(bytes as i64, Ordering::SeqCst);
+    }
+
+    fn uncharge(&self, domain: Domain, bytes: usize) {
+        let before = self.charged[usize::from(domain.0)].fetch_sub(bytes as i64, Ordering::SeqCst);
+        if before < bytes as i64 {
+            self.went_negative.store(true, Ordering::SeqCst);
+        }
     }
 }
