@@ -22,12 +22,13 @@ die() { log "FAIL: $*"; exit 1; }
 install_packages() {
 	local want=("$LINUX_PKG=$LINUX_VER" "rustc-web=$RUSTC_VER" "rust-web-src=$RUSTC_VER"
 		clang lld llvm libclang-dev bc flex bison libelf-dev libssl-dev cpio
-		qemu-system-x86 busybox-static xz-utils)
+		qemu-system-x86 busybox-static xz-utils rsync libnuma-dev)
 	if [ "$(dpkg-query -W -f='${Version}' "$LINUX_PKG" 2>/dev/null)" = "$LINUX_VER" ] &&
 		[ "$(dpkg-query -W -f='${Version}' rust-web-src 2>/dev/null)" = "$RUSTC_VER" ] &&
 		[ "$(dpkg-query -W -f='${Version}' rustc-web 2>/dev/null)" = "$RUSTC_VER" ] &&
 		command -v qemu-system-x86_64 >/dev/null && [ -x /bin/busybox ] &&
-		command -v ld.lld >/dev/null && command -v clang >/dev/null; then
+		command -v ld.lld >/dev/null && command -v clang >/dev/null &&
+		command -v rsync >/dev/null && [ -e /usr/include/numa.h ]; then
 		return 0
 	fi
 	log "installing pinned packages"

@@ -82,6 +82,18 @@ build_initramfs() {
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/mthptest" "$GLUE_DIR/guest/mthptest.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/dedupprobe" "$GLUE_DIR/guest/dedupprobe.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/wbtest" "$GLUE_DIR/guest/wbtest.c"
+	# The kernel's own KSM tests, unmodified, from the guest's tree and against
+	# its headers (flags as the selftests' Makefile gives them).
+	local sel=$KSRC/tools/testing/selftests/mm t
+	kmake headers_install INSTALL_HDR_PATH="$RUN/headers"
+	for t in ksm_tests ksm_functional_tests; do
+		# (The linker's note that libnuma's getaddrinfo needs glibc's shared
+		# libraries at run time is true and harmless: the tests never call it.)
+		gcc -O2 -static -w -I "$KSRC" -isystem "$RUN/headers/include" \
+			-isystem "$KSRC/tools/include/uapi" -o "$root/$t" \
+			"$sel/$t.c" "$sel/vm_util.c" "$sel/thp_settings.c" -lnuma >"$RUN/$t.log" 2>&1 ||
+			{ cat "$RUN/$t.log" >&2; die "building $t failed"; }
+	done
 	cp /bin/busybox "$root/bin/busybox"
 	for a in $(/bin/busybox --list); do
 		[ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
@@ -127,6 +139,20 @@ decide() {
 			ok=0
 		fi
 	done
+	# The kernel's own KSM tests with stock ksmd (the baseline a resident
+	# scanner must match): every ksm_tests case run_vmtests.sh runs on one
+	# NUMA node passes (exit 0; 4 is a skip and fails here: these apply), and
+	# ksm_functional_tests ends with no failure.
+	for p in ksm_tests_-M_-p_10 ksm_tests_-U ksm_tests_-Z_-p_10_-z_0 ksm_tests_-Z_-p_10_-z_1; do
+		if ! grep -q "^KSMTEST ksmd $p rc 0\$" "$log"; then
+			echo "verdict: the kernel's KSM test $p did not pass with ksmd"
+			ok=0
+		fi
+	done
+	if ! grep -qE '^KSMTEST ksmd ksm_functional_tests rc 0 pass:[1-9][0-9]* fail:0 ' "$log"; then
+		echo "verdict: ksm_functional_tests did not pass with ksmd"
+		ok=0
+	fi
 	# Large swap-ins from the RAM disk happen without foldswap, never with it.
 	for p in mthp-device mthp-foldswap; do
 		if ! grep -q "^\[$p\] MTHPTEST PASS bad_pages=0 " "$log"; then
@@ -192,29 +218,30 @@ decide() {
 		echo "verdict: the dedup probe saw a hit (or right guesses charged unlike wrong ones) across memory cgroups, or missed the global hits"
 		ok=0
 	fi
-	# The attacker as user 1000 timing its own swap-outs and swap-ins: under
-	# the default scope a right guess is as often the faster of its pair as a
-	# wrong one (800 pairs: between 30 % and 70 %, eleven standard deviations
-	# of chance either way); under dedup_scope=global its swap-out takes the
-	# dedup path instead of compressing, and the timer must see that in
-	# either direction, right guesses the faster in at most 42 % or at least
-	# 58 % of the pairs (4.5 standard deviations from chance; the control:
-	# the timer sees the channel). Measured 65 % to 77 % faster while the
-	# victim's pages were single lz4 objects, 14 % once the scanner had put
-	# them into cold blocks, whose decode for the byte compare costs more
-	# than the compression it saves.
+	# The attacker as user 1000 timing its own swap-outs and swap-ins, 3,200
+	# pairs of a right and a wrong guess; the sign test: the share of pairs
+	# whose right guess was the faster, against chance (1/2, standard
+	# deviation sd = 1/(2 sqrt(pairs)), 0.9 % here). Under the default scope
+	# both shares (swap-out, swap-in) stay within 6 sd of chance (5.3 %);
+	# under dedup_scope=global, the control, at least one lies 4.5 sd or more
+	# from chance, in either direction: the timer sees the channel. Right
+	# guesses were the faster swap-outs in 65 % to 77 % of pairs while the
+	# victim's pages were lz4 and in 14 % once they were all in cold blocks;
+	# the swap-in share alone read 58 % in two runs whose swap-out share was
+	# 55 % and 57 % (TCG's noise swamps much of a few microseconds).
 	if ! awk '$1 == "PROBE" && $3 == "DEDUPPROBE" && $4 == "timing" {
 			seen[$2] = 1
 			for (i = 5; i <= NF; i++) { split($i, kv, "="); v[$2 " " kv[1]] = kv[2] }
 		}
-		function share(scope, what) { return v[scope " " what] / v[scope " pairs"] }
+		function off(scope, what) {
+			return (v[scope " " what] / v[scope " pairs"] - 0.5) * 2 * sqrt(v[scope " pairs"])
+		}
+		function abs(x) { return x < 0 ? -x : x }
 		END {
-			if (!seen["domain"] || !seen["global"] || v["domain pairs"] < 800 || v["global pairs"] < 800) exit 1
+			if (!seen["domain"] || !seen["global"] || v["domain pairs"] < 3200 || v["global pairs"] < 3200) exit 1
 			if (v["domain swapped"] != 2 * v["domain pairs"]) exit 1
-			if (share("domain", "out_right_faster") < 0.3 || share("domain", "out_right_faster") > 0.7) exit 1
-			if (share("domain", "in_right_faster") < 0.3 || share("domain", "in_right_faster") > 0.7) exit 1
-			g = share("global", "out_right_faster")
-			exit !(g <= 0.42 || g >= 0.58)
+			if (abs(off("domain", "out_right_faster")) > 6 || abs(off("domain", "in_right_faster")) > 6) exit 1
+			exit !(abs(off("global", "out_right_faster")) >= 4.5 || abs(off("global", "in_right_faster")) >= 4.5)
 		}' "$log"; then
 		echo "verdict: the timing probe told right guesses from wrong across memory cgroups, or missed the global channel"
 		ok=0
@@ -327,7 +354,9 @@ figures() {
 		-e 's/^SETTLE \(.*\)/figures scanner settled: \1/p' \
 		-e 's/^\[foldswap-hold\] SWAPTEST \(.*\)/figures foldswap-hold: \1/p' \
 		-e 's/^PROBE \([a-z]*\) DEDUPPROBE attacker \(.*\)/figures dedup probe, scope \1: \2/p' \
-		-e 's/^PROBE \([a-z]*\) DEDUPPROBE timing \(.*\)/figures timing probe (uid 1000), scope \1: \2/p' "$1"
+		-e 's/^PROBE \([a-z]*\) DEDUPPROBE timing \(.*\)/figures timing probe (uid 1000), scope \1: \2/p' \
+		-e 's/^KSMTEST \([a-z]*\) \(.*\)/figures kernel KSM tests, \1: \2/p' \
+		-e 's/^KSMSKIP \([a-z]*\) \(.*\)/figures kernel KSM tests, \1, skipped: \2/p' "$1"
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
@@ -382,14 +411,32 @@ figures() {
 					z[p ",settled,pool_total_size"] / 1048576, (zs - z[p ",settled,pool_total_size"]) / 1048576
 			}
 			if (s["foldswap,settled,recompressed_pages"] + s["foldswap,settled,blocked_pages"] <= 0) { print "verdict: the scanner recompressed no cold page (zstd, alone or in blocks)"; fail = 1 }
-			# A guard, not the goal (0.90x): settled, foldswap holds a page in at most
-			# 1.15x what zswap-zstd does (0.94-0.95x measured with cold blocks, 1.02x
-			# without; 1.39x when the survivors of sparse blocks joined new blocks;
-			# 1.56x when a sparse swap area kept the scanner on the bottom rung).
-			fs_pp = per_page(s["foldswap,settled,total_bytes"], s["foldswap,settled,stored_pages"])
-			zs_pp = per_page(zswap_held(z["zswap-zstd,settled,pool_total_size"], z["zswap-zstd,settled,stored_pages"]), z["zswap-zstd,settled,stored_pages"])
-			if (zs_pp <= 0) { print "verdict: no settled zswap-zstd figure to compare with"; fail = 1 }
-			else if (fs_pp * 100 > zs_pp * 115) { printf "verdict: settled, foldswap holds %d B/page, over 1.15x the %d of zswap-zstd\n", fs_pp, zs_pp; fail = 1 }
+			# Density (issue 14): settled, foldswap holds a stored page in at most
+			# 0.90x what zswap-zstd does and 0.75x what zswap-lz4 does, counted the
+			# same way (pool plus per-page tables), holding at least as many of the
+			# held pages as either (zswap sends the repeated incompressible pages of
+			# the hold to disk, foldswap keeps them as references: the per-page
+			# figures are over different page sets, so the bytes are shown too).
+			# Measured 0.60x and 0.34x: 12,310 pages in 5.7 MiB against 8,175 in
+			# 6.3 MiB (zswap-zstd) and 4,603 in 6.3 MiB (zswap-lz4).
+			fs_bytes = s["foldswap,settled,total_bytes"]
+			fs_pages = s["foldswap,settled,stored_pages"]
+			fs_pp = per_page(fs_bytes, fs_pages)
+			for (i = 0; i < 2; i++) {
+				p = i == 0 ? "zswap" : "zswap-zstd"
+				most = i == 0 ? 75 : 90
+				zs_pages = z[p ",settled,stored_pages"]
+				zs_bytes = zswap_held(z[p ",settled,pool_total_size"], zs_pages)
+				zs_pp = per_page(zs_bytes, zs_pages)
+				if (zs_pp <= 0 || fs_pp <= 0) { printf "verdict: no settled %s or foldswap figure to compare\n", p; fail = 1; continue }
+				printf "figures density    foldswap / %s: %.2fx per stored page, %d against %d pages held in %.2fx the bytes\n",
+					p, fs_pp / zs_pp, fs_pages, zs_pages, fs_bytes / zs_bytes
+				if (fs_pp * 100 > zs_pp * most) { printf "verdict: settled, foldswap holds %d B/page, over 0.%dx the %d of %s\n", fs_pp, most, zs_pp, p; fail = 1 }
+				if (fs_pages < zs_pages) { printf "verdict: settled, foldswap holds %d pages, %s %d\n", fs_pages, p, zs_pages; fail = 1 }
+				disk_fs = d["foldswap,after,out"] - d["foldswap,before,out"]
+				disk_zs = d[p ",after,out"] - d[p ",before,out"]
+				if (disk_fs >= disk_zs) { printf "verdict: foldswap wrote %d pages to disk, %s %d\n", disk_fs, p, disk_zs; fail = 1 }
+			}
 			printf "figures mthp-foldswap: foldswap stores %d loads %d\n", delta("mthp-foldswap", "stores"), delta("mthp-foldswap", "loads")
 			if (delta("mthp-foldswap", "loads") <= 0) { print "verdict: the mTHP test loaded nothing from foldswap"; fail = 1 }
 			if (delta("foldswap", "stores") <= 0 || delta("foldswap", "loads") <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }
