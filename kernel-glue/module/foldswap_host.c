@@ -292,13 +292,16 @@ static void domain_leave(u16 id)
 /*
  * The backend's DomainCharges (under its content lock): `bytes` more (or,
  * negative, fewer) for domain `id`. A charge comes only while the domain is
- * in use (its store in flight, or bytes it holds already), so its objcg is
- * held across the call; the uncharge that empties the entry puts it after.
+ * in use (its store in flight, or bytes it holds already). The objcg is
+ * charged after domains_lock, with a reference of the call's own: the
+ * entry's may go meanwhile (an uncharge that leaves only a store in flight,
+ * whose domain_leave() then empties the entry and puts it); the uncharge
+ * that empties the entry itself takes over the entry's reference.
  */
 void foldswap_host_charge(u16 id, long bytes)
 {
 	struct foldswap_domain *d = domain_entry(id);
-	struct obj_cgroup *objcg, *put = NULL;
+	struct obj_cgroup *objcg;
 
 	if (!d)
 		goto unbound;
@@ -308,13 +311,17 @@ void foldswap_host_charge(u16 id, long bytes)
 		goto unbound;
 	}
 	d->charged += bytes;
-	objcg = d->objcg;
-	put = domain_release_if_unused(d);
+	objcg = domain_release_if_unused(d);
+	if (!objcg) {
+		objcg = d->objcg;
+		if (objcg)
+			obj_cgroup_get(objcg);
+	}
 	spin_unlock(&domains_lock);
 	atomic64_add(bytes, &charged_total);
 	swap_backend_charge(objcg, bytes);
-	if (put)
-		obj_cgroup_put(put);
+	if (objcg)
+		obj_cgroup_put(objcg);
 	return;
 unbound:
 	atomic64_inc(&charges_unbound);
