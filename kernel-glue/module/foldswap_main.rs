@@ -126,13 +126,18 @@ impl DomainCharges for KernelCharges {
     fn charge(&self, domain: Domain, bytes: usize) {
         // A frame or an object: at most a block of pages, so it fits.
         let bytes = c_long::try_from(bytes).unwrap_or(c_long::MAX);
-        // SAFETY: plain C call; it does not sleep.
+        // SAFETY: the call takes two integers and reads no Rust memory. It may
+        // run under the content lock, a spin lock: it takes only the C side's
+        // domains_lock (never held while calling into the backend, so no
+        // inversion) and swap_backend_charge(), which forces the charge under
+        // PF_MEMALLOC and so never sleeps.
         unsafe { foldswap_host_charge(domain.0, bytes) }
     }
 
     fn uncharge(&self, domain: Domain, bytes: usize) {
         let bytes = c_long::try_from(bytes).unwrap_or(c_long::MAX);
-        // SAFETY: plain C call; it does not sleep.
+        // SAFETY: as in `charge`; an uncharge takes the same locks and never
+        // sleeps either.
         unsafe { foldswap_host_charge(domain.0, -bytes) }
     }
 }
