@@ -82,6 +82,7 @@ build_initramfs() {
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/mthptest" "$GLUE_DIR/guest/mthptest.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/dedupprobe" "$GLUE_DIR/guest/dedupprobe.c"
 	gcc -O2 -Wall -Wextra -Werror -static -o "$root/wbtest" "$GLUE_DIR/guest/wbtest.c"
+	gcc -O2 -Wall -Wextra -Werror -static -o "$root/ksmwork" "$GLUE_DIR/guest/ksmwork.c"
 	# The kernel's own KSM tests, unmodified, from the guest's tree and against
 	# its headers (flags as the selftests' Makefile gives them).
 	local sel=$KSRC/tools/testing/selftests/mm t
@@ -139,18 +140,61 @@ decide() {
 			ok=0
 		fi
 	done
-	# The kernel's own KSM tests with stock ksmd (the baseline a resident
-	# scanner must match): every ksm_tests case run_vmtests.sh runs on one
-	# NUMA node passes (exit 0; 4 is a skip and fails here: these apply), and
-	# ksm_functional_tests ends with no failure.
-	for p in ksm_tests_-M_-p_10 ksm_tests_-U ksm_tests_-Z_-p_10_-z_0 ksm_tests_-Z_-p_10_-z_1; do
-		if ! grep -q "^KSMTEST ksmd $p rc 0\$" "$log"; then
-			echo "verdict: the kernel's KSM test $p did not pass with ksmd"
+	# The kernel's own KSM tests, with stock ksmd and with ksmd following
+	# foldswap's resident policy: every ksm_tests case run_vmtests.sh runs on
+	# one NUMA node passes (exit 0; 4 is a skip and fails here: these apply),
+	# and ksm_functional_tests ends with no failure.
+	for scanner in ksmd foldswap; do
+		for p in ksm_tests_-M_-p_10 ksm_tests_-U ksm_tests_-Z_-p_10_-z_0 ksm_tests_-Z_-p_10_-z_1; do
+			if ! grep -q "^KSMTEST $scanner $p rc 0\$" "$log"; then
+				echo "verdict: the kernel's KSM test $p did not pass with $scanner"
+				ok=0
+			fi
+		done
+		if ! grep -qE "^KSMTEST $scanner ksm_functional_tests rc 0 pass:[1-9][0-9]* fail:0 " "$log"; then
+			echo "verdict: ksm_functional_tests did not pass with $scanner"
 			ok=0
 		fi
 	done
-	if ! grep -qE '^KSMTEST ksmd ksm_functional_tests rc 0 pass:[1-9][0-9]* fail:0 ' "$log"; then
-		echo "verdict: ksm_functional_tests did not pass with ksmd"
+	# The duplicate-rich workload (guest/ksmwork.c): every byte right after
+	# merging and after the writes that break merges, with either scanner;
+	# the resident policy reaches ksmd's sharing within 2 %.
+	for scanner in ksmd foldswap; do
+		grep -q "^KSMWORK $scanner PASS " "$log" || { echo "verdict: no 'KSMWORK $scanner PASS'"; ok=0; }
+	done
+	if ! awk '$1 == "KSMWORK" && $3 == "PASS" { split($4, kv, "="); sharing[$2] = kv[2] }
+		END { exit !(sharing["ksmd"] > 0 && sharing["foldswap"] * 100 >= sharing["ksmd"] * 98) }' "$log"; then
+		echo "verdict: the resident policy did not reach ksmd's sharing within 2 %"
+		ok=0
+	fi
+	# Pressure (ksmwork -g): every byte right with each scanner; woken by
+	# swap-out, the resident policy sends fewer pages to disk than stock ksmd
+	# and than no merging, and over the quiet minute after, ksmd under the
+	# policy uses at most 2 % of a CPU (USER_HZ ticks).
+	for scanner in none ksmd foldswap; do
+		grep -q "^KSMGROW $scanner PASS " "$log" || { echo "verdict: no 'KSMGROW $scanner PASS'"; ok=0; }
+	done
+	if ! awk '$1 == "KSMGROW" && $3 == "PASS" { for (i = 4; i <= NF; i++) { split($i, kv, "="); v[$2, kv[1]] = kv[2] } }
+		END { d = v["foldswap", "disk_written_pages"]
+			exit !(d != "" && d < v["ksmd", "disk_written_pages"] && d < v["none", "disk_written_pages"] &&
+				v["foldswap", "quiet_ticks"] * 50 <= v["foldswap", "quiet_seconds"] * 100) }' "$log"; then
+		echo "verdict: under pressure the resident policy wrote no fewer pages to disk than ksmd or no merging, or was not quiet after"
+		ok=0
+	fi
+	# The policy was in charge for the second run (switched on and off at
+	# run time; its batches took signatures), and it reads less per page
+	# scanned than ksmd.
+	for p in 'RESIDENT on running 1' 'RESIDENT off running 0'; do
+		grep -qx "$p" "$log" || { echo "verdict: no '$p'"; ok=0; }
+	done
+	if ! awk '$1 == "[resident]" && ($2 == "batches" || $2 == "signature_bytes") && $3 > 0 { n++ }
+		END { exit n != 2 }' "$log"; then
+		echo "verdict: the resident policy ran no batch or took no signature"
+		ok=0
+	fi
+	if ! awk '$1 == "KSMCOST" && $5 == "pages_scanned" && $6 > 0 { per[$2] = $4 / $6 }
+		END { exit !("ksmd" in per && "foldswap" in per && per["foldswap"] < per["ksmd"]) }' "$log"; then
+		echo "verdict: the resident policy read no less per scanned page than ksmd"
 		ok=0
 	fi
 	# Large swap-ins from the RAM disk happen without foldswap, never with it.
@@ -180,10 +224,13 @@ decide() {
 		'cold_rounds 127 refused old 1 now 1' \
 		'cold_level 20 refused old 3 now 3' \
 		'block_pages 17 refused old 8 now 8' \
+		'resident_strength 0 refused old 64 now 64' \
+		'resident_strength 1035 refused old 64 now 64' \
 		'cold_rounds 0 accepted old 1 now 0' \
 		'writeback N accepted old Y now N' \
 		'writeback Y accepted old N now Y' \
 		'stats mode 400' \
+		'resident mode 400' \
 		'stats read by uid 1000 refused' \
 		'dedup_scope bogus refused' \
 		'dedup_scope is domain'; do
@@ -356,7 +403,10 @@ figures() {
 		-e 's/^PROBE \([a-z]*\) DEDUPPROBE attacker \(.*\)/figures dedup probe, scope \1: \2/p' \
 		-e 's/^PROBE \([a-z]*\) DEDUPPROBE timing \(.*\)/figures timing probe (uid 1000), scope \1: \2/p' \
 		-e 's/^KSMTEST \([a-z]*\) \(.*\)/figures kernel KSM tests, \1: \2/p' \
-		-e 's/^KSMSKIP \([a-z]*\) \(.*\)/figures kernel KSM tests, \1, skipped: \2/p' "$1"
+		-e 's/^KSMSKIP \([a-z]*\) \(.*\)/figures kernel KSM tests, \1, skipped: \2/p' \
+		-e 's/^KSMCOST \([a-z]*\) \(.*\)/figures kernel KSM tests, \1, read from pages: \2/p' \
+		-e 's/^KSMWORK \([a-z]*\) \(.*\)/figures duplicate-rich workload, \1: \2/p' \
+		-e 's/^KSMGROW \([a-z]*\) \(.*\)/figures duplicate-rich growth into swap, \1: \2/p' "$1"
 	awk '
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }

@@ -89,6 +89,9 @@
 #include <linux/random.h>
 #include <linux/shrinker.h>
 #include <linux/swap_backend.h>
+#include <linux/ksm_policy.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/task.h>
 
 /* The Rust side (foldswap_main.rs). */
 int foldswap_rs_init(unsigned int type, u64 nr_pages);
@@ -147,6 +150,18 @@ int foldswap_host_shrinker_on(void);
 void foldswap_host_shrinker_off(void);
 void foldswap_host_charge(u16 domain, long bytes);
 u64 foldswap_host_charged_bytes(void);
+u32 foldswap_rs_resident_signature(const void *addr, unsigned int *bytes_read);
+unsigned int foldswap_rs_resident_batch_pages(void);
+void foldswap_rs_resident_wait(unsigned int scanned);
+int foldswap_rs_resident_start(unsigned int strength);
+void foldswap_rs_resident_stop_scanning(void);
+void foldswap_rs_resident_hide(void);
+void foldswap_rs_resident_stop(void);
+int foldswap_rs_resident_stage(unsigned int strength);
+long foldswap_rs_resident_stats(char *buf, size_t len);
+void foldswap_host_ksmd_prepare_park(void);
+void foldswap_host_ksmd_unpark(void);
+void foldswap_host_resident_off(void);
 
 static int foldswap_init_area(unsigned int type, unsigned long nr_pages)
 {
@@ -210,6 +225,9 @@ static atomic64_t charged_total = ATOMIC64_INIT(0);
 static atomic64_t charges_unbound = ATOMIC64_INIT(0);
 /* The backend exists (set with the parameters, below). */
 static bool backend_ready;
+/* resident_scan=Y asks for the resident policy (see the end of the file). */
+static bool resident_scan;
+static int resident_switch(bool on);
 /* Set at register: dedup_scope is not "global". */
 static bool charging;
 
@@ -872,6 +890,10 @@ int foldswap_host_params_on(void)
 		apply_limit();
 		foldswap_rs_set_enabled(enabled);
 		foldswap_rs_set_writeback(writeback);
+		if (resident_scan && resident_switch(true)) {
+			pr_err("resident scanner not started (another ksm policy?)\n");
+			resident_scan = false;
+		}
 	} else {
 		pr_err("refused scanner tunables cold_rounds=%u cold_level=%u block_pages=%u\n",
 		       cold_rounds, cold_level, block_pages);
@@ -1011,3 +1033,152 @@ static const struct kernel_param_ops stats_ops = {
 /* Root only: what is stored (dedup hits) leaks across tenants. */
 module_param_cb(stats, &stats_ops, NULL, 0400);
 MODULE_PARM_DESC(stats, "Statistics (read-only, root only)");
+
+/*
+ * The resident scanner: foldswap's policy for ksmd (the patch's
+ * linux/ksm_policy.h). With resident_scan=Y ksmd scans with foldswap's
+ * sampled signatures and batch sizes and sleeps on foldswap's governor, woken
+ * by swap-out pressure; ksm.c merges as always, so a merged page is an
+ * ordinary KSM page and ksm's counters stay true. N gives ksmd back its own
+ * checksum and pages_to_scan/sleep_millisecs. Switchable at run time.
+ */
+static unsigned int resident_strength = 64;
+/* The policy is registered with ksm.c. Under the parameter lock. */
+static bool resident_on;
+/* ksmd, recorded at its first sleep under the policy, referenced until off. */
+static struct task_struct *ksmd_task;
+
+static const struct ksm_scan_policy resident_policy = {
+	.checksum = foldswap_rs_resident_signature,
+	.batch_pages = foldswap_rs_resident_batch_pages,
+	.wait = foldswap_rs_resident_wait,
+};
+
+/* The policy's parker runs in ksmd (its wait): ksmd is current. */
+void foldswap_host_ksmd_prepare_park(void)
+{
+	if (!READ_ONCE(ksmd_task)) {
+		get_task_struct(current);
+		/* Pairs with the acquire in foldswap_host_ksmd_unpark(). */
+		smp_store_release(&ksmd_task, current);
+	}
+	set_current_state(TASK_INTERRUPTIBLE);
+}
+
+void foldswap_host_ksmd_unpark(void)
+{
+	struct task_struct *task = smp_load_acquire(&ksmd_task);
+
+	if (task)
+		wake_up_process(task);
+}
+
+/* Under the parameter lock. */
+static int resident_switch(bool on)
+{
+	struct task_struct *task;
+	int ret;
+
+	if (on == resident_on)
+		return 0;
+	if (on) {
+		ret = foldswap_rs_resident_start(resident_strength);
+		if (ret)
+			return ret;
+		ret = ksm_register_scan_policy(&resident_policy);
+		if (ret) {
+			foldswap_rs_resident_stop_scanning();
+			foldswap_rs_resident_hide();
+			synchronize_rcu();
+			foldswap_rs_resident_stop();
+			return ret;
+		}
+		resident_on = true;
+		return 0;
+	}
+	/* ksmd's waits return at once; unregistering waits until it has left
+	 * the policy; hidden, no store notifies it any more, and the stores
+	 * that did (under rcu_read_lock) are done after synchronize_rcu(). */
+	foldswap_rs_resident_stop_scanning();
+	ksm_unregister_scan_policy(&resident_policy);
+	foldswap_rs_resident_hide();
+	synchronize_rcu();
+	foldswap_rs_resident_stop();
+	task = xchg(&ksmd_task, NULL);
+	if (task)
+		put_task_struct(task);
+	resident_on = false;
+	return 0;
+}
+
+/* Before the backend goes: the policy off, whatever resident_scan says. */
+void foldswap_host_resident_off(void)
+{
+	kernel_param_lock(THIS_MODULE);
+	resident_switch(false);
+	kernel_param_unlock(THIS_MODULE);
+}
+
+static int set_resident_scan(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+	int ret = kstrtobool(val, &on);
+
+	if (ret)
+		return ret;
+	/* Before the backend is up, insmod's value waits for params_on. */
+	if (backend_ready) {
+		ret = resident_switch(on);
+		if (ret)
+			return ret;
+	}
+	resident_scan = on;
+	return 0;
+}
+
+static const struct kernel_param_ops resident_scan_ops = {
+	.set = set_resident_scan,
+	.get = param_get_bool,
+};
+module_param_cb(resident_scan, &resident_scan_ops, &resident_scan, 0644);
+MODULE_PARM_DESC(resident_scan, "ksmd scans with foldswap's policy, woken by swap pressure (N)");
+
+/* 1..1034 words of a page per signature; the policy refuses others. */
+static int set_resident_strength(const char *val, const struct kernel_param *kp)
+{
+	unsigned int strength;
+	int ret = kstrtouint(val, 0, &strength);
+
+	if (ret)
+		return ret;
+	if (strength < 1 || strength > 1034)
+		return -EINVAL;
+	if (resident_on) {
+		ret = foldswap_rs_resident_stage(strength);
+		if (ret)
+			return ret;
+	}
+	resident_strength = strength;
+	return 0;
+}
+
+static const struct kernel_param_ops resident_strength_ops = {
+	.set = set_resident_strength,
+	.get = param_get_uint,
+};
+module_param_cb(resident_strength, &resident_strength_ops, &resident_strength, 0644);
+MODULE_PARM_DESC(resident_strength, "Words of a page the resident scanner's signature reads (64; 1..1034)");
+
+static int get_resident_stats(char *buf, const struct kernel_param *kp)
+{
+	long n = foldswap_rs_resident_stats(buf, PAGE_SIZE);
+
+	return n < 0 ? -EIO : n;
+}
+
+static const struct kernel_param_ops resident_stats_ops = {
+	.get = get_resident_stats,
+};
+/* Root only, as the other statistics. */
+module_param_cb(resident, &resident_stats_ops, NULL, 0400);
+MODULE_PARM_DESC(resident, "Resident scanner statistics (read-only, root only)");

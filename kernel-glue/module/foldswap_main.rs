@@ -17,7 +17,7 @@
 //! decompression context; the scanner has one more, which also holds the
 //! compression context.
 
-use core::ffi::{c_int, c_long, c_void};
+use core::ffi::{c_int, c_long, c_uint, c_void};
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::time::Duration;
@@ -29,8 +29,8 @@ use foldswap_kglue::backend::{
 use foldswap_kglue::mem::{Error, Page, PageProvider};
 use foldswap_kglue::pool::Clock;
 use foldswap_kglue::{
-    errno, load_status, status, Foldswap, HostRefusal, SliceWriter, SwapBackend, MAX_WORKERS,
-    PAGE_SIZE,
+    errno, load_status, status, Foldswap, HostRefusal, ResidentPolicy, ResidentTunables,
+    SliceWriter, SwapBackend, MAX_WORKERS, PAGE_SIZE,
 };
 use kernel::prelude::*;
 
@@ -92,6 +92,9 @@ extern "C" {
     fn foldswap_host_shrinker_off();
     fn foldswap_host_charge(domain: u16, bytes: c_long);
     fn foldswap_host_charged_bytes() -> u64;
+    fn foldswap_host_ksmd_prepare_park();
+    fn foldswap_host_ksmd_unpark();
+    fn foldswap_host_resident_off();
 }
 
 /// Pages from the kernel's page allocator, through the module's page mempool
@@ -154,15 +157,36 @@ impl Clock for KernelClock {
     }
 }
 
-/// The scanner kthread's parking: the classic kernel sleep pattern (the
-/// mapping foldswap-wake's `Parker` documents). Only the scanner kthread
-/// calls the first three; `unpark` is `wake_up_process` on it from anywhere.
-struct KernelParker;
+/// A kernel thread's parking: the classic kernel sleep pattern (the mapping
+/// foldswap-wake's `Parker` documents). Only the parked thread calls
+/// `prepare_park`, `cancel_park` and `park_timeout`; `unpark` is
+/// `wake_up_process` on it from anywhere. Two threads park: the backend's
+/// scanner kthread ([`SCANNER_PARKER`]) and ksmd while it follows the resident
+/// policy ([`KSMD_PARKER`]: its `wait` runs in ksmd; the C side records ksmd
+/// at its first `prepare_park` and holds a task reference until the policy is
+/// off).
+struct TaskParker {
+    /// Records the thread if it must (ksmd), then
+    /// set_current_state(TASK_INTERRUPTIBLE).
+    prepare: unsafe extern "C" fn(),
+    /// wake_up_process on the thread, if it is known; never sleeps.
+    unpark: unsafe extern "C" fn(),
+}
 
-impl Parker for KernelParker {
+const SCANNER_PARKER: TaskParker = TaskParker {
+    prepare: foldswap_host_prepare_park,
+    unpark: foldswap_host_unpark,
+};
+
+const KSMD_PARKER: TaskParker = TaskParker {
+    prepare: foldswap_host_ksmd_prepare_park,
+    unpark: foldswap_host_ksmd_unpark,
+};
+
+impl Parker for TaskParker {
     fn prepare_park(&self) {
-        // SAFETY: plain C call: set_current_state(TASK_INTERRUPTIBLE).
-        unsafe { foldswap_host_prepare_park() }
+        // SAFETY: a C call without arguments, from the thread that parks.
+        unsafe { (self.prepare)() }
     }
 
     fn cancel_park(&self) {
@@ -175,21 +199,26 @@ impl Parker for KernelParker {
             .as_secs()
             .saturating_mul(1_000_000_000)
             .saturating_add(u64::from(timeout.subsec_nanos()));
-        // SAFETY: plain C call: schedule_timeout, in the scanner kthread.
+        // SAFETY: plain C call: schedule_timeout, in the parking thread,
+        // which holds no lock here (the scanner between rounds; ksmd outside
+        // ksm_thread_mutex).
         unsafe { foldswap_host_park(ns) }
     }
 
     fn unpark(&self) {
-        // SAFETY: plain C call: wake_up_process(scanner), never sleeps.
-        unsafe { foldswap_host_unpark() }
+        // SAFETY: a C call without arguments that never sleeps.
+        unsafe { (self.unpark)() }
     }
 
     fn yield_now(&self) {
-        // SAFETY: plain C call: cond_resched(), from the scanner kthread with no
-        // lock held (the backend's contract for `yield_now`).
+        // SAFETY: plain C call: cond_resched(), from the parking thread with
+        // no lock held (the backend's contract for `yield_now`).
         unsafe { foldswap_host_yield() }
     }
 }
+
+/// The resident scanner's policy, which ksmd follows while it is registered.
+static RESIDENT: ResidentPolicy<TaskParker> = ResidentPolicy::new();
 
 /// The swap device as writeback sees it: a slot is claimed by putting a new
 /// folio for it in the swap cache (the patch's `swap_backend_writeback_*`,
@@ -437,7 +466,7 @@ const WAKE_WATERMARK_BYTES: usize = 1 << 20;
 const SCAN_SLEEP_MSECS: u32 = 2000;
 
 /// The backend every operation goes to.
-static BACKEND: Foldswap<KernelPages, KernelParker, KernelZstd> = Foldswap::new(worker);
+static BACKEND: Foldswap<KernelPages, TaskParker, KernelZstd> = Foldswap::new(worker);
 
 /// A scratch in vmalloc memory with cold codec `cold`, built in place.
 fn new_scratch(cold: Option<KernelZstd>) -> Option<&'static mut Scratch> {
@@ -495,6 +524,8 @@ pub unsafe extern "C" fn foldswap_rs_store(
 ) -> c_int {
     // SAFETY: per the caller, a mapped page of PAGE_SIZE bytes.
     let page = unsafe { &*src.cast::<[u8; PAGE_SIZE]>() };
+    // A page on its way to swap: memory is short, wake the resident scanner.
+    RESIDENT.notify_pressure();
     status(BACKEND.store(ty, offset, page, Domain(memcg)))
 }
 
@@ -619,6 +650,95 @@ pub unsafe extern "C" fn foldswap_rs_stats(buf: *mut u8, len: usize) -> c_long {
     }
 }
 
+/// ksmd's signature of the page mapped at `addr`; the bytes it read go to
+/// `bytes_read`.
+///
+/// # Safety
+/// `addr` points to 4096 readable bytes and `bytes_read` to a writable
+/// `unsigned int` (ksm.c's calc_checksum, with ksm_thread_mutex held).
+#[no_mangle]
+pub unsafe extern "C" fn foldswap_rs_resident_signature(
+    addr: *const c_void,
+    bytes_read: *mut c_uint,
+) -> u32 {
+    // SAFETY: per the caller, a mapped page of PAGE_SIZE bytes.
+    let page = unsafe { &*addr.cast::<[u8; PAGE_SIZE]>() };
+    let (signature, bytes) = RESIDENT.signature(page);
+    // SAFETY: per the caller, writable.
+    unsafe { bytes_read.write(bytes) };
+    signature
+}
+
+/// Pages in ksmd's next batch (ksm.c, with ksm_thread_mutex held).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_batch_pages() -> c_uint {
+    RESIDENT.batch_pages(KernelClock.now_ns())
+}
+
+/// ksmd's sleep after a batch of `scanned` pages (ksm.c, no lock held).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_wait(scanned: c_uint) {
+    RESIDENT.wait(scanned, KernelClock.now_ns(), || KernelClock.now_ns());
+}
+
+/// Build the resident policy at `strength` (the C side, under the parameter
+/// lock, before it registers the policy with ksm.c).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_start(strength: u32) -> c_int {
+    let tunables = match ResidentTunables::default().with_strength(strength) {
+        Ok(tunables) => tunables,
+        Err(e) => return status(Err(e)),
+    };
+    // SAFETY: plain C call (get_random_u64).
+    let seed = unsafe { foldswap_host_random_u64() };
+    // SAFETY: the C side calls this under the parameter lock with the policy
+    // stopped and unregistered: nothing else uses RESIDENT (stores notify it
+    // only through `notify_pressure`, which sees it only once started).
+    status(unsafe { RESIDENT.start(KSMD_PARKER, seed, tunables) })
+}
+
+/// Every later wait of ksmd returns at once.
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_stop_scanning() {
+    RESIDENT.stop_scanning();
+}
+
+/// No new call sees the policy.
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_hide() {
+    RESIDENT.hide();
+}
+
+/// Drop the policy: the C side unregistered it from ksm.c (ksmd is out of
+/// it), hid it and waited for RCU (no store is still notifying it).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_stop() {
+    // SAFETY: per the C side's sequence (resident_switch) nothing uses
+    // RESIDENT any more, and it runs under the parameter lock.
+    unsafe { RESIDENT.stop() }
+}
+
+/// Stage a signature strength for ksmd's next batch.
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_stage(strength: u32) -> c_int {
+    status(RESIDENT.stage_strength(strength))
+}
+
+/// The resident scanner's statistics into `buf` (`len` bytes).
+///
+/// # Safety
+/// `buf` points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn foldswap_rs_resident_stats(buf: *mut u8, len: usize) -> c_long {
+    // SAFETY: per the caller.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf, len) };
+    let mut w = SliceWriter::new(buf);
+    match RESIDENT.report().render(&mut w) {
+        Ok(()) => w.len() as c_long,
+        Err(_) => c_long::from(-errno::ENOSPC),
+    }
+}
+
 struct FoldswapModule;
 
 /// Workers with a scratch of their own: the possible CPUs, up to MAX_WORKERS
@@ -656,7 +776,7 @@ fn start_backend(dedup_scope: DedupScope) -> Result<(), Error> {
                 dedup_salt: salt,
                 ..Config::default()
             },
-            KernelParker,
+            SCANNER_PARKER,
             &mut scratches,
             &mut free_scratch,
         )
@@ -749,6 +869,9 @@ impl kernel::Module for FoldswapModule {
 /// Parameters off (under the parameter lock: no stats read in flight), then
 /// the backend and everything it holds go.
 fn stop_backend() {
+    // SAFETY: plain C call: the resident policy off (unregistered from ksm.c,
+    // waiting for ksmd and for stores in flight), under the parameter lock.
+    unsafe { foldswap_host_resident_off() };
     // SAFETY: plain C call.
     unsafe { foldswap_host_params_off() };
     // SAFETY: the ops are unregistered (or never were), the scanner kthread

@@ -26,11 +26,14 @@ PARAM pool_limit_pages 0 accepted old 1000 now 0
 PARAM cold_rounds 127 refused old 1 now 1
 PARAM cold_level 20 refused old 3 now 3
 PARAM block_pages 17 refused old 8 now 8
+PARAM resident_strength 0 refused old 64 now 64
+PARAM resident_strength 1035 refused old 64 now 64
 PARAM cold_rounds 0 accepted old 1 now 0
 PARAM writeback N accepted old Y now N
 PARAM writeback Y accepted old N now Y
 PARAM stats limit limit_bytes 53686272 -> limit_bytes 53686272
 PARAM stats mode 400
+PARAM resident mode 400
 PARAM stats read by uid 1000 refused
 PARAM dedup_scope bogus refused
 PARAM dedup_scope is domain
@@ -39,6 +42,23 @@ KSMTEST ksmd ksm_tests_-U rc 0
 KSMTEST ksmd ksm_tests_-Z_-p_10_-z_0 rc 0
 KSMTEST ksmd ksm_tests_-Z_-p_10_-z_1 rc 0
 KSMTEST ksmd ksm_functional_tests rc 0 pass:9 fail:0 xfail:0 xpass:0 skip:0 error:0
+KSMCOST ksmd bytes_read 90000000 pages_scanned 30000
+KSMWORK ksmd PASS sharing=6096 shared=48 perfect_sharing=6096 memfree_gain_kb=24000 bytes_to_99=60000000 bytes_total=90000000 ksmd_ticks=900 seconds=30.0
+RESIDENT on running 1
+KSMTEST foldswap ksm_tests_-M_-p_10 rc 0
+KSMTEST foldswap ksm_tests_-U rc 0
+KSMTEST foldswap ksm_tests_-Z_-p_10_-z_0 rc 0
+KSMTEST foldswap ksm_tests_-Z_-p_10_-z_1 rc 0
+KSMTEST foldswap ksm_functional_tests rc 0 pass:9 fail:0 xfail:0 xpass:0 skip:0 error:0
+KSMCOST foldswap bytes_read 20000000 pages_scanned 40000
+KSMWORK foldswap PASS sharing=6000 shared=48 perfect_sharing=6096 memfree_gain_kb=24000 bytes_to_99=20000000 bytes_total=30000000 ksmd_ticks=300 seconds=40.0
+[resident] running 1
+[resident] batches 120
+[resident] signature_bytes 5000000
+RESIDENT off running 0
+KSMGROW none PASS disk_written_pages=40000 sharing=0 perfect_sharing=61392 ksmd_ticks=0 quiet_ticks=0 quiet_seconds=1 seconds=50.0
+KSMGROW ksmd PASS disk_written_pages=30000 sharing=50000 perfect_sharing=61392 ksmd_ticks=3000 quiet_ticks=1500 quiet_seconds=60 seconds=80.0
+KSMGROW foldswap PASS disk_written_pages=20000 sharing=60000 perfect_sharing=61392 ksmd_ticks=2000 quiet_ticks=60 quiet_seconds=60 seconds=70.0
 LOG
 	for p in foldswap limited zswap zswap-zstd; do
 		echo "DISK $p before out 0"
@@ -173,6 +193,20 @@ judge "a kernel KSM test failed with ksmd" fail 's/^KSMTEST ksmd ksm_tests_-U rc
 judge "a kernel KSM test skipped with ksmd" fail 's/^KSMTEST ksmd ksm_tests_-Z_-p_10_-z_1 rc 0/KSMTEST ksmd ksm_tests_-Z_-p_10_-z_1 rc 4/' || fails=1
 judge "a kernel KSM test never ran" fail '/^KSMTEST ksmd ksm_tests_-M_-p_10/d' || fails=1
 judge "a KSM functional test failed" fail 's/^KSMTEST ksmd ksm_functional_tests rc 0 pass:9 fail:0/KSMTEST ksmd ksm_functional_tests rc 1 pass:8 fail:1/' || fails=1
+judge "a kernel KSM test failed with the resident policy" fail 's/^KSMTEST foldswap ksm_tests_-M_-p_10 rc 0/KSMTEST foldswap ksm_tests_-M_-p_10 rc 1/' || fails=1
+judge "the KSM functional tests failed with the resident policy" fail 's/^KSMTEST foldswap ksm_functional_tests rc 0 pass:9 fail:0/KSMTEST foldswap ksm_functional_tests rc 1 pass:8 fail:1/' || fails=1
+judge "the workload lost bytes with the resident policy" fail 's/^KSMWORK foldswap PASS/KSMWORK foldswap FAIL/' || fails=1
+judge "the resident policy merged 2 % less than ksmd" fail 's/^KSMWORK foldswap PASS sharing=6000/KSMWORK foldswap PASS sharing=5970/' || fails=1
+judge "the workload never ran with ksmd" fail '/^KSMWORK ksmd /d' || fails=1
+judge "under pressure the policy wrote as much to disk as ksmd" fail 's/^KSMGROW foldswap PASS disk_written_pages=20000/KSMGROW foldswap PASS disk_written_pages=30000/' || fails=1
+judge "under pressure the policy wrote more to disk than no merging" fail 's/^KSMGROW none PASS disk_written_pages=40000/KSMGROW none PASS disk_written_pages=15000/' || fails=1
+judge "the policy was busy in the quiet minute" fail 's/quiet_ticks=60 quiet_seconds=60/quiet_ticks=121 quiet_seconds=60/' || fails=1
+judge "the growth lost bytes with the policy" fail 's/^KSMGROW foldswap PASS/KSMGROW foldswap FAIL/' || fails=1
+judge "the resident policy was never switched on" fail 's/^RESIDENT on running 1/RESIDENT on running 0/' || fails=1
+judge "the resident policy stayed on" fail 's/^RESIDENT off running 0/RESIDENT off running 1/' || fails=1
+judge "the resident policy ran no batch" fail 's/^\[resident\] batches 120/[resident] batches 0/' || fails=1
+judge "the resident policy read as much per page as ksmd" fail 's/^KSMCOST foldswap bytes_read 20000000/KSMCOST foldswap bytes_read 120000000/' || fails=1
+judge "an absurd resident strength was accepted" fail 's/^PARAM resident_strength 0 refused old 64 now 64/PARAM resident_strength 0 accepted old 64 now 0/' || fails=1
 judge "the KSM functional tests crashed" fail 's/^KSMTEST ksmd ksm_functional_tests rc 0 pass:9 fail:0.*/KSMTEST ksmd ksm_functional_tests rc 139 /' || fails=1
 judge "no settled zswap-zstd figure" fail '/^ZSWAP zswap-zstd settled/d' || fails=1
 judge "no settled zswap-lz4 figure" fail '/^ZSWAP zswap settled/d' || fails=1

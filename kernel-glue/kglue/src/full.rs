@@ -338,33 +338,12 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
 
 #[cfg(test)]
 mod tests {
-    use core::time::Duration;
     use std::boxed::Box;
-    use std::sync::{Arc, Condvar, Mutex as StdMutex};
     use std::vec::Vec;
 
     use super::*;
-    use crate::test_pages::TestPages;
+    use crate::test_pages::{TestPages, TestParker};
     use foldswap::ScanTunables;
-
-    /// A parker over a condvar with a token (the Parker contract).
-    #[derive(Default, Clone)]
-    struct TestParker(Arc<(StdMutex<bool>, Condvar)>);
-
-    impl Parker for TestParker {
-        fn park_timeout(&self, timeout: Duration) {
-            let (lock, cvar) = &*self.0;
-            let token = lock.lock().unwrap();
-            let (mut token, _) = cvar.wait_timeout_while(token, timeout, |t| !*t).unwrap();
-            *token = false;
-        }
-
-        fn unpark(&self) {
-            let (lock, cvar) = &*self.0;
-            *lock.lock().unwrap() = true;
-            cvar.notify_one();
-        }
-    }
 
     struct StdClock(std::time::Instant);
 

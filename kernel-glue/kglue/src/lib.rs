@@ -10,6 +10,9 @@
 //!   dedup → lz4 pool, and the scanner that recompresses or patches cold pages) in
 //!   static storage with one scratch per CPU: what the module runs.
 //! - [`Report`]: the statistics the guest reads.
+//! - [`ResidentPolicy`]: the resident scanner, the policy ksmd follows when the
+//!   module registers it (sampled signatures, batch sizes, the pressure-woken
+//!   governor); ksm.c merges.
 //! - [`load_status`] / [`status`]: the return codes the patch reads (a load
 //!   returns `-ENOENT` only for "not stored here").
 //!
@@ -23,6 +26,7 @@ extern crate std;
 
 mod full;
 mod report;
+mod resident;
 mod status;
 #[cfg(test)]
 mod test_pages;
@@ -36,6 +40,10 @@ pub use foldswap::Domain;
 pub use foldswap_mem::{Error, PAGE_SIZE};
 pub use full::{Foldswap, HostRefusal, MAX_WORKERS};
 pub use report::{Report, SliceWriter, TextBuf};
+pub use resident::{
+    BATCH_TARGET_NS, PRESSURE_WINDOW_NS, ResidentPolicy, ResidentReport, ResidentTunables,
+    ZERO_SIGNATURE,
+};
 pub use status::{errno, load_status, status};
 
 /// frontswap's operations, as the kernel patch calls them. None may sleep

@@ -1,10 +1,34 @@
-//! A counting, limited page provider over the std allocator, for the tests.
+//! What the tests share: a counting, limited page provider over the std
+//! allocator, and a parker.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use core::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+
 use foldswap_mem::{Error, PAGE_SIZE, Page, PageProvider};
+use foldswap_wake::Parker;
+
+/// A parker over a condvar with a token (the Parker contract).
+#[derive(Default, Clone)]
+pub(crate) struct TestParker(Arc<(Mutex<bool>, Condvar)>);
+
+impl Parker for TestParker {
+    fn park_timeout(&self, timeout: Duration) {
+        let (lock, cvar) = &*self.0;
+        let token = lock.lock().unwrap();
+        let (mut token, _) = cvar.wait_timeout_while(token, timeout, |t| !*t).unwrap();
+        *token = false;
+    }
+
+    fn unpark(&self) {
+        let (lock, cvar) = &*self.0;
+        *lock.lock().unwrap() = true;
+        cvar.notify_one();
+    }
+}
 
 const LAYOUT: Layout = match Layout::from_size_align(PAGE_SIZE, PAGE_SIZE) {
     Ok(l) => l,
