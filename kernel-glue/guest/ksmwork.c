@@ -24,8 +24,13 @@
  * them are printed), and every byte is checked. Printed: the sectors written
  * to the swap disk (vda) while growing and settling.
  *
+ * With -c N process p runs in memory cgroup ksmwork<p % N> (cgroup2 at
+ * /sys/fs/cgroup, memory controller on): a scanner that keeps tenants apart
+ * merges only within each, so a perfect merge keeps one page per content
+ * and cgroup.
+ *
  *   ksmwork NAME [-p procs] [-n pages] [-t templates] [-v volatile]
- *           [-s stable_s] [-T timeout_s] [-g [-m] [-q quiet_s]]
+ *           [-s stable_s] [-T timeout_s] [-g [-m] [-q quiet_s]] [-c cgroups]
  *   KSMWORK NAME PASS|FAIL sharing=S shared=H perfect_sharing=E ...
  *   KSMGROW NAME PASS|FAIL disk_written_pages=N sharing=S ... quiet_ticks=T
  */
@@ -37,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +54,7 @@
 
 static int procs = 4, npages = 2048, templates = 64, nvolatile = 16;
 static int stable_s = 6, timeout_s = 240;
-static int grow, merging = 1, quiet_s = 60;
+static int grow, merging = 1, quiet_s = 60, cgroups;
 
 /* Pages written to the swap disk so far (field 7 of its stat: sectors). */
 static unsigned long disk_written_pages(void)
@@ -182,6 +188,15 @@ static int child(int proc, int ready_fd)
 	uint64_t round = 0;
 	char c = 'r';
 
+	if (cgroups) {
+		char path[64];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/ksmwork%d/cgroup.procs", proc % cgroups);
+		f = fopen(path, "w");
+		if (!f || fprintf(f, "0\n") < 0 || fclose(f))
+			return 2;
+	}
 	mem = mmap(NULL, (size_t)npages * PAGE, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cow = calloc(npages, 1);
@@ -237,8 +252,9 @@ int main(int argc, char **argv)
 	double t0;
 
 	optind = 2;
-	while ((opt = getopt(argc, argv, "p:n:t:v:s:T:gmq:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:t:v:s:T:gmq:c:")) != -1) {
 		switch (opt) {
+		case 'c': cgroups = atoi(optarg); break;
 		case 'g': grow = 1; break;
 		case 'm': merging = 0; break;
 		case 'q': quiet_s = atoi(optarg); break;
@@ -252,8 +268,14 @@ int main(int argc, char **argv)
 		}
 	}
 	if (procs < 1 || procs > 64 || npages < 4 || templates < 1 || templates > 60000 ||
-	    pipe(pipefd))
+	    cgroups < 0 || cgroups > procs || pipe(pipefd))
 		return 2;
+	for (int c = 0; c < cgroups; c++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/ksmwork%d", c);
+		mkdir(path, 0755);
+	}
 	signal(SIGUSR1, on_usr1);
 	written0 = disk_written_pages();
 	/* Before the processes start: in grow mode ksmd scans while they fill. */
@@ -311,7 +333,8 @@ int main(int argc, char **argv)
 			if (!used[page_seed(0, i) & 0xffff]++)
 				contents++;
 		}
-		perfect = (unsigned long)procs * pages - contents;
+		/* Each cgroup with a process keeps one page per content. */
+		perfect = (unsigned long)procs * pages - contents * (cgroups ? cgroups : 1);
 	}
 	{
 		unsigned long final = n ? sharing[n - 1] : 0, to99 = 0;
@@ -340,10 +363,10 @@ int main(int argc, char **argv)
 			       ticks1 - ticks0, quiet_ticks, quiet_s, now_s() - t0);
 		else
 			printf("KSMWORK %s %s sharing=%lu shared=%lu perfect_sharing=%lu memfree_gain_kb=%ld "
-		       "bytes_to_99=%lu bytes_total=%lu ksmd_ticks=%lu seconds=%.1f\n",
+		       "bytes_to_99=%lu bytes_total=%lu ksmd_ticks=%lu seconds=%.1f cgroups=%d\n",
 		       name, failed ? "FAIL" : "PASS", final, shared, perfect,
 		       (long)free1 - (long)free0, to99, n ? bytes[n - 1] : 0,
-		       ticks1 - ticks0, now_s() - t0);
+		       ticks1 - ticks0, now_s() - t0, cgroups);
 	}
 	return failed;
 }

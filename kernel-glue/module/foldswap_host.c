@@ -154,6 +154,7 @@ u32 foldswap_rs_resident_signature(const void *addr, unsigned int *bytes_read);
 unsigned int foldswap_rs_resident_batch_pages(void);
 void foldswap_rs_resident_wait(unsigned int scanned);
 int foldswap_rs_resident_start(unsigned int strength);
+u64 foldswap_rs_resident_domain(u64 memcg, u64 page);
 void foldswap_rs_resident_stop_scanning(void);
 void foldswap_rs_resident_hide(void);
 void foldswap_rs_resident_stop(void);
@@ -1048,10 +1049,28 @@ static bool resident_on;
 /* ksmd, recorded at its first sleep under the policy, referenced until off. */
 static struct task_struct *ksmd_task;
 
+/*
+ * A page's merge domain (ksmd, with a reference on the page): its memory
+ * cgroup under dedup_scope=domain, as the swap face's. The memcg's address is
+ * the key: the page's charge pins the memcg, so no other memcg can take that
+ * address while the page is in a tree; only the value is used, read under
+ * RCU. The scope's choice is the Rust side's.
+ */
+static unsigned long resident_domain(struct page *page)
+{
+	unsigned long memcg;
+
+	rcu_read_lock();
+	memcg = (unsigned long)folio_memcg(page_folio(page));
+	rcu_read_unlock();
+	return foldswap_rs_resident_domain(memcg, page_to_pfn(page));
+}
+
 static const struct ksm_scan_policy resident_policy = {
 	.checksum = foldswap_rs_resident_signature,
 	.batch_pages = foldswap_rs_resident_batch_pages,
 	.wait = foldswap_rs_resident_wait,
+	.domain = resident_domain,
 };
 
 /* The policy's parker runs in ksmd (its wait): ksmd is current. */

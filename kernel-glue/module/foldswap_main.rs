@@ -689,12 +689,23 @@ pub extern "C" fn foldswap_rs_resident_start(strength: u32) -> c_int {
         Ok(tunables) => tunables,
         Err(e) => return status(Err(e)),
     };
+    let Some(scope) = dedup_scope() else {
+        return status(Err(Error::InvalidArgument("dedup_scope")));
+    };
     // SAFETY: plain C call (get_random_u64).
     let seed = unsafe { foldswap_host_random_u64() };
     // SAFETY: the C side calls this under the parameter lock with the policy
     // stopped and unregistered: nothing else uses RESIDENT (stores notify it
     // only through `notify_pressure`, which sees it only once started).
-    status(unsafe { RESIDENT.start(KSMD_PARKER, seed, tunables) })
+    status(unsafe { RESIDENT.start(KSMD_PARKER, seed, tunables, scope) })
+}
+
+/// The merge domain of a page of memory cgroup `memcg` (its address, 0 for
+/// none) with frame number `page`, under `dedup_scope` (ksm.c, with
+/// ksm_thread_mutex held).
+#[no_mangle]
+pub extern "C" fn foldswap_rs_resident_domain(memcg: u64, page: u64) -> u64 {
+    RESIDENT.domain(memcg, page)
 }
 
 /// Every later wait of ksmd returns at once.

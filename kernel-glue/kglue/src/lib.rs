@@ -42,7 +42,7 @@ pub use full::{Foldswap, HostRefusal, MAX_WORKERS};
 pub use report::{Report, SliceWriter, TextBuf};
 pub use resident::{
     BATCH_TARGET_NS, PRESSURE_WINDOW_NS, ResidentPolicy, ResidentReport, ResidentTunables,
-    ZERO_SIGNATURE,
+    ZERO_SIGNATURE, merge_domain,
 };
 pub use status::{errno, load_status, status};
 

@@ -18,6 +18,11 @@
 //!   before merging it with the zero page.
 //! - **batch_pages** — how many pages the next batch scans: about
 //!   [`BATCH_TARGET_NS`] of work at the measured cost per page.
+//! - **domain** — which pages may merge: ksm.c orders its trees by this key
+//!   first, so pages of different keys never compare equal. Under the
+//!   module's `dedup_scope` (the swap face's too): `domain`, a page's memory
+//!   cgroup; `global`, one key for all (ksmd's own behaviour); `off`, the
+//!   page itself, so nothing merges ([`merge_domain`]).
 //! - **wait** — how long ksmd sleeps after a batch: long enough that scanning
 //!   takes the governor's share of one CPU, the quiet share
 //!   ([`ResidentTunables::quiet_share`]) unless swap pressure was seen within
@@ -48,6 +53,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
+use foldswap::DedupScope;
 use foldswap_ladder::{Governor, MAX_STRENGTH, RATIO_ONE, SampledHasher, Tunables, zero_page_hash};
 use foldswap_mem::{Error, PAGE_SIZE};
 use foldswap_wake::{Parker, Scanner, WaitOutcome, Wake};
@@ -68,6 +74,17 @@ pub const PRESSURE_WINDOW_NS: u64 = 2_000_000_000;
 
 /// Cost per page assumed before any batch is measured (UKSM's 500 ns).
 const INITIAL_PAGE_COST_NS: u64 = 500;
+
+/// The merge domain of a page under `scope`, given its memory cgroup's key
+/// (its address: stable while the page is charged to it; 0 for none) and the
+/// page's own key (its frame number). Pages merge only within one domain.
+pub fn merge_domain(scope: DedupScope, memcg: u64, page: u64) -> u64 {
+    match scope {
+        DedupScope::Domain => memcg,
+        DedupScope::Global => 0,
+        DedupScope::Off => page,
+    }
+}
 
 /// The resident scanner's tunables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +153,9 @@ impl ResidentTunables {
             Some(longest) => BATCH_TARGET_NS.min(longest),
             None => BATCH_TARGET_NS,
         };
-        let pages = target / page_cost_ns.max(1);
+        // Divisions here are checked ones: a module's panic path is a call
+        // objtool cannot see return (and it never would: the divisor is not 0).
+        let pages = target.checked_div(page_cost_ns).unwrap_or(target);
         let pages = u32::try_from(pages).unwrap_or(u32::MAX);
         pages.clamp(self.min_batch_pages.max(1), self.max_batch_pages.max(1))
     }
@@ -153,8 +172,10 @@ impl ResidentTunables {
         let share = self.share(under_pressure);
         let idle = u64::from(RATIO_ONE.unsigned_abs()) - share;
         // No 128-bit division (a kernel module has no __udivti3): a batch
-        // long enough to saturate sleeps the longest anyway.
-        (busy_ns.saturating_mul(idle) / share).clamp(min, max)
+        // long enough to saturate sleeps the longest anyway. `share` is at
+        // least 1; the checked division only keeps a panic path out.
+        let sleep = busy_ns.saturating_mul(idle).checked_div(share);
+        sleep.unwrap_or(max).clamp(min, max)
     }
 }
 
@@ -233,6 +254,7 @@ struct Running<K: Parker + 'static> {
     wake: Wake<K, u32>,
     ksmd: Mutex<Ksmd<K>>,
     tunables: ResidentTunables,
+    scope: DedupScope,
 }
 
 /// The resident scanner's policy in static storage (the hasher's 2 KiB
@@ -310,7 +332,8 @@ impl<K: Parker + Send + Sync + 'static> ResidentPolicy<K> {
         Some(unsafe { (*self.running.get()).assume_init_ref() })
     }
 
-    /// Build the policy: the hasher from `seed`, the wake with `parker` (ksmd's).
+    /// Build the policy: the hasher from `seed`, the wake with `parker`
+    /// (ksmd's), merge domains by `scope`.
     ///
     /// # Safety
     /// No other method of `self` runs during the call.
@@ -319,6 +342,7 @@ impl<K: Parker + Send + Sync + 'static> ResidentPolicy<K> {
         parker: K,
         seed: u64,
         tunables: ResidentTunables,
+        scope: DedupScope,
     ) -> Result<(), Error> {
         if self.built.load(Ordering::Acquire) {
             return Err(Error::InvalidArgument("already started"));
@@ -343,6 +367,7 @@ impl<K: Parker + Send + Sync + 'static> ResidentPolicy<K> {
                 pressure_until_ns: 0,
             }));
             core::ptr::addr_of_mut!((*running).tunables).write(tunables);
+            core::ptr::addr_of_mut!((*running).scope).write(scope);
         }
         self.strength.store(tunables.strength, Ordering::Relaxed);
         // INVARIANT: every field of `running` is initialised.
@@ -409,6 +434,16 @@ impl<K: Parker + Send + Sync + 'static> ResidentPolicy<K> {
         (signature, bytes)
     }
 
+    /// The merge domain of a page of memory cgroup `memcg` with key `page`
+    /// under the policy's scope ([`merge_domain`]); a stopped policy merges
+    /// nothing (every page its own domain).
+    pub fn domain(&self, memcg: u64, page: u64) -> u64 {
+        match self.running() {
+            Some(running) => merge_domain(running.scope, memcg, page),
+            None => page,
+        }
+    }
+
     /// ksmd starts a batch at `now_ns`: apply a staged strength, and return
     /// how many pages to scan.
     pub fn batch_pages(&'static self, now_ns: u64) -> u32 {
@@ -440,7 +475,7 @@ impl<K: Parker + Send + Sync + 'static> ResidentPolicy<K> {
         let busy = now_ns.saturating_sub(ksmd.batch_start_ns);
         if scanned > 0 {
             // An even blend of the last cost and this batch's.
-            let cost = (busy / u64::from(scanned)).max(1);
+            let cost = busy.checked_div(u64::from(scanned)).unwrap_or(busy).max(1);
             ksmd.page_cost_ns = (ksmd.page_cost_ns + cost).div_ceil(2);
             self.page_cost_ns
                 .store(ksmd.page_cost_ns, Ordering::Relaxed);
@@ -527,8 +562,18 @@ mod tests {
     fn started(tunables: ResidentTunables) -> &'static Policy {
         let policy: &'static Policy = Box::leak(Box::new(Policy::new()));
         // SAFETY: nothing else uses the fresh policy.
-        unsafe { policy.start(TestParker::default(), 7, tunables) }.unwrap();
+        unsafe { policy.start(TestParker::default(), 7, tunables, DedupScope::Domain) }.unwrap();
         policy
+    }
+
+    /// Stop `policy` and start it again with merge domains by `scope`.
+    fn restart(policy: &'static Policy, scope: DedupScope) {
+        policy.stop_scanning();
+        // SAFETY: nothing else uses the policy.
+        unsafe { policy.stop() };
+        let tunables = ResidentTunables::default();
+        // SAFETY: as above; it is stopped.
+        unsafe { policy.start(TestParker::default(), 3, tunables, scope) }.unwrap();
     }
 
     /// A policy whose sleeps are an hour: a wait returns only when woken.
@@ -621,8 +666,48 @@ mod tests {
             ..ResidentTunables::default()
         };
         // SAFETY: nothing else uses the fresh policy.
-        assert!(unsafe { leaked.start(TestParker::default(), 1, tunables) }.is_err());
+        let started =
+            unsafe { leaked.start(TestParker::default(), 1, tunables, DedupScope::Domain) };
+        assert!(started.is_err());
         assert!(!leaked.is_running());
+    }
+
+    #[test]
+    fn pages_share_a_domain_only_as_the_scope_allows() {
+        let (cgroup_a, cgroup_b) = (0xffff_8880_0100_0000, 0xffff_8880_0200_0000);
+        let domain = |scope, memcg, page| merge_domain(scope, memcg, page);
+        // domain: one key per memory cgroup, whatever the page.
+        assert_eq!(
+            domain(DedupScope::Domain, cgroup_a, 1),
+            domain(DedupScope::Domain, cgroup_a, 2)
+        );
+        assert_ne!(
+            domain(DedupScope::Domain, cgroup_a, 1),
+            domain(DedupScope::Domain, cgroup_b, 1)
+        );
+        // global: one key for all, as ksmd alone.
+        assert_eq!(
+            domain(DedupScope::Global, cgroup_a, 1),
+            domain(DedupScope::Global, cgroup_b, 2)
+        );
+        // off: every page its own.
+        assert_ne!(
+            domain(DedupScope::Off, cgroup_a, 1),
+            domain(DedupScope::Off, cgroup_a, 2)
+        );
+    }
+
+    #[test]
+    fn the_policy_keys_pages_by_its_scope_and_a_stopped_one_merges_nothing() {
+        let policy = started(ResidentTunables::default());
+        assert_eq!(policy.domain(0x1000, 5), 0x1000);
+        assert_eq!(policy.domain(0x1000, 6), 0x1000);
+        policy.stop_scanning();
+        // SAFETY: nothing else uses the policy.
+        unsafe { policy.stop() };
+        assert_ne!(policy.domain(0x1000, 5), policy.domain(0x1000, 6));
+        restart(policy, DedupScope::Global);
+        assert_eq!(policy.domain(0x1000, 5), policy.domain(0x2000, 6));
     }
 
     #[test]
@@ -753,7 +838,15 @@ mod tests {
         // SAFETY: nothing else uses the policy.
         unsafe { policy.stop() };
         // SAFETY: as above; it is stopped.
-        unsafe { policy.start(TestParker::default(), 2, ResidentTunables::default()) }.unwrap();
+        unsafe {
+            policy.start(
+                TestParker::default(),
+                2,
+                ResidentTunables::default(),
+                DedupScope::Off,
+            )
+        }
+        .unwrap();
         assert!(policy.is_running());
     }
 
@@ -773,11 +866,7 @@ mod tests {
     fn a_stopped_policy_starts_again() {
         let policy = started(ResidentTunables::default());
         policy.batch_pages(0);
-        policy.stop_scanning();
-        // SAFETY: nothing else uses the policy.
-        unsafe { policy.stop() };
-        // SAFETY: as above; it is stopped.
-        unsafe { policy.start(TestParker::default(), 8, ResidentTunables::default()) }.unwrap();
+        restart(policy, DedupScope::Global);
         policy.batch_pages(0);
         policy.notify_pressure();
         assert!(policy.report().running);
