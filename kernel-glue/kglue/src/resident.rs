@@ -56,7 +56,7 @@ use core::time::Duration;
 use foldswap::DedupScope;
 use foldswap_ladder::{Governor, MAX_STRENGTH, RATIO_ONE, SampledHasher, Tunables, zero_page_hash};
 use foldswap_mem::{Error, PAGE_SIZE};
-use foldswap_wake::{Parker, Scanner, WaitOutcome, Wake};
+use foldswap_wake::{Notify, Parker, Scanner, WaitOutcome, Wake};
 use spin::Mutex;
 
 /// The signature of every page whose sample is all zero bytes, whatever the
@@ -198,7 +198,9 @@ pub struct ResidentReport {
     pub pages_scanned: u64,
     /// Batches run at the pressure share.
     pub pressure_batches: u64,
-    /// Swap-out notifications.
+    /// Swap-out notifications that found ksmd not notified yet (they woke it,
+    /// or its next wait returns at once); repeats before it runs are not
+    /// counted.
     pub notifications: u64,
     /// Sleeps a notification cut short or skipped.
     pub wakeups: u64,
@@ -502,11 +504,17 @@ impl<K: Parker + Send + Sync + 'static> ResidentPolicy<K> {
     }
 
     /// Swap-out pressure (the store path): wake the scanner. One atomic
-    /// operation; never blocks.
+    /// operation on the wake's state, which every store needs; never blocks.
+    /// Only a notification that found ksmd not notified yet is counted: under
+    /// a swap storm nearly every store finds the wake already pending, and a
+    /// counter bumped by all of them would be a second cache line all CPUs
+    /// write.
     pub fn notify_pressure(&self) {
-        if let Some(running) = self.running() {
+        let first = self.running().is_some_and(|running| {
+            matches!(running.wake.notify(), Notify::WokeScanner | Notify::Queued)
+        });
+        if first {
             self.notifications.fetch_add(1, Ordering::Relaxed);
-            running.wake.notify();
         }
     }
 
@@ -871,5 +879,21 @@ mod tests {
         policy.notify_pressure();
         assert!(policy.report().running);
         assert_eq!(policy.report().notifications, 1);
+    }
+
+    #[test]
+    fn notifications_before_ksmd_runs_count_once() {
+        let policy = started(ResidentTunables::default());
+        for _ in 0..100 {
+            policy.notify_pressure();
+        }
+        assert_eq!(policy.report().notifications, 1);
+        // ksmd's next wait takes the notification and returns at once; the
+        // next swap-out counts again.
+        let scanned = policy.batch_pages(0);
+        policy.wait(scanned, 1_000, || 2_000);
+        policy.notify_pressure();
+        policy.notify_pressure();
+        assert_eq!(policy.report().notifications, 2);
     }
 }
