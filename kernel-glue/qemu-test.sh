@@ -122,6 +122,12 @@ run_guest() {
 		>"$RUN/console-preempt.log" 2>&1 || true
 }
 
+# "NAME KEY VALUE" for each KEY=VALUE of the guest's "TAG NAME PASS k=v ..."
+# lines: pass_fields TAG LOG.
+pass_fields() {
+	awk -v tag="$1" '$1 == tag && $3 == "PASS" { for (i = 4; i <= NF; i++) { split($i, kv, "="); print $2, kv[1], kv[2] } }' "$2"
+}
+
 # Pass/fail from the console logs only: decide [LOG [PREEMPT_LOG]].
 decide() {
 	local log=${1:-$RUN/console.log} plog=${2:-$RUN/console-preempt.log} ok=1 p
@@ -162,18 +168,18 @@ decide() {
 	for scanner in ksmd foldswap; do
 		grep -q "^KSMWORK $scanner PASS " "$log" || { echo "verdict: no 'KSMWORK $scanner PASS'"; ok=0; }
 	done
-	if ! awk '$1 == "KSMWORK" && $3 == "PASS" { split($4, kv, "="); sharing[$2] = kv[2] }
-		END { exit !(sharing["ksmd"] > 0 && sharing["foldswap"] * 100 >= sharing["ksmd"] * 98) }' "$log"; then
+	if ! pass_fields KSMWORK "$log" | awk '{ v[$1, $2] = $3 }
+		END { exit !(v["ksmd", "sharing"] > 0 && v["foldswap", "sharing"] * 100 >= v["ksmd", "sharing"] * 98) }'; then
 		echo "verdict: the resident policy did not reach ksmd's sharing within 2 %"
 		ok=0
 	fi
 	# Tenants (ksmwork -c 2): stock ksmd merges across the two cgroups (more
 	# sharing than one page per content and cgroup allows); the resident
 	# policy reaches exactly that and no more, with every byte right.
-	if ! awk '$1 == "KSMWORK" && $3 == "PASS" { for (i = 4; i <= NF; i++) { split($i, kv, "="); v[$2, kv[1]] = kv[2] } }
+	if ! pass_fields KSMWORK "$log" | awk '{ v[$1, $2] = $3 }
 		END { exit !(v["ksmdtenants", "sharing"] > v["ksmdtenants", "perfect_sharing"] &&
 			v["foldswaptenants", "perfect_sharing"] > 0 &&
-			v["foldswaptenants", "sharing"] == v["foldswaptenants", "perfect_sharing"]) }' "$log"; then
+			v["foldswaptenants", "sharing"] == v["foldswaptenants", "perfect_sharing"]) }'; then
 		echo "verdict: the resident policy merged across memory cgroups, or not all within them (or ksmd did not merge across)"
 		ok=0
 	fi
@@ -185,8 +191,8 @@ decide() {
 	for scanner in none ksmd foldswap; do
 		grep -q "^KSMGROW $scanner PASS " "$log" || { echo "verdict: no 'KSMGROW $scanner PASS'"; ok=0; }
 	done
-	if ! awk '$1 == "KSMGROW" && $2 == "foldswap" && $3 == "PASS" { for (i = 4; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
-		END { exit !(v["quiet_seconds"] > 0 && v["quiet_ticks"] * 50 <= v["quiet_seconds"] * 100) }' "$log"; then
+	if ! pass_fields KSMGROW "$log" | awk '$1 == "foldswap" { v[$2] = $3 }
+		END { exit !(v["quiet_seconds"] > 0 && v["quiet_ticks"] * 50 <= v["quiet_seconds"] * 100) }'; then
 		echo "verdict: the resident policy was not quiet in the minute after the pressure"
 		ok=0
 	fi
@@ -201,9 +207,9 @@ decide() {
 		echo "verdict: the resident policy ran no batch or took no signature"
 		ok=0
 	fi
-	if ! awk '$1 == "KSMWORK" && $3 == "PASS" { for (i = 4; i <= NF; i++) { split($i, kv, "="); v[$2, kv[1]] = kv[2] } }
+	if ! pass_fields KSMWORK "$log" | awk '{ v[$1, $2] = $3 }
 		END { f = v["foldswap", "bytes_to_99"]; k = v["ksmd", "bytes_to_99"]
-			exit !(f != "" && k > 0 && f * 10 <= k * 8) }' "$log"; then
+			exit !(f != "" && k > 0 && f * 10 <= k * 8) }'; then
 		echo "verdict: the resident policy read more than 0.8 of what ksmd read to reach its sharing"
 		ok=0
 	fi
@@ -421,6 +427,7 @@ figures() {
 		$1 == "DISK" { d[$2 "," $3 "," $4] = $5 }
 		$1 == "FSSTAT" { s[$2 "," $3 "," $4] = $5 }
 		$1 == "ZSWAP" { z[$2 "," $3 "," $4] = $5 }
+		$1 == "CENSUS" { c[$2 "," $3 "," $4] = $5 }
 		/^\[(foldswap|limited)\] total_bytes / { if ($3 > held[$1]) held[$1] = $3 }
 		/^\[(foldswap|limited)\] stored_pages / { if ($3 > stored[$1]) stored[$1] = $3 }
 		/^\[zswap(-zstd)?\] SNAPSHOT round=.* file=.*stored_pages/ { want = "stored"; wp = $1; next }
@@ -497,6 +504,19 @@ figures() {
 				disk_zs = d[p ",after,out"] - d[p ",before,out"]
 				if (disk_fs >= disk_zs) { printf "verdict: foldswap wrote %d pages to disk, %s %d\n", disk_fs, p, disk_zs; fail = 1 }
 			}
+			# Like for like: the pages zswap holds too. foldswap keeps a repeated
+			# incompressible page raw, once, its copies as references, where zswap
+			# sends every copy to disk; those pages (raw_sharers in the census) and
+			# the slots of the raw copies (a page each) are left out, and every byte of
+			# metadata stays charged to the rest.
+			census = ("foldswap,settled,raw_sharers" in c) && ("foldswap,settled,raw" in c)
+			like_pages = fs_pages - c["foldswap,settled,raw_sharers"]
+			like_bytes = fs_bytes - c["foldswap,settled,raw"] * 4096
+			zs_pages = z["zswap-zstd,settled,stored_pages"]
+			zs_pp = per_page(zswap_held(z["zswap-zstd,settled,pool_total_size"], zs_pages), zs_pages)
+			if (!census || like_pages <= 0 || zs_pp <= 0) { print "verdict: no census of what foldswap holds settled"; fail = 1 }
+			else printf "figures density    like for like: foldswap %d pages in %.1f MiB (%d B/page), %.2fx zswap-zstd per stored page (%d pages, %d B/page)\n",
+				like_pages, like_bytes / 1048576, per_page(like_bytes, like_pages), per_page(like_bytes, like_pages) / zs_pp, zs_pages, zs_pp
 			printf "figures mthp-foldswap: foldswap stores %d loads %d\n", delta("mthp-foldswap", "stores"), delta("mthp-foldswap", "loads")
 			if (delta("mthp-foldswap", "loads") <= 0) { print "verdict: the mTHP test loaded nothing from foldswap"; fail = 1 }
 			if (delta("foldswap", "stores") <= 0 || delta("foldswap", "loads") <= 0) { print "verdict: foldswap stats show no stores or no loads"; fail = 1 }

@@ -638,16 +638,41 @@ fn scan_tunables(cold_rounds: u32, cold_level: u32, block_pages: u32) -> ScanTun
 /// `buf` points to `len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn foldswap_rs_stats(buf: *mut u8, len: usize) -> c_long {
-    // SAFETY: per the caller.
-    let buf = unsafe { core::slice::from_raw_parts_mut(buf, len) };
-    let mut w = SliceWriter::new(buf);
     let mut report = BACKEND.report();
     // SAFETY: plain C call (an atomic read).
     report.charged_bytes = unsafe { foldswap_host_charged_bytes() };
-    match report.render(&mut w) {
+    // SAFETY: per the caller.
+    unsafe { render_into(buf, len, |w| report.render(w)) }
+}
+
+/// Run `render` into `buf` (`len` bytes): the bytes written, or `-ENOSPC` if
+/// the text does not fit.
+///
+/// # Safety
+/// `buf` points to `len` writable bytes.
+unsafe fn render_into(
+    buf: *mut u8,
+    len: usize,
+    render: impl FnOnce(&mut SliceWriter<'_>) -> core::fmt::Result,
+) -> c_long {
+    // SAFETY: per the caller.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf, len) };
+    let mut w = SliceWriter::new(buf);
+    match render(&mut w) {
         Ok(()) => w.len() as c_long,
         Err(_) => c_long::from(-errno::ENOSPC),
     }
+}
+
+/// Write the census of stored contents (every entry walked under the content
+/// lock) into `buf` (`len` bytes); returns the bytes written.
+///
+/// # Safety
+/// `buf` points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn foldswap_rs_census(buf: *mut u8, len: usize) -> c_long {
+    // SAFETY: per the caller.
+    unsafe { render_into(buf, len, |w| BACKEND.census().render(w)) }
 }
 
 /// ksmd's signature of the page mapped at `addr`; the bytes it read go to
@@ -742,12 +767,7 @@ pub extern "C" fn foldswap_rs_resident_stage(strength: u32) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn foldswap_rs_resident_stats(buf: *mut u8, len: usize) -> c_long {
     // SAFETY: per the caller.
-    let buf = unsafe { core::slice::from_raw_parts_mut(buf, len) };
-    let mut w = SliceWriter::new(buf);
-    match RESIDENT.report().render(&mut w) {
-        Ok(()) => w.len() as c_long,
-        Err(_) => c_long::from(-errno::ENOSPC),
-    }
+    unsafe { render_into(buf, len, |w| RESIDENT.report().render(w)) }
 }
 
 struct FoldswapModule;

@@ -92,6 +92,8 @@ INJECT foldswap armed 8 left 7
 FSSTAT foldswap settled stored_pages 16384
 FSSTAT foldswap settled total_bytes 7000000
 FSSTAT foldswap settled recompressed_pages 2000
+CENSUS foldswap settled raw 16
+CENSUS foldswap settled raw_sharers 4100
 ZSWAP zswap settled stored_pages 10000
 ZSWAP zswap settled pool_total_size 8000000
 ZSWAP zswap-zstd settled stored_pages 16000
@@ -212,6 +214,7 @@ judge "the resident policy read 0.85 of what ksmd read" fail 's/^\(KSMWORK folds
 judge "an absurd resident strength was accepted" fail 's/^PARAM resident_strength 0 refused old 64 now 64/PARAM resident_strength 0 accepted old 64 now 0/' || fails=1
 judge "the KSM functional tests crashed" fail 's/^KSMTEST ksmd ksm_functional_tests rc 0 pass:9 fail:0.*/KSMTEST ksmd ksm_functional_tests rc 139 /' || fails=1
 judge "no settled zswap-zstd figure" fail '/^ZSWAP zswap-zstd settled/d' || fails=1
+judge "no census of what foldswap holds" fail '/^CENSUS foldswap settled/d' || fails=1
 judge "no settled zswap-lz4 figure" fail '/^ZSWAP zswap settled/d' || fails=1
 judge "zswap's zstd refused" fail '$a GUEST zswap zstd failed' || fails=1
 judge "a right guess moved dedup_hits across memory cgroups" fail \

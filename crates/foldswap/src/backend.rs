@@ -132,6 +132,9 @@ pub struct Census {
     pub cold: u64,
     /// Entries kept raw (compressed too poorly).
     pub raw: u64,
+    /// Offsets whose content is kept raw (the raw entries' sharers): pages a
+    /// store that refuses incompressible pages, as zswap does, would not hold.
+    pub raw_sharers: u64,
     /// Entries kept as a delta against a base entry.
     pub delta: u64,
     /// Entries no offset points at any more, kept because deltas need them.
@@ -513,6 +516,9 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 _ => &mut census.lz4,
             };
             *count += 1;
+            if entry.tag() == TAG_RAW {
+                census.raw_sharers += u64::from(entry.sharers);
+            }
             if entry.sharers == 0 {
                 census.bases_only += 1;
             }

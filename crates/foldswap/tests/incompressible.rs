@@ -70,6 +70,14 @@ fn a_repeated_incompressible_page_is_kept_raw_and_its_copies_shared() {
     );
     // One raw page held for nine offsets.
     assert!(backend.pool_stats().object_bytes <= PAGE_SIZE + 64);
+    let census = backend.census();
+    assert_eq!((census.raw, census.raw_sharers), (1, 9), "{census:?}");
+    // The copies leave one by one; the census follows them.
+    for offset in 1..5 {
+        backend.invalidate_page(0, offset).unwrap();
+    }
+    let census = backend.census();
+    assert_eq!((census.raw, census.raw_sharers), (1, 5), "{census:?}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use foldswap_pool::Clock;
 use spin::Mutex;
 
 use crate::SwapBackend;
-use crate::report::Report;
+use crate::report::{CensusReport, Report};
 
 /// Why the host refused a store before the backend saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +334,23 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             charged_bytes: 0,
         }
     }
+
+    fn census(&self) -> CensusReport {
+        let Ok(backend) = self.backend() else {
+            return CensusReport::default();
+        };
+        let c = backend.census();
+        CensusReport {
+            lz4: c.lz4,
+            cold: c.cold,
+            raw: c.raw,
+            raw_sharers: c.raw_sharers,
+            delta: c.delta,
+            blocked: c.blocked,
+            blocks: c.blocks,
+            bases_only: c.bases_only,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -399,6 +416,7 @@ mod tests {
         fs.invalidate_page(0, 0);
         fs.invalidate_area(0);
         assert_eq!(fs.report(), Report::default());
+        assert_eq!(fs.census(), CensusReport::default());
     }
 
     #[test]
@@ -457,6 +475,10 @@ mod tests {
         assert_eq!((r.stores, r.loads, r.stored_pages), (200, 200, 200));
         assert_eq!(r.dedup_hits, 192);
         assert_eq!(r.areas, 1);
+        // Eight distinct contents, however the scanner keeps them by now.
+        let c = fs.census();
+        assert_eq!(c.lz4 + c.cold + c.delta + c.blocked, 8, "{c:?}");
+        assert_eq!((c.raw, c.raw_sharers), (0, 0));
 
         fs.set_enabled(false);
         assert_eq!(

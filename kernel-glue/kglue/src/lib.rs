@@ -39,7 +39,7 @@ pub use foldswap_pool as pool;
 pub use foldswap::Domain;
 pub use foldswap_mem::{Error, PAGE_SIZE};
 pub use full::{Foldswap, HostRefusal, MAX_WORKERS};
-pub use report::{Report, SliceWriter, TextBuf};
+pub use report::{CensusReport, Report, SliceWriter, TextBuf};
 pub use resident::{
     BATCH_TARGET_NS, PRESSURE_WINDOW_NS, ResidentPolicy, ResidentReport, ResidentTunables,
     ZERO_SIGNATURE, merge_domain,
@@ -74,4 +74,6 @@ pub trait SwapBackend {
     fn set_limit_bytes(&self, limit: u64);
     /// The statistics now.
     fn report(&self) -> Report;
+    /// The stored contents by encoding, counted afresh (walks every entry).
+    fn census(&self) -> CensusReport;
 }

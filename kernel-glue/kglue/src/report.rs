@@ -170,11 +170,56 @@ impl Report {
             ("writeback_requested_pages", self.writeback_requested_pages),
             ("charged_bytes", self.charged_bytes),
         ];
-        for (name, value) in lines {
-            writeln!(w, "{name} {value}")?;
-        }
-        Ok(())
+        render_lines(w, &lines)
     }
+}
+
+/// The stored contents counted by encoding, walking every entry (the module's
+/// `census` parameter: for tests and reports, never a hot path).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CensusReport {
+    /// Distinct contents kept as lz4.
+    pub lz4: u64,
+    /// Distinct contents recompressed alone with the cold codec.
+    pub cold: u64,
+    /// Distinct contents kept raw (compressed too poorly).
+    pub raw: u64,
+    /// Stored pages whose content is kept raw: the pages a store that refuses
+    /// incompressible pages, as zswap does, would not hold.
+    pub raw_sharers: u64,
+    /// Distinct contents kept as deltas.
+    pub delta: u64,
+    /// Distinct contents in cold blocks.
+    pub blocked: u64,
+    /// Cold blocks.
+    pub blocks: u64,
+    /// Contents no stored page holds, kept as bases of deltas.
+    pub bases_only: u64,
+}
+
+impl CensusReport {
+    /// Write one `name value` line per figure.
+    pub fn render(&self, w: &mut impl Write) -> fmt::Result {
+        let lines: [(&str, u64); 8] = [
+            ("lz4", self.lz4),
+            ("cold", self.cold),
+            ("raw", self.raw),
+            ("raw_sharers", self.raw_sharers),
+            ("delta", self.delta),
+            ("blocked", self.blocked),
+            ("blocks", self.blocks),
+            ("bases_only", self.bases_only),
+        ];
+        render_lines(w, &lines)
+    }
+}
+
+/// Write one `name value` line per pair.
+pub fn render_lines(w: &mut impl Write, lines: &[(&str, u64)]) -> fmt::Result {
+    for (name, value) in lines {
+        writeln!(w, "{name} {value}")?;
+    }
+    Ok(())
 }
 
 /// A fixed-size text buffer implementing [`Write`]; writing past its end is an
@@ -270,5 +315,18 @@ mod tests {
         let mut w = SliceWriter::new(&mut small);
         assert!(report.render(&mut w).is_err());
         assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn the_census_renders_a_line_per_figure() {
+        let census = CensusReport {
+            raw: 16,
+            raw_sharers: 4_112,
+            ..CensusReport::default()
+        };
+        let mut text = TextBuf::<512>::new();
+        census.render(&mut text).unwrap();
+        assert!(text.as_str().contains("raw 16\nraw_sharers 4112\n"));
+        assert_eq!(text.as_str().lines().count(), 8);
     }
 }

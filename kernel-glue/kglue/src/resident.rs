@@ -234,10 +234,7 @@ impl ResidentReport {
             ("page_cost_ns", self.page_cost_ns),
             ("batch_target_ns", BATCH_TARGET_NS),
         ];
-        for (name, value) in lines {
-            writeln!(w, "{name} {value}")?;
-        }
-        Ok(())
+        crate::report::render_lines(w, &lines)
     }
 }
 
