@@ -3,13 +3,8 @@
 //!
 //! Lengths are rounded up to [`CLASS_STEP`] bytes (16, as zsmalloc), giving 256
 //! candidate sizes from 16 to 4096. For each, the zspage size (1 to
-//! [`MAX_ZSPAGE_PAGES`] pages, at most [`MAX_SLOTS_PER_ZSPAGE`] slots) whose
-//! overhead is the smallest share of its pages is chosen, the overhead being the
-//! bytes its slots leave unused at the end plus its descriptor
-//! ([`ZSPAGE_DESCRIPTOR_BYTES`]). Counting the descriptor matters: on waste
-//! alone a size that divides a page exactly (4096, 2048, 1024, ...) took
-//! one-page zspages, a descriptor a page, and descriptors were 15.1 bytes per
-//! stored page on the dev corpus; counted, 6.4. Neighbouring sizes whose zspages hold the same number of objects in the
+//! [`MAX_ZSPAGE_PAGES`] pages) that wastes the smallest share of its pages is
+//! chosen. Neighbouring sizes whose zspages hold the same number of objects in the
 //! same number of pages are merged into the larger one (zsmalloc does the same):
 //! merging costs nothing in per-zspage waste and leaves fewer partly filled zspages.
 //! All of it is computed at compile time into static tables.
@@ -24,12 +19,6 @@ pub const CLASS_STEP: usize = 16;
 pub const MAX_ZSPAGE_PAGES: usize = 16;
 /// The largest object the store holds (one page).
 pub const MAX_OBJECT: usize = PAGE_SIZE;
-
-/// Bytes one zspage's descriptor takes in the store's slab (checked against
-/// the descriptor's type in `store.rs`).
-pub const ZSPAGE_DESCRIPTOR_BYTES: usize = 176;
-/// The most slots one zspage has: its live-slot map is 256 bits.
-pub const MAX_SLOTS_PER_ZSPAGE: usize = 256;
 
 const SIZES: usize = MAX_OBJECT / CLASS_STEP;
 
@@ -46,16 +35,13 @@ pub struct ClassShape {
 
 const fn best_pages(slot: usize) -> usize {
     let mut best = 1;
-    let mut best_cost_ppm = usize::MAX;
+    let mut best_waste_ppm = usize::MAX;
     let mut pages = 1;
     while pages <= MAX_ZSPAGE_PAGES {
         let bytes = pages * PAGE_SIZE;
-        if bytes / slot > MAX_SLOTS_PER_ZSPAGE {
-            break;
-        }
-        let cost_ppm = (bytes % slot + ZSPAGE_DESCRIPTOR_BYTES) * 1_000_000 / bytes;
-        if cost_ppm < best_cost_ppm {
-            best_cost_ppm = cost_ppm;
+        let waste_ppm = (bytes % slot) * 1_000_000 / bytes;
+        if waste_ppm < best_waste_ppm {
+            best_waste_ppm = waste_ppm;
             best = pages;
         }
         pages += 1;
@@ -185,39 +171,5 @@ mod tests {
         assert_eq!(class_for_len(MAX_OBJECT + 1), None);
         assert_eq!(last + 1, CLASS_COUNT);
         assert!(class_shape(CLASS_COUNT).is_none());
-    }
-
-    #[test]
-    fn a_shape_weighs_its_descriptor_against_its_waste() {
-        let overhead_ppm = |slot: usize, pages: usize| {
-            let bytes = pages * PAGE_SIZE;
-            (bytes % slot + ZSPAGE_DESCRIPTOR_BYTES) * 1_000_000 / bytes
-        };
-        for len in (CLASS_STEP..=MAX_OBJECT).step_by(CLASS_STEP) {
-            let shape = class_shape(class_for_len(len).unwrap()).unwrap();
-            let (slot, pages) = (
-                usize::from(shape.slot_size),
-                usize::from(shape.pages_per_zspage),
-            );
-            assert!(usize::from(shape.objects_per_zspage) <= MAX_SLOTS_PER_ZSPAGE);
-            for other in 1..=MAX_ZSPAGE_PAGES {
-                if other * PAGE_SIZE / slot <= MAX_SLOTS_PER_ZSPAGE {
-                    assert!(
-                        overhead_ppm(slot, pages) <= overhead_ppm(slot, other),
-                        "{len}"
-                    );
-                }
-            }
-        }
-        // Sizes that divide a page take the longest zspages: one descriptor
-        // for sixteen pages, not one a page.
-        for len in [MAX_OBJECT, MAX_OBJECT / 2, MAX_OBJECT / 4] {
-            let shape = class_shape(class_for_len(len).unwrap()).unwrap();
-            assert_eq!(
-                usize::from(shape.pages_per_zspage),
-                MAX_ZSPAGE_PAGES,
-                "{len}"
-            );
-        }
     }
 }

@@ -166,10 +166,6 @@ struct ZsPage {
     list: ZsList,
 }
 
-// The class table weighs a zspage's descriptor by this size.
-const _: () = assert!(size_of::<ZsPage>() == crate::class::ZSPAGE_DESCRIPTOR_BYTES);
-const _: () = assert!(MAX_OBJECTS_PER_ZSPAGE <= crate::class::MAX_SLOTS_PER_ZSPAGE);
-
 impl ZsPage {
     fn is_live(&self, slot: u16) -> bool {
         let slot = usize::from(slot);
