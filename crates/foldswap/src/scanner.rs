@@ -568,6 +568,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         }
         // A page in a block may still serve as a base.
         self.content.lock().index_similar(&signature, key);
+        // A page kept raw stays out of blocks: a frame holds its bytes as
+        // literals, so it saves nothing there, and every load of it, and every
+        // byte comparison a copy of it needs before it is shared (repeated
+        // incompressible pages are kept raw for their copies), would decode
+        // the block instead of reading it in place.
+        if entry.tag() == TAG_RAW {
+            return Ok(PageOutcome::Unchanged);
+        }
         // A block joins pages of one domain and one window: a page of another
         // forms the block gathered so far first.
         let domain = entry.domain();

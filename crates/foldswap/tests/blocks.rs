@@ -112,6 +112,52 @@ fn blocks_hold_cold_neighbours_in_less_than_pages_alone() {
     );
 }
 
+/// A page kept raw (incompressible) stays out of the blocks its cold
+/// neighbours form: a frame would hold its bytes as they are, and its copies'
+/// byte comparisons and its loads would decode the block.
+#[test]
+fn raw_pages_stay_out_of_blocks() {
+    const PAGES: u64 = 64;
+    let raw = |offset: u64| offset % 16 == 5;
+    let random_page = |seed: u64| -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..PAGE_SIZE / 8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect()
+    };
+    let page = |offset: u64| {
+        if raw(offset) {
+            random_page(offset)
+        } else {
+            words_page(offset)
+        }
+    };
+    let backend = Backend::new(StdPageProvider, unthrottled(), StdParker::new()).unwrap();
+    backend.init(0, PAGES).unwrap();
+    let mut scratch = Scratch::boxed();
+    for offset in 0..PAGES {
+        backend
+            .store(0, offset, &page(offset), foldswap::Domain(0), &mut scratch)
+            .unwrap();
+    }
+    let raws = (0..PAGES).filter(|&o| raw(o)).count() as u64;
+    scan_until(&backend, &tunables(8), &mut scratch, |b| {
+        b.stats().snapshot().blocked_pages == PAGES - raws
+    });
+    let census = backend.census();
+    assert_eq!((census.raw, census.raw_sharers), (raws, raws), "{census:?}");
+    let mut out = [0u8; PAGE_SIZE];
+    for offset in 0..PAGES {
+        backend.load(0, offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(out[..], page(offset)[..], "offset {offset}");
+    }
+}
+
 /// A block whose pages mostly went is rewritten: its survivors move out and the
 /// block and its chunks are freed, so the pool's data pages fall to within 10 %
 /// of what the survivors take stored and recompressed alone.
