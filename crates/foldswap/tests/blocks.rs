@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 mod common;
 
-use common::{TickClock, unthrottled, words_page};
+use common::{TickClock, random_page, unthrottled, words_page};
 use foldswap::{Backend, ScanTunables, Scratch, StdParker};
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
@@ -119,17 +119,6 @@ fn blocks_hold_cold_neighbours_in_less_than_pages_alone() {
 fn raw_pages_stay_out_of_blocks() {
     const PAGES: u64 = 64;
     let raw = |offset: u64| offset % 16 == 5;
-    let random_page = |seed: u64| -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..PAGE_SIZE / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect()
-    };
     let page = |offset: u64| {
         if raw(offset) {
             random_page(offset)

@@ -4,24 +4,11 @@
 
 mod common;
 
-use common::unthrottled;
+use common::{random_page, unthrottled};
 use foldswap::{Backend, Config, DedupScope, Domain, Error, Scratch, StdParker, StoreKind};
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
 type TestBackend = Backend<StdPageProvider, StdParker>;
-
-/// Bytes no compressor shrinks (xorshift output).
-fn random_page(seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..PAGE_SIZE / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect()
-}
 
 /// The kernel module's policy: poorly compressible pages are refused.
 fn backend(config: Config) -> TestBackend {

@@ -54,6 +54,20 @@ pub fn words_page(seed: u64) -> Vec<u8> {
     page
 }
 
+/// Bytes no compressor shrinks (xorshift output).
+#[allow(dead_code)] // not every test uses every helper
+pub fn random_page(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..PAGE_SIZE / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
 /// Make `page` member `member` of its family: a few bytes changed, so members are
 /// distinct and similar (the scanner patches them against each other).
 #[allow(dead_code)] // not every test uses every helper
