@@ -496,6 +496,14 @@ impl<P: PageProvider + Clone> Content<P> {
         self.similar.set_max_pages(ceiling);
     }
 
+    /// Rebuild the dedup index at 5/8 load if it is under half full
+    /// (`StableIndex::fit`): the scanner calls it at every round's end, so a
+    /// table sized for a swap storm is given back once the storm's pages go.
+    /// If the provider has no page for the smaller table, the old one stays.
+    pub fn fit_dedup_index(&mut self) {
+        let _ = self.index.fit();
+    }
+
     /// Mark `key` as looked at by the scanner.
     pub fn mark_examined(&mut self, key: u32) {
         if let Some(entry) = self.entries.get_mut(SlabKey(key)) {

@@ -280,6 +280,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                     let mut content = self.lock_content_to_move();
                     content.compact();
                     content.fit_similarity_index();
+                    content.fit_dedup_index();
                     drop(content);
                     report.rounds_ended += 1;
                     Stats::add(&self.stats.scanner_rounds, 1);
