@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 mod common;
 
-use common::{TickClock, random_page, unthrottled, words_page};
+use common::{TickClock, random_page, stored, unthrottled, words_page};
 use foldswap::{Backend, ScanTunables, Scratch, StdParker};
 use foldswap_mem::{PAGE_SIZE, StdPageProvider};
 
@@ -19,25 +19,6 @@ fn tunables(block_pages: u32) -> ScanTunables {
         block_pages,
         ..ScanTunables::default()
     }
-}
-
-/// A backend holding word pages at offsets `0..pages` (those `keep` keeps).
-fn stored(pages: u64, keep: impl Fn(u64) -> bool) -> TestBackend {
-    let backend = Backend::new(StdPageProvider, unthrottled(), StdParker::new()).unwrap();
-    backend.init(0, pages).unwrap();
-    let mut scratch = Scratch::boxed();
-    for offset in (0..pages).filter(|&o| keep(o)) {
-        backend
-            .store(
-                0,
-                offset,
-                &words_page(offset),
-                foldswap::Domain(0),
-                &mut scratch,
-            )
-            .unwrap();
-    }
-    backend
 }
 
 /// Run ladder rounds until `done` holds after one, at most 100.
@@ -312,7 +293,7 @@ fn a_worker_decodes_each_block_once_for_its_neighbours() {
     scan_until(&backend, &tunables(8), &mut scratch, |b| {
         b.stats().snapshot().blocked_pages == PAGES
     });
-    let blocks = backend.census().blocks as u64;
+    let blocks = backend.census().blocks;
     assert!(blocks >= PAGES / 8, "{blocks} blocks");
     let before = backend.stats().snapshot().block_loads;
     check_all(&backend, PAGES, |_| true);

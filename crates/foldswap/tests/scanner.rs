@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
 
-use common::{mark_member, unthrottled, words_page};
+use common::{mark_member, stored, unthrottled, words_page};
 use foldswap::{Backend, Config, ScanTunables, Scratch, StdClock, StdParker};
 use foldswap_mem::{CountingProvider, PAGE_SIZE, StdPageProvider};
 
@@ -342,20 +342,8 @@ fn the_similarity_index_shrinks_when_pages_go() {
 #[test]
 fn a_round_end_gives_back_the_storms_dedup_index() {
     const PAGES: u64 = 6_000;
-    let backend = Backend::new(StdPageProvider, unthrottled(), StdParker::new()).unwrap();
+    let backend = stored(PAGES, |_| true);
     let mut scratch = Scratch::boxed();
-    backend.init(0, PAGES).unwrap();
-    for offset in 0..PAGES {
-        backend
-            .store(
-                0,
-                offset,
-                &words_page(offset),
-                foldswap::Domain(0),
-                &mut scratch,
-            )
-            .unwrap();
-    }
     let stormy = backend.bytes_held().dedup_index;
     // Keep 11 of every 20: the load falls from 5/8..7/8 to about 0.34..0.48.
     let kept = |offset: u64| offset % 20 < 11;

@@ -126,3 +126,32 @@ impl DomainCharges for Ledger {
         }
     }
 }
+
+/// A backend (unthrottled, the std provider) holding word pages at offsets
+/// `0..pages`, those `keep` keeps.
+#[allow(dead_code)] // not every test uses every helper
+pub fn stored(
+    pages: u64,
+    keep: impl Fn(u64) -> bool,
+) -> foldswap::Backend<foldswap_mem::StdPageProvider, foldswap::StdParker> {
+    let backend = foldswap::Backend::new(
+        foldswap_mem::StdPageProvider,
+        unthrottled(),
+        foldswap::StdParker::new(),
+    )
+    .unwrap();
+    backend.init(0, pages).unwrap();
+    let mut scratch = foldswap::Scratch::boxed();
+    for offset in (0..pages).filter(|&o| keep(o)) {
+        backend
+            .store(
+                0,
+                offset,
+                &words_page(offset),
+                foldswap::Domain(0),
+                &mut scratch,
+            )
+            .unwrap();
+    }
+    backend
+}
