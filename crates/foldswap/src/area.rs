@@ -10,14 +10,12 @@ use foldswap_mem::sync::{AtomicBool, AtomicU64, Ordering};
 use foldswap_mem::{Error, PageProvider};
 use spin::{Mutex, MutexGuard};
 
-use crate::offsets::{LEAF_OFFSETS, OffsetTable, SlotValue};
+use crate::offsets::{OffsetTable, SlotValue, shard_of};
 
 /// Swap areas (frontswap types) one backend serves at once.
 pub const MAX_SWAP_TYPES: usize = 8;
 /// Locks per swap area's offset table.
 pub const OFFSET_SHARDS: usize = 8;
-/// Consecutive offsets kept in one shard: a leaf's worth.
-const SHARD_RUN: u64 = LEAF_OFFSETS as u64;
 
 /// One swap area: its size and its offsets.
 ///
@@ -82,7 +80,9 @@ impl SwapArea {
             active: AtomicBool::new(false),
             nr_pages: AtomicU64::new(0),
             table_pages: AtomicU64::new(0),
-            shards: [const { Mutex::new(OffsetTable::new()) }; OFFSET_SHARDS],
+            shards: core::array::from_fn(|shard| {
+                Mutex::new(OffsetTable::shard(shard, OFFSET_SHARDS))
+            }),
         }
     }
 
@@ -116,7 +116,7 @@ impl SwapArea {
 
     /// Lock the shard that holds `offset`.
     pub fn lock_shard(&self, offset: u64) -> ShardGuard<'_> {
-        let index = (offset / SHARD_RUN) as usize % OFFSET_SHARDS;
+        let index = shard_of(offset, OFFSET_SHARDS);
         self.lock_shard_at(index)
     }
 

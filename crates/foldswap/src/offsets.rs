@@ -1,12 +1,19 @@
 //! The offset table: what is stored at each swap offset of one swap area.
 //!
-//! A three-level radix tree of provider pages, allocated lazily as offsets are
-//! stored, like the kernel's xarray for zswap entries:
+//! A radix tree of provider pages, allocated lazily as offsets are stored, like
+//! the kernel's xarray for zswap entries:
 //!
 //! ```text
-//!   root page: 512 pointers ─► mid page: 512 pointers ─► leaf page: header + 958 × 4 B
-//!   offset = (root index × 512 + mid index) × 958 + leaf index
+//!   [root page: 512 pointers] ─► mid page: 512 pointers ─► leaf page: header + 958 × 4 B
+//!   leaf number = offset / 958 = (root index × 512 + mid index) × shards + shard
 //! ```
+//!
+//! An area's offsets are split between shards (each behind its own lock), runs
+//! of 958 (a leaf's worth) taking turns; each shard numbers its leaves among its
+//! own. A tree is a mid page and its leaves until a leaf lies past the mid
+//! page's reach (with 8 shards, beyond 15 GiB of swap): only then does it grow
+//! a root. An empty leaf is freed, an empty mid page under a root too, and the
+//! last offset taken gives back every page.
 //!
 //! A leaf starts with its header: the count of used slots and two bitmaps, which
 //! slots hold something and which of those hold a same-filled word. Its remaining
@@ -128,9 +135,35 @@ impl Leaf {
     }
 }
 
-/// The sparse map from swap offset to [`SlotValue`] of one swap area.
+/// The top of a table's tree: none yet, a mid page alone (every leaf of the
+/// table lies under the root's first pointer), or the root.
+#[derive(Clone, Copy)]
+enum Top {
+    Empty,
+    Mid(NonNull<Page>),
+    Root(NonNull<Page>),
+}
+
+/// The sparse map from swap offset to [`SlotValue`] of one swap area, or of one
+/// shard of it.
+///
+/// A shard of `shards` holds the offsets whose leaf number (`offset /
+/// LEAF_OFFSETS`) is `shard` modulo `shards`, and numbers its leaves among its
+/// own (leaf number / `shards`), so its tree is as dense as the offsets it
+/// holds. The tree has no root until a leaf needs one (a shard's first 512
+/// leaves, 15 GiB of swap with 8 shards, hang from one mid page), and gives back
+/// every page when its last offset goes.
+///
+/// # Invariants
+///
+/// `top` is `Empty` exactly when nothing is stored and `pages` is 0; otherwise
+/// its pages and every page they point to are live pages from the table's
+/// provider, owned by the table and counted in `pages`. Directory entries are
+/// `None` or live pages; a leaf page is zeroed when linked.
 pub struct OffsetTable {
-    root: Option<NonNull<Page>>,
+    top: Top,
+    shard: u64,
+    shards: u64,
     stored: u64,
     pages: u64,
 }
@@ -144,13 +177,20 @@ impl Default for OffsetTable {
     }
 }
 
-fn split(offset: u64) -> Option<(usize, usize, usize)> {
-    let offset = usize::try_from(offset).ok()?;
-    let leaf = offset % LEAF_OFFSETS;
-    let rest = offset / LEAF_OFFSETS;
-    let mid = rest % FANOUT;
-    let root = rest / FANOUT;
-    (root < FANOUT).then_some((root, mid, leaf))
+/// Where one offset lives in its table: the root's pointer to its mid page,
+/// the mid page's pointer to its leaf, and its slot in the leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Path {
+    root: usize,
+    mid: usize,
+    slot: usize,
+}
+
+/// The shard (of `shards`) that holds `offset`: runs of [`LEAF_OFFSETS`]
+/// consecutive offsets (one leaf) take turns.
+pub fn shard_of(offset: u64, shards: usize) -> usize {
+    // The remainder is below `shards`, a usize.
+    ((offset / LEAF_OFFSETS as u64) % shards.max(1) as u64) as usize
 }
 
 fn pointer_at(page: NonNull<Page>, index: usize) -> *mut Option<NonNull<Page>> {
@@ -165,11 +205,29 @@ fn leaf_at(page: NonNull<Page>) -> *mut Leaf {
     page.as_ptr().cast::<Leaf>()
 }
 
+/// Whether every pointer of directory page `page` is `None`.
+///
+/// # Safety
+/// `page` is a live directory page nobody writes meanwhile.
+unsafe fn directory_is_empty(page: NonNull<Page>) -> bool {
+    // SAFETY: per the caller; every index is below FANOUT.
+    (0..FANOUT).all(|index| unsafe { (*pointer_at(page, index)).is_none() })
+}
+
 impl OffsetTable {
-    /// An empty table. Allocates nothing.
+    /// An empty table for every offset of an area. Allocates nothing.
     pub const fn new() -> Self {
+        Self::shard(0, 1)
+    }
+
+    /// An empty table for shard `shard` of `shards` (see [`shard_of`]).
+    /// Allocates nothing.
+    pub const fn shard(shard: usize, shards: usize) -> Self {
+        let shards = if shards == 0 { 1 } else { shards as u64 };
         OffsetTable {
-            root: None,
+            top: Top::Empty,
+            shard: shard as u64 % shards,
+            shards,
             stored: 0,
             pages: 0,
         }
@@ -190,69 +248,122 @@ impl OffsetTable {
         self.pages
     }
 
-    /// What `offset` holds.
-    pub fn get(&self, offset: u64) -> Option<SlotValue> {
-        let (r, m, l) = split(offset)?;
-        let root = self.root?;
-        // SAFETY: root and mid pages are live directory pages owned by the table,
-        // their entries are None or live pages; a leaf page is 4096-byte aligned,
-        // large enough for `Leaf` (checked at compile time), zeroed when linked and
-        // every bit pattern is a valid `Leaf` (integers only); `&self` means nothing
-        // writes it meanwhile.
-        unsafe {
-            let mid = (*pointer_at(root, r))?;
-            let leaf = (*pointer_at(mid, m))?;
-            (*leaf_at(leaf)).get(l)
+    /// Where `offset` lives: `None` if it is not this shard's or beyond
+    /// [`MAX_OFFSETS`].
+    fn path(&self, offset: u64) -> Option<Path> {
+        if offset >= MAX_OFFSETS {
+            return None;
+        }
+        let leaf = offset / LEAF_OFFSETS as u64;
+        if leaf % self.shards != self.shard {
+            return None;
+        }
+        // Below MAX_OFFSETS every index fits a usize.
+        let local = usize::try_from(leaf / self.shards).ok()?;
+        Some(Path {
+            root: local / FANOUT,
+            mid: local % FANOUT,
+            slot: (offset % LEAF_OFFSETS as u64) as usize,
+        })
+    }
+
+    /// The offset at `slot` of leaf `mid` under root pointer `root`.
+    fn offset_at(&self, root: usize, mid: usize, slot: usize) -> u64 {
+        let local = (root * FANOUT + mid) as u64;
+        (local * self.shards + self.shard) * LEAF_OFFSETS as u64 + slot as u64
+    }
+
+    /// The mid page under root pointer `root`, if there is one.
+    fn mid(&self, root: usize) -> Option<NonNull<Page>> {
+        match self.top {
+            Top::Empty => None,
+            Top::Mid(mid) => (root == 0).then_some(mid),
+            // SAFETY: the root is a live directory page owned by the table (type
+            // invariant) and `root` < FANOUT (a `Path`'s); `&self` means nothing
+            // writes it meanwhile.
+            Top::Root(page) => unsafe { *pointer_at(page, root) },
         }
     }
 
+    /// The leaf at `path`, if there is one.
+    fn leaf(&self, path: Path) -> Option<NonNull<Page>> {
+        let mid = self.mid(path.root)?;
+        // SAFETY: `mid` is a live directory page owned by the table (type
+        // invariant), `path.mid` < FANOUT; `&self` means nothing writes it.
+        unsafe { *pointer_at(mid, path.mid) }
+    }
+
+    /// What `offset` holds.
+    pub fn get(&self, offset: u64) -> Option<SlotValue> {
+        let path = self.path(offset)?;
+        let leaf = self.leaf(path)?;
+        // SAFETY: a leaf page is 4096-byte aligned, large enough for `Leaf`
+        // (checked at compile time), zeroed when linked, and every bit pattern is
+        // a valid `Leaf` (integers only); `&self` means nothing writes it
+        // meanwhile.
+        unsafe { (*leaf_at(leaf)).get(path.slot) }
+    }
+
     /// Store `value` at `offset`, returning what was there. Allocates the path to the
-    /// leaf if needed; on failure nothing changes.
+    /// leaf if needed; on failure no offset's value changes.
     pub fn replace<P: PageProvider>(
         &mut self,
         provider: &P,
         offset: u64,
         value: SlotValue,
     ) -> Result<Option<SlotValue>, Error> {
-        let (r, m, l) = split(offset).ok_or(Error::InvalidArgument("swap offset too large"))?;
-        let leaf = self.leaf_for_store(provider, r, m)?;
+        let path = self.path(offset).ok_or(Error::InvalidArgument(
+            "swap offset too large, or not this shard's",
+        ))?;
+        let leaf = self.leaf_for_store(provider, path)?;
         // SAFETY: `leaf` is a live leaf page owned by the table (see `get`), and
         // `&mut self` makes this the only access.
-        let old = unsafe { (*leaf_at(leaf)).replace(l, value) };
+        let old = unsafe { (*leaf_at(leaf)).replace(path.slot, value) };
         if old.is_none() {
             self.stored += 1;
         }
         Ok(old)
     }
 
-    /// Empty `offset`, returning what it held.
+    /// Empty `offset`, returning what it held. A leaf that empties is freed, and
+    /// with the table's last offset every page goes back.
     pub fn take<P: PageProvider>(&mut self, provider: &P, offset: u64) -> Option<SlotValue> {
-        let (r, m, l) = split(offset)?;
-        let root = self.root?;
-        // SAFETY: as in `get`; pages freed here are unlinked first and owned by us.
-        unsafe {
-            let mid = (*pointer_at(root, r))?;
-            let leaf = (*pointer_at(mid, m))?;
+        let path = self.path(offset)?;
+        let mid = self.mid(path.root)?;
+        // SAFETY: as in `get`, with `&mut self` the only access; the leaf is
+        // unlinked before it is freed, and was the table's to free.
+        let old = unsafe {
+            let leaf = (*pointer_at(mid, path.mid))?;
             let page = &mut *leaf_at(leaf);
-            let old = page.take(l)?;
-            self.stored -= 1;
+            let old = page.take(path.slot)?;
             if page.used == 0 {
-                *pointer_at(mid, m) = None;
+                *pointer_at(mid, path.mid) = None;
                 provider.free_page(leaf);
                 self.pages -= 1;
+                if let (Top::Root(root), true) = (self.top, directory_is_empty(mid)) {
+                    *pointer_at(root, path.root) = None;
+                    provider.free_page(mid);
+                    self.pages -= 1;
+                }
             }
-            Some(old)
+            old
+        };
+        self.stored -= 1;
+        if self.stored == 0 {
+            self.free_all(provider);
         }
+        Some(old)
     }
 
     /// Visit every stored offset in order.
     pub fn for_each(&self, mut f: impl FnMut(u64, SlotValue)) {
-        let Some(root) = self.root else { return };
-        for r in 0..FANOUT {
-            // SAFETY: as in `get`.
-            let Some(mid) = (unsafe { *pointer_at(root, r) }) else {
-                continue;
-            };
+        let roots = match self.top {
+            Top::Empty => 0,
+            Top::Mid(_) => 1,
+            Top::Root(_) => FANOUT,
+        };
+        for r in 0..roots {
+            let Some(mid) = self.mid(r) else { continue };
             for m in 0..FANOUT {
                 // SAFETY: as in `get`.
                 let Some(leaf) = (unsafe { *pointer_at(mid, m) }) else {
@@ -260,10 +371,9 @@ impl OffsetTable {
                 };
                 // SAFETY: as in `get`.
                 let leaf = unsafe { &*leaf_at(leaf) };
-                for l in 0..LEAF_OFFSETS {
-                    if let Some(value) = leaf.get(l) {
-                        let offset = ((r * FANOUT + m) * LEAF_OFFSETS + l) as u64;
-                        f(offset, value);
+                for slot in 0..LEAF_OFFSETS {
+                    if let Some(value) = leaf.get(slot) {
+                        f(self.offset_at(r, m, slot), value);
                     }
                 }
             }
@@ -279,13 +389,11 @@ impl OffsetTable {
     /// Give back all pages without looking at the values (for a table whose values
     /// need no release).
     pub fn free_all<P: PageProvider>(&mut self, provider: &P) {
-        let Some(root) = self.root.take() else { return };
-        for r in 0..FANOUT {
-            // SAFETY: as in `get`; every page is unlinked (root taken) and freed once.
+        let top = core::mem::replace(&mut self.top, Top::Empty);
+        let free_mid = |mid: NonNull<Page>| {
+            // SAFETY: every page is unlinked (the top taken), was the table's,
+            // and is freed once; `mid` is a live directory page until freed here.
             unsafe {
-                let Some(mid) = *pointer_at(root, r) else {
-                    continue;
-                };
                 for m in 0..FANOUT {
                     if let Some(leaf) = *pointer_at(mid, m) {
                         provider.free_page(leaf);
@@ -293,43 +401,85 @@ impl OffsetTable {
                 }
                 provider.free_page(mid);
             }
+        };
+        match top {
+            Top::Empty => {}
+            Top::Mid(mid) => free_mid(mid),
+            Top::Root(root) => {
+                for r in 0..FANOUT {
+                    // SAFETY: the root is live until freed below, r < FANOUT.
+                    if let Some(mid) = unsafe { *pointer_at(root, r) } {
+                        free_mid(mid);
+                    }
+                }
+                // SAFETY: the root came from the provider, is unlinked (the top
+                // taken) and is freed once.
+                unsafe { provider.free_page(root) };
+            }
         }
-        // SAFETY: the root came from `provider` and is no longer reachable.
-        unsafe { provider.free_page(root) };
+        // INVARIANT: the top is empty and every page went back.
         self.stored = 0;
         self.pages = 0;
     }
 
+    /// The leaf at `path`, allocating the pages on its way (a root above the mid
+    /// page when the path leaves the root's first pointer).
     fn leaf_for_store<P: PageProvider>(
         &mut self,
         provider: &P,
-        r: usize,
-        m: usize,
+        path: Path,
     ) -> Result<NonNull<Page>, Error> {
-        let root = match self.root {
-            Some(root) => root,
-            None => {
-                let root = self.zeroed_page(provider)?;
-                self.root = Some(root);
-                root
-            }
-        };
-        // SAFETY: as in `get`; new pages are zeroed before being linked.
+        let mid = self.mid_for_store(provider, path.root)?;
+        // SAFETY: as in `get`, with `&mut self` the only access; a new leaf is
+        // zeroed before it is linked.
         unsafe {
-            let mid = match *pointer_at(root, r) {
-                Some(mid) => mid,
-                None => {
-                    let mid = self.zeroed_page(provider)?;
-                    *pointer_at(root, r) = Some(mid);
-                    mid
-                }
-            };
-            match *pointer_at(mid, m) {
+            match *pointer_at(mid, path.mid) {
                 Some(leaf) => Ok(leaf),
                 None => {
                     let leaf = self.zeroed_page(provider)?;
-                    *pointer_at(mid, m) = Some(leaf);
+                    *pointer_at(mid, path.mid) = Some(leaf);
                     Ok(leaf)
+                }
+            }
+        }
+    }
+
+    fn mid_for_store<P: PageProvider>(
+        &mut self,
+        provider: &P,
+        root: usize,
+    ) -> Result<NonNull<Page>, Error> {
+        let root_page = match self.top {
+            Top::Empty if root == 0 => {
+                let mid = self.zeroed_page(provider)?;
+                self.top = Top::Mid(mid);
+                return Ok(mid);
+            }
+            Top::Mid(mid) if root == 0 => return Ok(mid),
+            Top::Empty => {
+                let page = self.zeroed_page(provider)?;
+                self.top = Top::Root(page);
+                page
+            }
+            Top::Mid(mid) => {
+                // The tree grows a root; the mid page becomes its first child.
+                let page = self.zeroed_page(provider)?;
+                // SAFETY: a fresh zeroed directory page, ours alone.
+                unsafe { *pointer_at(page, 0) = Some(mid) };
+                self.top = Top::Root(page);
+                page
+            }
+            Top::Root(page) => page,
+        };
+        // SAFETY: as in `get`, with `&mut self` the only access; a new mid page
+        // is zeroed before it is linked.
+        unsafe {
+            match *pointer_at(root_page, root) {
+                Some(mid) => Ok(mid),
+                None => {
+                    let mid = self.zeroed_page(provider)?;
+                    *pointer_at(root_page, root) = Some(mid);
+                    Ok(mid)
                 }
             }
         }
@@ -350,7 +500,7 @@ impl Drop for OffsetTable {
         // Pages must be given back through `free_all`/`drain` with the provider; a table
         // dropped with pages would leak them, which the owner (SwapArea) never does.
         debug_assert!(
-            self.root.is_none(),
+            matches!(self.top, Top::Empty),
             "OffsetTable dropped while holding pages"
         );
     }
@@ -375,7 +525,8 @@ mod tests {
         table
             .replace(&provider, 5, SlotValue::SameFilled(0))
             .unwrap();
-        assert_eq!(provider.pages_in_use(), 3);
+        // A mid page and the leaf: no root while the mid page reaches.
+        assert_eq!(provider.pages_in_use(), 2);
         table
             .replace(&provider, MAX_OFFSETS - 1, SlotValue::Entry(9))
             .unwrap();
@@ -404,14 +555,14 @@ mod tests {
             };
             table.replace(&provider, offset, value).unwrap();
         }
-        // Root, mid and one leaf for 958 offsets (8-byte slots needed two leaves).
-        assert_eq!(provider.pages_in_use(), 3);
+        // A mid page and one leaf for 958 offsets (8-byte slots needed two leaves).
+        assert_eq!(provider.pages_in_use(), 2);
         assert_eq!(table.get(0), Some(SlotValue::SameFilled(u32::MAX)));
         assert_eq!(table.get(1), Some(SlotValue::Entry(u32::MAX - 1)));
         table
             .replace(&provider, LEAF_OFFSETS as u64, SlotValue::Entry(0))
             .unwrap();
-        assert_eq!(provider.pages_in_use(), 4);
+        assert_eq!(provider.pages_in_use(), 3);
         // A same-filled value replaced by an entry and back keeps no stale kind.
         table.replace(&provider, 0, SlotValue::Entry(7)).unwrap();
         assert_eq!(table.get(0), Some(SlotValue::Entry(7)));
@@ -449,14 +600,87 @@ mod tests {
         table.free_all(&provider);
     }
 
+    #[test]
+    fn a_shard_holds_its_own_leaves_densely() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let shards = 8;
+        let mut table = OffsetTable::shard(3, shards);
+        // The shard's 512th leaf of its own still hangs from the mid page: 4,096
+        // leaves of the area, 15 GiB of swap.
+        let last_under_mid = ((511 * shards + 3) * LEAF_OFFSETS) as u64 + 7;
+        for offset in [3 * LEAF_OFFSETS as u64, last_under_mid] {
+            assert_eq!(shard_of(offset, shards), 3);
+            table
+                .replace(&provider, offset, SlotValue::Entry(1))
+                .unwrap();
+        }
+        assert_eq!(provider.pages_in_use(), 3);
+        // Another shard's offset is refused and changes nothing.
+        assert!(table.replace(&provider, 0, SlotValue::Entry(2)).is_err());
+        assert_eq!(table.get(0), None);
+        assert_eq!(table.take(&provider, 0), None);
+        // The next leaf of this shard needs the root: the mid page moves under it.
+        let past_mid = ((512 * shards + 3) * LEAF_OFFSETS) as u64;
+        table
+            .replace(&provider, past_mid, SlotValue::Entry(3))
+            .unwrap();
+        assert_eq!(provider.pages_in_use(), 6);
+        let mut seen = Vec::new();
+        table.for_each(|offset, value| seen.push((offset, value)));
+        assert_eq!(
+            seen,
+            [
+                (3 * LEAF_OFFSETS as u64, SlotValue::Entry(1)),
+                (last_under_mid, SlotValue::Entry(1)),
+                (past_mid, SlotValue::Entry(3)),
+            ]
+        );
+        // Its leaf emptied, the second mid page goes too.
+        assert_eq!(table.take(&provider, past_mid), Some(SlotValue::Entry(3)));
+        assert_eq!(provider.pages_in_use(), 4);
+        assert_eq!(table.pages_held(), 4);
+        assert_eq!(table.get(last_under_mid), Some(SlotValue::Entry(1)));
+        table.free_all(&provider);
+    }
+
+    #[test]
+    fn the_last_offset_taken_gives_every_page_back() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut table = OffsetTable::new();
+        let far = (LEAF_OFFSETS * FANOUT * 2) as u64;
+        for offset in [1, far] {
+            table
+                .replace(&provider, offset, SlotValue::Entry(1))
+                .unwrap();
+        }
+        assert_eq!(table.take(&provider, 1), Some(SlotValue::Entry(1)));
+        assert_eq!(table.take(&provider, far), Some(SlotValue::Entry(1)));
+        assert_eq!(provider.pages_in_use(), 0);
+        assert_eq!(table.pages_held(), 0);
+        // And the table works on.
+        table.replace(&provider, 2, SlotValue::Entry(2)).unwrap();
+        assert_eq!(table.get(2), Some(SlotValue::Entry(2)));
+        table.free_all(&provider);
+        assert_eq!(provider.pages_in_use(), 0);
+    }
+
     proptest! {
         #[test]
-        fn table_matches_a_map(ops in proptest::collection::vec((0u64..3000, any::<Option<u64>>()), 1..600)) {
+        fn table_matches_a_map(
+            ops in proptest::collection::vec((0u64..3000, any::<bool>(), any::<Option<u64>>()), 1..600),
+            shards in 1usize..9,
+        ) {
             let provider = CountingProvider::unlimited(StdPageProvider);
-            let mut table = OffsetTable::new();
+            let shard = shards / 2;
+            let mut table = OffsetTable::shard(shard, shards);
             let mut model = BTreeMap::new();
-            for (offset, op) in ops {
-                let offset = offset * 37;
+            for (offset, far, op) in ops {
+                // Near offsets hang from one mid page; far ones need the root.
+                let offset = offset * 37 + if far { (LEAF_OFFSETS * FANOUT * 9) as u64 } else { 0 };
+                if shard_of(offset, shards) != shard {
+                    prop_assert!(table.replace(&provider, offset, SlotValue::Entry(0)).is_err());
+                    continue;
+                }
                 match op {
                     Some(v) => {
                         let value = if v % 2 == 0 { SlotValue::SameFilled((v >> 32) as u32) } else { SlotValue::Entry(v as u32) };
