@@ -470,6 +470,13 @@ figures() {
 				per_page(s["foldswap,settled,similarity_index_bytes"], s["foldswap,settled,stored_pages"]),
 				per_page(s["foldswap,settled,ladder_bytes"], s["foldswap,settled,stored_pages"]),
 				per_page(s["foldswap,settled,block_bytes"], s["foldswap,settled,stored_pages"])
+			# The holes in cold blocks: pages invalidated since their block was
+			# formed still take their share of its frame until it is rewritten.
+			if (("foldswap,settled,block_frame_pages" in c) && ("foldswap,settled,block_frame_bytes" in c))
+				printf "figures settled    foldswap   blocks: %d frames hold %d pages, %d of them live; %.2f MiB of frames, %d B/live page\n",
+					c["foldswap,settled,blocks"], c["foldswap,settled,block_frame_pages"], c["foldswap,settled,blocked"],
+					c["foldswap,settled,block_frame_bytes"] / 1048576,
+					per_page(c["foldswap,settled,block_frame_bytes"], c["foldswap,settled,blocked"])
 			for (i = 0; i < 2; i++) {
 				p = i == 0 ? "zswap" : "zswap-zstd"
 				zs = zswap_held(z[p ",settled,pool_total_size"], z[p ",settled,stored_pages"])

@@ -148,6 +148,8 @@ pub struct Census {
     pub block_live_pages: u64,
     /// Pages the cold blocks' frames hold, live or not.
     pub block_frame_pages: u64,
+    /// Bytes of the cold blocks' frames, their dead pages' share included.
+    pub block_frame_bytes: u64,
 }
 
 /// How a stored page is kept now ([`Backend::encoding`]).
@@ -506,6 +508,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             census.blocks += 1;
             census.block_live_pages += block.live() as u64;
             census.block_frame_pages += block.pages() as u64;
+            census.block_frame_bytes += block.frame_len() as u64;
         });
         content.entries.for_each(|_, entry| {
             let count = match entry.tag() {

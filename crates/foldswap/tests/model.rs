@@ -235,6 +235,10 @@ fn check_sequence(
         // Every page in a block is one live bit of its block, and back.
         prop_assert_eq!(s.blocked_pages, census.blocked);
         prop_assert_eq!(census.blocked, census.block_live_pages);
+        // A block's frame holds its live pages and its holes, in some bytes.
+        prop_assert!(census.block_frame_pages >= census.block_live_pages);
+        prop_assert_eq!(census.blocks > 0, census.block_frame_bytes > 0);
+        prop_assert!(census.block_frame_bytes <= backend.pool_bytes_held() as u64);
     }
     for ((t, o), page) in &model {
         backend.load(*t, *o, &mut out, &mut scratch).unwrap();

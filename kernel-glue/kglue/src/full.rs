@@ -348,6 +348,8 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             delta: c.delta,
             blocked: c.blocked,
             blocks: c.blocks,
+            block_frame_pages: c.block_frame_pages,
+            block_frame_bytes: c.block_frame_bytes,
             bases_only: c.bases_only,
         }
     }

@@ -193,6 +193,11 @@ pub struct CensusReport {
     pub blocked: u64,
     /// Cold blocks.
     pub blocks: u64,
+    /// Pages the cold blocks' frames hold, live or not (`blocked` of them are
+    /// live).
+    pub block_frame_pages: u64,
+    /// Bytes of the cold blocks' frames, their dead pages' share included.
+    pub block_frame_bytes: u64,
     /// Contents no stored page holds, kept as bases of deltas.
     pub bases_only: u64,
 }
@@ -200,7 +205,7 @@ pub struct CensusReport {
 impl CensusReport {
     /// Write one `name value` line per figure.
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 8] = [
+        let lines: [(&str, u64); 10] = [
             ("lz4", self.lz4),
             ("cold", self.cold),
             ("raw", self.raw),
@@ -208,6 +213,8 @@ impl CensusReport {
             ("delta", self.delta),
             ("blocked", self.blocked),
             ("blocks", self.blocks),
+            ("block_frame_pages", self.block_frame_pages),
+            ("block_frame_bytes", self.block_frame_bytes),
             ("bases_only", self.bases_only),
         ];
         render_lines(w, &lines)
@@ -322,11 +329,17 @@ mod tests {
         let census = CensusReport {
             raw: 16,
             raw_sharers: 4_112,
+            block_frame_pages: 12,
+            block_frame_bytes: 9_000,
             ..CensusReport::default()
         };
         let mut text = TextBuf::<512>::new();
         census.render(&mut text).unwrap();
         assert!(text.as_str().contains("raw 16\nraw_sharers 4112\n"));
-        assert_eq!(text.as_str().lines().count(), 8);
+        assert!(
+            text.as_str()
+                .contains("block_frame_pages 12\nblock_frame_bytes 9000\n")
+        );
+        assert_eq!(text.as_str().lines().count(), 10);
     }
 }
