@@ -358,6 +358,8 @@ pub enum BlockStored {
     Formed {
         /// Pages that joined.
         joined: u32,
+        /// Of those, pages that left an older block (its holes rewritten out).
+        moved: u32,
         /// Old objects that would not free.
         leaked: u32,
     },
@@ -973,6 +975,20 @@ impl<P: PageProvider + Clone> Content<P> {
         }
     }
 
+    /// The pool bytes `entry`'s page holds now: its object's, or for a page in
+    /// a cold block its share of the frame (the frame over the block's live
+    /// pages). `None` if it holds neither.
+    pub(crate) fn page_bytes(&self, entry: &Entry) -> Option<usize> {
+        match (entry.place(), entry.block()) {
+            (Some(place), _) => Some(place.len()),
+            (None, Some((key, _))) => {
+                let block = self.blocks.get(SlabKey(key))?;
+                Some(block.frame_len() / block.live().max(1))
+            }
+            (None, None) => None,
+        }
+    }
+
     /// Clear page `index` of block `key`; free the block and its chunks if it was
     /// the last live page (and uncharge its frame from `domain`, its pages'). The
     /// number of inconsistencies met (a page not live, a chunk that would not
@@ -1003,9 +1019,12 @@ impl<P: PageProvider + Clone> Content<P> {
     /// the cold codec tagged `codec_tag`. Members whose entry changed since it was
     /// read (freed, reused, re-encoded into a delta or another block), and
     /// members of another domain than the first joining one, are left out:
-    /// their pages stay in the frame as holes. The block is formed only if
-    /// its frame is smaller than the objects the joining pages hold alone; those
-    /// objects are freed. The caller has waited out the loads decoding in place
+    /// their pages stay in the frame as holes. A member may be a page of an
+    /// older block (the scanner rewrites a block with holes by gathering its
+    /// survivors anew): it leaves that block, which goes with its last page.
+    /// The block is formed only if its frame is smaller than what the joining
+    /// pages hold now (an object's bytes; in an older block, its share of that
+    /// frame); those objects are freed. The caller has waited out the loads decoding in place
     /// (`Backend::lock_content_to_move`). All or nothing.
     ///
     /// Like a re-encode, the chunks are stored past the pool's limit if need be:
@@ -1026,11 +1045,11 @@ impl<P: PageProvider + Clone> Content<P> {
             if let Some(entry) = self.entries.get(SlabKey(key))
                 && entry.generation == generation
                 && entry.tag() != TAG_DELTA
-                && let Some(place) = entry.place()
+                && let Some(held) = self.page_bytes(entry)
                 && !members[..i].iter().any(|&(k, _)| k == key)
                 && *domain.get_or_insert(entry.domain()) == entry.domain()
             {
-                alone += place.len();
+                alone += held;
                 joining |= 1 << i;
             }
         }
@@ -1077,13 +1096,13 @@ impl<P: PageProvider + Clone> Content<P> {
         // The frame first, so the domain's charge never dips below zero.
         let domain = domain.unwrap_or_default();
         self.charge(domain, frame.len());
-        let mut leaked = 0;
+        let (mut leaked, mut moved) = (0, 0);
         for (i, &(key, _)) in members.iter().enumerate() {
             if joining & (1 << i) == 0 {
                 continue;
             }
             let entry = self.entry_mut(key)?;
-            let old = entry.place();
+            let (old, old_block) = (entry.place(), entry.block());
             // INVARIANT: the page's bit is set in the block just inserted; the
             // entry keeps its sharers and its link (a base keeps its dependents).
             entry.set_block(block_key, i as u8);
@@ -1092,9 +1111,16 @@ impl<P: PageProvider + Clone> Content<P> {
                 self.uncharge(domain, old.len());
                 leaked += u32::from(self.pool.free(old).is_err());
             }
+            // A page out of an older block leaves a hole there; the block
+            // goes with its last page.
+            if let Some((old_block, index)) = old_block {
+                leaked += self.leave_block(old_block, index, domain);
+                moved += 1;
+            }
         }
         Ok(BlockStored::Formed {
             joined: joining.count_ones(),
+            moved,
             leaked,
         })
     }
@@ -1601,6 +1627,7 @@ mod tests {
             stored,
             BlockStored::Formed {
                 joined: pages.len() as u32,
+                moved: 0,
                 leaked: 0
             }
         );
@@ -1666,6 +1693,7 @@ mod tests {
             stored,
             Ok(BlockStored::Formed {
                 joined: 3,
+                moved: 0,
                 leaked: 0
             })
         );
@@ -1674,11 +1702,13 @@ mod tests {
         for i in [0, 2, 3] {
             check_only(&content, members[i].0, &pages[i]);
         }
-        // Every member in a block already: nothing left to join.
+        // Every member in this block already: the same frame is no smaller
+        // than their shares of it, nothing changes.
         assert_eq!(
             content.store_block(&members, &frame, tag),
-            Ok(BlockStored::Stale)
+            Ok(BlockStored::NotSmaller)
         );
+        assert_eq!(content.block_count(), 1);
     }
 
     /// A page moved out of its block (the scanner's rewrite) keeps its content
@@ -1700,6 +1730,41 @@ mod tests {
             check_only(&content, *key, page);
         }
         for key in keys {
+            content.unshare(key).unwrap();
+        }
+        assert!(content.is_empty() && content.pool.is_empty());
+    }
+
+    /// The survivors of two blocks with holes join one new block: each is
+    /// weighed at its share of its old frame, leaves its old block, and each old
+    /// block goes with its last page; contents, sharers and charges stay right.
+    #[test]
+    fn survivors_of_blocks_join_a_new_block_and_the_old_ones_go() {
+        let mut content = Content::new(StdPageProvider, SimilarityConfig::default()).unwrap();
+        let mut scratch = Scratch::boxed();
+        let first: std::vec::Vec<[u8; PAGE_SIZE]> = (60..64).map(text).collect();
+        let second: std::vec::Vec<[u8; PAGE_SIZE]> = (70..74).map(text).collect();
+        let a = stored_in_a_block(&mut content, &mut scratch, &first);
+        let b = stored_in_a_block(&mut content, &mut scratch, &second);
+        for key in a[1..].iter().chain(&b[1..]) {
+            content.unshare(*key).unwrap();
+        }
+        assert_eq!(content.block_count(), 2);
+        let members = [a[0], b[0]].map(|k| (k, content.entry(k).unwrap().generation));
+        let (frame, tag) = block_frame(&mut scratch, &[first[0], second[0]]);
+        assert_eq!(
+            content.store_block(&members, &frame, tag),
+            Ok(BlockStored::Formed {
+                joined: 2,
+                moved: 2,
+                leaked: 0
+            })
+        );
+        assert_eq!(content.block_count(), 1);
+        check_only(&content, a[0], &first[0]);
+        check_only(&content, b[0], &second[0]);
+        assert_eq!(content.domain_bytes(Domain::default()), frame.len());
+        for key in [a[0], b[0]] {
             content.unshare(key).unwrap();
         }
         assert!(content.is_empty() && content.pool.is_empty());
@@ -1888,6 +1953,7 @@ mod tests {
             content.store_block(&members, &frame, tag),
             Ok(BlockStored::Formed {
                 joined: 2,
+                moved: 0,
                 leaked: 0
             })
         );

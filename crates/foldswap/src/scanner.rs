@@ -22,8 +22,11 @@
 //!    A delta is still kept when it is smaller than the page's likely share of a
 //!    block. A block whose frame would not be smaller than its
 //!    pages alone is not formed: its pages are recompressed alone. A block at most
-//!    half live is rewritten: each live page the ladder visits moves out into an
-//!    object of its own, and the block is freed with the last.
+//!    3/4 live is rewritten: the ladder's visit to one of its pages gathers its
+//!    window anew, the block's survivors (each weighed at its share of the old
+//!    frame) with the window's other cold pages, so every survivor leaves in that
+//!    pass and the old block goes with the last. With blocks off, each survivor
+//!    the ladder visits moves out into an object of its own.
 //!
 //! The smallest of {current encoding, cold codec, delta, block} wins; an entry is
 //! re-encoded only if it is still the one that was read (its generation) and, for a
@@ -90,7 +93,8 @@ enum PageOutcome {
     Gathered {
         flushed: u32,
     },
-    /// The page left a cold block at most half live.
+    /// The page left a cold block with holes (blocks off: into an object of
+    /// its own).
     Rewritten,
 }
 
@@ -103,6 +107,9 @@ pub(crate) struct Gathered {
     encoded_len: u32,
     domain: Domain,
     window: GatherWindow,
+    /// A survivor of an older block (its `encoded_len` is its share of that
+    /// block's frame).
+    from_block: bool,
 }
 
 /// The aligned run of [`WINDOW_BLOCKS`] × `block_pages` offsets of one swap
@@ -352,7 +359,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         // 1. Under the lock: age the entry (on the ladder's visit); take a
         // snapshot if it is due.
-        let (entry, snapshot, rewrite) = {
+        let (entry, snapshot, rewrite, held_share) = {
             let mut content = self.content.lock();
             // A neighbour is judged by the age the ladder's visit this round
             // would give it.
@@ -364,12 +371,26 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 return Ok(PageOutcome::Skipped);
             };
             let entry = *content.entry(key)?;
-            let rewrite = match (visit, entry.block()) {
-                (Visit::Ladder, Some((block, _))) => content.block(block)?.is_sparse(),
-                _ => false,
+            // A page of a block with holes is rewritten: with blocks on, its
+            // window is gathered anew, this block's survivors with its other
+            // cold pages (a block is a run of one window's offsets, so its
+            // survivors all leave in that one pass and the old frame goes);
+            // without, it leaves alone.
+            let rewrite = match entry.block() {
+                Some((block, _)) => content.block(block)?.is_sparse(),
+                None => false,
             };
-            let gathering = blocks_on(tunables, scratch) && entry.place().is_some();
+            let gathering = blocks_on(tunables, scratch) && (entry.place().is_some() || rewrite);
             if visit == Visit::Neighbour && !gathering {
+                return Ok(PageOutcome::Skipped);
+            }
+            // A survivor shared by two offsets of the window is gathered once
+            // (a page joining a block for the first time is marked examined).
+            let gathered = scratch
+                .gathered
+                .get(..scratch.gathered_len)
+                .unwrap_or_default();
+            if rewrite && gathered.iter().any(|g| g.key == key) {
                 return Ok(PageOutcome::Skipped);
             }
             if !rewrite
@@ -380,12 +401,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             {
                 return Ok(PageOutcome::Skipped);
             }
-            if visit == Visit::Ladder && gathering && !rewrite {
+            if visit == Visit::Ladder && gathering {
                 // Its window is gathered in offset order, this page with it.
                 return Ok(PageOutcome::WindowDue);
             }
             content.mark_examined(key);
-            (entry, content.snapshot(key, &mut scratch.decode)?, rewrite)
+            let held_share = entry.block().and_then(|_| content.page_bytes(&entry));
+            let snapshot = content.snapshot(key, &mut scratch.decode)?;
+            (entry, snapshot, rewrite, held_share)
         };
         // 2. Outside: decode the page.
         decode_snapshot(
@@ -393,20 +416,16 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             &mut scratch.decode,
             Some(scratch.target.as_bytes_mut()),
         )?;
+        if blocks_on(tunables, scratch) {
+            // A survivor of a block is weighed at its share of the frame.
+            let held = held_share.unwrap_or(snapshot.encoded_len());
+            return self.patch_or_gather(key, &entry, held, window, tunables, scratch);
+        }
         if rewrite {
-            // Its survivors leave one by one, each into an object of its own.
-            // (Joining them into the block being formed was tried twice: in
-            // the kernel guest the settled pool grew from 5.2 to 7.8 MiB, and
-            // again, weighing each survivor at its share of its old frame and
-            // trying a delta first, from 5.1 to 8.3 MiB with three times the
-            // entries, still falling slowly after 145 s.)
             return self.move_out_of_block(key, &entry, tunables, scratch);
         }
         let mut best_len = snapshot.encoded_len();
         let mut choice = None;
-        if blocks_on(tunables, scratch) {
-            return self.patch_or_gather(key, &entry, best_len, window, tunables, scratch);
-        }
         // 3. Recompress with the cold codec.
         let cold = &mut scratch.decode.cold;
         if tunables.recompress != 0
@@ -567,8 +586,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             self.content.lock().index_similar(&signature, indexed);
             return Ok(outcome);
         }
-        // A page in a block may still serve as a base.
-        self.content.lock().index_similar(&signature, key);
+        // A page in a block may still serve as a base (a survivor of an older
+        // block was filed when it joined that one).
+        if entry.block().is_none() {
+            self.content.lock().index_similar(&signature, key);
+        }
         // A page kept raw stays out of blocks: a frame holds its bytes as
         // literals, so it saves nothing there, and every load of it, and every
         // byte comparison a copy of it needs before it is shared (repeated
@@ -605,6 +627,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             encoded_len: encoded_len as u32,
             domain,
             window,
+            from_block: entry.block().is_some(),
         };
         scratch.gathered_len += 1;
         Ok(PageOutcome::Gathered { flushed })
@@ -651,11 +674,17 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 .lock_content_to_move()
                 .store_block(&members[..n], frame, tag);
             match stored {
-                Ok(BlockStored::Formed { joined, leaked }) => {
+                Ok(BlockStored::Formed {
+                    joined,
+                    moved,
+                    leaked,
+                }) => {
                     let s = &self.stats;
                     Stats::add(&s.blocks_formed, 1);
-                    Stats::add(&s.blocked_pages, u64::from(joined));
-                    Stats::sub(&s.compressed_pages, u64::from(joined));
+                    // Pages out of older blocks were counted in blocks already.
+                    Stats::add(&s.blocked_pages, u64::from(joined - moved));
+                    Stats::sub(&s.compressed_pages, u64::from(joined - moved));
+                    Stats::add(&s.block_rewrites, u64::from(moved));
                     if leaked > 0 {
                         Stats::add(&s.release_errors, u64::from(leaked));
                     }
@@ -684,8 +713,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             if bytes.len() >= g.encoded_len as usize {
                 continue;
             }
-            let outcome = self.reencode_counted(g.key, g.generation, bytes, tag, None, false)?;
-            improved += u32::from(outcome == PageOutcome::Recompressed);
+            let outcome =
+                self.reencode_counted(g.key, g.generation, bytes, tag, None, g.from_block)?;
+            improved += u32::from(matches!(
+                outcome,
+                PageOutcome::Recompressed | PageOutcome::Rewritten
+            ));
         }
         Ok(improved)
     }

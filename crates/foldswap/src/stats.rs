@@ -100,7 +100,8 @@ counters! {
     recompressed_pages,
     /// Cold blocks the scanner formed, cumulative.
     blocks_formed,
-    /// Pages the scanner moved out of cold blocks at most half live, cumulative.
+    /// Pages the scanner moved out of cold blocks with holes (into new blocks,
+    /// alone, or as deltas), cumulative.
     block_rewrites,
     /// Pages the scanner examined.
     scanned_pages,
