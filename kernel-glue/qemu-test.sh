@@ -60,6 +60,11 @@ RS
 		if grep -qE 'WARNING: modpost|ERROR: modpost|undefined!' <<<"$out"; then
 			die "modpost is not clean"
 		fi
+		# objtool: a function that falls through to the next is a panic path
+		# the compiler left (a division by a value it cannot prove non-zero).
+		if grep -q 'objtool:' <<<"$out"; then
+			die "objtool is not clean"
+		fi
 		"$GLUE_DIR/tools/check-ko.sh" "$mod/foldswap.ko" "$FRAME_LIMIT" || die "module gates failed"
 		# (grep without -q: with pipefail, -q's early exit fails `strings`.)
 		if [ "$inject" = n ]; then

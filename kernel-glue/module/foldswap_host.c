@@ -1022,36 +1022,32 @@ MODULE_PARM_DESC(cold_level, "zstd level for cold pages (3; 0: the backend's def
 module_param_cb(block_pages, &scan_tunable_ops, &block_pages, 0644);
 MODULE_PARM_DESC(block_pages, "Cold pages compressed together as one block (8; 1: no blocks; at most 16)");
 
-static int get_stats(char *buf, const struct kernel_param *kp)
+/*
+ * The backend's text reports (stats, census): the parameter's arg is the Rust
+ * function that renders one into a page. Empty until the backend exists.
+ */
+typedef long (*backend_report_fn)(char *buf, size_t len);
+
+static int get_backend_report(char *buf, const struct kernel_param *kp)
 {
-	long n = backend_ready ? foldswap_rs_stats(buf, PAGE_SIZE) : 0;
+	backend_report_fn render = (backend_report_fn)kp->arg;
+	long n = backend_ready ? render(buf, PAGE_SIZE) : 0;
 
 	return n < 0 ? -EIO : n;
 }
 
-static const struct kernel_param_ops stats_ops = {
-	.get = get_stats,
+static const struct kernel_param_ops backend_report_ops = {
+	.get = get_backend_report,
 };
 /* Root only: what is stored (dedup hits) leaks across tenants. */
-module_param_cb(stats, &stats_ops, NULL, 0400);
+module_param_cb(stats, &backend_report_ops, (void *)foldswap_rs_stats, 0400);
 MODULE_PARM_DESC(stats, "Statistics (read-only, root only)");
-
 /*
  * The stored contents by encoding, counted afresh: every entry is walked
  * under the content lock, so a read costs in proportion to what is stored.
  * For tests and reports, root only like stats.
  */
-static int get_census(char *buf, const struct kernel_param *kp)
-{
-	long n = backend_ready ? foldswap_rs_census(buf, PAGE_SIZE) : 0;
-
-	return n < 0 ? -EIO : n;
-}
-
-static const struct kernel_param_ops census_ops = {
-	.get = get_census,
-};
-module_param_cb(census, &census_ops, NULL, 0400);
+module_param_cb(census, &backend_report_ops, (void *)foldswap_rs_census, 0400);
 MODULE_PARM_DESC(census, "Stored contents by encoding, walking every entry (read-only, root only)");
 
 /*

@@ -189,8 +189,10 @@ struct Path {
 /// The shard (of `shards`) that holds `offset`: runs of [`LEAF_OFFSETS`]
 /// consecutive offsets (one leaf) take turns.
 pub fn shard_of(offset: u64, shards: usize) -> usize {
-    // The remainder is below `shards`, a usize.
-    ((offset / LEAF_OFFSETS as u64) % shards.max(1) as u64) as usize
+    // The remainder is below `shards`, a usize (0 shards: all in one).
+    (offset / LEAF_OFFSETS as u64)
+        .checked_rem(shards as u64)
+        .unwrap_or(0) as usize
 }
 
 fn pointer_at(page: NonNull<Page>, index: usize) -> *mut Option<NonNull<Page>> {
@@ -224,9 +226,13 @@ impl OffsetTable {
     /// Allocates nothing.
     pub const fn shard(shard: usize, shards: usize) -> Self {
         let shards = if shards == 0 { 1 } else { shards as u64 };
+        let shard = match (shard as u64).checked_rem(shards) {
+            Some(shard) => shard,
+            None => 0,
+        };
         OffsetTable {
             top: Top::Empty,
-            shard: shard as u64 % shards,
+            shard,
             shards,
             stored: 0,
             pages: 0,
@@ -255,11 +261,13 @@ impl OffsetTable {
             return None;
         }
         let leaf = offset / LEAF_OFFSETS as u64;
-        if leaf % self.shards != self.shard {
+        // (Checked: `shards` is never 0, and a division with no panic path
+        // keeps the kernel module's objtool quiet.)
+        if leaf.checked_rem(self.shards)? != self.shard {
             return None;
         }
         // Below MAX_OFFSETS every index fits a usize.
-        let local = usize::try_from(leaf / self.shards).ok()?;
+        let local = usize::try_from(leaf.checked_div(self.shards)?).ok()?;
         Some(Path {
             root: local / FANOUT,
             mid: local % FANOUT,
