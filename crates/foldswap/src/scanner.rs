@@ -359,7 +359,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         };
         // 1. Under the lock: age the entry (on the ladder's visit); take a
         // snapshot if it is due.
-        let (entry, snapshot, rewrite, held_share) = {
+        let (entry, snapshot, rewrite, held) = {
             let mut content = self.content.lock();
             // A neighbour is judged by the age the ladder's visit this round
             // would give it.
@@ -406,9 +406,11 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 return Ok(PageOutcome::WindowDue);
             }
             content.mark_examined(key);
-            let held_share = entry.block().and_then(|_| content.page_bytes(&entry));
+            // What the page holds now: its object, or its share of its block's
+            // frame.
+            let held = content.page_bytes(&entry);
             let snapshot = content.snapshot(key, &mut scratch.decode)?;
-            (entry, snapshot, rewrite, held_share)
+            (entry, snapshot, rewrite, held)
         };
         // 2. Outside: decode the page.
         decode_snapshot(
@@ -417,8 +419,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             Some(scratch.target.as_bytes_mut()),
         )?;
         if blocks_on(tunables, scratch) {
-            // A survivor of a block is weighed at its share of the frame.
-            let held = held_share.unwrap_or(snapshot.encoded_len());
+            let held = held.unwrap_or(snapshot.encoded_len());
             return self.patch_or_gather(key, &entry, held, window, tunables, scratch);
         }
         if rewrite {
@@ -715,10 +716,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             }
             let outcome =
                 self.reencode_counted(g.key, g.generation, bytes, tag, None, g.from_block)?;
-            improved += u32::from(matches!(
-                outcome,
-                PageOutcome::Recompressed | PageOutcome::Rewritten
-            ));
+            improved += u32::from(outcome == PageOutcome::Recompressed);
         }
         Ok(improved)
     }
