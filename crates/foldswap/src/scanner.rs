@@ -74,6 +74,9 @@ pub struct BurstReport {
     pub rounds_ended: u32,
     /// How long the ladder wants the scanner to sleep, ns (0 if it stopped early).
     pub sleep_ns: u64,
+    /// The burst stopped early because writeback became due or was asked for
+    /// while it ran (only for a scanner with a swap device).
+    pub ended_for_writeback: bool,
 }
 
 /// What looking at one offset did.
@@ -222,7 +225,18 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let mut report = BurstReport::default();
         self.data_since_burst
             .store(0, foldswap_mem::sync::Ordering::Relaxed);
+        // Writeback that became due during the burst ends it after the batch in
+        // flight: a burst of many batches (cold blocks, a large backlog) must not
+        // keep a full pool refusing stores until its end. Writeback due already
+        // at the start was tried before the burst; it does not end this one, or
+        // a pool that writeback cannot bring down would leave the scanner
+        // running one batch at a time without sleeping.
+        let writeback_wanted_at_start = self.writeback_wanted();
         while report.batches < tunables.max_batches.max(1) {
+            if report.batches > 0 && !writeback_wanted_at_start && self.writeback_wanted() {
+                report.ended_for_writeback = true;
+                break;
+            }
             let next = self.ladder.lock().next_batch(clock.now_ns())?;
             match next {
                 Next::Scan(batch) => {

@@ -52,7 +52,8 @@
 //!   [`WRITEBACK_START_PERMILLE`] of the limit wakes the scanner (one atomic
 //!   operation, never a wait). The scanner's thread, given a device
 //!   ([`crate::Backend::run_scanner_writing_back`]), writes back until held falls
-//!   to [`WRITEBACK_TARGET_PERMILLE`], before each burst.
+//!   to [`WRITEBACK_TARGET_PERMILLE`], before each burst; writeback that becomes
+//!   due during a burst ends it after the batch in flight.
 //! - **Under memory pressure.** The host (the kernel's shrinker) asks for a number
 //!   of pages with [`Backend::request_writeback`]; the scanner writes back up to
 //!   that many *lone* pages, whatever the limit: cold ones first, then those the
@@ -264,7 +265,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
 
     /// Ask for `pages` lone pages to be written back (memory pressure: the kernel's
     /// shrinker) and wake the scanner, which writes them ([`Self::write_back_lone`])
-    /// before its next burst. Requests add up to at most
+    /// before its next batch. Requests add up to at most
     /// [`WRITEBACK_MAX_REQUESTED`]. Never waits; nothing happens with writeback
     /// off or no scanner given a device. Returns the pages now asked for.
     pub fn request_writeback(&self, pages: u32) -> u32 {
@@ -371,6 +372,13 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     pub fn above_writeback_target(&self) -> bool {
         self.held_and_limit()
             .is_some_and(|(held, limit)| held > permille_of(limit, WRITEBACK_TARGET_PERMILLE))
+    }
+
+    /// Whether the scanner has writeback to do before its next batch: it has a
+    /// device, writeback is on, and a run is due or a host asked for pages.
+    pub(crate) fn writeback_wanted(&self) -> bool {
+        self.writeback_device.load(Ordering::Relaxed)
+            && (self.writeback_requested.load(Ordering::Relaxed) > 0 || self.writeback_due())
     }
 
     /// Whether a writeback run is due: writeback on and everything held at
