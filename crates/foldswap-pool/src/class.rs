@@ -4,7 +4,8 @@
 //! Lengths are rounded up to [`CLASS_STEP`] bytes (16, as zsmalloc), giving 256
 //! candidate sizes from 16 to 4096. For each, the zspage size (1 to
 //! [`MAX_ZSPAGE_PAGES`] pages) that wastes the smallest share of its pages is
-//! chosen. Neighbouring sizes whose zspages hold the same number of objects in the
+//! chosen. A zspage of several pages starts with its header, the addresses of
+//! its other pages ([`header_bytes`]), which counts as waste. Neighbouring sizes whose zspages hold the same number of objects in the
 //! same number of pages are merged into the larger one (zsmalloc does the same):
 //! merging costs nothing in per-zspage waste and leaves fewer partly filled zspages.
 //! All of it is computed at compile time into static tables.
@@ -22,6 +23,15 @@ pub const MAX_OBJECT: usize = PAGE_SIZE;
 
 const SIZES: usize = MAX_OBJECT / CLASS_STEP;
 
+/// Bytes of one page address in a zspage's header.
+pub const PAGE_ADDRESS_BYTES: usize = core::mem::size_of::<usize>();
+
+/// Bytes at the start of the first page of a zspage of `pages` pages that hold
+/// the addresses of its other pages (none for a zspage of one page).
+pub const fn header_bytes(pages: usize) -> usize {
+    pages.saturating_sub(1) * PAGE_ADDRESS_BYTES
+}
+
 /// Shape of one size class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassShape {
@@ -33,13 +43,57 @@ pub struct ClassShape {
     pub objects_per_zspage: u16,
 }
 
+impl ClassShape {
+    /// Bytes of the zspage's header, before its first slot.
+    pub const fn header_bytes(self) -> usize {
+        header_bytes(self.pages_per_zspage as usize)
+    }
+
+    /// Where `slot` starts in the zspage's bytes (past the header).
+    pub const fn slot_start(self, slot: u16) -> usize {
+        self.header_bytes() + slot as usize * self.slot_size as usize
+    }
+
+    /// Pages a zspage needs to hold its first `slots` slots (0 for none).
+    pub const fn pages_for_slots(self, slots: u16) -> usize {
+        if slots == 0 {
+            0
+        } else {
+            self.slot_start(slots).div_ceil(PAGE_SIZE)
+        }
+    }
+
+    /// Slots wholly inside a zspage's first `pages` pages.
+    pub const fn slots_in_pages(self, pages: usize) -> u16 {
+        let bytes = (pages * PAGE_SIZE).saturating_sub(self.header_bytes());
+        // Checked: no panic path for a slot size of 0 (no class has one).
+        let slots = match bytes.checked_div(self.slot_size as usize) {
+            Some(slots) => slots,
+            None => 0,
+        };
+        if slots < self.objects_per_zspage as usize {
+            slots as u16
+        } else {
+            self.objects_per_zspage
+        }
+    }
+}
+
+/// The most slots a zspage may have: callers number a slot in one byte (the
+/// backend's content entry).
+pub const SLOT_LIMIT: usize = 256;
+
 const fn best_pages(slot: usize) -> usize {
     let mut best = 1;
     let mut best_waste_ppm = usize::MAX;
     let mut pages = 1;
     while pages <= MAX_ZSPAGE_PAGES {
         let bytes = pages * PAGE_SIZE;
-        let waste_ppm = (bytes % slot) * 1_000_000 / bytes;
+        let usable = bytes - header_bytes(pages);
+        if usable / slot > SLOT_LIMIT {
+            break;
+        }
+        let waste_ppm = (usable % slot + header_bytes(pages)) * 1_000_000 / bytes;
         if waste_ppm < best_waste_ppm {
             best_waste_ppm = waste_ppm;
             best = pages;
@@ -55,7 +109,7 @@ const fn shape_of_size(size_index: usize) -> ClassShape {
     ClassShape {
         slot_size: slot as u16,
         pages_per_zspage: pages as u8,
-        objects_per_zspage: (pages * PAGE_SIZE / slot) as u16,
+        objects_per_zspage: ((pages * PAGE_SIZE - header_bytes(pages)) / slot) as u16,
     }
 }
 
@@ -162,8 +216,16 @@ mod tests {
             assert!(shape.objects_per_zspage >= 1);
             assert!(usize::from(shape.objects_per_zspage) <= MAX_OBJECTS_PER_ZSPAGE);
             assert!(
-                shape.objects_per_zspage as usize * shape.slot_size as usize
+                shape.slot_start(shape.objects_per_zspage)
                     <= shape.pages_per_zspage as usize * PAGE_SIZE
+            );
+            assert_eq!(
+                shape.pages_for_slots(shape.objects_per_zspage),
+                shape.pages_per_zspage as usize
+            );
+            assert_eq!(
+                shape.slots_in_pages(shape.pages_per_zspage as usize),
+                shape.objects_per_zspage
             );
             assert!(class >= last);
             last = class;

@@ -4,12 +4,20 @@
 //!   Place { zspage, slot, len }  ── kept by the caller (8 bytes, in its own record)
 //!        │
 //!        ▼
-//!   zspage descriptor (Slab): class, live-slot bitmap, list links, its provider pages
+//!   zspage descriptor (Slab): class, live-slot bitmap, list links, its first page
 //!        │
 //!        ▼
-//!   [ page 0 ][ page 1 ][ page 2 ]      slots of one size, back to back;
-//!   |s0 |s1 |s2 |s3 |s4 |s5 |s6 |...    a slot may span two pages
+//!   [ page 0 ][ page 1 ][ page 2 ]      a header (the addresses of pages 1..),
+//!   |h|s0 |s1 |s2 |s3 |s4 |s5 |s6 |...  then slots of one size, back to back;
+//!                                       a slot may span two pages
 //! ```
+//!
+//! The descriptor names only the zspage's first page; the first page's header
+//! holds the others' addresses (`ClassShape::header_bytes`: 8 bytes for each
+//! page past the first, none for a zspage of one page), as zsmalloc chains a
+//! zspage's pages through their `struct page`s. A descriptor that held all
+//! sixteen addresses took 176 bytes for zspages of three pages on average: a
+//! quarter of the backend's metadata on the dev corpus.
 //!
 //! There is no handle table: the caller keeps each object's [`Place`] in its own
 //! record (the backend in its content entry, as zswap keeps zsmalloc's handle in
@@ -45,6 +53,15 @@ mod testing;
 
 /// Words of a zspage's live-slot bitmap.
 const LIVE_WORDS: usize = MAX_OBJECTS_PER_ZSPAGE.div_ceil(64);
+
+/// A zspage's header entry: the address of one of its pages past the first.
+type HeaderEntry = Option<NonNull<Page>>;
+
+// A header entry is one address, as the class shapes reserve for it, and a
+// page's start is aligned for it.
+const _: () = assert!(core::mem::size_of::<HeaderEntry>() == crate::class::PAGE_ADDRESS_BYTES);
+const _: () = assert!(core::mem::align_of::<HeaderEntry>() <= PAGE_SIZE);
+const _: () = assert!(crate::class::header_bytes(MAX_ZSPAGE_PAGES) <= PAGE_SIZE);
 
 const _: () = assert!(MAX_OBJECTS_PER_ZSPAGE <= u16::MAX as usize);
 
@@ -153,9 +170,11 @@ enum ZsList {
 ///
 /// `live` has bit `s` set exactly for the slots holding an object, `used` of
 /// them, all below the class's `objects_per_zspage` and wholly inside the first
-/// `allocated` pages, which are the ones held (`pages[..allocated]`).
+/// `allocated` pages, which are the ones held: `first` (when `allocated > 0`)
+/// and, for page `i` in `1..allocated`, the address in entry `i - 1` of
+/// `first`'s header; the header's entries from `allocated - 1` on are `None`.
 struct ZsPage {
-    pages: [Option<NonNull<Page>>; MAX_ZSPAGE_PAGES],
+    first: Option<NonNull<Page>>,
     live: [u64; LIVE_WORDS],
     prev: Option<SlabLink>,
     next: Option<SlabLink>,
@@ -166,7 +185,24 @@ struct ZsPage {
     list: ZsList,
 }
 
+// The descriptor stays small: its first page's address, not all of them.
+const _: () = assert!(core::mem::size_of::<ZsPage>() <= 64);
+
 impl ZsPage {
+    /// Page `index` of the zspage, if held.
+    fn page(&self, index: usize) -> Option<NonNull<Page>> {
+        let first = self.first?;
+        match index {
+            0 => Some(first),
+            // SAFETY: `first` is held (the invariant: `allocated > 0`) and
+            // `index < allocated <= pages per zspage`.
+            index if index < usize::from(self.allocated) => unsafe {
+                header_entry(first, index).read()
+            },
+            _ => None,
+        }
+    }
+
     fn is_live(&self, slot: u16) -> bool {
         let slot = usize::from(slot);
         self.live
@@ -264,6 +300,9 @@ pub struct StoreStats {
     pub zspage_pages: usize,
     /// Provider pages of metadata (zspage descriptors, class table).
     pub metadata_pages: usize,
+    /// Bytes of the zspages' headers (the addresses of their pages past the
+    /// first), inside `zspage_pages`: metadata too, kept in the zspages.
+    pub header_bytes: usize,
     /// All bytes held from the provider: `(zspage_pages + metadata_pages) * 4096`.
     pub bytes_held: usize,
     /// Share of zspage bytes not holding object bytes, in thousandths.
@@ -472,6 +511,14 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         self.zspages.pages_held() + 1
     }
 
+    /// Bytes of every zspage's header.
+    fn header_bytes(&self) -> usize {
+        (0..CLASS_COUNT)
+            .filter_map(|class| Some((self.class(class)?, class_shape(class)?)))
+            .map(|(state, shape)| state.zspages as usize * shape.header_bytes())
+            .sum()
+    }
+
     /// Totals.
     pub fn stats(&self) -> StoreStats {
         let zspage_bytes = self.zspage_pages * PAGE_SIZE;
@@ -485,6 +532,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             zspages: self.zspages.len(),
             zspage_pages: self.zspage_pages,
             metadata_pages: self.metadata_pages(),
+            header_bytes: self.header_bytes(),
             bytes_held: self.bytes_held(),
             fragmentation_permille,
         }
@@ -587,10 +635,9 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
                 && place.slot >= target
                 && let Some(free) = zs.lowest_free(shape).filter(|&free| free < target)
             {
-                let size = usize::from(shape.slot_size);
                 self.copy_between(
-                    (place.zspage, usize::from(place.slot) * size),
-                    (place.zspage, usize::from(free) * size),
+                    (place.zspage, shape.slot_start(place.slot)),
+                    (place.zspage, shape.slot_start(free)),
                     place.len(),
                 );
                 if let Ok(zs) = self.zspage_mut(place.zspage) {
@@ -615,18 +662,13 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
             let Ok(zs) = store.zspage_mut(key) else {
                 return;
             };
-            let keep = pages_for_slots(zs.top_live(), shape);
-            let allocated = usize::from(zs.allocated);
-            if keep >= allocated {
+            let keep = shape.pages_for_slots(zs.top_live());
+            if keep >= usize::from(zs.allocated) {
                 return;
-            }
-            let mut gone = [None; MAX_ZSPAGE_PAGES];
-            for (page, slot) in zs.pages[keep..allocated].iter_mut().zip(gone.iter_mut()) {
-                *slot = page.take();
             }
             // INVARIANT: every live slot lies below `top_live`, wholly inside the
             // first `keep` pages.
-            zs.allocated = keep as u8;
+            let gone = take_pages(zs, keep);
             let freed = store.give_back_pages(&gone);
             store.zspage_pages -= freed;
             stats.tails_trimmed += 1;
@@ -754,7 +796,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     }
 
     fn slot_offset(&self, class: usize, slot: u16) -> usize {
-        class_shape(class).map_or(0, |shape| slot as usize * shape.slot_size as usize)
+        class_shape(class).map_or(0, |shape| shape.slot_start(slot))
     }
 
     /// A free slot of `class`, marked live. Normally from the first partial
@@ -824,7 +866,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// reaches into (if `may_grow`; [`Error::PoolFull`] otherwise).
     fn take_slot(&mut self, key: u32, shape: ClassShape, may_grow: bool) -> Result<u16, Error> {
         let slot = self.zspage(key)?.lowest_free(shape).ok_or(Error::Corrupt)?;
-        let end = (usize::from(slot) + 1) * usize::from(shape.slot_size);
+        let end = shape.slot_start(slot + 1);
         while usize::from(self.zspage(key)?.allocated) * PAGE_SIZE < end {
             if !may_grow {
                 return Err(Error::PoolFull);
@@ -840,16 +882,30 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
         if self.bytes_held().saturating_add(PAGE_SIZE) > self.limit_bytes {
             return Err(Error::PoolFull);
         }
-        let index = self.zspage(key)?.allocated as usize;
-        if index >= MAX_ZSPAGE_PAGES {
+        let zs = self.zspage(key)?;
+        let index = usize::from(zs.allocated);
+        let pages = Self::shape(usize::from(zs.class))?.pages_per_zspage;
+        if index >= usize::from(pages) {
             return Err(Error::Corrupt);
         }
         let page = self.provider.alloc_page()?;
         let zs = self.zspage_mut(key)?;
-        if let Some(entry) = zs.pages.get_mut(index) {
-            *entry = Some(page);
-            zs.allocated += 1;
+        match zs.first {
+            None => {
+                // INVARIANT: the new first page's header is all `None` before
+                // the zspage counts it as held.
+                for entry in 1..usize::from(pages) {
+                    // SAFETY: `page` is a fresh provider page, ours alone, and
+                    // `entry` lies in the header of a zspage of `pages` pages.
+                    unsafe { header_entry(page, entry).write(None) };
+                }
+                zs.first = Some(page);
+            }
+            // SAFETY: `first` is the zspage's first page, held, and `index` is
+            // below the class's pages per zspage.
+            Some(first) => unsafe { header_entry(first, index).write(Some(page)) },
         }
+        zs.allocated += 1;
         self.zspage_pages += 1;
         Ok(())
     }
@@ -879,7 +935,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// An empty zspage of `class`, holding no pages yet, on the partial list.
     fn new_zspage(&mut self, class: usize) -> Result<u32, Error> {
         let key = self.zspages.insert(ZsPage {
-            pages: [None; MAX_ZSPAGE_PAGES],
+            first: None,
             live: [0; LIVE_WORDS],
             prev: None,
             next: None,
@@ -897,8 +953,8 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
 
     fn release_zspage(&mut self, key: u32) -> Result<usize, Error> {
         self.unlink(key)?;
-        let zs = self.zspages.remove(SlabKey(key)).ok_or(Error::Corrupt)?;
-        let pages = self.give_back_pages(&zs.pages);
+        let mut zs = self.zspages.remove(SlabKey(key)).ok_or(Error::Corrupt)?;
+        let pages = self.give_back_pages(&take_pages(&mut zs, 0));
         self.zspage_pages -= pages;
         if let Some(state) = self.class_mut(zs.class as usize) {
             state.zspages = state.zspages.saturating_sub(1);
@@ -932,7 +988,7 @@ impl<P: PageProvider + Clone> ObjectStore<P> {
     /// The page of zspage `key` holding byte `offset`, and the offset within it.
     fn page_at(&self, key: u32, offset: usize) -> Option<(NonNull<Page>, usize)> {
         let zs = self.zspages.get(SlabKey(key))?;
-        let page = zs.pages.get(offset / PAGE_SIZE).copied().flatten()?;
+        let page = zs.page(offset / PAGE_SIZE)?;
         Some((page, offset % PAGE_SIZE))
     }
 
@@ -1123,20 +1179,54 @@ fn pack_target(zs: &ZsPage, shape: ClassShape) -> Option<u16> {
     if shape.objects_per_zspage > PACK_MAX_OBJECTS {
         return None;
     }
-    let pages = pages_for_slots(zs.used, shape);
-    Some(
-        (pages * PAGE_SIZE / usize::from(shape.slot_size.max(1)))
-            .min(usize::from(shape.objects_per_zspage)) as u16,
-    )
-}
-
-/// Pages a zspage of `shape` needs to hold its first `slots` slots.
-fn pages_for_slots(slots: u16, shape: ClassShape) -> usize {
-    (usize::from(slots) * usize::from(shape.slot_size)).div_ceil(PAGE_SIZE)
+    Some(shape.slots_in_pages(shape.pages_for_slots(zs.used)))
 }
 
 /// Slots of `zs` that lie wholly in the pages it holds.
 fn held_slots(zs: &ZsPage, shape: ClassShape) -> u16 {
-    let in_pages = zs.allocated as usize * PAGE_SIZE / shape.slot_size.max(1) as usize;
-    in_pages.min(shape.objects_per_zspage as usize) as u16
+    shape.slots_in_pages(usize::from(zs.allocated))
+}
+
+/// Entry `index` (`1..MAX_ZSPAGE_PAGES`) of the header at the start of `first`,
+/// a zspage's first page: where the address of its page `index` is kept.
+///
+/// # Safety
+///
+/// `first` must be a page the store holds as a zspage's first page (or a fresh
+/// one it is making so), and `index` below the zspage's pages per zspage: the
+/// entry then lies in the header, which no slot overlaps. Reads and writes
+/// through the pointer need the store exclusively for writes, shared for reads,
+/// as every access to a zspage's bytes; readers outside the store
+/// (`ObjectInPlace`) only ever read slots.
+unsafe fn header_entry(first: NonNull<Page>, index: usize) -> *mut HeaderEntry {
+    debug_assert!((1..MAX_ZSPAGE_PAGES).contains(&index));
+    // SAFETY: `index - 1 < MAX_ZSPAGE_PAGES - 1` entries of 8 bytes lie within
+    // the page (checked at compile time against PAGE_SIZE), whose start is
+    // aligned for a `HeaderEntry`.
+    unsafe { first.as_ptr().cast::<HeaderEntry>().add(index - 1) }
+}
+
+/// Take zspage `zs`'s pages from `keep` on out of it (all of them for 0), for
+/// the caller to give back; `zs` keeps its first `keep`.
+fn take_pages(zs: &mut ZsPage, keep: usize) -> [Option<NonNull<Page>>; MAX_ZSPAGE_PAGES] {
+    let mut gone = [None; MAX_ZSPAGE_PAGES];
+    let allocated = usize::from(zs.allocated);
+    if let Some(first) = zs.first {
+        for (index, slot) in gone
+            .iter_mut()
+            .enumerate()
+            .take(allocated)
+            .skip(keep.max(1))
+        {
+            // SAFETY: `first` is `zs`'s first page, held while `allocated > 0`,
+            // and `index < allocated <= pages per zspage`.
+            *slot = unsafe { header_entry(first, index).replace(None) };
+        }
+        if keep == 0 {
+            gone[0] = zs.first.take();
+        }
+    }
+    // INVARIANT: the header's entries past `keep - 1` are `None` again.
+    zs.allocated = keep.min(allocated) as u8;
+    gone
 }

@@ -47,11 +47,14 @@ fn dev_corpus_counts_match_reference_and_pages_round_trip() {
     let held = stats.store.bytes_held as u64;
     let compressed = stats.compressed_bytes;
     println!(
-        "bytes held {held} / compressed {compressed} = {}.{:03} (fragmentation {} permille, {} raw pages)",
+        "bytes held {held} / compressed {compressed} = {}.{:03} (fragmentation {} permille, {} raw pages; {} zspages, {} metadata pages, {} header bytes)",
         held / compressed,
         held * 1000 / compressed % 1000,
         stats.store.fragmentation_permille,
-        stats.raw_pages
+        stats.raw_pages,
+        stats.store.zspages,
+        stats.store.metadata_pages,
+        stats.store.header_bytes
     );
     assert!(
         held * 100 <= compressed * 105,

@@ -526,14 +526,27 @@ fn compaction_through_an_owner_showing_some_places_keeps_the_rest_in_place() {
 fn compaction_gives_back_pages_past_the_last_live_object() {
     let provider = CountingProvider::unlimited(StdPageProvider);
     let mut store = ObjectStore::new(&provider).unwrap();
-    // 1000-byte objects: 1008-byte slots, 65 to a zspage of 16 pages.
-    let mut kept: Vec<(Place, Vec<u8>)> = (0..60)
+    // 1030-byte objects: 1040-byte slots, 55 to a zspage of 14 pages, after a
+    // header of 13 page addresses (104 bytes).
+    const LEN: usize = 1030;
+    let shape = class_shape(class_for_len(LEN).unwrap()).unwrap();
+    assert_eq!(
+        (
+            shape.slot_size,
+            shape.pages_per_zspage,
+            shape.objects_per_zspage,
+            shape.header_bytes()
+        ),
+        (1040, 14, 55, 104)
+    );
+    let mut kept: Vec<(Place, Vec<u8>)> = (0..50)
         .map(|i| {
-            let bytes = object(i, 1000);
+            let bytes = object(i, LEN);
             (store.store_object(&bytes).unwrap(), bytes)
         })
         .collect();
-    assert_eq!(store.stats().zspage_pages, 15);
+    // 104 + 50 * 1040 bytes.
+    assert_eq!(store.stats().zspage_pages, 13);
     let zspage = kept[0].0.to_parts().0;
     // Keep 7 of the objects in slots 0..10; free the rest.
     let mut slot = 0;
@@ -552,22 +565,22 @@ fn compaction_gives_back_pages_past_the_last_live_object() {
     let old: Vec<Place> = kept.iter().map(|k| k.0).collect();
     let result = store.compact(&mut Table(&mut kept));
     // The 7 objects left sit in slots 0..10 (3 pages); packed they need 2 pages
-    // (slots 0..8): the two in slots 8 and 9 move down into the lowest free
-    // slots, 1 and 5, and 13 pages go back.
+    // (slots 0..7, past the header): the three in slots 7, 8 and 9 move down
+    // into the lowest free slots, 1, 5 and 6, and 11 pages go back.
     assert_eq!(
         (
             result.objects_moved,
             result.tails_trimmed,
             result.pages_freed
         ),
-        (2, 1, 13),
+        (3, 1, 11),
         "{result:?}"
     );
-    assert_eq!(slots(&kept), [0, 2, 3, 4, 7, 1, 5]);
+    assert_eq!(slots(&kept), [0, 2, 3, 4, 1, 5, 6]);
     assert!(kept.iter().all(|(p, _)| p.to_parts().0 == zspage));
     // The slots they left are free: their old places are refused.
     let mut buf = vec![0u8; PAGE_SIZE];
-    for old in &old[5..] {
+    for old in &old[4..] {
         assert_eq!(store.read_object(*old, &mut buf), Err(Error::InvalidHandle));
     }
     let after = store.stats();
@@ -579,16 +592,15 @@ fn compaction_gives_back_pages_past_the_last_live_object() {
         Default::default(),
         "nothing more to do"
     );
-    // New objects take the free slot below the cut (6), then slots past it,
-    // with pages again.
-    for i in 100..150 {
-        let bytes = object(i, 1000);
+    // New objects take the slots past the packed ones, with pages again.
+    for i in 100..140 {
+        let bytes = object(i, LEN);
         kept.push((store.store_object(&bytes).unwrap(), bytes));
     }
-    assert_eq!(kept[7].0.to_parts(), (zspage, 6, 1000));
-    assert_eq!(kept[8].0.to_parts(), (zspage, 8, 1000));
-    // 57 objects in slots 0..57: ceil(57 * 1008 / 4096) pages.
-    assert_eq!(store.stats().zspage_pages, 15);
+    assert_eq!(kept[7].0.to_parts(), (zspage, 7, LEN as u16));
+    assert_eq!(kept[8].0.to_parts(), (zspage, 8, LEN as u16));
+    // 47 objects in slots 0..47: 104 + 47 * 1040 bytes.
+    assert_eq!(store.stats().zspage_pages, 12);
     check(&store, &kept);
     for (place, _) in kept {
         store.free(place).unwrap();
@@ -604,7 +616,7 @@ fn compaction_gives_back_pages_past_the_last_live_object() {
 fn trimming_keeps_the_pages_up_to_the_highest_live_slot() {
     let provider = CountingProvider::unlimited(StdPageProvider);
     let mut store = ObjectStore::new(&provider).unwrap();
-    const LEN: usize = 40;
+    const LEN: usize = 90;
     let shape = class_shape(class_for_len(LEN).unwrap()).unwrap();
     let (per, pages, size) = (
         usize::from(shape.objects_per_zspage),
@@ -641,7 +653,7 @@ fn trimming_keeps_the_pages_up_to_the_highest_live_slot() {
     // The highest one goes: every page past the tenth slot's goes back.
     let (high_place, _) = kept.pop().unwrap();
     store.free(high_place).unwrap();
-    let keep = (10 * size).div_ceil(PAGE_SIZE);
+    let keep = (shape.header_bytes() + 10 * size).div_ceil(PAGE_SIZE);
     let result = store.compact(&mut Table(&mut kept));
     assert_eq!(
         (
@@ -741,6 +753,40 @@ fn metadata_is_the_class_page_and_zspage_descriptors() {
         store.free(place).unwrap();
     }
     assert_eq!(store.stats(), empty);
+    assert_eq!(provider.pages_in_use(), 1);
+}
+
+/// A zspage's descriptor names its first page only; the others' addresses are
+/// in that page's header, counted as metadata (`header_bytes`). So a hundred
+/// zspages of 14 pages take two pages of descriptors (with all sixteen
+/// addresses in the descriptor, 176 bytes each, they took five), and 104 header
+/// bytes each.
+#[test]
+fn a_zspage_keeps_its_page_addresses_in_its_first_page() {
+    let provider = CountingProvider::unlimited(StdPageProvider);
+    let mut store = ObjectStore::new(&provider).unwrap();
+    const LEN: usize = 1030;
+    let shape = class_shape(class_for_len(LEN).unwrap()).unwrap();
+    assert_eq!((shape.pages_per_zspage, shape.header_bytes()), (14, 104));
+    let per = usize::from(shape.objects_per_zspage);
+    let kept: Vec<(Place, Vec<u8>)> = (0..100 * per)
+        .map(|i| {
+            let bytes = object(i, LEN);
+            (store.store_object(&bytes).unwrap(), bytes)
+        })
+        .collect();
+    let stats = store.stats();
+    assert_eq!((stats.zspages, stats.zspage_pages), (100, 1400));
+    // The class page, the descriptor slab's directory and two pages of
+    // descriptors.
+    assert_eq!(stats.metadata_pages, 4, "{stats:?}");
+    assert_eq!(stats.header_bytes, 100 * 104);
+    assert_eq!(provider.pages_in_use() * PAGE_SIZE, stats.bytes_held);
+    check(&store, &kept);
+    for (place, _) in &kept {
+        store.free(*place).unwrap();
+    }
+    assert_eq!(store.stats().header_bytes, 0);
     assert_eq!(provider.pages_in_use(), 1);
 }
 

@@ -209,7 +209,8 @@ impl Strategy for Foldswap {
             - census.bases_only;
         let fills = self.zero + self.same_filled;
         let page = PAGE_SIZE as u64;
-        let data_bytes = pool.zspage_pages as u64 * page;
+        // The zspages' headers are metadata kept in pool pages.
+        let data_bytes = (pool.zspage_pages as u64 * page).saturating_sub(pool.header_bytes as u64);
         let mut summary = Summary::new(
             Counts {
                 zero: self.zero,

@@ -109,10 +109,14 @@ impl Strategy for PoolLz4 {
                 raw: stats.raw_pages,
                 ..Counts::default()
             },
-            store.zspage_pages as u64 * page,
+            // The zspages' headers are metadata kept in pool pages.
+            (store.zspage_pages as u64 * page).saturating_sub(store.header_bytes as u64),
             &[
                 ("offset_slots", self.slots.len() as u64 * SLOT_BYTES),
-                ("pool_metadata", store.metadata_pages as u64 * page),
+                (
+                    "pool_metadata",
+                    store.metadata_pages as u64 * page + store.header_bytes as u64,
+                ),
             ],
             vec![
                 StageTime {
