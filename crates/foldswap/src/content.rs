@@ -945,6 +945,16 @@ impl<P: PageProvider + Clone> Content<P> {
         self.blocks.get(SlabKey(key)).ok_or(Error::InvalidHandle)
     }
 
+    /// Count a ladder visit to a page of block `key` (see
+    /// [`Block::should_rewrite`]).
+    pub fn note_block_visit(&mut self, key: u32) -> Result<(), Error> {
+        self.blocks
+            .get_mut(SlabKey(key))
+            .ok_or(Error::InvalidHandle)?
+            .note_visit();
+        Ok(())
+    }
+
     /// Cold blocks held.
     pub fn block_count(&self) -> usize {
         self.blocks.len()

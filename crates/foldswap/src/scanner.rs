@@ -391,7 +391,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             // survivors all leave in that one pass and the old frame goes);
             // without, it leaves alone.
             let rewrite = match entry.block() {
-                Some((block, _)) => content.block(block)?.is_sparse(),
+                Some((block, _)) => {
+                    if visit == Visit::Ladder {
+                        content.note_block_visit(block)?;
+                    }
+                    content.block(block)?.should_rewrite()
+                }
                 None => false,
             };
             let gathering = blocks_on(tunables, scratch) && (entry.place().is_some() || rewrite);
