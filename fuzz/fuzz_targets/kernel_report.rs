@@ -2,7 +2,7 @@
 //! figures, into buffers of any size up to the sysfs page the module hands it.
 //! It never panics, never writes outside the slice it was given, reports a
 //! too-small buffer as an error with only a prefix of the text written, and
-//! when it succeeds writes exactly 45 well-formed `name value` lines holding
+//! when it succeeds writes exactly 46 well-formed `name value` lines holding
 //! the figures.
 #![no_main]
 
@@ -18,14 +18,14 @@ const CANARY: u8 = 0xa5;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
-    figures: [u64; 44],
+    figures: [u64; 45],
     /// The buffer's length (taken modulo SYSFS_PAGE + 1).
     len: u16,
     /// Where the buffer starts in a larger allocation (alignment does not matter).
     start: u8,
 }
 
-fn report(f: &[u64; 44]) -> Report {
+fn report(f: &[u64; 45]) -> Report {
     Report {
         stored_pages: f[0],
         same_filled_pages: f[1],
@@ -62,25 +62,26 @@ fn report(f: &[u64; 44]) -> Report {
         blocked_pages: f[32],
         blocks_formed: f[33],
         block_rewrites: f[34],
-        block_bytes: f[35],
-        block_loads: f[36],
-        writeback: f[37],
-        written_back_pages: f[38],
-        writeback_busy: f[39],
-        writeback_raced: f[40],
-        writeback_errors: f[41],
-        writeback_requested_pages: f[42],
-        charged_bytes: f[43],
+        entries_moved: f[35],
+        block_bytes: f[36],
+        block_loads: f[37],
+        writeback: f[38],
+        written_back_pages: f[39],
+        writeback_busy: f[40],
+        writeback_raced: f[41],
+        writeback_errors: f[42],
+        writeback_requested_pages: f[43],
+        charged_bytes: f[44],
     }
 }
 
 /// The text a large enough buffer gets, checked line by line against the figures.
-fn reference(r: &Report, f: &[u64; 44]) -> String {
+fn reference(r: &Report, f: &[u64; 45]) -> String {
     let mut text = String::new();
     r.render(&mut text)
         .expect("a String never runs out of room");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 45, "{text}");
+    assert_eq!(lines.len(), 46, "{text}");
     assert!(text.ends_with('\n'));
     let mut want: Vec<u64> = f[..26].to_vec();
     want.push(r.pool_bytes.saturating_add(r.index_bytes)); // total_bytes

@@ -340,6 +340,50 @@ impl<T, P: PageProvider> Slab<T, P> {
         self.live(key).is_some()
     }
 
+    /// Move the value under `key` into the lowest free slot of a lower page the
+    /// slab holds, if one has a free slot, and return its new key (`None`: not
+    /// live, or no lower page with room; a hole is not filled, so no page is
+    /// taken). The old slot is freed as by [`remove`](Self::remove), and a page
+    /// left empty goes back. The caller moves every reference to the key.
+    ///
+    /// So a slab whose objects a storm left spread thinly over many pages packs
+    /// down as its owner moves them one by one, with no memory taken.
+    pub fn move_to_lower_page(&mut self, key: SlabKey) -> Option<SlabKey> {
+        let per_page = Self::GEOMETRY.per_page;
+        let (from_page, from_slot) = self.live(key)?;
+        let from_index = key.0 as usize / per_page;
+        let mut from = 0;
+        let (to_index, to_page) = loop {
+            let index = self.room_from(from).filter(|&index| index < from_index)?;
+            match self.data_page(index) {
+                Some(page) => break (index, page),
+                None => from = index + 1,
+            }
+        };
+        let to_slot = Self::free_slot(to_page)?;
+        // SAFETY: the source slot is live, so it holds an initialised `T`; the
+        // destination slot is free, in bounds and aligned for `T`; the two lie in
+        // different pages, so they do not overlap. The value is moved, not
+        // copied: the source's bit is cleared below, so it is read out once.
+        unsafe {
+            let value = Self::slot_ptr(from_page, from_slot).cast::<T>().read();
+            Self::slot_ptr(to_page, to_slot).cast::<T>().write(value);
+        }
+        Self::set_bit(to_page, to_slot, true);
+        if Self::live_in(to_page) == per_page {
+            // INVARIANT: a full page has no room.
+            self.set_room(to_index, false);
+        }
+        Self::set_bit(from_page, from_slot, false);
+        if Self::live_in(from_page) == 0 {
+            self.release_page(from_index, from_page);
+        } else {
+            // INVARIANT: a page with a free slot has room.
+            self.set_room(from_index, true);
+        }
+        Some(SlabKey((to_index * per_page + to_slot) as u32))
+    }
+
     /// Take the value under `key` out, freeing its slot. `None` if it was not live.
     /// A page left empty goes back to the provider (or becomes the spare).
     pub fn remove(&mut self, key: SlabKey) -> Option<T> {
@@ -825,11 +869,54 @@ mod tests {
         assert_eq!(Rc::strong_count(&counter), 1);
     }
 
+    /// Objects a storm spread over many pages pack down as they are moved one by
+    /// one to lower pages: the pages past the ones they need go back, no page is
+    /// taken, and every value is where its new key says.
+    #[test]
+    fn objects_moved_to_lower_pages_pack_the_slab_down() {
+        let provider = CountingProvider::unlimited(StdPageProvider);
+        let mut slab = Slab::<[u64; 4], _>::new(&provider).unwrap();
+        let per_page = Slab::<[u64; 4], StdPageProvider>::objects_per_page();
+        let keys: Vec<_> = (0..20 * per_page as u64)
+            .map(|i| slab.insert([i; 4]).unwrap())
+            .collect();
+        // Keep one object in eight: twenty pages hold what three could.
+        let mut kept: Vec<(SlabKey, u64)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if i % 8 == 0 {
+                kept.push((*key, i as u64));
+            } else {
+                slab.remove(*key);
+            }
+        }
+        let before = slab.pages_held();
+        assert!(before >= 20, "{before}");
+        // The lowest object has nowhere lower to go.
+        assert_eq!(slab.move_to_lower_page(kept[0].0), None);
+        for (key, _) in kept.iter_mut() {
+            if let Some(to) = slab.move_to_lower_page(*key) {
+                assert!(to < *key);
+                assert_eq!(slab.get(*key), None, "the old slot is free");
+                *key = to;
+            }
+        }
+        assert_eq!(slab.move_to_lower_page(SlabKey(u32::MAX - 1)), None);
+        for (key, value) in &kept {
+            assert_eq!(slab.get(*key), Some(&[*value; 4]));
+        }
+        assert_eq!(slab.len(), kept.len());
+        // The pages the objects need, the spare and the directory.
+        let need = kept.len().div_ceil(per_page);
+        assert_eq!(slab.pages_held(), need + 2, "{before} pages before");
+        assert_eq!(provider.pages_in_use(), slab.pages_held());
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u64),
         Remove(usize),
         Probe(u32),
+        MoveLower(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -837,6 +924,7 @@ mod tests {
             3 => any::<u64>().prop_map(Op::Insert),
             2 => any::<usize>().prop_map(Op::Remove),
             1 => (0u32..5000).prop_map(Op::Probe),
+            1 => any::<usize>().prop_map(Op::MoveLower),
         ]
     }
 
@@ -861,6 +949,20 @@ mod tests {
                         prop_assert_eq!(slab.remove(SlabKey(key)), None);
                     }
                     Op::Remove(_) => {}
+                    Op::MoveLower(i) if !live.is_empty() => {
+                        let i = i % live.len();
+                        let from = live[i];
+                        let pages = slab.pages_held();
+                        if let Some(to) = slab.move_to_lower_page(SlabKey(from)) {
+                            prop_assert!(to.0 < from);
+                            let v = model.remove(&from).unwrap();
+                            prop_assert!(model.insert(to.0, v).is_none(), "moved onto a live key");
+                            live[i] = to.0;
+                            prop_assert_eq!(slab.get(SlabKey(from)), None);
+                            prop_assert!(slab.pages_held() <= pages, "a move took a page");
+                        }
+                    }
+                    Op::MoveLower(_) => {}
                     Op::Probe(k) => {
                         let expect = model.get(&k).map(|&v| [v, !v, v ^ 7]);
                         prop_assert_eq!(slab.get(SlabKey(k)).copied(), expect);

@@ -357,6 +357,30 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         improved + u64::from(self.flush_block(tunables, scratch))
     }
 
+    /// Move the lone entry `key` at `offset` to a lower page of the entries'
+    /// slab if one has room ([`Content::move_lone_entry_lower`]), with the
+    /// offset's lock held (`table`) so no load, store or release of the offset
+    /// runs meanwhile, and point the offset at it. Returns the entry's key now.
+    ///
+    /// [`Content::move_lone_entry_lower`]: crate::content::Content::move_lone_entry_lower
+    fn move_entry_lower(
+        &self,
+        table: &mut crate::area::ShardGuard<'_>,
+        offset: u64,
+        key: u32,
+    ) -> Result<u32, Error> {
+        let Some(moved) = self.content.lock().move_lone_entry_lower(key)? else {
+            return Ok(key);
+        };
+        // The offset's leaf exists (it held `key` under this lock): no page is
+        // taken, so this cannot fail for want of memory.
+        table
+            .replace(&self.provider, offset, SlotValue::Entry(moved))
+            .map_err(|_| Error::Corrupt)?;
+        Stats::add(&self.stats.entries_moved, 1);
+        Ok(moved)
+    }
+
     /// Age, patch or recompress the entry at `offset`, or gather it into a block.
     fn scan_offset<C: ColdCodec>(
         &self,
@@ -367,9 +391,19 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         tunables: &ScanTunables,
         scratch: &mut Scratch<C>,
     ) -> Result<PageOutcome, Error> {
-        let key = match area.lock_shard(offset).get(offset) {
-            Some(SlotValue::Entry(key)) => key,
-            None | Some(SlotValue::SameFilled(_)) => return Ok(PageOutcome::Empty),
+        let key = {
+            let mut table = area.lock_shard(offset);
+            let key = match table.get(offset) {
+                Some(SlotValue::Entry(key)) => key,
+                None | Some(SlotValue::SameFilled(_)) => return Ok(PageOutcome::Empty),
+            };
+            // The ladder's visit packs the entries' slab down, one lone entry at
+            // a time (not while pages wait to form a block: they are held by key).
+            if visit == Visit::Ladder && scratch.gathered_len == 0 {
+                self.move_entry_lower(&mut table, offset, key)?
+            } else {
+                key
+            }
         };
         // 1. Under the lock: age the entry (on the ladder's visit); take a
         // snapshot if it is due.

@@ -103,6 +103,9 @@ counters! {
     /// Pages the scanner moved out of cold blocks with holes (into new blocks,
     /// alone, or as deltas), cumulative.
     block_rewrites,
+    /// Lone entries the scanner moved to lower pages of the entries' slab, so
+    /// that the slab packs down after a storm, cumulative.
+    entries_moved,
     /// Pages the scanner examined.
     scanned_pages,
     /// Pages the scanner skipped on an error (corrupt bytes, a failed decode): a

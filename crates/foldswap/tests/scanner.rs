@@ -336,6 +336,70 @@ fn the_similarity_index_shrinks_when_pages_go() {
     }
 }
 
+/// After a storm most pages go, and the survivors' entries lie spread over the
+/// entries' slab, one in eight: the scanner's visits move each lone survivor to
+/// a lower page, so the slab packs down to about what the survivors need, and
+/// every survivor, and a shared one left where it was, loads exactly.
+#[test]
+fn the_scanner_packs_the_entries_down_after_a_storm() {
+    const PAGES: u64 = 4_096;
+    let backend = Backend::new(StdPageProvider, unthrottled(), StdParker::new()).unwrap();
+    let mut scratch = Scratch::boxed();
+    backend.init(0, PAGES).unwrap();
+    let page_of = |offset: u64| match offset {
+        // Offsets 1 and 4001 share one content: its entry stays where it is.
+        4001 => words_page(UNIQUE + 1),
+        _ => words_page(UNIQUE + offset),
+    };
+    for offset in 0..PAGES {
+        backend
+            .store(
+                0,
+                offset,
+                &page_of(offset),
+                foldswap::Domain(0),
+                &mut scratch,
+            )
+            .unwrap();
+    }
+    let survivor = |offset: u64| offset % 8 == 1;
+    for offset in (0..PAGES).filter(|&o| !survivor(o)) {
+        backend.invalidate_page(0, offset).unwrap();
+    }
+    let storm = backend.bytes_held().entries;
+    let clock = common::TickClock::new();
+    let tunables = ScanTunables {
+        cold_rounds: 0,
+        patch: 0,
+        ..ScanTunables::default()
+    };
+    let mut ended = 0;
+    while ended < 3 {
+        ended += backend
+            .scan_burst(&tunables, &mut scratch, &clock)
+            .unwrap()
+            .rounds_ended;
+    }
+    let packed = backend.bytes_held().entries;
+    let survivors = PAGES / 8;
+    // 24-byte entries, a page's bitmap header: 168 a page; plus the slab's
+    // directory and spare pages.
+    let need = (survivors as usize).div_ceil(168) + 2;
+    assert!(
+        packed <= need * PAGE_SIZE && packed * 4 < storm,
+        "entries {storm} B after the storm, {packed} B after the scanner"
+    );
+    let s = backend.stats().snapshot();
+    assert!(s.entries_moved > 0, "{s:?}");
+    let mut out = [0u8; PAGE_SIZE];
+    for offset in (0..PAGES).filter(|&o| survivor(o)) {
+        backend.load(0, offset, &mut out, &mut scratch).unwrap();
+        assert_eq!(&out[..], &page_of(offset)[..], "offset {offset}");
+        backend.invalidate_page(0, offset).unwrap();
+    }
+    assert_eq!(backend.stats().snapshot().stored_pages, 0);
+}
+
 /// After a storm most pages go; the dedup index, sized for the storm, stays
 /// under half full (removals alone shrink it only under 5/16). The scanner's
 /// round end rebuilds it for what is left, and every page still loads.

@@ -323,6 +323,7 @@ impl<P: PageProvider + Clone, K: Parker, C: ColdCodec + 'static> SwapBackend for
             recompressed_pages: s.recompressed_pages,
             blocks_formed: s.blocks_formed,
             block_rewrites: s.block_rewrites,
+            entries_moved: s.entries_moved,
             block_loads: s.block_loads,
             writeback: u64::from(backend.writeback_enabled()),
             written_back_pages: s.written_back_pages,

@@ -85,8 +85,11 @@ pub struct Report {
     pub recompressed_pages: u64,
     /// Cold blocks the scanner formed since load.
     pub blocks_formed: u64,
-    /// Pages the scanner moved out of cold blocks at most half live, since load.
+    /// Pages the scanner moved out of cold blocks with holes, since load.
     pub block_rewrites: u64,
+    /// Lone entries the scanner moved to lower pages of the entries' slab (so
+    /// it packs down after a storm), since load.
+    pub entries_moved: u64,
     /// Loads that decoded a cold block (the page's, or a delta's base's), since
     /// load.
     pub block_loads: u64,
@@ -123,7 +126,7 @@ impl Report {
     /// assert!(out.as_str().contains("stores 3\n"));
     /// ```
     pub fn render(&self, w: &mut impl Write) -> fmt::Result {
-        let lines: [(&str, u64); 45] = [
+        let lines: [(&str, u64); 46] = [
             ("stored_pages", self.stored_pages),
             ("same_filled_pages", self.same_filled_pages),
             ("duplicate_pages", self.duplicate_pages),
@@ -160,6 +163,7 @@ impl Report {
             ("blocked_pages", self.blocked_pages),
             ("blocks_formed", self.blocks_formed),
             ("block_rewrites", self.block_rewrites),
+            ("entries_moved", self.entries_moved),
             ("block_bytes", self.block_bytes),
             ("block_loads", self.block_loads),
             ("writeback", self.writeback),
