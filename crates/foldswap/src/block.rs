@@ -23,7 +23,8 @@
 //!   since it was formed (it has stopped changing): its survivors are gathered
 //!   anew with the other cold pages of their window, all in one pass (a block
 //!   is a run of one window's offsets), into blocks without holes, and the old
-//!   block goes with the last of them.
+//!   block goes with the last of them. A delta's base that no offset holds any
+//!   more is moved out alone by the ladder's visit to one of its deltas.
 //! - A load copies the chunks out under the content lock and decodes the frame
 //!   outside it, into the worker's scratch; nothing is read in place, so a block's
 //!   chunks are freed or moved only under the content lock like any copied object.

@@ -382,6 +382,8 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
     }
 
     /// Age, patch or recompress the entry at `offset`, or gather it into a block.
+    /// The ladder's visit to a delta also moves its base out of a block to
+    /// rewrite if no offset holds the base any more.
     fn scan_offset<C: ColdCodec>(
         &self,
         area: &crate::area::SwapArea,
@@ -419,6 +421,21 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
                 return Ok(PageOutcome::Skipped);
             };
             let entry = *content.entry(key)?;
+            // A delta's base that no offset holds any more, in a block to
+            // rewrite: no offset leads a window's gathering to it, so it would
+            // keep the whole frame; the delta's visit moves it out alone.
+            if visit == Visit::Ladder
+                && let Some((base_key, base)) = kept_base_in_block_to_rewrite(&content, &entry)?
+            {
+                let snapshot = content.snapshot(base_key, &mut scratch.decode)?;
+                drop(content);
+                decode_snapshot(
+                    &snapshot,
+                    &mut scratch.decode,
+                    Some(scratch.target.as_bytes_mut()),
+                )?;
+                return self.move_out_of_block(base_key, &base, tunables, scratch);
+            }
             // A page of a block with holes is rewritten: with blocks on, its
             // window is gathered anew, this block's survivors with its other
             // cold pages (a block is a run of one window's offsets, so its
@@ -1220,5 +1237,24 @@ mod tests {
         let mut out = [0u8; PAGE_SIZE];
         backend.load(0, 0, &mut out, &mut scratch).unwrap();
         assert_eq!(out, text(3));
+    }
+}
+
+/// `entry`'s base, if `entry` is a delta whose base is kept only for its deltas
+/// (no sharer: no offset holds it) and lies in a block the scanner rewrites.
+fn kept_base_in_block_to_rewrite<P: PageProvider + Clone>(
+    content: &crate::content::Content<P>,
+    entry: &Entry,
+) -> Result<Option<(u32, Entry)>, Error> {
+    let Some(base_key) = entry.base() else {
+        return Ok(None);
+    };
+    let base = *content.entry(base_key)?;
+    if base.sharers != 0 {
+        return Ok(None);
+    }
+    match base.block() {
+        Some((block, _)) if content.block(block)?.should_rewrite() => Ok(Some((base_key, base))),
+        _ => Ok(None),
     }
 }

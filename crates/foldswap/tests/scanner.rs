@@ -351,17 +351,7 @@ fn the_scanner_packs_the_entries_down_after_a_storm() {
         4001 => words_page(UNIQUE + 1),
         _ => words_page(UNIQUE + offset),
     };
-    for offset in 0..PAGES {
-        backend
-            .store(
-                0,
-                offset,
-                &page_of(offset),
-                foldswap::Domain(0),
-                &mut scratch,
-            )
-            .unwrap();
-    }
+    common::store_each(&backend, 0..PAGES, page_of);
     let survivor = |offset: u64| offset % 8 == 1;
     for offset in (0..PAGES).filter(|&o| !survivor(o)) {
         backend.invalidate_page(0, offset).unwrap();

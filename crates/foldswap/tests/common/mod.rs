@@ -127,6 +127,27 @@ impl DomainCharges for Ledger {
     }
 }
 
+/// Store `page_of(offset)` at every offset of `offsets` (domain 0).
+#[allow(dead_code)] // not every test uses every helper
+pub fn store_each(
+    backend: &foldswap::Backend<foldswap_mem::StdPageProvider, foldswap::StdParker>,
+    offsets: core::ops::Range<u64>,
+    page_of: impl Fn(u64) -> Vec<u8>,
+) {
+    let mut scratch = foldswap::Scratch::boxed();
+    for offset in offsets {
+        backend
+            .store(
+                0,
+                offset,
+                &page_of(offset),
+                foldswap::Domain(0),
+                &mut scratch,
+            )
+            .unwrap();
+    }
+}
+
 /// A backend (unthrottled, the std provider) holding word pages at offsets
 /// `0..pages`, those `keep` keeps.
 #[allow(dead_code)] // not every test uses every helper
