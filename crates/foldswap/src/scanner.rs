@@ -829,7 +829,12 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
         let candidates = self.content.lock().similar.candidates(signature);
         let mut best: Option<Patch> = None;
         for candidate in candidates.iter().filter(|&c| c != key) {
-            let limit = best.map_or(limit, |b| b.len);
+            // A page of a block is weighed at its share of the frame, which
+            // for a block with few live pages exceeds a page; no delta is
+            // longer than the delta buffer (a page) anyway.
+            let limit = best
+                .map_or(limit, |b| b.len)
+                .min(scratch.delta_out.len() + 1);
             if limit <= 1 {
                 break;
             }
