@@ -973,6 +973,26 @@ impl<P: PageProvider + Clone> Content<P> {
         Ok(Some(to.0))
     }
 
+    /// `entry`'s base, if `entry` is a delta whose base is kept only for its
+    /// deltas (no sharer: no offset holds it) and lies in a block the scanner
+    /// rewrites ([`Block::should_rewrite`]).
+    pub fn kept_base_in_block_to_rewrite(
+        &self,
+        entry: &Entry,
+    ) -> Result<Option<(u32, Entry)>, Error> {
+        let Some(base_key) = entry.base() else {
+            return Ok(None);
+        };
+        let base = *self.entry(base_key)?;
+        if base.sharers != 0 {
+            return Ok(None);
+        }
+        match base.block() {
+            Some((block, _)) if self.block(block)?.should_rewrite() => Ok(Some((base_key, base))),
+            _ => Ok(None),
+        }
+    }
+
     /// Count a ladder visit to a page of block `key` (see
     /// [`Block::should_rewrite`]).
     pub fn note_block_visit(&mut self, key: u32) -> Result<(), Error> {

@@ -425,7 +425,7 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             // rewrite: no offset leads a window's gathering to it, so it would
             // keep the whole frame; the delta's visit moves it out alone.
             if visit == Visit::Ladder
-                && let Some((base_key, base)) = kept_base_in_block_to_rewrite(&content, &entry)?
+                && let Some((base_key, base)) = content.kept_base_in_block_to_rewrite(&entry)?
             {
                 let snapshot = content.snapshot(base_key, &mut scratch.decode)?;
                 drop(content);
@@ -826,15 +826,14 @@ impl<P: PageProvider + Clone, K: Parker> Backend<P, K> {
             // is patched against another.
             return Ok(None);
         }
+        // A page of a block is weighed at its share of the frame, which for a
+        // block with few live pages exceeds a page; no delta is longer than
+        // the delta buffer (a page) anyway.
+        let limit = limit.min(scratch.delta_out.len() + 1);
         let candidates = self.content.lock().similar.candidates(signature);
         let mut best: Option<Patch> = None;
         for candidate in candidates.iter().filter(|&c| c != key) {
-            // A page of a block is weighed at its share of the frame, which
-            // for a block with few live pages exceeds a page; no delta is
-            // longer than the delta buffer (a page) anyway.
-            let limit = best
-                .map_or(limit, |b| b.len)
-                .min(scratch.delta_out.len() + 1);
+            let limit = best.map_or(limit, |b| b.len);
             if limit <= 1 {
                 break;
             }
@@ -1242,24 +1241,5 @@ mod tests {
         let mut out = [0u8; PAGE_SIZE];
         backend.load(0, 0, &mut out, &mut scratch).unwrap();
         assert_eq!(out, text(3));
-    }
-}
-
-/// `entry`'s base, if `entry` is a delta whose base is kept only for its deltas
-/// (no sharer: no offset holds it) and lies in a block the scanner rewrites.
-fn kept_base_in_block_to_rewrite<P: PageProvider + Clone>(
-    content: &crate::content::Content<P>,
-    entry: &Entry,
-) -> Result<Option<(u32, Entry)>, Error> {
-    let Some(base_key) = entry.base() else {
-        return Ok(None);
-    };
-    let base = *content.entry(base_key)?;
-    if base.sharers != 0 {
-        return Ok(None);
-    }
-    match base.block() {
-        Some((block, _)) if content.block(block)?.should_rewrite() => Ok(Some((base_key, base))),
-        _ => Ok(None),
     }
 }

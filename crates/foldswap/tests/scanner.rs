@@ -308,13 +308,7 @@ fn the_similarity_index_shrinks_when_pages_go() {
         ..ScanTunables::default()
     };
     let scan_rounds = |scratch: &mut Scratch, rounds: u32| {
-        let mut ended = 0;
-        while ended < rounds {
-            ended += backend
-                .scan_burst(&tunables, scratch, &clock)
-                .unwrap()
-                .rounds_ended;
-        }
+        common::scan_rounds(&backend, &tunables, scratch, &clock, rounds)
     };
     scan_rounds(&mut scratch, 3);
     let storm = backend.bytes_held().similarity_index;
@@ -363,13 +357,7 @@ fn the_scanner_packs_the_entries_down_after_a_storm() {
         patch: 0,
         ..ScanTunables::default()
     };
-    let mut ended = 0;
-    while ended < 3 {
-        ended += backend
-            .scan_burst(&tunables, &mut scratch, &clock)
-            .unwrap()
-            .rounds_ended;
-    }
+    common::scan_rounds(&backend, &tunables, &mut scratch, &clock, 3);
     let packed = backend.bytes_held().entries;
     let survivors = PAGES / 8;
     // 24-byte entries, a page's bitmap header: 168 a page; plus the slab's

@@ -127,6 +127,25 @@ impl DomainCharges for Ledger {
     }
 }
 
+/// Run scanner bursts until `rounds` ladder rounds have ended (`clock` is the
+/// test's: the ladder's time never goes back).
+#[allow(dead_code)] // not every test uses every helper
+pub fn scan_rounds(
+    backend: &foldswap::Backend<foldswap_mem::StdPageProvider, foldswap::StdParker>,
+    tunables: &foldswap::ScanTunables,
+    scratch: &mut foldswap::Scratch,
+    clock: &TickClock,
+    rounds: u32,
+) {
+    let mut ended = 0;
+    while ended < rounds {
+        ended += backend
+            .scan_burst(tunables, scratch, clock)
+            .unwrap()
+            .rounds_ended;
+    }
+}
+
 /// Store `page_of(offset)` at every offset of `offsets` (domain 0).
 #[allow(dead_code)] // not every test uses every helper
 pub fn store_each(
